@@ -1,0 +1,157 @@
+/*
+ * blockpool/blockpool.h - the pool of fixed-size KV blocks that engines share.
+ *
+ * The pool decides nothing about prefixes: it owns block ids 0..capacity-1,
+ * tracks each block's state and, through a backend, the memory behind them.
+ *
+ *   FREE ──alloc──► LEASED ──cache──► CACHED
+ *    ▲                │                  │
+ *    └─────free───────┴──────free────────┘
+ *
+ * Block layout (every engine must address a block the same way):
+ *
+ *   block = [layer 0: K | V][layer 1: K | V] ... [layer L-1: K | V]
+ *   K or V of one layer = [token 0 .. page_tokens-1][kv_head][head_dim] dtype
+ *
+ *   block_bytes = 2 x layers x kv_heads x head_dim x page_tokens x dtype_bytes
+ *
+ * Threading: none; one thread owns a pool.  Errors: 0 or negative PC_E_*.
+ */
+#ifndef PC_BLOCKPOOL_H
+#define PC_BLOCKPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/proto.h"
+
+/* ---- layout --------------------------------------------------------------- */
+
+typedef enum pc_dtype {
+    PC_DTYPE_FP32 = 0,
+    PC_DTYPE_FP16,
+    PC_DTYPE_BF16,
+    PC_DTYPE_FP8,
+    PC_DTYPE_INT8,
+    PC_DTYPE_COUNT
+} pc_dtype;
+
+/* "fp16" -> PC_DTYPE_FP16; PC_E_INVAL for an unknown name. */
+int pc_dtype_parse(const char *name, pc_dtype *out);
+const char *pc_dtype_name(pc_dtype d);   /* NULL for an invalid value */
+uint32_t pc_dtype_bytes(pc_dtype d);     /* 0 for an invalid value    */
+
+typedef struct pc_pool_layout {
+    uint32_t layers, kv_heads, head_dim, page_tokens;
+    pc_dtype dtype;
+    /* derived by pc_pool_layout_init */
+    uint64_t dtype_bytes;
+    uint64_t kv_bytes;    /* one layer's K (or V) for a whole page         */
+    uint64_t token_bytes; /* 2 x layers x kv_heads x head_dim x dtype_bytes */
+    uint64_t block_bytes; /* token_bytes x page_tokens                      */
+} pc_pool_layout;
+
+/* Fill *l from the model shape.  PC_E_INVAL for a zero dimension or an
+ * invalid dtype, PC_E_RANGE when a size overflows 64 bits or page_tokens is
+ * beyond 1024 (the radix tree's limit). */
+int pc_pool_layout_init(pc_pool_layout *l, uint32_t layers, uint32_t kv_heads,
+                        uint32_t head_dim, uint32_t page_tokens, pc_dtype dtype);
+
+/* Byte offset of layer `layer`'s K (kv = 0) or V (kv = 1) inside a block;
+ * UINT64_MAX when out of range. */
+uint64_t pc_pool_layout_offset(const pc_pool_layout *l, uint32_t layer, int kv);
+
+/* ---- pool ----------------------------------------------------------------- */
+
+typedef enum pc_block_state {
+    PC_BLOCK_FREE = 0,
+    PC_BLOCK_LEASED,
+    PC_BLOCK_CACHED,
+} pc_block_state;
+
+typedef enum pc_pool_backend {
+    PC_POOL_HOST = 0, /* POSIX shared memory that other processes map      */
+    PC_POOL_NONE,     /* index only: ids are the engine's own handles       */
+    PC_POOL_CUDA,     /* one cudaMalloc'd slab exported over CUDA IPC (gpu/) */
+} pc_pool_backend;
+
+#define PC_POOL_MAX_BLOCKS ((uint64_t)UINT32_MAX) /* ids are uint32_t   */
+#define PC_POOL_SHM_NAME_MAX 200
+
+typedef struct pc_pool_config {
+    pc_pool_layout layout;     /* from pc_pool_layout_init                 */
+    pc_pool_backend backend;
+    uint64_t capacity_blocks;  /* one of these two; blocks wins if both    */
+    uint64_t capacity_bytes;   /* rounded down to whole blocks             */
+    /* host: the POSIX shm name ("/name"); NULL or "" picks a unique one.  */
+    const char *shm_name;
+} pc_pool_config;
+
+typedef struct pc_pool pc_pool;
+
+typedef struct pc_pool_stats {
+    uint64_t capacity; /* blocks                                           */
+    uint64_t free, leased, cached;
+    uint64_t allocs, frees; /* successful block transitions                */
+    uint64_t bytes;    /* capacity x block_bytes mapped (not resident); 0
+                          for the "none" backend, which holds no memory   */
+} pc_pool_stats;
+
+/*
+ * Create a pool.  The host backend creates the shm object, sizes it and maps
+ * it without touching a page (a 64 GiB pool starts instantly on a small
+ * machine; pages are faulted in as engines write them).
+ * Errors: PC_E_INVAL (bad layout/backend, name too long or not starting with
+ * '/'), PC_E_RANGE (fewer than 2 blocks, more than 2^32-1, size overflow),
+ * PC_E_BUSY (a shm object of that name exists), PC_E_IO, PC_E_NOMEM.
+ */
+int pc_pool_create(const pc_pool_config *cfg, pc_pool **out);
+
+/* Unmap and unlink (host), free everything.  NULL is a no-op. */
+void pc_pool_destroy(pc_pool *p);
+
+const pc_pool_layout *pc_pool_layout_get(const pc_pool *p);
+pc_pool_backend pc_pool_backend_get(const pc_pool *p);
+uint32_t pc_pool_capacity(const pc_pool *p);
+
+/* Allocate n blocks (FREE -> LEASED), all or nothing: PC_E_NOSPACE and no
+ * change when fewer than n are free.  LIFO: the most recently freed block is
+ * handed out first (its pages are warm). */
+int pc_pool_alloc(pc_pool *p, uint32_t n, uint32_t *ids);
+
+/* LEASED -> CACHED (a tree page now owns it).  PC_E_RANGE for an unknown id,
+ * PC_E_STATE when it is not LEASED. */
+int pc_pool_cache(pc_pool *p, uint32_t id);
+
+/* LEASED or CACHED -> FREE.  PC_E_RANGE for an unknown id, PC_E_STATE for a
+ * block that is already FREE (double free).  Never corrupts the free list. */
+int pc_pool_free(pc_pool *p, uint32_t id);
+
+/* State of a block; PC_E_RANGE for an unknown id. */
+int pc_pool_state(const pc_pool *p, uint32_t id, pc_block_state *out);
+
+void pc_pool_stats_get(const pc_pool *p, pc_pool_stats *out);
+
+/* Verify counts (free + leased + cached = capacity), the free list (every
+ * entry FREE, no duplicates, exactly the FREE blocks) and the backend.
+ * 0, or PC_E_CORRUPT after printing the first violation to stderr. */
+int pc_pool_check(const pc_pool *p);
+
+/* ---- memory --------------------------------------------------------------- */
+
+/* Base of the mapped pool (host), NULL for "none". */
+void *pc_pool_base(const pc_pool *p);
+
+/* Address of block id (host); NULL for "none" or an unknown id. */
+void *pc_pool_block_ptr(const pc_pool *p, uint32_t id);
+
+/* Host backend: the shm name and size other processes map; PC_E_INVAL for
+ * other backends. */
+int pc_pool_shm_info(const pc_pool *p, const char **name, uint64_t *bytes);
+
+/* Map an existing host pool read-write from another process (engines, the
+ * client library, tests).  *base must later go to pc_pool_unmap(). */
+int pc_pool_map(const char *shm_name, uint64_t bytes, void **base);
+void pc_pool_unmap(void *base, uint64_t bytes);
+
+#endif /* PC_BLOCKPOOL_H */

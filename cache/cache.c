@@ -1,0 +1,826 @@
+/*
+ * cache/cache.c - tree + pool + leases.
+ *
+ *                      ┌──────────── pc_cache ─────────────┐
+ *   lease table ──────►│ id → lease (open addressing)      │
+ *   (random 64-bit ids)│ expiry heap: leases by deadline   │
+ *                      │                                   │
+ *   lease L ───────────┼─ pins[]   ─► radix nodes (locked)│
+ *                      ├─ blocks[] ─► pool ids (LEASED)    │
+ *                      │     ▲                             │
+ *   owner[id], pos[id] ┼─────┘  block → its lease and slot │  O(1) adopt/free
+ *                      │                                   │
+ *   radix tree ────────┼─ pages ─► pool ids (CACHED)       │
+ *                      └───────────────────────────────────┘
+ *
+ * Every block is in exactly one place: the pool's free list (FREE), one
+ * lease's blocks[] (LEASED) or one tree page (CACHED).  Eviction hands the
+ * tree's freed ids straight back to the pool.  Each operation checks
+ * everything that can fail (lease, limits, ownership, space) and allocates
+ * what it needs before it changes anything, so a rejected request leaves the
+ * cache as it was.
+ */
+#include "cache/cache.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+typedef struct lease {
+    uint64_t id;
+    uint64_t deadline; /* ms; expired when deadline <= now          */
+    uint32_t heap_pos;
+    uint32_t npins, pins_cap;
+    uint32_t nblocks, blocks_cap;
+    pc_radix_node **pins;
+    uint32_t *blocks;
+} lease;
+
+struct pc_cache {
+    pc_cache_config cfg;
+    pc_pool *pool;
+    pc_radix *tree;
+    uint32_t P, capacity;
+    /* leases */
+    lease **tab; /* open addressing on id, NULL = empty */
+    uint32_t tab_cap, nleases;
+    lease **heap; /* min-heap on deadline, nleases entries */
+    uint32_t heap_cap;
+    lease **owner;      /* per block: the lease holding it LEASED */
+    uint32_t *pos;      /* per block: index in owner->blocks[]    */
+    uint32_t *mark;     /* per block: insert's "used once" epochs */
+    uint32_t epoch;
+    uint32_t *scratch;  /* insert's canonical ids                 */
+    size_t scratch_cap;
+    uint64_t ids[64];   /* random lease ids, drawn in batches     */
+    unsigned nids;
+    uint64_t npins;
+    pc_cache_stats st;
+};
+
+/* ---- clock and ids -------------------------------------------------------- */
+
+static uint64_t mono_ms(void *ctx)
+{
+    (void)ctx;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t now_ms(const pc_cache *c)
+{
+    return c->cfg.clock(c->cfg.clock_ctx);
+}
+
+/* An unguessable id from the kernel's CSPRNG, 64 per syscall; 0 is never
+ * an id and collisions with live leases are skipped. */
+static int new_lease_id(pc_cache *c, uint64_t *out);
+
+/* ---- lease table ---------------------------------------------------------- */
+
+static lease **tab_slot(const pc_cache *c, uint64_t id)
+{
+    uint32_t mask = c->tab_cap - 1;
+    for (uint32_t i = (uint32_t)(id ^ (id >> 32)) & mask;; i = (i + 1) & mask)
+        if (!c->tab[i] || c->tab[i]->id == id)
+            return &c->tab[i];
+}
+
+static lease *lease_find(const pc_cache *c, uint64_t id)
+{
+    return id && c->tab_cap ? *tab_slot(c, id) : NULL;
+}
+
+/* A live lease by id, or NULL when unknown or past its deadline (expired
+ * leases are reaped by pc_cache_expire, never by the request that names
+ * them, so a rejected request changes nothing). */
+static lease *lease_live(const pc_cache *c, uint64_t id)
+{
+    lease *l = lease_find(c, id);
+    return l && l->deadline > now_ms(c) ? l : NULL;
+}
+
+/* Grow the table (load <= 1/2) so that one more lease fits. */
+static int tab_reserve(pc_cache *c)
+{
+    if ((uint64_t)(c->nleases + 1) * 2 <= c->tab_cap)
+        return 0;
+    uint32_t cap = c->tab_cap ? c->tab_cap * 2 : 64;
+    lease **old = c->tab, **nt = calloc(cap, sizeof(*nt));
+    lease **nh = realloc(c->heap, (size_t)cap * sizeof(*nh));
+    if (!nt || !nh) {
+        free(nt);
+        if (nh)
+            c->heap = nh; /* a bigger heap array is harmless */
+        return PC_E_NOMEM;
+    }
+    c->heap = nh;
+    c->heap_cap = cap;
+    uint32_t ocap = c->tab_cap;
+    c->tab = nt;
+    c->tab_cap = cap;
+    for (uint32_t i = 0; i < ocap; i++)
+        if (old[i])
+            *tab_slot(c, old[i]->id) = old[i];
+    free(old);
+    return 0;
+}
+
+static void tab_remove(pc_cache *c, const lease *l)
+{
+    uint32_t mask = c->tab_cap - 1;
+    uint32_t i = (uint32_t)(tab_slot(c, l->id) - c->tab);
+    c->tab[i] = NULL;
+    /* backward-shift deletion */
+    for (uint32_t j = (i + 1) & mask; c->tab[j]; j = (j + 1) & mask) {
+        uint64_t id = c->tab[j]->id;
+        uint32_t home = (uint32_t)(id ^ (id >> 32)) & mask;
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            c->tab[i] = c->tab[j];
+            c->tab[j] = NULL;
+            i = j;
+        }
+    }
+}
+
+static int new_lease_id(pc_cache *c, uint64_t *out)
+{
+    for (int tries = 0; tries < 1000; tries++) {
+        if (c->nids == 0) {
+            ssize_t got = getrandom(c->ids, sizeof(c->ids), 0);
+            if (got != (ssize_t)sizeof(c->ids))
+                return PC_E_IO;
+            c->nids = 64;
+        }
+        uint64_t id = c->ids[--c->nids];
+        if (id && !lease_find(c, id)) {
+            *out = id;
+            return 0;
+        }
+    }
+    return PC_E_IO;
+}
+
+/* ---- expiry heap ---------------------------------------------------------- */
+
+static void heap_set(pc_cache *c, uint32_t i, lease *l)
+{
+    c->heap[i] = l;
+    l->heap_pos = i;
+}
+
+static void heap_up(pc_cache *c, uint32_t i)
+{
+    lease *l = c->heap[i];
+    while (i > 0 && c->heap[(i - 1) / 2]->deadline > l->deadline) {
+        heap_set(c, i, c->heap[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    heap_set(c, i, l);
+}
+
+static void heap_down(pc_cache *c, uint32_t i)
+{
+    lease *l = c->heap[i];
+    for (;;) {
+        uint32_t k = 2 * i + 1;
+        if (k >= c->nleases)
+            break;
+        if (k + 1 < c->nleases && c->heap[k + 1]->deadline < c->heap[k]->deadline)
+            k++;
+        if (c->heap[k]->deadline >= l->deadline)
+            break;
+        heap_set(c, i, c->heap[k]);
+        i = k;
+    }
+    heap_set(c, i, l);
+}
+
+/* Renew: the deadline usually moves later (down the heap), but earlier
+ * when the TTL was lowered at run time (up the heap). */
+static void lease_renew(pc_cache *c, lease *l)
+{
+    l->deadline = now_ms(c) + c->cfg.lease_ttl_ms;
+    heap_up(c, l->heap_pos);
+    heap_down(c, l->heap_pos);
+}
+
+/* ---- lease life cycle ----------------------------------------------------- */
+
+/* A fresh detached lease with room for `pins` pins and `blocks` blocks. */
+static lease *lease_new(pc_cache *c, uint32_t pins, uint32_t blocks)
+{
+    lease *l = calloc(1, sizeof(*l));
+    if (!l)
+        return NULL;
+    l->pins_cap = pins;
+    l->blocks_cap = blocks;
+    l->pins = pins ? malloc(pins * sizeof(*l->pins)) : NULL;
+    l->blocks = blocks ? malloc(blocks * sizeof(*l->blocks)) : NULL;
+    if ((pins && !l->pins) || (blocks && !l->blocks) || new_lease_id(c, &l->id)) {
+        free(l->pins);
+        free(l->blocks);
+        free(l);
+        return NULL;
+    }
+    return l;
+}
+
+static void lease_discard(lease *l)
+{
+    if (l) {
+        free(l->pins);
+        free(l->blocks);
+        free(l);
+    }
+}
+
+/* Make a detached lease live (the table has room: tab_reserve). */
+static void lease_register(pc_cache *c, lease *l)
+{
+    *tab_slot(c, l->id) = l;
+    l->deadline = now_ms(c) + c->cfg.lease_ttl_ms;
+    c->heap[c->nleases] = l;
+    l->heap_pos = c->nleases++;
+    heap_up(c, l->heap_pos);
+    c->st.leases_created++;
+}
+
+/* Room for `more` pins / blocks on an existing lease (growth only). */
+static int lease_reserve(lease *l, uint32_t more_pins, uint32_t more_blocks)
+{
+    if (l->npins + more_pins > l->pins_cap) {
+        uint32_t cap = l->pins_cap ? l->pins_cap * 2 : 4;
+        while (cap < l->npins + more_pins)
+            cap *= 2;
+        void *p = realloc(l->pins, cap * sizeof(*l->pins));
+        if (!p)
+            return PC_E_NOMEM;
+        l->pins = p;
+        l->pins_cap = cap;
+    }
+    if ((uint64_t)l->nblocks + more_blocks > l->blocks_cap) {
+        uint64_t cap = l->blocks_cap ? l->blocks_cap * 2ull : 16;
+        while (cap < (uint64_t)l->nblocks + more_blocks)
+            cap *= 2;
+        void *p = realloc(l->blocks, cap * sizeof(*l->blocks));
+        if (!p)
+            return PC_E_NOMEM;
+        l->blocks = p;
+        l->blocks_cap = (uint32_t)(cap > UINT32_MAX ? UINT32_MAX : cap);
+    }
+    return 0;
+}
+
+static void lease_add_block(pc_cache *c, lease *l, uint32_t id)
+{
+    c->owner[id] = l;
+    c->pos[id] = l->nblocks;
+    l->blocks[l->nblocks++] = id;
+}
+
+/* The block leaves its lease (adopted by the tree or freed): O(1). */
+static void lease_drop_block(pc_cache *c, uint32_t id)
+{
+    lease *l = c->owner[id];
+    uint32_t i = c->pos[id], last = l->blocks[--l->nblocks];
+    l->blocks[i] = last;
+    c->pos[last] = i;
+    c->owner[id] = NULL;
+}
+
+/* End a lease: unpin, free un-inserted blocks, forget it. */
+static void lease_end(pc_cache *c, lease *l)
+{
+    for (uint32_t i = 0; i < l->npins; i++) {
+        int rc = pc_radix_unlock(c->tree, l->pins[i]);
+        assert(rc == 0);
+        (void)rc;
+    }
+    c->npins -= l->npins;
+    for (uint32_t i = 0; i < l->nblocks; i++) {
+        int rc = pc_pool_free(c->pool, l->blocks[i]);
+        assert(rc == 0);
+        (void)rc;
+        c->owner[l->blocks[i]] = NULL;
+    }
+    tab_remove(c, l);
+    uint32_t hp = l->heap_pos;
+    lease *last = c->heap[--c->nleases];
+    if (hp < c->nleases) {
+        heap_set(c, hp, last);
+        heap_up(c, hp);
+        heap_down(c, last->heap_pos);
+    }
+    lease_discard(l);
+}
+
+/* ---- create / destroy ----------------------------------------------------- */
+
+void pc_cache_config_defaults(pc_cache_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->lease_ttl_ms = 30000;
+    cfg->max_leases = 65536;
+    cfg->max_pins_per_lease = 256;
+    cfg->max_blocks_per_lease = 65536;
+}
+
+static int limits_ok(const pc_cache_config *cfg, uint64_t capacity)
+{
+    return cfg->lease_ttl_ms > 0 && cfg->max_leases > 0 &&
+           cfg->max_leases <= (1u << 30) && cfg->max_pins_per_lease > 0 &&
+           cfg->max_blocks_per_lease > 0 &&
+           cfg->low_watermark <= cfg->high_watermark &&
+           cfg->high_watermark <= capacity;
+}
+
+int pc_cache_create(const pc_cache_config *cfg, pc_cache **out)
+{
+    if (!out || !cfg)
+        return PC_E_INVAL;
+    *out = NULL;
+    pc_cache *c = calloc(1, sizeof(*c));
+    if (!c)
+        return PC_E_NOMEM;
+    c->cfg = *cfg;
+    if (!c->cfg.clock)
+        c->cfg.clock = mono_ms;
+    int rc = pc_pool_create(&cfg->pool, &c->pool);
+    if (rc)
+        goto fail;
+    rc = PC_E_INVAL;
+    c->capacity = pc_pool_capacity(c->pool);
+    c->P = pc_pool_layout_get(c->pool)->page_tokens;
+    if (!limits_ok(cfg, c->capacity))
+        goto fail;
+    if ((rc = pc_radix_create(c->P, &c->tree)))
+        goto fail;
+    rc = PC_E_NOMEM;
+    c->owner = calloc(c->capacity, sizeof(*c->owner));
+    c->pos = calloc(c->capacity, sizeof(*c->pos));
+    c->mark = calloc(c->capacity, sizeof(*c->mark));
+    if (!c->owner || !c->pos || !c->mark)
+        goto fail;
+    *out = c;
+    return 0;
+fail:
+    pc_cache_destroy(c);
+    return rc;
+}
+
+void pc_cache_destroy(pc_cache *c)
+{
+    if (!c)
+        return;
+    for (uint32_t i = 0; i < c->tab_cap; i++)
+        lease_discard(c->tab[i]);
+    free(c->tab);
+    free(c->heap);
+    free(c->owner);
+    free(c->pos);
+    free(c->mark);
+    free(c->scratch);
+    pc_radix_destroy(c->tree);
+    pc_pool_destroy(c->pool);
+    free(c);
+}
+
+pc_pool *pc_cache_pool(const pc_cache *c) { return c ? c->pool : NULL; }
+pc_radix *pc_cache_tree(const pc_cache *c) { return c ? c->tree : NULL; }
+
+int pc_cache_set_limits(pc_cache *c, const pc_cache_config *cfg)
+{
+    if (!c || !cfg || !limits_ok(cfg, c->capacity))
+        return PC_E_INVAL;
+    c->cfg.lease_ttl_ms = cfg->lease_ttl_ms;
+    c->cfg.max_leases = cfg->max_leases;
+    c->cfg.max_pins_per_lease = cfg->max_pins_per_lease;
+    c->cfg.max_blocks_per_lease = cfg->max_blocks_per_lease;
+    c->cfg.low_watermark = cfg->low_watermark;
+    c->cfg.high_watermark = cfg->high_watermark;
+    return 0;
+}
+
+/* ---- eviction ------------------------------------------------------------- */
+
+static void evicted_to_pool(void *ctx, uint32_t block)
+{
+    int rc = pc_pool_free(((pc_cache *)ctx)->pool, block);
+    assert(rc == 0); /* a tree page's block is CACHED */
+    (void)rc;
+}
+
+size_t pc_cache_evict(pc_cache *c, size_t n)
+{
+    return c ? pc_radix_evict(c->tree, n, evicted_to_pool, c) : 0;
+}
+
+size_t pc_cache_maintain(pc_cache *c)
+{
+    pc_pool_stats ps;
+    if (!c)
+        return 0;
+    pc_pool_stats_get(c->pool, &ps);
+    if (ps.free >= c->cfg.low_watermark)
+        return 0;
+    size_t n = pc_cache_evict(c, c->cfg.high_watermark - ps.free);
+    c->st.evictions_watermark += n;
+    return n;
+}
+
+/* ---- lease-acquiring helper ----------------------------------------------- */
+
+/* The lease an operation works under: the named live one, or (id 0) a
+ * prepared new one that the caller registers on success or discards. */
+typedef struct lease_ref {
+    lease *l;
+    int fresh;
+} lease_ref;
+
+static int lease_acquire(pc_cache *c, uint64_t id, uint32_t pins,
+                         uint32_t blocks, lease_ref *r)
+{
+    r->l = NULL;
+    r->fresh = 0;
+    if (id) {
+        if (!(r->l = lease_live(c, id)))
+            return PC_E_LEASE;
+        if (r->l->npins + (uint64_t)pins > c->cfg.max_pins_per_lease ||
+            r->l->nblocks + (uint64_t)blocks > c->cfg.max_blocks_per_lease)
+            return PC_E_LIMIT;
+        return lease_reserve(r->l, pins, blocks);
+    }
+    if (c->nleases >= c->cfg.max_leases || pins > c->cfg.max_pins_per_lease ||
+        blocks > c->cfg.max_blocks_per_lease)
+        return PC_E_LIMIT;
+    if (tab_reserve(c) || !(r->l = lease_new(c, pins ? pins : 4, blocks)))
+        return PC_E_NOMEM;
+    r->fresh = 1;
+    return 0;
+}
+
+/* Success: a fresh lease goes live; a named one is renewed. */
+static void lease_commit(pc_cache *c, lease_ref *r)
+{
+    if (r->fresh)
+        lease_register(c, r->l);
+    else
+        lease_renew(c, r->l);
+}
+
+static void lease_abort(lease_ref *r)
+{
+    if (r->fresh)
+        lease_discard(r->l);
+}
+
+/* ---- operations ----------------------------------------------------------- */
+
+int pc_cache_lookup(pc_cache *c, const void *ns, size_t ns_len,
+                    const uint32_t *tokens, size_t n_tokens, int pin,
+                    uint64_t lease_id, uint32_t *blocks, pc_lookup_result *out)
+{
+    if (!c || !out || (n_tokens >= c->P && !blocks))
+        return PC_E_INVAL;
+    memset(out, 0, sizeof(*out));
+    lease_ref r = {0};
+    int rc;
+    if (pin && (rc = lease_acquire(c, lease_id, 1, 0, &r)))
+        return rc;
+    if (!pin && lease_id && !(r.l = lease_live(c, lease_id)))
+        return PC_E_LEASE;
+    pc_radix_match_result m;
+    rc = pc_radix_match(c->tree, ns, ns_len, tokens, n_tokens, blocks,
+                        n_tokens / c->P, pin ? PC_RADIX_MATCH_SPLIT : 0, &m);
+    if (rc) {
+        lease_abort(&r);
+        return rc;
+    }
+    out->tokens = m.tokens;
+    out->pages = m.pages;
+    if (!pin) { /* a named lease is renewed, as by every op naming it */
+        if (r.l)
+            lease_renew(c, r.l);
+        return 0;
+    }
+    if (m.node) {
+        if ((rc = pc_radix_lock(c->tree, m.node))) { /* 2^32 locks: RANGE */
+            lease_abort(&r);
+            return rc;
+        }
+        r.l->pins[r.l->npins++] = m.node;
+        c->npins++;
+    } else if (r.fresh) {
+        lease_abort(&r); /* nothing to pin: no lease to hold */
+        return 0;
+    }
+    lease_commit(c, &r);
+    out->lease = r.l->id;
+    return 0;
+}
+
+int pc_cache_alloc(pc_cache *c, uint32_t n, uint64_t *lease_id, uint32_t *ids)
+{
+    if (!c || !lease_id || (n && !ids))
+        return PC_E_INVAL;
+    pc_pool_stats ps;
+    pc_radix_stats ts;
+    pc_pool_stats_get(c->pool, &ps);
+    pc_radix_stats_get(c->tree, &ts);
+    lease_ref r;
+    int rc = lease_acquire(c, *lease_id, 0, n, &r);
+    if (rc)
+        return rc;
+    if (n > ps.free + ts.evictable_pages) {
+        lease_abort(&r);
+        c->st.nospace++;
+        return PC_E_NOSPACE;
+    }
+    if (n > ps.free) {
+        size_t need = n - ps.free, got = pc_cache_evict(c, need);
+        assert(got == need);
+        c->st.evictions_alloc += got;
+    }
+    rc = pc_pool_alloc(c->pool, n, ids);
+    assert(rc == 0);
+    for (uint32_t i = 0; i < n; i++)
+        lease_add_block(c, r.l, ids[i]);
+    lease_commit(c, &r);
+    *lease_id = r.l->id;
+    return 0;
+}
+
+/* What pc_cache_insert vets once the tree has said which pages are cached. */
+typedef struct insert_vet_ctx {
+    pc_cache *c;
+    const lease *l;
+    const uint32_t *blocks;
+    size_t pages;
+} insert_vet_ctx;
+
+/* Every block must be its page's canonical id (nothing to check: the common
+ * case, the ids lookup returned) or one of this lease's own, each once. */
+static int insert_vet(void *ctx, const uint32_t *canon, size_t cached)
+{
+    insert_vet_ctx *x = ctx;
+    pc_cache *c = x->c;
+    if (++c->epoch == 0) {
+        memset(c->mark, 0, c->capacity * sizeof(*c->mark));
+        c->epoch = 1;
+    }
+    for (size_t i = 0; i < x->pages; i++) {
+        uint32_t b = x->blocks[i];
+        if (i < cached && b == canon[i])
+            continue;
+        if (b >= c->capacity)
+            return PC_E_RANGE;
+        if (!x->l || c->owner[b] != x->l)
+            return PC_E_PERM;
+        if (c->mark[b] == c->epoch)
+            return PC_E_INVAL; /* the same block for two pages */
+        c->mark[b] = c->epoch;
+    }
+    return 0;
+}
+
+int pc_cache_insert(pc_cache *c, const void *ns, size_t ns_len,
+                    const uint32_t *tokens, size_t n_tokens,
+                    const uint32_t *blocks, uint64_t lease_id, uint32_t *canon,
+                    pc_insert_result *out)
+{
+    if (!c || !out)
+        return PC_E_INVAL;
+    memset(out, 0, sizeof(*out));
+    size_t np = n_tokens / c->P;
+    if (np && (!blocks || !tokens))
+        return PC_E_INVAL;
+    lease *l = NULL;
+    if (lease_id && !(l = lease_live(c, lease_id)))
+        return PC_E_LEASE;
+    if (!canon) {
+        if (np > c->scratch_cap) {
+            uint32_t *s = realloc(c->scratch, np * sizeof(*s));
+            if (!s)
+                return PC_E_NOMEM;
+            c->scratch = s;
+            c->scratch_cap = np;
+        }
+        canon = c->scratch;
+    }
+
+    insert_vet_ctx vet = {c, l, blocks, np};
+    pc_radix_insert_result ir;
+    int rc = pc_radix_insert_checked(c->tree, ns, ns_len, tokens, n_tokens,
+                                     blocks, canon, insert_vet, &vet, &ir);
+    if (rc)
+        return rc;
+    size_t cached = ir.cached_tokens / c->P;
+    for (size_t i = 0; i < np; i++) {
+        uint32_t b = blocks[i];
+        if (i >= cached) { /* adopted by the tree */
+            lease_drop_block(c, b);
+            rc = pc_pool_cache(c->pool, b);
+        } else if (b != canon[i]) { /* the lease's duplicate */
+            lease_drop_block(c, b);
+            rc = pc_pool_free(c->pool, b);
+            out->freed_blocks++;
+        }
+        assert(rc == 0);
+    }
+    if (l)
+        lease_renew(c, l);
+    out->cached_tokens = ir.cached_tokens;
+    out->inserted_pages = ir.inserted_pages;
+    return 0;
+}
+
+int pc_cache_release(pc_cache *c, uint64_t lease_id)
+{
+    if (!c)
+        return PC_E_INVAL;
+    lease *l = lease_live(c, lease_id);
+    if (!l)
+        return PC_E_LEASE;
+    lease_end(c, l);
+    c->st.leases_released++;
+    return 0;
+}
+
+int pc_cache_touch(pc_cache *c, uint64_t lease_id)
+{
+    if (!c)
+        return PC_E_INVAL;
+    lease *l = lease_live(c, lease_id);
+    if (!l)
+        return PC_E_LEASE;
+    lease_renew(c, l);
+    return 0;
+}
+
+size_t pc_cache_expire(pc_cache *c)
+{
+    size_t n = 0;
+    if (!c)
+        return 0;
+    uint64_t now = now_ms(c);
+    while (c->nleases && c->heap[0]->deadline <= now) {
+        lease_end(c, c->heap[0]);
+        n++;
+    }
+    c->st.leases_expired += n;
+    return n;
+}
+
+uint64_t pc_cache_next_deadline_ms(pc_cache *c)
+{
+    if (!c || !c->nleases)
+        return UINT64_MAX;
+    uint64_t now = now_ms(c), d = c->heap[0]->deadline;
+    return d > now ? d - now : 0;
+}
+
+void pc_cache_stats_get(const pc_cache *c, pc_cache_stats *out)
+{
+    if (!out)
+        return;
+    if (!c) {
+        memset(out, 0, sizeof(*out));
+        return;
+    }
+    *out = c->st;
+    pc_radix_stats_get(c->tree, &out->tree);
+    pc_pool_stats_get(c->pool, &out->pool);
+    out->leases = c->nleases;
+    out->pins = c->npins;
+}
+
+/* ---- pc_cache_check ------------------------------------------------------- */
+
+#define CHECK(cond, ...) PC_CHECK_OR_OUT("pc_cache_check", cond, __VA_ARGS__)
+
+/* Pins expected per node: a small open-addressing map built from leases. */
+typedef struct pinmap {
+    const pc_radix_node **key;
+    uint32_t *count;
+    size_t cap;
+} pinmap;
+
+static size_t pinmap_slot(const pinmap *m, const pc_radix_node *n)
+{
+    size_t i = ((uintptr_t)n >> 4) * 0x9E3779B97F4A7C15ull % m->cap;
+    while (m->key[i] && m->key[i] != n)
+        i = (i + 1) % m->cap;
+    return i;
+}
+
+typedef struct tree_walk {
+    const pc_cache *c;
+    uint8_t *seen; /* per block */
+    pinmap pins;
+    uint64_t pages, pinned_nodes;
+    int bad;
+} tree_walk;
+
+static int check_node(void *ctx, const void *ns, size_t ns_len,
+                      const pc_radix_node *n, const uint32_t *blocks,
+                      uint32_t npages)
+{
+    tree_walk *w = ctx;
+    (void)ns, (void)ns_len;
+    for (uint32_t i = 0; i < npages; i++) {
+        pc_block_state s;
+        if (pc_pool_state(w->c->pool, blocks[i], &s) || s != PC_BLOCK_CACHED ||
+            w->seen[blocks[i]]) {
+            fprintf(stderr, "pc_cache_check: tree block %u not CACHED or on "
+                            "two pages\n", blocks[i]);
+            return w->bad = PC_E_CORRUPT;
+        }
+        w->seen[blocks[i]] = 1;
+    }
+    w->pages += npages;
+    size_t k = pinmap_slot(&w->pins, n);
+    uint32_t want = w->pins.key[k] ? w->pins.count[k] : 0;
+    if (pc_radix_node_pins(n) != want) {
+        fprintf(stderr, "pc_cache_check: node %p has %u pins, leases hold %u\n",
+                (const void *)n, pc_radix_node_pins(n), want);
+        return w->bad = PC_E_CORRUPT;
+    }
+    w->pinned_nodes += want > 0;
+    return 0;
+}
+
+int pc_cache_check(const pc_cache *c)
+{
+    int rc;
+    if (!c)
+        return PC_E_INVAL;
+    if ((rc = pc_radix_check(c->tree)) || (rc = pc_pool_check(c->pool)))
+        return rc;
+    tree_walk w = {c, calloc(c->capacity, 1), {0}, 0, 0, 0};
+    uint64_t blocks = 0, pins = 0, distinct = 0;
+    w.pins.cap = 2 * c->npins + 16;
+    w.pins.key = calloc(w.pins.cap, sizeof(*w.pins.key));
+    w.pins.count = calloc(w.pins.cap, sizeof(*w.pins.count));
+    CHECK(w.seen && w.pins.key && w.pins.count, "check out of memory");
+    pc_pool_stats ps;
+    pc_pool_stats_get(c->pool, &ps);
+
+    CHECK(c->nleases <= c->tab_cap, "lease count %u", c->nleases);
+    for (uint32_t i = 0; i < c->nleases; i++) {
+        const lease *l = c->heap[i];
+        CHECK(l->heap_pos == i, "heap position of lease %u", i);
+        CHECK(i == 0 || c->heap[(i - 1) / 2]->deadline <= l->deadline,
+              "heap order at %u", i);
+        CHECK(lease_find(c, l->id) == l, "lease %llx not in the table",
+              (unsigned long long)l->id);
+        CHECK(l->npins <= l->pins_cap && l->nblocks <= l->blocks_cap,
+              "lease arrays overrun");
+        for (uint32_t j = 0; j < l->nblocks; j++) {
+            uint32_t b = l->blocks[j];
+            pc_block_state s;
+            CHECK(pc_pool_state(c->pool, b, &s) == 0 && s == PC_BLOCK_LEASED,
+                  "lease block %u not LEASED", b);
+            CHECK(c->owner[b] == l && c->pos[b] == j,
+                  "block %u owner/pos mismatch", b);
+        }
+        blocks += l->nblocks;
+        for (uint32_t j = 0; j < l->npins; j++) {
+            size_t k = pinmap_slot(&w.pins, l->pins[j]);
+            distinct += !w.pins.key[k];
+            w.pins.key[k] = l->pins[j];
+            w.pins.count[k]++;
+        }
+        pins += l->npins;
+    }
+    uint32_t in_tab = 0;
+    for (uint32_t i = 0; i < c->tab_cap; i++)
+        in_tab += c->tab[i] != NULL;
+    CHECK(in_tab == c->nleases, "table holds %u leases, heap %u", in_tab,
+          c->nleases);
+    CHECK(blocks == ps.leased, "leases hold %llu blocks, pool has %llu LEASED",
+          (unsigned long long)blocks, (unsigned long long)ps.leased);
+    for (uint32_t b = 0; b < c->capacity; b++)
+        CHECK(!c->owner[b] || c->owner[b]->blocks[c->pos[b]] == b,
+              "stale owner of block %u", b);
+    CHECK(pins == c->npins, "pin count %llu, leases hold %llu",
+          (unsigned long long)c->npins, (unsigned long long)pins);
+
+    rc = pc_radix_foreach(c->tree, check_node, &w);
+    if (rc)
+        goto out;
+    CHECK(w.pages == ps.cached, "tree has %llu pages, pool %llu CACHED",
+          (unsigned long long)w.pages, (unsigned long long)ps.cached);
+    CHECK(w.pinned_nodes == distinct, "leases pin %llu nodes, tree has %llu",
+          (unsigned long long)distinct, (unsigned long long)w.pinned_nodes);
+out:
+    free(w.seen);
+    free(w.pins.key);
+    free(w.pins.count);
+    return rc;
+}

@@ -1,0 +1,171 @@
+/*
+ * cache/cache.h - the cache semantics: a radix tree whose pages own blocks of
+ * a pool, and the leases through which engines pin and allocate them.
+ *
+ * Why a room of its own: it needs both the tree (radix/) and the pool
+ * (blockpool/), which must not know each other, and it must stay free of any
+ * transport so that tests, benchmarks and the RPC server (rpc/) drive exactly
+ * the same code.  Dependencies: proto <- radix, blockpool <- cache <- rpc.
+ *
+ * One prompt's life (what the RPC layer exposes one to one):
+ *
+ *   lookup(ns, prompt, pin) ─► matched m pages, their block ids, lease L
+ *   alloc(k, L)             ─► k LEASED blocks owned by L (evicts LRU pages
+ *                              first when the pool is short)
+ *   ... engine reads the m cached blocks, computes and writes the k new ...
+ *   insert(ns, prompt, ids, L) ─► new pages adopt L's blocks (CACHED);
+ *                              duplicates go back to the pool; the reply has
+ *                              the canonical id of every page
+ *   release(L)              ─► unpin, free L's blocks never inserted
+ *
+ * A lease that is not named for `lease_ttl_ms` expires: exactly a release.
+ *
+ * Threading: none; the daemon's event loop owns a cache.  Every function
+ * returns 0 or a negative PC_E_* code, and a rejected call changes nothing.
+ */
+#ifndef PC_CACHE_H
+#define PC_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "blockpool/blockpool.h"
+#include "proto/proto.h"
+#include "radix/radix.h"
+
+typedef struct pc_cache pc_cache;
+
+/* Milliseconds on a monotonic clock; injectable so tests need no sleeps. */
+typedef uint64_t (*pc_clock_fn)(void *ctx);
+
+typedef struct pc_cache_config {
+    pc_pool_config pool;           /* the pool the cache creates and owns    */
+    uint64_t lease_ttl_ms;         /* default 30000                          */
+    uint32_t max_leases;           /* default 65536                          */
+    uint32_t max_pins_per_lease;   /* default 256                            */
+    uint32_t max_blocks_per_lease; /* default 65536                          */
+    /* Watermarks in free blocks, for pc_cache_maintain(): when free < low,
+     * evict until free >= high.  0/0 disables; default 0/0. */
+    uint64_t low_watermark, high_watermark;
+    pc_clock_fn clock;             /* NULL: CLOCK_MONOTONIC                  */
+    void *clock_ctx;
+} pc_cache_config;
+
+/* Fill *cfg with the defaults above (the pool part is left zeroed). */
+void pc_cache_config_defaults(pc_cache_config *cfg);
+
+/* Create the cache, its pool and its tree (page_tokens from the layout).
+ * PC_E_INVAL for bad limits or watermarks (low > high, high > capacity),
+ * plus whatever pc_pool_create returns. */
+int pc_cache_create(const pc_cache_config *cfg, pc_cache **out);
+void pc_cache_destroy(pc_cache *c);
+
+pc_pool *pc_cache_pool(const pc_cache *c);
+pc_radix *pc_cache_tree(const pc_cache *c);
+
+/* Change the reloadable knobs (TTL, limits, watermarks).  Limits apply to
+ * new requests; existing leases keep what they hold. */
+int pc_cache_set_limits(pc_cache *c, const pc_cache_config *cfg);
+
+/* ---- operations ----------------------------------------------------------- */
+
+typedef struct pc_lookup_result {
+    size_t tokens;   /* matched tokens (multiple of page_tokens)            */
+    size_t pages;    /* = block ids written to blocks[]                     */
+    uint64_t lease;  /* the lease holding the pin (pin requested), else 0   */
+} pc_lookup_result;
+
+/*
+ * Longest cached prefix; block ids go to blocks[0..pages) (room for
+ * n_tokens / page_tokens ids).  With pin, and at least one page matched, the
+ * matched path is locked under `lease` (0 = create a new lease); the pin
+ * lasts until release or expiry.  A pin with nothing matched creates no
+ * lease unless one was named (then it is only renewed).  A lease named
+ * without pin must be live and is renewed.  Limits are checked before the
+ * match, so a pin at max_leases fails with PC_E_LIMIT even if nothing would
+ * have matched.
+ * Errors: PC_E_INVAL, PC_E_LEASE (unknown or expired lease), PC_E_LIMIT (too
+ * many leases, or pins on this lease), PC_E_NOMEM.
+ */
+int pc_cache_lookup(pc_cache *c, const void *ns, size_t ns_len,
+                    const uint32_t *tokens, size_t n_tokens, int pin,
+                    uint64_t lease, uint32_t *blocks, pc_lookup_result *out);
+
+/*
+ * n blocks in state LEASED, owned by *lease (0 on entry = create a lease; its
+ * id is written back).  When the free list is short, least-recently-used
+ * unpinned pages are evicted first; when even that cannot make room,
+ * PC_E_NOSPACE and nothing is evicted or allocated.
+ * Errors: PC_E_INVAL, PC_E_LEASE, PC_E_LIMIT (blocks per lease / leases),
+ * PC_E_NOSPACE.
+ */
+int pc_cache_alloc(pc_cache *c, uint32_t n, uint64_t *lease, uint32_t *ids);
+
+typedef struct pc_insert_result {
+    size_t cached_tokens;  /* tokens that were already cached               */
+    size_t inserted_pages; /* pages that adopted the lease's blocks         */
+    size_t freed_blocks;   /* the lease's duplicate blocks returned to pool */
+} pc_insert_result;
+
+/*
+ * Insert the full pages of tokens with blocks[0..n_tokens/P).  Each block
+ * must be LEASED by `lease`, or, for a page that is already cached, the
+ * canonical id of that page (what lookup returned); no block twice.  New
+ * pages adopt their blocks (LEASED -> CACHED, no longer the lease's).  For
+ * cached pages the lease's own blocks are duplicates: they go back to the
+ * pool.  canon[0..pages) (when not NULL) receives the canonical id of every
+ * page.  Renews the lease.
+ * Errors: PC_E_INVAL, PC_E_LEASE, PC_E_PERM (a block the lease does not
+ * own), PC_E_RANGE (a block id beyond the pool), PC_E_NOMEM.
+ */
+int pc_cache_insert(pc_cache *c, const void *ns, size_t ns_len,
+                    const uint32_t *tokens, size_t n_tokens,
+                    const uint32_t *blocks, uint64_t lease, uint32_t *canon,
+                    pc_insert_result *out);
+
+/* Unpin everything the lease pinned and free its blocks that were never
+ * inserted; the lease ends.  PC_E_LEASE if unknown or already ended. */
+int pc_cache_release(pc_cache *c, uint64_t lease);
+
+/* Renew a lease without doing anything else (a heartbeat). */
+int pc_cache_touch(pc_cache *c, uint64_t lease);
+
+/* Release every lease whose TTL ran out; returns how many.  Cost: O(log n)
+ * per expired lease (a min-heap on the deadline), nothing for live ones. */
+size_t pc_cache_expire(pc_cache *c);
+
+/* Milliseconds until the next lease deadline (UINT64_MAX: no lease), so an
+ * event loop knows how long it may block. */
+uint64_t pc_cache_next_deadline_ms(pc_cache *c);
+
+/* Watermarks: if free blocks < low, evict LRU pages until free >= high (or
+ * nothing is evictable).  Returns blocks evicted. */
+size_t pc_cache_maintain(pc_cache *c);
+
+/* Evict up to n unpinned pages now (admin flush of everything: SIZE_MAX). */
+size_t pc_cache_evict(pc_cache *c, size_t n);
+
+typedef struct pc_cache_stats {
+    pc_radix_stats tree;
+    pc_pool_stats pool;
+    uint64_t leases;           /* live                                     */
+    uint64_t leases_created, leases_released, leases_expired;
+    uint64_t pins;             /* live pins over all leases                */
+    uint64_t evictions_alloc;  /* pages evicted to satisfy alloc           */
+    uint64_t evictions_watermark;
+    uint64_t nospace;          /* allocs refused for lack of space         */
+} pc_cache_stats;
+
+void pc_cache_stats_get(const pc_cache *c, pc_cache_stats *out);
+
+/*
+ * pc_radix_check + pc_pool_check + the cross-checks: every CACHED block is
+ * the block of exactly one tree page and every tree page's block is CACHED;
+ * every LEASED block belongs to exactly one lease and every lease block is
+ * LEASED; every pin of a lease is a locked node, and each node's own lock
+ * count equals the pins that leases hold on it; the expiry heap is a heap
+ * over exactly the live leases.  0 or PC_E_CORRUPT (reason on stderr).
+ */
+int pc_cache_check(const pc_cache *c);
+
+#endif /* PC_CACHE_H */

@@ -1,0 +1,1172 @@
+/*
+ * radix/radix.c - the page-granular radix tree of token-id prefixes.
+ *
+ * A tree (P = page_tokens = 4 here) with two namespaces; edges hold whole
+ * pages, one block id per page:
+ *
+ *   ns table ──► root "llama3"                  root "qwen"
+ *                  │ kids (keyed by first page)   │
+ *        ┌─────────┴────────────┐                 ▼
+ *        ▼                      ▼             [9 9 9 9] b40
+ *   A [1 2 3 4|5 6 7 8]    D [7 7 7 7]
+ *      b10     b11            b30      lock_ref=0 ─► on the LRU list
+ *        │  kids: hash table once > 8 children
+ *   ┌────┴──────────────┐
+ *   ▼                   ▼
+ *  B [9 9 9 9]        C [2 2 2 2|3 3 3 3|4 4 4 4]
+ *     b12 (pinned)       b20     b21     b22
+ *
+ *   LRU list (unlocked nodes only, least recent first; each node before
+ *   its parent, so the head is always an evictable leaf):
+ *
+ *     head ─► C ─► D ─► root-less ... ─► tail        (B, A locked: absent)
+ *
+ * Node memory: one allocation per node, header + tokens + block ids:
+ *
+ *   ┌────────── header (80 B) ──────────┬── tokens[cap*P] ──┬─ blocks[cap] ─┐
+ *   │ lru links, parent, kid table, ... │ . . [live pages]  │ . [live ids]  │
+ *   └───────────────────────────────────┴──────▲────────────┴───────────────┘
+ *                                         off ─┘ (pages before `off` went to
+ *                                                 the upper half of a split)
+ *
+ * Why it is shaped this way:
+ * - Nodes never move: leases hold pointers to them.  A split at page k of X
+ *   creates a NEW upper node U for pages [0,k) and keeps X as the deeper half
+ *   (X's live window moves up by `off`), so a lock on X still covers exactly
+ *   the pages it pinned; U inherits X's lock_ref and recency.  The cost is
+ *   slack: X keeps its allocation.  Splits are rare next to lookups, and the
+ *   slack is counted in metadata_bytes.
+ * - Children are keyed by their whole first page.  Up to 8 children sit in a
+ *   small array keyed by the first token (no hashing on the hot path); more
+ *   (a system prompt followed by thousands of questions) in an open-addressing
+ *   table keyed by a 32-bit XXH3 of the page.  Either way a candidate is
+ *   confirmed with memcmp of the page, and the rest of the edge with one
+ *   memcmp: a 2,048-token match touches a handful of nodes, never a pointer
+ *   per token.
+ * - Eviction is O(1) per page with no scan and no heap: unlocked nodes sit on
+ *   one intrusive list in LRU order with every node before its parent (touch
+ *   a path deepest node first; when a lock drops to 0, append bottom-up).
+ *   Then the head is always an unlocked leaf; evicting trims its deepest page
+ *   first, so a cached prefix never has a hole, and a parent that becomes a
+ *   leaf is already in place.  Locked nodes are simply not on the list
+ *   (SQLite pcache1).
+ * - Every operation allocates all it needs before it mutates anything, so an
+ *   out-of-memory failure leaves the tree exactly as it was.
+ * - Nodes are not merged back after eviction leaves a single child: merging
+ *   would move pages between nodes that leases may hold.
+ */
+#include "radix/radix.h"
+
+#include <assert.h>
+#include <malloc.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+/* ---- types ---------------------------------------------------------------- */
+
+typedef struct lru_link {
+    struct lru_link *prev, *next;
+} lru_link;
+
+/* Child table (also used for the namespace table): slots[cap], key beside
+ * its pointer so that a probe costs one cache line.  cap <= KT_SMALL: dense
+ * small array, key = first token (children) or ns hash; cap > KT_SMALL: open
+ * addressing with linear probing, key = 32-bit hash, NULL node = empty. */
+typedef struct kslot {
+    pc_radix_node *node;
+    uint32_t key;
+} kslot;
+
+typedef struct kidtab {
+    kslot *slots;
+    uint32_t n, cap;
+} kidtab;
+
+#define KT_SMALL 8u
+
+struct pc_radix_node {
+    lru_link lru;          /* first member: list links <-> node by cast     */
+    pc_radix_node *parent; /* NULL for a namespace root                     */
+    kidtab kids;
+    uint32_t npages;    /* live pages on the edge                           */
+    uint32_t cap_pages; /* pages the inline storage was sized for           */
+    uint32_t off;       /* first live page; for a root: the ns length       */
+    uint32_t lock_ref;  /* own pins + children's lock_ref                   */
+    uint32_t pins;      /* locks taken on this node itself                  */
+    uint32_t hash;      /* roots: hash of the namespace bytes; others: of
+                           the first page (so that finding a node's slot,
+                           e.g. to evict it, never reads its cold tokens)  */
+    uint64_t last_access;
+    uint64_t hits;
+    uint32_t data[]; /* tokens[cap_pages*P], blocks[cap_pages]; roots: ns   */
+};
+
+struct pc_radix {
+    uint32_t P;          /* tokens per page                                 */
+    uint32_t page_bytes; /* P * 4                                           */
+    kidtab ns;           /* namespace roots                                 */
+    lru_link lru;        /* sentinel: next = least recently used            */
+    uint64_t tick;       /* logical clock for last_access                   */
+    unsigned fail_countdown;
+    pc_radix_stats st;
+};
+
+enum kt_kind { KT_CHILD, KT_NS };
+
+/* ---- small helpers -------------------------------------------------------- */
+
+static inline uint32_t *node_tokens(const pc_radix *t, const pc_radix_node *n)
+{
+    return (uint32_t *)n->data + (size_t)n->off * t->P;
+}
+
+static inline uint32_t *node_blocks(const pc_radix *t, const pc_radix_node *n)
+{
+    return (uint32_t *)n->data + (size_t)n->cap_pages * t->P + n->off;
+}
+
+static inline const uint8_t *root_ns(const pc_radix_node *r)
+{
+    return (const uint8_t *)r->data;
+}
+
+static inline uint32_t hash32(const void *p, size_t len)
+{
+    uint64_t h = XXH3_64bits(p, len);
+    return (uint32_t)(h ^ (h >> 32));
+}
+
+static inline bool page_eq(const pc_radix *t, const uint32_t *a,
+                           const uint32_t *b)
+{
+    return memcmp(a, b, t->page_bytes) == 0;
+}
+
+static void *rx_alloc(pc_radix *t, size_t size)
+{
+    if (t->fail_countdown && --t->fail_countdown == 0)
+        return NULL;
+    void *p = malloc(size);
+    if (p)
+        t->st.metadata_bytes += malloc_usable_size(p);
+    return p;
+}
+
+static void rx_free(pc_radix *t, void *p)
+{
+    if (!p)
+        return;
+    t->st.metadata_bytes -= malloc_usable_size(p);
+    free(p);
+}
+
+/* ---- LRU list ------------------------------------------------------------- */
+
+static inline void lru_unlink(pc_radix_node *n)
+{
+    n->lru.prev->next = n->lru.next;
+    n->lru.next->prev = n->lru.prev;
+    n->lru.prev = n->lru.next = NULL;
+}
+
+static inline void lru_insert_after(lru_link *pos, pc_radix_node *n)
+{
+    n->lru.prev = pos;
+    n->lru.next = pos->next;
+    pos->next->prev = &n->lru;
+    pos->next = &n->lru;
+}
+
+static inline void lru_append(pc_radix *t, pc_radix_node *n)
+{
+    lru_insert_after(t->lru.prev, n);
+}
+
+/* Mark the path from n up to its root most recently used, deepest first so
+ * that every node still stands before its parent. */
+static void touch_path(pc_radix *t, pc_radix_node *n, bool hit)
+{
+    uint64_t now = ++t->tick;
+    for (; n->parent; n = n->parent) {
+        n->last_access = now;
+        n->hits += hit;
+        if (n->lock_ref == 0) {
+            lru_unlink(n);
+            lru_append(t, n);
+        }
+    }
+}
+
+/* ---- child / namespace tables --------------------------------------------- */
+
+/* Entries of a kid table in slot order (dense for small tables). */
+#define KT_FOREACH(kt, i, c)                                                   \
+    for (uint32_t i = 0; i < ((kt)->cap <= KT_SMALL ? (kt)->n : (kt)->cap); i++) \
+        if (((c) = (kt)->slots[i].node) != NULL)
+
+static inline uint32_t kt_key_of(const pc_radix *t, enum kt_kind kind,
+                                 uint32_t cap, const pc_radix_node *n)
+{
+    (void)t;
+    if (kind == KT_NS || cap > KT_SMALL)
+        return n->hash;
+    return n->data[(size_t)n->off * t->P]; /* first token */
+}
+
+/* Capacity a table of n entries is rebuilt with: a small array up to 8,
+ * then a power-of-two hash table at most half full. */
+static uint32_t kt_cap_for(uint32_t n)
+{
+    uint32_t want = n <= KT_SMALL ? n : 2 * n, cap = 1;
+    if (n == 0)
+        return 0;
+    while (cap < want)
+        cap <<= 1;
+    return cap < 16 && n > KT_SMALL ? 16 : cap;
+}
+
+static bool kt_full(const kidtab *kt)
+{
+    if (kt->cap <= KT_SMALL)
+        return kt->n == kt->cap;
+    return (uint64_t)(kt->n + 1) * 4 > (uint64_t)kt->cap * 3;
+}
+
+/* Raw placement; the caller guarantees room and a correct key. */
+static void kt_place(kidtab *kt, pc_radix_node *n, uint32_t key)
+{
+    uint32_t i = kt->n;
+    if (kt->cap > KT_SMALL) {
+        uint32_t mask = kt->cap - 1;
+        for (i = key & mask; kt->slots[i].node; i = (i + 1) & mask)
+            ;
+    }
+    kt->slots[i].node = n;
+    kt->slots[i].key = key;
+    kt->n++;
+}
+
+/* Storage for a table of `cap` entries (NULL for cap 0 or on failure). */
+static kslot *kt_alloc(pc_radix *t, uint32_t cap)
+{
+    if (cap == 0)
+        return NULL;
+    size_t size = (size_t)cap * sizeof(kslot);
+    kslot *mem = rx_alloc(t, size);
+    if (mem)
+        memset(mem, 0, size);
+    return mem;
+}
+
+/* Move every entry of kt into fresh storage `mem` of capacity `cap`. */
+static void kt_rebuild(pc_radix *t, enum kt_kind kind, kidtab *kt,
+                       kslot *mem, uint32_t cap)
+{
+    kidtab nt = {mem, 0, cap};
+    pc_radix_node *c;
+    KT_FOREACH(kt, i, c)
+        kt_place(&nt, c, kt_key_of(t, kind, cap, c));
+    assert(nt.n == kt->n);
+    rx_free(t, kt->slots);
+    *kt = nt;
+}
+
+/* Phase 1 of adding an entry: allocate bigger storage if the table is full.
+ * Nothing changes; *pending is NULL when no growth is needed. */
+static int kt_prepare_add(pc_radix *t, const kidtab *kt, kslot **pending)
+{
+    *pending = NULL;
+    if (!kt_full(kt))
+        return 0;
+    *pending = kt_alloc(t, kt_cap_for(kt->n + 1));
+    return *pending ? 0 : PC_E_NOMEM;
+}
+
+/* Phase 2: cannot fail. */
+static void kt_commit_add(pc_radix *t, enum kt_kind kind, kidtab *kt,
+                          kslot *pending, pc_radix_node *n)
+{
+    if (pending)
+        kt_rebuild(t, kind, kt, pending, kt_cap_for(kt->n + 1));
+    kt_place(kt, n, kt_key_of(t, kind, kt->cap, n));
+}
+
+/* Slot index of entry n (by pointer), or UINT32_MAX. */
+static uint32_t kt_slot(const pc_radix *t, enum kt_kind kind, const kidtab *kt,
+                        const pc_radix_node *n)
+{
+    if (kt->cap <= KT_SMALL) {
+        for (uint32_t i = 0; i < kt->n; i++)
+            if (kt->slots[i].node == n)
+                return i;
+        return UINT32_MAX;
+    }
+    uint32_t mask = kt->cap - 1;
+    for (uint32_t i = kt_key_of(t, kind, kt->cap, n) & mask; kt->slots[i].node;
+         i = (i + 1) & mask)
+        if (kt->slots[i].node == n)
+            return i;
+    return UINT32_MAX;
+}
+
+/* Remove n; shrinks the table when it gets sparse (best effort: a failed
+ * shrink keeps the bigger table, so removal itself never fails). */
+static void kt_remove(pc_radix *t, enum kt_kind kind, kidtab *kt,
+                      const pc_radix_node *n)
+{
+    uint32_t i = kt_slot(t, kind, kt, n);
+    kslot *sl = kt->slots;
+    assert(i != UINT32_MAX);
+    if (kt->cap <= KT_SMALL) {
+        kt->n--;
+        sl[i] = sl[kt->n];
+        sl[kt->n].node = NULL;
+    } else {
+        /* Backward-shift deletion: no tombstones, probes stay short. */
+        uint32_t mask = kt->cap - 1, j = i;
+        sl[i].node = NULL;
+        kt->n--;
+        for (;;) {
+            j = (j + 1) & mask;
+            if (!sl[j].node)
+                break;
+            uint32_t home = sl[j].key & mask;
+            /* Entry j may fill hole i unless its home lies in (i, j]. */
+            if (((j - home) & mask) >= ((j - i) & mask)) {
+                sl[i] = sl[j];
+                sl[j].node = NULL;
+                i = j;
+            }
+        }
+    }
+    if (kt->n == 0) {
+        rx_free(t, kt->slots);
+        kt->slots = NULL;
+        kt->cap = 0;
+    } else if (kt->cap > KT_SMALL && kt_cap_for(kt->n) * 4 <= kt->cap) {
+        uint32_t cap = kt_cap_for(kt->n);
+        kslot *mem = kt_alloc(t, cap);
+        if (mem)
+            kt_rebuild(t, kind, kt, mem, cap);
+    }
+}
+
+/* The key a page is looked up by in table kt (first token or hash). */
+static inline uint32_t kids_key(const pc_radix *t, const kidtab *kt,
+                                const uint32_t *page)
+{
+    return kt->cap <= KT_SMALL ? page[0] : hash32(page, t->page_bytes);
+}
+
+/* Where the probe for key starts: prefetched one edge ahead by walk_down. */
+static inline const kslot *kids_home(const kidtab *kt, uint32_t key)
+{
+    return kt->cap <= KT_SMALL ? kt->slots : &kt->slots[key & (kt->cap - 1)];
+}
+
+/* Child of parent whose first page equals page[0..P), or NULL; key is
+ * kids_key(page). */
+static inline pc_radix_node *kids_find(const pc_radix *t,
+                                       const pc_radix_node *parent,
+                                       const uint32_t *page, uint32_t key)
+{
+    const kidtab *kt = &parent->kids;
+    const kslot *sl = kt->slots;
+    if (kt->cap <= KT_SMALL) {
+        for (uint32_t i = 0; i < kt->n; i++)
+            if (sl[i].key == key && page_eq(t, node_tokens(t, sl[i].node), page))
+                return sl[i].node;
+        return NULL;
+    }
+    uint32_t mask = kt->cap - 1;
+    for (uint32_t i = key & mask; sl[i].node; i = (i + 1) & mask)
+        if (sl[i].key == key && page_eq(t, node_tokens(t, sl[i].node), page))
+            return sl[i].node;
+    return NULL;
+}
+
+static pc_radix_node *ns_find(const pc_radix *t, const void *ns, size_t len,
+                              uint32_t h)
+{
+    const kidtab *kt = &t->ns;
+    const kslot *sl = kt->slots;
+    uint32_t mask = kt->cap - 1;
+    if (kt->n == 0)
+        return NULL;
+    for (uint32_t i = kt->cap <= KT_SMALL ? 0 : h & mask;
+         kt->cap <= KT_SMALL ? i < kt->n : sl[i].node != NULL;
+         i = kt->cap <= KT_SMALL ? i + 1 : (i + 1) & mask) {
+        pc_radix_node *r = sl[i].node;
+        if (sl[i].key == h && r->off == len &&
+            (len == 0 || memcmp(root_ns(r), ns, len) == 0))
+            return r;
+    }
+    return NULL;
+}
+
+/* ---- node life cycle ------------------------------------------------------ */
+
+/* A detached node for `npages` pages copied from tokens/blocks. */
+static pc_radix_node *node_new(pc_radix *t, uint32_t npages,
+                               const uint32_t *tokens, const uint32_t *blocks)
+{
+    size_t words = (size_t)npages * t->P + npages;
+    pc_radix_node *n = rx_alloc(t, sizeof(*n) + words * sizeof(uint32_t));
+    if (!n)
+        return NULL;
+    memset(n, 0, sizeof(*n));
+    n->npages = n->cap_pages = npages;
+    n->hash = hash32(tokens, t->page_bytes); /* from the caller's warm copy */
+    memcpy(n->data, tokens, (size_t)npages * t->page_bytes);
+    memcpy(n->data + (size_t)npages * t->P, blocks, (size_t)npages * 4);
+    return n;
+}
+
+static void node_free(pc_radix *t, pc_radix_node *n)
+{
+    rx_free(t, n->kids.slots);
+    rx_free(t, n);
+}
+
+static pc_radix_node *root_new(pc_radix *t, const void *ns, size_t len,
+                               uint32_t h)
+{
+    pc_radix_node *r = rx_alloc(t, sizeof(*r) + len);
+    if (!r)
+        return NULL;
+    memset(r, 0, sizeof(*r));
+    r->off = (uint32_t)len;
+    r->hash = h;
+    if (len)
+        memcpy(r->data, ns, len);
+    return r;
+}
+
+/* An empty namespace goes away with its last page. */
+static void root_remove(pc_radix *t, pc_radix_node *r)
+{
+    assert(r->kids.n == 0 && r->lock_ref == 0);
+    kt_remove(t, KT_NS, &t->ns, r);
+    node_free(t, r);
+    t->st.namespaces--;
+}
+
+/*
+ * Split x after its first k pages (0 < k < npages) using the preallocated
+ * upper node u (already holding those pages) whose kid table has room for
+ * x.  x stays the deeper half, so locks held on x keep their coverage.
+ */
+static void split_commit(pc_radix *t, pc_radix_node *x, uint32_t k,
+                         pc_radix_node *u)
+{
+    pc_radix_node *p = x->parent;
+    uint32_t slot = kt_slot(t, KT_CHILD, &p->kids, x);
+    assert(slot != UINT32_MAX && k > 0 && k < x->npages);
+    p->kids.slots[slot].node = u; /* same first page, so the same key */
+    u->parent = p;
+    u->lock_ref = x->lock_ref;
+    u->last_access = x->last_access;
+    u->hits = x->hits;
+    x->off += k;
+    x->npages -= k;
+    x->hash = hash32(node_tokens(t, x), t->page_bytes);
+    x->parent = u;
+    kt_place(&u->kids, x, kt_key_of(t, KT_CHILD, u->kids.cap, x));
+    if (x->lock_ref == 0)
+        lru_insert_after(&x->lru, u); /* just behind its child */
+    t->st.nodes++;
+    t->st.splits++;
+}
+
+/* Upper half for splitting x after k pages, with room for `kids` children. */
+static pc_radix_node *split_prepare(pc_radix *t, const pc_radix_node *x,
+                                    uint32_t k, uint32_t kids)
+{
+    pc_radix_node *u = node_new(t, k, node_tokens(t, x), node_blocks(t, x));
+    if (!u)
+        return NULL;
+    u->kids.cap = kt_cap_for(kids);
+    u->kids.slots = kt_alloc(t, u->kids.cap);
+    if (!u->kids.slots) {
+        node_free(t, u);
+        return NULL;
+    }
+    return u;
+}
+
+/* ---- create / destroy ----------------------------------------------------- */
+
+int pc_radix_create(uint32_t page_tokens, pc_radix **out)
+{
+    if (!out)
+        return PC_E_INVAL;
+    *out = NULL;
+    if (page_tokens < PC_RADIX_PAGE_TOKENS_MIN ||
+        page_tokens > PC_RADIX_PAGE_TOKENS_MAX)
+        return PC_E_INVAL;
+    pc_radix *t = calloc(1, sizeof(*t));
+    if (!t)
+        return PC_E_NOMEM;
+    t->P = page_tokens;
+    t->page_bytes = page_tokens * 4;
+    t->lru.prev = t->lru.next = &t->lru;
+    t->st.metadata_bytes = malloc_usable_size(t);
+    *out = t;
+    return 0;
+}
+
+void pc_radix_destroy(pc_radix *t)
+{
+    if (!t)
+        return;
+    /* Depth-first with an explicit stack made of the nodes themselves:
+     * reuse lru.next as the "next to visit" link (the list is dead now). */
+    lru_link stack = {NULL, NULL};
+    pc_radix_node *r;
+    KT_FOREACH(&t->ns, i, r) {
+        r->lru.next = stack.next;
+        stack.next = &r->lru;
+    }
+    while (stack.next) {
+        pc_radix_node *n = (pc_radix_node *)stack.next;
+        stack.next = n->lru.next;
+        pc_radix_node *c;
+        KT_FOREACH(&n->kids, i, c) {
+            c->lru.next = stack.next;
+            stack.next = &c->lru;
+        }
+        node_free(t, n);
+    }
+    free(t->ns.slots);
+    free(t);
+}
+
+uint32_t pc_radix_page_tokens(const pc_radix *t) { return t ? t->P : 0; }
+
+void pc_radix_debug_fail_alloc(pc_radix *t, unsigned nth)
+{
+    if (t)
+        t->fail_countdown = nth;
+}
+
+/* ---- the walk shared by match and insert ---------------------------------- */
+
+/* Where a walk down the tree stopped. */
+typedef struct walk {
+    pc_radix_node *root; /* NULL: unknown namespace                          */
+    pc_radix_node *node; /* deepest fully matched node (or the root)          */
+    pc_radix_node *part; /* child of node matched only in part, or NULL       */
+    uint32_t part_pages; /* pages of part matched (0 < part_pages < npages)   */
+    size_t pages;        /* total matched pages                               */
+} walk;
+
+/* Pages in common between a and b (at most m), comparing page by page only
+ * after the whole-range memcmp says they differ. */
+static uint32_t common_pages(const pc_radix *t, const uint32_t *a,
+                             const uint32_t *b, uint32_t m)
+{
+    if (memcmp(a, b, (size_t)m * t->page_bytes) == 0)
+        return m;
+    uint32_t i = 0;
+    while (i < m && page_eq(t, a + (size_t)i * t->P, b + (size_t)i * t->P))
+        i++;
+    return i;
+}
+
+/* Walk at most max_pages pages of tokens; copies the matched block ids to
+ * blocks (when not NULL).
+ * Latency, not bandwidth, is what a lookup pays: most of a match is cache
+ * misses on child-table slots and nodes that depend on each other.  So
+ * while one edge is compared, the slot that the next page will probe and
+ * the edge's block ids are already on their way (-16..22% on W1; loading
+ * the next child itself, or the LRU neighbours, measured no gain). */
+static void walk_down(const pc_radix *t, pc_radix_node *root,
+                      const uint32_t *tokens, size_t max_pages,
+                      uint32_t *blocks, walk *w)
+{
+    memset(w, 0, sizeof(*w));
+    w->root = w->node = root;
+    if (!root || !max_pages)
+        return;
+    uint32_t key = kids_key(t, &root->kids, tokens);
+    while (w->pages < max_pages) {
+        const uint32_t *q = tokens + w->pages * t->P;
+        pc_radix_node *c = kids_find(t, w->node, q, key);
+        if (!c)
+            break;
+        size_t left = max_pages - w->pages;
+        uint32_t m = c->npages < left ? c->npages : (uint32_t)left;
+        if (m < left && c->kids.n) {
+            key = kids_key(t, &c->kids, q + (size_t)m * t->P);
+            __builtin_prefetch(kids_home(&c->kids, key));
+        }
+        if (blocks)
+            __builtin_prefetch(node_blocks(t, c));
+        uint32_t got = 1 + common_pages(t, node_tokens(t, c) + t->P, q + t->P, m - 1);
+        if (blocks)
+            memcpy(blocks + w->pages, node_blocks(t, c), (size_t)got * 4);
+        w->pages += got;
+        if (got < c->npages) {
+            w->part = c;
+            w->part_pages = got;
+            break;
+        }
+        w->node = c;
+    }
+}
+
+static int check_args(const pc_radix *t, const void *ns, size_t ns_len,
+                      const uint32_t *tokens, size_t n_tokens)
+{
+    if (!t || ns_len > PC_RADIX_NS_MAX || (ns_len && !ns) ||
+        (n_tokens && !tokens))
+        return PC_E_INVAL;
+    if (n_tokens / t->P > UINT32_MAX)
+        return PC_E_RANGE;
+    return 0;
+}
+
+/* ---- match ---------------------------------------------------------------- */
+
+int pc_radix_match(pc_radix *t, const void *ns, size_t ns_len,
+                   const uint32_t *tokens, size_t n_tokens, uint32_t *blocks,
+                   size_t blocks_cap, unsigned flags, pc_radix_match_result *out)
+{
+    int rc = check_args(t, ns, ns_len, tokens, n_tokens);
+    if (rc == 0 && (!out || (flags & ~(unsigned)(PC_RADIX_MATCH_SPLIT |
+                                                   PC_RADIX_MATCH_PEEK))))
+        rc = PC_E_INVAL;
+    if (rc)
+        return rc;
+    memset(out, 0, sizeof(*out));
+    size_t want = n_tokens / t->P, max = want;
+    if (blocks && blocks_cap < max)
+        max = blocks_cap;
+
+    walk w;
+    walk_down(t, ns_find(t, ns, ns_len, hash32(ns, ns_len)), tokens, max,
+              blocks, &w);
+    pc_radix_node *hit = w.part ? w.part : w.node;
+    if (w.part && (flags & PC_RADIX_MATCH_SPLIT)) {
+        pc_radix_node *u = split_prepare(t, w.part, w.part_pages, 1);
+        if (!u)
+            return PC_E_NOMEM;
+        split_commit(t, w.part, w.part_pages, u);
+        hit = u;
+    }
+    out->pages = w.pages;
+    out->tokens = w.pages * t->P;
+    out->node = w.pages ? hit : NULL;
+    if (!(flags & PC_RADIX_MATCH_PEEK)) {
+        t->st.lookups++;
+        t->st.hit_pages += w.pages;
+        t->st.miss_pages += want - w.pages;
+        if (w.pages)
+            touch_path(t, hit, true);
+    }
+    return 0;
+}
+
+/* ---- insert --------------------------------------------------------------- */
+
+int pc_radix_insert(pc_radix *t, const void *ns, size_t ns_len,
+                    const uint32_t *tokens, size_t n_tokens,
+                    const uint32_t *blocks, uint32_t *canon,
+                    pc_radix_insert_result *out)
+{
+    return pc_radix_insert_checked(t, ns, ns_len, tokens, n_tokens, blocks,
+                                   canon, NULL, NULL, out);
+}
+
+int pc_radix_insert_checked(pc_radix *t, const void *ns, size_t ns_len,
+                            const uint32_t *tokens, size_t n_tokens,
+                            const uint32_t *blocks, uint32_t *canon,
+                            pc_radix_precheck_fn check, void *ctx,
+                            pc_radix_insert_result *out)
+{
+    int rc = check_args(t, ns, ns_len, tokens, n_tokens);
+    size_t want = t && rc == 0 ? n_tokens / t->P : 0;
+    if (rc == 0 && (!out || (want && !blocks) || (check && !canon)))
+        rc = PC_E_INVAL;
+    if (rc)
+        return rc;
+    memset(out, 0, sizeof(*out));
+    if (want == 0) {
+        if (check && (rc = check(ctx, canon, 0)))
+            return rc;
+        t->st.inserts++;
+        return 0;
+    }
+
+    uint32_t h = hash32(ns, ns_len);
+    walk w;
+    walk_down(t, ns_find(t, ns, ns_len, h), tokens, want, canon, &w);
+    size_t rest = want - w.pages;
+    /* The caller vets the request against what is cached before anything
+     * changes: one walk serves both. */
+    if (check && (rc = check(ctx, canon, w.pages)))
+        return rc;
+
+    /* Phase 1: allocate everything; on failure free it all, change nothing. */
+    pc_radix_node *root = w.root, *u = NULL, *leaf = NULL;
+    kslot *ns_grow = NULL, *kid_grow = NULL;
+    rc = PC_E_NOMEM;
+    if (!root) {
+        if (kt_prepare_add(t, &t->ns, &ns_grow) ||
+            !(root = root_new(t, ns, ns_len, h)))
+            goto fail;
+        w.node = root;
+    }
+    if (w.part && !(u = split_prepare(t, w.part, w.part_pages, rest ? 2 : 1)))
+        goto fail;
+    if (rest) {
+        if (!(leaf = node_new(t, (uint32_t)rest, tokens + w.pages * t->P,
+                              blocks + w.pages)))
+            goto fail;
+        if (!u && kt_prepare_add(t, &w.node->kids, &kid_grow))
+            goto fail;
+    }
+
+    /* Phase 2: commit; nothing below can fail. */
+    if (!w.root) {
+        kt_commit_add(t, KT_NS, &t->ns, ns_grow, root);
+        t->st.namespaces++;
+    }
+    pc_radix_node *deepest = w.node;
+    if (u) {
+        split_commit(t, w.part, w.part_pages, u);
+        deepest = u;
+    }
+    if (leaf) {
+        kt_commit_add(t, KT_CHILD, &deepest->kids, kid_grow, leaf);
+        leaf->parent = deepest;
+        lru_append(t, leaf); /* placed for real by touch_path below */
+        deepest = leaf;
+        t->st.nodes++;
+        t->st.pages += rest;
+        t->st.tokens += rest * t->P;
+        t->st.evictable_pages += rest;
+    }
+    if (canon)
+        memcpy(canon + w.pages, blocks + w.pages, rest * 4);
+    touch_path(t, deepest, false);
+    t->st.inserts++;
+    t->st.inserted_pages += rest;
+    t->st.duplicate_pages += w.pages;
+    out->cached_tokens = w.pages * t->P;
+    out->inserted_pages = rest;
+    out->node = deepest;
+    return 0;
+
+fail:
+    if (!w.root && root)
+        node_free(t, root);
+    rx_free(t, ns_grow);
+    if (u)
+        node_free(t, u);
+    if (leaf)
+        node_free(t, leaf);
+    rx_free(t, kid_grow);
+    return rc;
+}
+
+/* ---- locks ---------------------------------------------------------------- */
+
+int pc_radix_lock(pc_radix *t, pc_radix_node *node)
+{
+    if (!t || !node || !node->parent)
+        return PC_E_INVAL;
+    pc_radix_node *n = node;
+    while (n->parent)
+        n = n->parent;
+    if (n->lock_ref == UINT32_MAX) /* the root carries the largest count */
+        return PC_E_RANGE;
+    node->pins++;
+    for (n = node; n; n = n->parent) {
+        if (n->lock_ref++ == 0 && n->parent) {
+            lru_unlink(n);
+            t->st.evictable_pages -= n->npages;
+            t->st.protected_pages += n->npages;
+        }
+    }
+    return 0;
+}
+
+int pc_radix_unlock(pc_radix *t, pc_radix_node *node)
+{
+    if (!t || !node || !node->parent)
+        return PC_E_INVAL;
+    if (node->pins == 0)
+        return PC_E_NOTLOCKED;
+    uint64_t now = ++t->tick;
+    node->pins--;
+    /* Bottom-up, so nodes that become unlocked are appended before their
+     * parents, keeping the list rule. */
+    for (pc_radix_node *n = node; n; n = n->parent) {
+        assert(n->lock_ref > 0);
+        if (--n->lock_ref == 0 && n->parent) {
+            n->last_access = now;
+            lru_append(t, n);
+            t->st.evictable_pages += n->npages;
+            t->st.protected_pages -= n->npages;
+        }
+    }
+    return 0;
+}
+
+/* ---- eviction ------------------------------------------------------------- */
+
+size_t pc_radix_evict(pc_radix *t, size_t n_blocks, pc_radix_evict_fn fn,
+                      void *ctx)
+{
+    size_t freed = 0;
+    if (!t)
+        return 0;
+    while (freed < n_blocks && t->lru.next != &t->lru) {
+        pc_radix_node *x = (pc_radix_node *)t->lru.next;
+        assert(x->kids.n == 0 && x->lock_ref == 0 && x->parent);
+        size_t take = n_blocks - freed;
+        if (take > x->npages)
+            take = x->npages;
+        const uint32_t *b = node_blocks(t, x);
+        for (size_t i = 0; i < take; i++) /* deepest page first */
+            if (fn)
+                fn(ctx, b[x->npages - 1 - i]);
+        x->npages -= (uint32_t)take;
+        freed += take;
+        t->st.pages -= take;
+        t->st.tokens -= take * t->P;
+        t->st.evictable_pages -= take;
+        t->st.evicted_pages += take;
+        if (x->npages)
+            break; /* n_blocks reached inside this leaf */
+        pc_radix_node *p = x->parent;
+        lru_unlink(x);
+        /* kt_remove still finds x by its first page: the tokens stay in
+         * place, only npages went to 0. */
+        kt_remove(t, KT_CHILD, &p->kids, x);
+        node_free(t, x);
+        t->st.nodes--;
+        t->st.evicted_nodes++;
+        if (!p->parent && p->kids.n == 0)
+            root_remove(t, p);
+    }
+    return freed;
+}
+
+/* ---- stats and accessors -------------------------------------------------- */
+
+void pc_radix_stats_get(const pc_radix *t, pc_radix_stats *out)
+{
+    if (t && out)
+        *out = t->st;
+    else if (out)
+        memset(out, 0, sizeof(*out));
+}
+
+uint32_t pc_radix_node_lock_ref(const pc_radix_node *n) { return n ? n->lock_ref : 0; }
+uint32_t pc_radix_node_pins(const pc_radix_node *n) { return n ? n->pins : 0; }
+uint32_t pc_radix_node_pages(const pc_radix_node *n) { return n ? n->npages : 0; }
+uint64_t pc_radix_node_hits(const pc_radix_node *n) { return n ? n->hits : 0; }
+
+size_t pc_radix_node_depth_pages(const pc_radix_node *n)
+{
+    size_t d = 0;
+    for (; n; n = n->parent)
+        d += n->npages;
+    return d;
+}
+
+/* ---- pc_radix_check ------------------------------------------------------- */
+
+/* A pointer set for the check (open addressing, never shrinks). */
+typedef struct ptrset {
+    const void **slot;
+    size_t cap, n;
+} ptrset;
+
+static bool ptrset_add(ptrset *s, const void *p)
+{
+    if ((s->n + 1) * 2 > s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 64;
+        const void **ns = calloc(cap, sizeof(*ns));
+        if (!ns)
+            return false;
+        for (size_t i = 0; i < s->cap; i++)
+            if (s->slot[i]) {
+                size_t j = ((uintptr_t)s->slot[i] >> 4) * 0x9E3779B97F4A7C15ull % cap;
+                while (ns[j])
+                    j = (j + 1) % cap;
+                ns[j] = s->slot[i];
+            }
+        free(s->slot);
+        s->slot = ns;
+        s->cap = cap;
+    }
+    size_t j = ((uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ull % s->cap;
+    while (s->slot[j]) {
+        if (s->slot[j] == p)
+            return true;
+        j = (j + 1) % s->cap;
+    }
+    s->slot[j] = p;
+    s->n++;
+    return true;
+}
+
+static bool ptrset_has(const ptrset *s, const void *p)
+{
+    if (!s->cap)
+        return false;
+    size_t j = ((uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ull % s->cap;
+    while (s->slot[j]) {
+        if (s->slot[j] == p)
+            return true;
+        j = (j + 1) % s->cap;
+    }
+    return false;
+}
+
+#define CHECK(cond, ...) PC_CHECK_OR_OUT("pc_radix_check", cond, __VA_ARGS__)
+
+/* Verify one kid table: count, keys, reachability by lookup. */
+static int check_kidtab(const pc_radix *t, enum kt_kind kind, const kidtab *kt,
+                        const pc_radix_node *parent)
+{
+    int rc = 0;
+    uint32_t count = 0;
+    const pc_radix_node *c;
+    CHECK((kt->cap == 0) == (kt->slots == NULL), "table storage/cap mismatch");
+    CHECK(kt->n <= kt->cap, "table holds %u > cap %u", kt->n, kt->cap);
+    CHECK(kt->cap <= KT_SMALL || (kt->cap & (kt->cap - 1)) == 0,
+          "hash capacity %u not a power of two", kt->cap);
+    KT_FOREACH(kt, i, c) {
+        count++;
+        CHECK(kt->slots[i].key == kt_key_of(t, kind, kt->cap, c),
+              "stale key in slot %u", i);
+        if (kind == KT_CHILD) {
+            CHECK(c->parent == parent, "child %p has parent %p, expected %p",
+                  (void *)c, (void *)c->parent, (void *)parent);
+            CHECK(kids_find(t, parent, node_tokens(t, c),
+                            kids_key(t, kt, node_tokens(t, c))) == c,
+                  "child %p not found by its first page (duplicate page?)",
+                  (void *)c);
+        } else {
+            CHECK(ns_find(t, root_ns(c), c->off, c->hash) == c,
+                  "namespace root %p not found by its name", (void *)c);
+        }
+    }
+    CHECK(count == kt->n, "table counts %u entries, holds %u", kt->n, count);
+out:
+    return rc;
+}
+
+int pc_radix_check(const pc_radix *t)
+{
+    int rc = 0;
+    ptrset nodes = {0}, seen = {0};
+    pc_radix_node **stack = NULL;
+    size_t sp = 0, scap = 0;
+    pc_radix_stats c = {0};
+    uint64_t unlocked = 0;
+    const pc_radix_node *r;
+    if (!t)
+        return PC_E_INVAL;
+    c.metadata_bytes = malloc_usable_size((void *)t) +
+                       (t->ns.slots ? malloc_usable_size(t->ns.slots) : 0);
+    CHECK(t->page_bytes == t->P * 4, "page_bytes");
+    if ((rc = check_kidtab(t, KT_NS, &t->ns, NULL)))
+        goto out;
+
+    KT_FOREACH(&t->ns, i, r) {
+        c.namespaces++;
+        CHECK(r->parent == NULL && r->npages == 0 && r->pins == 0,
+              "root %p malformed", (void *)r);
+        CHECK(r->hash == hash32(root_ns(r), r->off), "root hash stale");
+        CHECK(r->kids.n > 0, "empty namespace kept");
+        CHECK(r->lru.prev == NULL && r->lru.next == NULL, "root on LRU list");
+        if (sp == scap) {
+            scap = scap ? 2 * scap : 64;
+            pc_radix_node **s = realloc(stack, scap * sizeof(*s));
+            CHECK(s, "check out of memory");
+            stack = s;
+        }
+        stack[sp++] = (pc_radix_node *)r;
+    }
+    while (sp) {
+        const pc_radix_node *n = stack[--sp], *k;
+        uint64_t kid_locks = 0;
+        CHECK(ptrset_add(&nodes, n), "check out of memory");
+        c.metadata_bytes += malloc_usable_size((void *)n) +
+                            (n->kids.slots ? malloc_usable_size(n->kids.slots) : 0);
+        if ((rc = check_kidtab(t, KT_CHILD, &n->kids, n)))
+            goto out;
+        KT_FOREACH(&n->kids, i, k) {
+            kid_locks += k->lock_ref;
+            if (sp == scap) {
+                scap *= 2;
+                pc_radix_node **s = realloc(stack, scap * sizeof(*s));
+                CHECK(s, "check out of memory");
+                stack = s;
+            }
+            stack[sp++] = (pc_radix_node *)k;
+        }
+        CHECK(n->lock_ref == n->pins + kid_locks,
+              "node %p lock_ref %u != pins %u + children %llu", (void *)n,
+              n->lock_ref, n->pins, (unsigned long long)kid_locks);
+        if (!n->parent)
+            continue;
+        c.nodes++;
+        c.pages += n->npages;
+        CHECK(n->npages >= 1, "node %p has no pages", (void *)n);
+        CHECK(n->hash == hash32(node_tokens(t, n), t->page_bytes),
+              "node %p first-page hash stale", (void *)n);
+        CHECK((uint64_t)n->off + n->npages <= n->cap_pages,
+              "node %p window %u+%u beyond %u", (void *)n, n->off, n->npages,
+              n->cap_pages);
+        if (n->lock_ref) {
+            c.protected_pages += n->npages;
+            CHECK(n->lru.prev == NULL, "locked node %p on LRU list", (void *)n);
+        } else {
+            c.evictable_pages += n->npages;
+            unlocked++;
+            CHECK(n->lru.prev != NULL, "unlocked node %p off the LRU list",
+                  (void *)n);
+        }
+    }
+    c.tokens = c.pages * t->P;
+
+    /* LRU list: exactly the unlocked nodes, every node after its children. */
+    uint64_t listed = 0;
+    const lru_link *prev = &t->lru;
+    for (const lru_link *l = t->lru.next; l != &t->lru; prev = l, l = l->next) {
+        const pc_radix_node *n = (const pc_radix_node *)l, *k;
+        CHECK(l->prev == prev, "LRU back link broken at %p", (void *)n);
+        CHECK(ptrset_has(&nodes, n), "LRU holds a node not in the tree: %p",
+              (void *)n);
+        CHECK(n->lock_ref == 0 && n->parent, "LRU holds locked/root %p",
+              (void *)n);
+        KT_FOREACH(&n->kids, i, k)
+            CHECK(ptrset_has(&seen, k),
+                  "LRU order: node %p stands before its child %p", (void *)n,
+                  (void *)k);
+        CHECK(ptrset_add(&seen, n), "check out of memory");
+        CHECK(++listed <= unlocked, "LRU list longer than unlocked nodes");
+    }
+    CHECK(t->lru.prev == prev, "LRU tail link broken");
+    CHECK(listed == unlocked, "LRU lists %llu nodes, %llu unlocked",
+          (unsigned long long)listed, (unsigned long long)unlocked);
+
+#define CHECK_COUNTER(f)                                                       \
+    CHECK(c.f == t->st.f, "counter " #f " = %llu, recomputed %llu",            \
+          (unsigned long long)t->st.f, (unsigned long long)c.f)
+    CHECK_COUNTER(namespaces);
+    CHECK_COUNTER(nodes);
+    CHECK_COUNTER(pages);
+    CHECK_COUNTER(tokens);
+    CHECK_COUNTER(evictable_pages);
+    CHECK_COUNTER(protected_pages);
+    CHECK_COUNTER(metadata_bytes);
+#undef CHECK_COUNTER
+out:
+    free(nodes.slot);
+    free(seen.slot);
+    free(stack);
+    return rc;
+}
+
+/* ---- traversal ----------------------------------------------------------- */
+
+static const pc_radix_node *first_kid(const pc_radix_node *n)
+{
+    const pc_radix_node *k;
+    KT_FOREACH(&n->kids, i, k)
+        return k;
+    return NULL;
+}
+
+/* Next node after n in pre-order within n's namespace (NULL at the end),
+ * without a stack: descend to the first child, else climb to the next
+ * sibling in slot order.  *depth follows the node's depth. */
+static const pc_radix_node *next_preorder(const pc_radix *t,
+                                          const pc_radix_node *n, int *depth)
+{
+    const pc_radix_node *next = first_kid(n);
+    if (next) {
+        ++*depth;
+        return next;
+    }
+    for (; n->parent; n = n->parent, --*depth) {
+        const kidtab *kt = &n->parent->kids;
+        uint32_t lim = kt->cap <= KT_SMALL ? kt->n : kt->cap;
+        for (uint32_t j = kt_slot(t, KT_CHILD, kt, n) + 1; j < lim; j++)
+            if (kt->slots[j].node)
+                return kt->slots[j].node;
+    }
+    return NULL;
+}
+
+int pc_radix_foreach(const pc_radix *t, pc_radix_visit_fn fn, void *ctx)
+{
+    const pc_radix_node *r;
+    if (!t || !fn)
+        return PC_E_INVAL;
+    KT_FOREACH(&t->ns, i, r) {
+        int depth = 0, rc;
+        for (const pc_radix_node *n = next_preorder(t, r, &depth); n;
+             n = next_preorder(t, n, &depth))
+            if ((rc = fn(ctx, root_ns(r), r->off, n, node_blocks(t, n),
+                         n->npages)))
+                return rc;
+    }
+    return 0;
+}
+
+/* ---- dump ----------------------------------------------------------------- */
+
+static void dump_node(const pc_radix *t, const pc_radix_node *n, int depth,
+                      FILE *f)
+{
+    const uint32_t *tok = node_tokens(t, n), *blk = node_blocks(t, n);
+    size_t ntok = (size_t)n->npages * t->P;
+    fprintf(f, "%*s[%u page%s lock=%u pins=%u hits=%llu%s] tokens", 2 * depth,
+            "", n->npages, n->npages == 1 ? "" : "s", n->lock_ref, n->pins,
+            (unsigned long long)n->hits, n->kids.cap > KT_SMALL ? " hashed" : "");
+    for (size_t i = 0; i < ntok && i < 8; i++)
+        fprintf(f, " %u", tok[i]);
+    fprintf(f, "%s | blocks", ntok > 8 ? " ..." : "");
+    for (uint32_t i = 0; i < n->npages && i < 8; i++)
+        fprintf(f, " %u", blk[i]);
+    fprintf(f, "%s\n", n->npages > 8 ? " ..." : "");
+}
+
+void pc_radix_dump(const pc_radix *t, FILE *f)
+{
+    if (!t || !f)
+        return;
+    fprintf(f, "radix P=%u namespaces=%llu nodes=%llu pages=%llu "
+               "(evictable %llu, protected %llu) metadata=%llu B\n",
+            t->P, (unsigned long long)t->st.namespaces,
+            (unsigned long long)t->st.nodes, (unsigned long long)t->st.pages,
+            (unsigned long long)t->st.evictable_pages,
+            (unsigned long long)t->st.protected_pages,
+            (unsigned long long)t->st.metadata_bytes);
+    const pc_radix_node *r;
+    KT_FOREACH(&t->ns, i, r) {
+        fprintf(f, "ns \"");
+        for (uint32_t j = 0; j < r->off; j++) {
+            uint8_t ch = root_ns(r)[j];
+            fprintf(f, ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\'
+                           ? "%c" : "\\x%02x", ch);
+        }
+        fprintf(f, "\" lock=%u\n", r->lock_ref);
+        int depth = 0;
+        for (const pc_radix_node *n = next_preorder(t, r, &depth); n;
+             n = next_preorder(t, n, &depth))
+            dump_node(t, n, depth, f);
+    }
+}

@@ -1,0 +1,208 @@
+/*
+ * radix/radix.h - page-granular radix tree of token-id prefixes.
+ *
+ * The index at the heart of prefixcache: for a namespace (model + LoRA +
+ * tenant salt, opaque bytes) and a prompt of uint32_t token ids, which
+ * page-aligned prefix is cached, and in which KV blocks?  One block id per
+ * full page of P = page_tokens tokens.  The tree stores no KV bytes.
+ *
+ * Threading: none.  One thread owns a tree (the daemon's event loop).
+ *
+ * Handles: match() and insert() return a `pc_radix_node *` for the deepest
+ * node they reached.  A handle stays valid while it is locked (nodes never
+ * move, and a split keeps the locked node as the deeper half, so a lock keeps
+ * covering exactly what it covered).  An unlocked handle is valid only until
+ * the next call that can free nodes: pc_radix_evict() and pc_radix_destroy().
+ * Lock it at once if you need it longer.
+ *
+ * Errors: every int-returning function returns 0 or a negative PC_E_* code
+ * (proto/proto.h).  A failed call leaves the tree exactly as it was.
+ */
+#ifndef PC_RADIX_H
+#define PC_RADIX_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "proto/proto.h"
+
+#define PC_RADIX_PAGE_TOKENS_MIN 1u
+#define PC_RADIX_PAGE_TOKENS_MAX 1024u
+#define PC_RADIX_PAGE_TOKENS_DEFAULT 16u
+#define PC_RADIX_NS_MAX 256u /* bytes in a namespace */
+
+typedef struct pc_radix pc_radix;
+typedef struct pc_radix_node pc_radix_node;
+
+/* Create an empty tree with `page_tokens` tokens per page (1..1024). */
+int pc_radix_create(uint32_t page_tokens, pc_radix **out);
+
+/* Free the tree and all its nodes (locked or not). NULL is a no-op. */
+void pc_radix_destroy(pc_radix *t);
+
+uint32_t pc_radix_page_tokens(const pc_radix *t);
+
+/* ---- match ---------------------------------------------------------------- */
+
+/* Flags for pc_radix_match(). */
+enum {
+    /* If the match ends inside a node's edge, split that node at the page
+     * boundary so that the returned handle covers exactly the matched pages
+     * (what a caller that pins wants).  Without it the tree's shape never
+     * changes and the handle may cover more pages than were matched. */
+    PC_RADIX_MATCH_SPLIT = 1u << 0,
+    /* Do not update recency or hit/miss statistics (a peek). */
+    PC_RADIX_MATCH_PEEK = 1u << 1,
+};
+
+typedef struct pc_radix_match_result {
+    size_t tokens;       /* matched tokens, always a multiple of page_tokens */
+    size_t pages;        /* matched pages = tokens / page_tokens             */
+    pc_radix_node *node; /* deepest node holding a matched page; NULL if 0   */
+} pc_radix_match_result;
+
+/*
+ * Longest cached page-aligned prefix of tokens[0..n_tokens) in namespace ns.
+ * Writes the block id of each matched page to blocks[0..pages) when blocks is
+ * not NULL; at most blocks_cap pages are matched then.  A trailing partial page
+ * never matches.  Updates recency (unless PEEK): the matched path becomes the
+ * most recently used.  An unknown namespace simply matches nothing.
+ * Errors: PC_E_INVAL (NULL t/out, ns_len > 256, NULL tokens with n > 0, bad
+ * flags), PC_E_RANGE (more than UINT32_MAX pages), PC_E_NOMEM (only with
+ * SPLIT).  Statistics: every full page of the input that is not matched
+ * counts as a miss, also those beyond blocks_cap.
+ */
+int pc_radix_match(pc_radix *t, const void *ns, size_t ns_len,
+                   const uint32_t *tokens, size_t n_tokens, uint32_t *blocks,
+                   size_t blocks_cap, unsigned flags, pc_radix_match_result *out);
+
+/* ---- insert --------------------------------------------------------------- */
+
+typedef struct pc_radix_insert_result {
+    size_t cached_tokens;  /* tokens that were already cached before the call:
+                              the caller's blocks[0 .. cached_tokens/P) are
+                              duplicates (the tree kept its own ids)          */
+    size_t inserted_pages; /* pages newly added with the caller's block ids   */
+    pc_radix_node *node;   /* deepest node of the inserted prefix (covers
+                              exactly the full pages of the input); NULL when
+                              the input has no full page                      */
+} pc_radix_insert_result;
+
+/*
+ * Insert the full pages of tokens[0..n_tokens) (a trailing partial page is
+ * ignored) with block ids blocks[0 .. n_tokens/P).  Pages already cached keep
+ * their canonical ids; when canon is not NULL it receives the canonical id of
+ * every page (the tree's for the duplicates, the caller's for the new ones),
+ * so that canon[i] != blocks[i] exactly for the duplicates.  The namespace is
+ * created on first insert.  Splits only at page boundaries.  The inserted path
+ * becomes the most recently used.
+ * Errors: PC_E_INVAL (as for match, NULL blocks with a full page), PC_E_RANGE
+ * (more than UINT32_MAX pages), PC_E_NOMEM (tree unchanged).
+ */
+int pc_radix_insert(pc_radix *t, const void *ns, size_t ns_len,
+                    const uint32_t *tokens, size_t n_tokens,
+                    const uint32_t *blocks, uint32_t *canon,
+                    pc_radix_insert_result *out);
+
+/*
+ * pc_radix_insert with a veto: after the walk and before anything changes,
+ * check(ctx, canon, cached_pages) sees the canonical ids of the pages that
+ * are already cached (canon is required); a non-zero return aborts the
+ * insert with that code and the tree unchanged (recency and statistics
+ * included).  Lets a caller validate a request against the tree's content
+ * without a second walk.
+ */
+typedef int (*pc_radix_precheck_fn)(void *ctx, const uint32_t *canon,
+                                    size_t cached_pages);
+int pc_radix_insert_checked(pc_radix *t, const void *ns, size_t ns_len,
+                            const uint32_t *tokens, size_t n_tokens,
+                            const uint32_t *blocks, uint32_t *canon,
+                            pc_radix_precheck_fn check, void *ctx,
+                            pc_radix_insert_result *out);
+
+/* ---- locks ---------------------------------------------------------------- */
+
+/*
+ * lock: lock_ref++ on node and every ancestor.  A node with lock_ref > 0 is
+ * protected: never evicted.  unlock: the reverse; PC_E_NOTLOCKED (and nothing
+ * changes) when the node holds no lock of its own, i.e. more unlocks than
+ * locks on this node.  PC_E_INVAL for NULL.
+ */
+int pc_radix_lock(pc_radix *t, pc_radix_node *node);
+int pc_radix_unlock(pc_radix *t, pc_radix_node *node);
+
+/* ---- eviction ------------------------------------------------------------- */
+
+/* Receives each evicted block id; the block is no longer referenced.  A NULL
+ * callback is allowed (the ids are then simply dropped). */
+typedef void (*pc_radix_evict_fn)(void *ctx, uint32_t block);
+
+/*
+ * Evict least-recently-used unlocked pages until n_blocks are freed or nothing
+ * is evictable; returns the number freed.  Only leaves lose pages, deepest
+ * page first, so a cached prefix never has a hole.  O(1) per page.
+ */
+size_t pc_radix_evict(pc_radix *t, size_t n_blocks, pc_radix_evict_fn fn,
+                      void *ctx);
+
+/* ---- stats, checks, debugging --------------------------------------------- */
+
+typedef struct pc_radix_stats {
+    uint64_t namespaces;
+    uint64_t nodes;           /* excluding namespace roots                    */
+    uint64_t pages;           /* cached pages = cached blocks                 */
+    uint64_t tokens;          /* pages * page_tokens                          */
+    uint64_t evictable_pages; /* pages in unlocked nodes                      */
+    uint64_t protected_pages; /* pages in locked nodes                        */
+    uint64_t metadata_bytes;  /* every byte the tree holds from malloc, as the
+                                 allocator sized it (malloc_usable_size)      */
+    uint64_t lookups;         /* match calls (not PEEK)                       */
+    uint64_t hit_pages;       /* pages matched by lookups                     */
+    uint64_t miss_pages;      /* full pages asked for but not matched         */
+    uint64_t inserts;         /* insert calls that succeeded                  */
+    uint64_t inserted_pages;  /* pages added by inserts                       */
+    uint64_t duplicate_pages; /* pages offered to insert that were cached     */
+    uint64_t splits;          /* node splits                                  */
+    uint64_t evicted_pages;
+    uint64_t evicted_nodes;
+} pc_radix_stats;
+
+void pc_radix_stats_get(const pc_radix *t, pc_radix_stats *out);
+
+/*
+ * Verify every invariant: structure (parent/child links, child keys, page
+ * alignment, no two children with the same first page), lock counts, the LRU
+ * list (exactly the unlocked non-root nodes, every node before its parent, the
+ * head an evictable leaf) and every counter, recomputed from scratch.  Returns
+ * 0, or PC_E_CORRUPT after printing the first violation to stderr.  O(size).
+ */
+int pc_radix_check(const pc_radix *t);
+
+/* Visit every node of every namespace in pre-order (parents before their
+ * children) with its live block ids.  A non-zero return from fn stops the
+ * walk and is returned.  The tree must not change during the walk. */
+typedef int (*pc_radix_visit_fn)(void *ctx, const void *ns, size_t ns_len,
+                                 const pc_radix_node *node,
+                                 const uint32_t *blocks, uint32_t npages);
+int pc_radix_foreach(const pc_radix *t, pc_radix_visit_fn fn, void *ctx);
+
+/* Print the whole tree readably (namespaces, edges, blocks, locks). */
+void pc_radix_dump(const pc_radix *t, FILE *f);
+
+/* ---- node accessors (for callers holding a handle) ------------------------ */
+
+uint32_t pc_radix_node_lock_ref(const pc_radix_node *n); /* incl. descendants */
+uint32_t pc_radix_node_pins(const pc_radix_node *n);     /* its own locks     */
+uint32_t pc_radix_node_pages(const pc_radix_node *n);    /* pages on its edge */
+/* Pages from the namespace root to the end of this node's edge. */
+size_t pc_radix_node_depth_pages(const pc_radix_node *n);
+uint64_t pc_radix_node_hits(const pc_radix_node *n);
+
+/* ---- testing ------------------------------------------------------------- */
+
+/* Make the nth allocation from now fail (1 = the next one); 0 disables.
+ * Lets tests prove that a failed operation leaves the tree unchanged. */
+void pc_radix_debug_fail_alloc(pc_radix *t, unsigned nth);
+
+#endif /* PC_RADIX_H */
