@@ -38,6 +38,7 @@ typedef struct lease {
     uint32_t nblocks, blocks_cap;
     pc_radix_node **pins;
     uint32_t *blocks;
+    struct lease *next_spare;
 } lease;
 
 struct pc_cache {
@@ -58,6 +59,8 @@ struct pc_cache {
     size_t scratch_cap;
     uint64_t ids[64];   /* random lease ids, drawn in batches     */
     unsigned nids;
+    struct lease *spare; /* ended leases kept for reuse              */
+    uint32_t nspare;
     uint64_t npins;
     pc_cache_stats st;
 };
@@ -212,45 +215,6 @@ static void lease_renew(pc_cache *c, lease *l)
 
 /* ---- lease life cycle ----------------------------------------------------- */
 
-/* A fresh detached lease with room for `pins` pins and `blocks` blocks. */
-static lease *lease_new(pc_cache *c, uint32_t pins, uint32_t blocks)
-{
-    lease *l = calloc(1, sizeof(*l));
-    if (!l)
-        return NULL;
-    l->pins_cap = pins;
-    l->blocks_cap = blocks;
-    l->pins = pins ? malloc(pins * sizeof(*l->pins)) : NULL;
-    l->blocks = blocks ? malloc(blocks * sizeof(*l->blocks)) : NULL;
-    if ((pins && !l->pins) || (blocks && !l->blocks) || new_lease_id(c, &l->id)) {
-        free(l->pins);
-        free(l->blocks);
-        free(l);
-        return NULL;
-    }
-    return l;
-}
-
-static void lease_discard(lease *l)
-{
-    if (l) {
-        free(l->pins);
-        free(l->blocks);
-        free(l);
-    }
-}
-
-/* Make a detached lease live (the table has room: tab_reserve). */
-static void lease_register(pc_cache *c, lease *l)
-{
-    *tab_slot(c, l->id) = l;
-    l->deadline = now_ms(c) + c->cfg.lease_ttl_ms;
-    c->heap[c->nleases] = l;
-    l->heap_pos = c->nleases++;
-    heap_up(c, l->heap_pos);
-    c->st.leases_created++;
-}
-
 /* Room for `more` pins / blocks on an existing lease (growth only). */
 static int lease_reserve(lease *l, uint32_t more_pins, uint32_t more_blocks)
 {
@@ -275,6 +239,56 @@ static int lease_reserve(lease *l, uint32_t more_pins, uint32_t more_blocks)
         l->blocks_cap = (uint32_t)(cap > UINT32_MAX ? UINT32_MAX : cap);
     }
     return 0;
+}
+
+/* A fresh detached lease with room for `pins` pins and `blocks` blocks.
+ * Ended leases are kept (up to SPARE_MAX) with their arrays, so that the
+ * usual lookup -> alloc -> insert -> release cycle allocates nothing. */
+#define SPARE_MAX 64
+
+static void lease_discard(pc_cache *c, lease *l)
+{
+    if (!l)
+        return;
+    if (c && c->nspare < SPARE_MAX) {
+        l->next_spare = c->spare;
+        c->spare = l;
+        c->nspare++;
+        return;
+    }
+    free(l->pins);
+    free(l->blocks);
+    free(l);
+}
+
+static lease *lease_new(pc_cache *c, uint32_t pins, uint32_t blocks)
+{
+    lease *l = c->spare;
+    if (l) {
+        c->spare = l->next_spare;
+        c->nspare--;
+    } else if (!(l = calloc(1, sizeof(*l)))) {
+        return NULL;
+    }
+    l->npins = l->nblocks = 0;
+    l->next_spare = NULL;
+    if (lease_reserve(l, pins, blocks) || new_lease_id(c, &l->id)) {
+        lease_discard(c, l);
+        return NULL;
+    }
+    return l;
+}
+
+
+/* Make a detached lease live (the table has room: tab_reserve). */
+static void lease_register(pc_cache *c, lease *l)
+{
+    *tab_slot(c, l->id) = l;
+    l->deadline = now_ms(c) + c->cfg.lease_ttl_ms;
+    c->heap[c->nleases] = l;
+    l->heap_pos = c->nleases++;
+    heap_up(c, l->heap_pos);
+    c->st.leases_created++;
 }
 
 static void lease_add_block(pc_cache *c, lease *l, uint32_t id)
@@ -317,7 +331,7 @@ static void lease_end(pc_cache *c, lease *l)
         heap_up(c, hp);
         heap_down(c, last->heap_pos);
     }
-    lease_discard(l);
+    lease_discard(c, l);
 }
 
 /* ---- create / destroy ----------------------------------------------------- */
@@ -379,7 +393,12 @@ void pc_cache_destroy(pc_cache *c)
     if (!c)
         return;
     for (uint32_t i = 0; i < c->tab_cap; i++)
-        lease_discard(c->tab[i]);
+        lease_discard(NULL, c->tab[i]);
+    while (c->spare) {
+        lease *l = c->spare;
+        c->spare = l->next_spare;
+        lease_discard(NULL, l);
+    }
     free(c->tab);
     free(c->heap);
     free(c->owner);
@@ -459,7 +478,7 @@ static int lease_acquire(pc_cache *c, uint64_t id, uint32_t pins,
     if (c->nleases >= c->cfg.max_leases || pins > c->cfg.max_pins_per_lease ||
         blocks > c->cfg.max_blocks_per_lease)
         return PC_E_LIMIT;
-    if (tab_reserve(c) || !(r->l = lease_new(c, pins ? pins : 4, blocks)))
+    if (tab_reserve(c) || !(r->l = lease_new(c, pins, blocks)))
         return PC_E_NOMEM;
     r->fresh = 1;
     return 0;
@@ -474,10 +493,10 @@ static void lease_commit(pc_cache *c, lease_ref *r)
         lease_renew(c, r->l);
 }
 
-static void lease_abort(lease_ref *r)
+static void lease_abort(pc_cache *c, lease_ref *r)
 {
     if (r->fresh)
-        lease_discard(r->l);
+        lease_discard(c, r->l);
 }
 
 /* ---- operations ----------------------------------------------------------- */
@@ -499,7 +518,7 @@ int pc_cache_lookup(pc_cache *c, const void *ns, size_t ns_len,
     rc = pc_radix_match(c->tree, ns, ns_len, tokens, n_tokens, blocks,
                         n_tokens / c->P, pin ? PC_RADIX_MATCH_SPLIT : 0, &m);
     if (rc) {
-        lease_abort(&r);
+        lease_abort(c, &r);
         return rc;
     }
     out->tokens = m.tokens;
@@ -511,13 +530,13 @@ int pc_cache_lookup(pc_cache *c, const void *ns, size_t ns_len,
     }
     if (m.node) {
         if ((rc = pc_radix_lock(c->tree, m.node))) { /* 2^32 locks: RANGE */
-            lease_abort(&r);
+            lease_abort(c, &r);
             return rc;
         }
         r.l->pins[r.l->npins++] = m.node;
         c->npins++;
     } else if (r.fresh) {
-        lease_abort(&r); /* nothing to pin: no lease to hold */
+        lease_abort(c, &r); /* nothing to pin: no lease to hold */
         return 0;
     }
     lease_commit(c, &r);
@@ -538,7 +557,7 @@ int pc_cache_alloc(pc_cache *c, uint32_t n, uint64_t *lease_id, uint32_t *ids)
     if (rc)
         return rc;
     if (n > ps.free + ts.evictable_pages) {
-        lease_abort(&r);
+        lease_abort(c, &r);
         c->st.nospace++;
         return PC_E_NOSPACE;
     }

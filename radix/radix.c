@@ -829,6 +829,8 @@ size_t pc_radix_evict(pc_radix *t, size_t n_blocks, pc_radix_evict_fn fn,
     while (freed < n_blocks && t->lru.next != &t->lru) {
         pc_radix_node *x = (pc_radix_node *)t->lru.next;
         assert(x->kids.n == 0 && x->lock_ref == 0 && x->parent);
+        __builtin_prefetch(x->lru.next); /* the next victim, most likely */
+        __builtin_prefetch(&x->parent->kids.slots[x->hash & (x->parent->kids.cap - 1)]);
         size_t take = n_blocks - freed;
         if (take > x->npages)
             take = x->npages;
