@@ -440,6 +440,14 @@ size_t pc_cache_evict(pc_cache *c, size_t n)
     return c ? pc_radix_evict(c->tree, n, evicted_to_pool, c) : 0;
 }
 
+int pc_cache_flush_ns(pc_cache *c, const void *ns, size_t ns_len,
+                      size_t *evicted)
+{
+    if (!c)
+        return PC_E_INVAL;
+    return pc_radix_evict_ns(c->tree, ns, ns_len, evicted_to_pool, c, evicted);
+}
+
 size_t pc_cache_maintain(pc_cache *c)
 {
     pc_pool_stats ps;

@@ -145,6 +145,11 @@ size_t pc_cache_maintain(pc_cache *c);
 /* Evict up to n unpinned pages now (admin flush of everything: SIZE_MAX). */
 size_t pc_cache_evict(pc_cache *c, size_t n);
 
+/* Admin flush of one namespace: every unpinned page of it goes back to the
+ * pool; pinned pages stay.  *evicted gets the count.  PC_E_INVAL/NOMEM. */
+int pc_cache_flush_ns(pc_cache *c, const void *ns, size_t ns_len,
+                      size_t *evicted);
+
 typedef struct pc_cache_stats {
     pc_radix_stats tree;
     pc_pool_stats pool;

@@ -820,6 +820,34 @@ int pc_radix_unlock(pc_radix *t, pc_radix_node *node)
 
 /* ---- eviction ------------------------------------------------------------- */
 
+/* Evict the last `take` pages of the unlocked leaf x (deepest first); a
+ * leaf left without pages goes, and a namespace left without nodes too. */
+static void evict_tail(pc_radix *t, pc_radix_node *x, size_t take,
+                       pc_radix_evict_fn fn, void *ctx)
+{
+    assert(x->kids.n == 0 && x->lock_ref == 0 && x->parent && take <= x->npages);
+    const uint32_t *b = node_blocks(t, x);
+    for (size_t i = 0; i < take; i++)
+        if (fn)
+            fn(ctx, b[x->npages - 1 - i]);
+    x->npages -= (uint32_t)take;
+    t->st.pages -= take;
+    t->st.tokens -= take * t->P;
+    t->st.evictable_pages -= take;
+    t->st.evicted_pages += take;
+    if (x->npages)
+        return;
+    pc_radix_node *p = x->parent;
+    lru_unlink(x);
+    /* kt_remove finds x by its stored first-page hash. */
+    kt_remove(t, KT_CHILD, &p->kids, x);
+    node_free(t, x);
+    t->st.nodes--;
+    t->st.evicted_nodes++;
+    if (!p->parent && p->kids.n == 0)
+        root_remove(t, p);
+}
+
 size_t pc_radix_evict(pc_radix *t, size_t n_blocks, pc_radix_evict_fn fn,
                       void *ctx)
 {
@@ -828,36 +856,64 @@ size_t pc_radix_evict(pc_radix *t, size_t n_blocks, pc_radix_evict_fn fn,
         return 0;
     while (freed < n_blocks && t->lru.next != &t->lru) {
         pc_radix_node *x = (pc_radix_node *)t->lru.next;
-        assert(x->kids.n == 0 && x->lock_ref == 0 && x->parent);
         __builtin_prefetch(x->lru.next); /* the next victim, most likely */
         __builtin_prefetch(&x->parent->kids.slots[x->hash & (x->parent->kids.cap - 1)]);
         size_t take = n_blocks - freed;
         if (take > x->npages)
             take = x->npages;
-        const uint32_t *b = node_blocks(t, x);
-        for (size_t i = 0; i < take; i++) /* deepest page first */
-            if (fn)
-                fn(ctx, b[x->npages - 1 - i]);
-        x->npages -= (uint32_t)take;
         freed += take;
-        t->st.pages -= take;
-        t->st.tokens -= take * t->P;
-        t->st.evictable_pages -= take;
-        t->st.evicted_pages += take;
-        if (x->npages)
-            break; /* n_blocks reached inside this leaf */
-        pc_radix_node *p = x->parent;
-        lru_unlink(x);
-        /* kt_remove still finds x by its first page: the tokens stay in
-         * place, only npages went to 0. */
-        kt_remove(t, KT_CHILD, &p->kids, x);
-        node_free(t, x);
-        t->st.nodes--;
-        t->st.evicted_nodes++;
-        if (!p->parent && p->kids.n == 0)
-            root_remove(t, p);
+        evict_tail(t, x, take, fn, ctx);
     }
     return freed;
+}
+
+static const pc_radix_node *next_preorder(const pc_radix *t,
+                                          const pc_radix_node *n, int *depth);
+
+int pc_radix_evict_ns(pc_radix *t, const void *ns, size_t ns_len,
+                      pc_radix_evict_fn fn, void *ctx, size_t *evicted)
+{
+    if (evicted)
+        *evicted = 0;
+    if (!t || ns_len > PC_RADIX_NS_MAX || (ns_len && !ns))
+        return PC_E_INVAL;
+    pc_radix_node *r = ns_find(t, ns, ns_len, hash32(ns, ns_len));
+    if (!r)
+        return 0;
+    /* The namespace's nodes in pre-order; walked backwards, every node
+     * comes after all of its children, so each unlocked node is a leaf by
+     * the time it is reached.  O(nodes of the namespace): an admin op. */
+    size_t n = 0, cap = 64, pages = 0;
+    pc_radix_node **v = malloc(cap * sizeof(*v));
+    if (!v)
+        return PC_E_NOMEM;
+    int depth = 0;
+    for (const pc_radix_node *x = next_preorder(t, r, &depth); x;
+         x = next_preorder(t, x, &depth)) {
+        if (n == cap) {
+            pc_radix_node **g = realloc(v, 2 * cap * sizeof(*v));
+            if (!g) {
+                free(v);
+                return PC_E_NOMEM;
+            }
+            v = g;
+            cap *= 2;
+        }
+        v[n++] = (pc_radix_node *)x;
+    }
+    bool last = false; /* the namespace itself may go with its last node */
+    for (size_t i = n; i-- > 0 && !last;) {
+        pc_radix_node *x = v[i];
+        if (x->lock_ref || x->kids.n)
+            continue;
+        last = x->parent == r && r->kids.n == 1;
+        pages += x->npages;
+        evict_tail(t, x, x->npages, fn, ctx);
+    }
+    free(v);
+    if (evicted)
+        *evicted = pages;
+    return 0;
 }
 
 /* ---- stats and accessors -------------------------------------------------- */

@@ -146,6 +146,12 @@ typedef void (*pc_radix_evict_fn)(void *ctx, uint32_t block);
 size_t pc_radix_evict(pc_radix *t, size_t n_blocks, pc_radix_evict_fn fn,
                       void *ctx);
 
+/* Evict every unlocked page of one namespace (an admin flush), whatever its
+ * recency; *evicted (when not NULL) gets the count.  An unknown namespace
+ * evicts nothing.  O(nodes of the namespace).  PC_E_INVAL, PC_E_NOMEM. */
+int pc_radix_evict_ns(pc_radix *t, const void *ns, size_t ns_len,
+                      pc_radix_evict_fn fn, void *ctx, size_t *evicted);
+
 /* ---- stats, checks, debugging --------------------------------------------- */
 
 typedef struct pc_radix_stats {

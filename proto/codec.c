@@ -1,0 +1,534 @@
+/*
+ * proto/codec.c - the message codec on msgpack-c.
+ *
+ *   zmq frame ──► pc_mp_validate ──► msgpack_unpack_next ──► pc_request
+ *   (borrowed)    (walks headers,    (zero-copy: str/bin      (tokens and
+ *                  no allocation)     point into the frame)    blocks copied,
+ *                                                              host order)
+ *
+ * Why validate first: msgpack-c allocates an array's or map's object table
+ * from its declared length before reading the elements, so a 5-byte message
+ * declaring 2^32 elements would ask for ~100 GB.  The validator checks every
+ * declared length against the bytes that are really left (an element takes
+ * at least one byte) and the nesting depth, allocating nothing; afterwards
+ * the unpacker's allocations are bounded by a small multiple of the message.
+ *
+ * Lifetime: the decoded objects borrow from the frame and the decoder's zone;
+ * the caller keeps the frame alive until it is done with the request.
+ */
+#include "proto/proto.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- ops ------------------------------------------------------------------ */
+
+static const char *const op_names[PC_OP_COUNT] = {
+#define PC__OP_NAME(name, wire) wire,
+    PC_OP_MAP(PC__OP_NAME)
+#undef PC__OP_NAME
+};
+
+const char *pc_op_name(int op)
+{
+    return op >= 0 && op < PC_OP_COUNT ? op_names[op] : NULL;
+}
+
+int pc_op_parse(const char *s, size_t len)
+{
+    for (int i = 0; s && i < PC_OP_COUNT; i++)
+        if (strlen(op_names[i]) == len && memcmp(op_names[i], s, len) == 0)
+            return i;
+    return PC_E_BADOP;
+}
+
+/* ---- validation ----------------------------------------------------------- */
+
+static uint64_t be(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+int pc_mp_validate(const void *buf, size_t len, unsigned max_depth, char *err,
+                   size_t errlen)
+{
+    const uint8_t *p = buf;
+    uint64_t left[PC_PROTO_DEPTH_MAX + 2]; /* objects still due per level */
+    unsigned depth = 0;
+    size_t pos = 0;
+    const char *why = NULL;
+    if (max_depth > PC_PROTO_DEPTH_MAX)
+        max_depth = PC_PROTO_DEPTH_MAX;
+    if (!p || len == 0) {
+        why = "empty payload";
+        goto bad;
+    }
+    left[0] = 1;
+    for (;;) {
+        while (left[depth] == 0) {
+            if (depth == 0)
+                goto done;
+            depth--;
+        }
+        left[depth]--;
+        if (pos >= len) {
+            why = "truncated";
+            goto bad;
+        }
+        uint8_t b = p[pos++];
+        uint64_t skip = 0, items = 0; /* payload bytes / child objects */
+        int hdr = 0, container = 0;   /* length bytes after the type   */
+        if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
+            /* fixint, nil, bool */
+        } else if (b >= 0x80 && b <= 0x8f) {
+            items = 2ull * (b & 0x0f), container = 1;
+        } else if (b >= 0x90 && b <= 0x9f) {
+            items = b & 0x0f, container = 1;
+        } else if (b >= 0xa0 && b <= 0xbf) {
+            skip = b & 0x1f;
+        } else {
+            switch (b) {
+            case 0xc4: case 0xd9: hdr = 1; break;           /* bin8 str8   */
+            case 0xc5: case 0xda: hdr = 2; break;           /* bin16 str16 */
+            case 0xc6: case 0xdb: hdr = 4; break;           /* bin32 str32 */
+            case 0xc7: hdr = 1, skip = 1; break;            /* ext8        */
+            case 0xc8: hdr = 2, skip = 1; break;            /* ext16       */
+            case 0xc9: hdr = 4, skip = 1; break;            /* ext32       */
+            case 0xca: case 0xce: case 0xd2: skip = 4; break;
+            case 0xcb: case 0xcf: case 0xd3: skip = 8; break;
+            case 0xcc: case 0xd0: skip = 1; break;
+            case 0xcd: case 0xd1: skip = 2; break;
+            case 0xd4: skip = 2; break;                     /* fixext1..16 */
+            case 0xd5: skip = 3; break;
+            case 0xd6: skip = 5; break;
+            case 0xd7: skip = 9; break;
+            case 0xd8: skip = 17; break;
+            case 0xdc: hdr = 2, container = 1; break;       /* array16/32  */
+            case 0xdd: hdr = 4, container = 1; break;
+            case 0xde: hdr = 2, container = 2; break;       /* map16/32    */
+            case 0xdf: hdr = 4, container = 2; break;
+            default: why = "invalid type byte 0xc1"; goto bad;
+            }
+        }
+        if (hdr) {
+            if (len - pos < (size_t)hdr) {
+                why = "truncated length";
+                goto bad;
+            }
+            uint64_t n = be(p + pos, hdr);
+            pos += hdr;
+            if (container)
+                items = n * (uint64_t)container;
+            else
+                skip += n;
+        }
+        if (skip > len - pos) {
+            why = "declared length beyond the message";
+            goto bad;
+        }
+        pos += skip;
+        if (container || items) {
+            if (items > len - pos) {
+                why = "declared element count beyond the message";
+                goto bad;
+            }
+            if (depth + 1 > max_depth) {
+                why = "nested too deep";
+                goto bad;
+            }
+            left[++depth] = items;
+        }
+    }
+done:
+    if (pos != len) {
+        why = "trailing bytes after the object";
+        goto bad;
+    }
+    return 0;
+bad:
+    if (err && errlen)
+        snprintf(err, errlen, "malformed msgpack: %s (at byte %zu)", why, pos);
+    return PC_E_BADMSG;
+}
+
+/* ---- typed access ----------------------------------------------------------- */
+
+static bool key_is(const msgpack_object *k, const char *key)
+{
+    size_t n = strlen(key);
+    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
+           memcmp(k->via.str.ptr, key, n) == 0;
+}
+
+const msgpack_object *pc_mp_get(const msgpack_object *map, const char *key)
+{
+    if (!map || map->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    for (uint32_t i = 0; i < map->via.map.size; i++)
+        if (key_is(&map->via.map.ptr[i].key, key))
+            return &map->via.map.ptr[i].val;
+    return NULL;
+}
+
+int pc_mp_get_u64(const msgpack_object *map, const char *key, uint64_t *out)
+{
+    const msgpack_object *o = pc_mp_get(map, key);
+    if (!o)
+        return PC_E_NOENT;
+    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return PC_E_BADMSG;
+    *out = o->via.u64;
+    return 0;
+}
+
+int pc_mp_get_i64(const msgpack_object *map, const char *key, int64_t *out)
+{
+    const msgpack_object *o = pc_mp_get(map, key);
+    if (!o)
+        return PC_E_NOENT;
+    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        *out = o->via.i64;
+    else if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX)
+        *out = (int64_t)o->via.u64;
+    else
+        return PC_E_BADMSG;
+    return 0;
+}
+
+static int grow_u32(uint32_t **buf, size_t *cap, size_t n)
+{
+    if (n <= *cap)
+        return 0;
+    uint32_t *b = realloc(*buf, n * sizeof(*b));
+    if (!b)
+        return PC_E_NOMEM;
+    *buf = b;
+    *cap = n;
+    return 0;
+}
+
+static void le32_copy(uint32_t *dst, const uint8_t *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++, src += 4)
+        dst[i] = (uint32_t)src[0] | (uint32_t)src[1] << 8 |
+                 (uint32_t)src[2] << 16 | (uint32_t)src[3] << 24;
+}
+
+/* A list of uint32: bin of little-endian uint32 or (for scripting) an array
+ * of non-negative integers; at most max entries.  why says what failed. */
+static int u32_list(const msgpack_object *o, size_t max, uint32_t **buf,
+                    size_t *cap, size_t *n, const char **why)
+{
+    if (o->type == MSGPACK_OBJECT_BIN) {
+        if (o->via.bin.size % 4) {
+            *why = "bin length is not a multiple of 4";
+            return PC_E_BADMSG;
+        }
+        *n = o->via.bin.size / 4;
+        if (*n > max) {
+            *why = "too many entries";
+            return PC_E_TOOBIG;
+        }
+        if (grow_u32(buf, cap, *n))
+            return PC_E_NOMEM;
+        le32_copy(*buf, (const uint8_t *)o->via.bin.ptr, *n);
+        return 0;
+    }
+    if (o->type == MSGPACK_OBJECT_ARRAY) {
+        *n = o->via.array.size;
+        if (*n > max) {
+            *why = "too many entries";
+            return PC_E_TOOBIG;
+        }
+        if (grow_u32(buf, cap, *n))
+            return PC_E_NOMEM;
+        for (size_t i = 0; i < *n; i++) {
+            const msgpack_object *e = &o->via.array.ptr[i];
+            if (e->type != MSGPACK_OBJECT_POSITIVE_INTEGER || e->via.u64 > UINT32_MAX) {
+                *why = "array entry is not a uint32";
+                return PC_E_BADMSG;
+            }
+            (*buf)[i] = (uint32_t)e->via.u64;
+        }
+        return 0;
+    }
+    *why = "expected bin (little-endian uint32) or array of uint";
+    return PC_E_BADMSG;
+}
+
+int pc_mp_get_u32s(const msgpack_object *map, const char *key, uint32_t **buf,
+                   size_t *cap, size_t *n)
+{
+    const char *why = NULL;
+    const msgpack_object *o = pc_mp_get(map, key);
+    if (!o)
+        return PC_E_NOENT;
+    return u32_list(o, SIZE_MAX / 4, buf, cap, n, &why);
+}
+
+/* ---- decoding ------------------------------------------------------------- */
+
+void pc_decoder_init(pc_decoder *d)
+{
+    memset(d, 0, sizeof(*d));
+    msgpack_unpacked_init(&d->up);
+}
+
+void pc_decoder_free(pc_decoder *d)
+{
+    msgpack_unpacked_destroy(&d->up);
+    free(d->tok);
+    free(d->blk);
+    memset(d, 0, sizeof(*d));
+}
+
+int pc_payload_decode(pc_decoder *d, const void *buf, size_t len,
+                      const pc_proto_limits *lim, const msgpack_object **map)
+{
+    *map = NULL;
+    d->err[0] = 0;
+    if (lim && len > lim->max_msg) {
+        snprintf(d->err, sizeof(d->err),
+                 "message of %zu bytes exceeds the limit of %zu", len,
+                 lim->max_msg);
+        return PC_E_TOOBIG;
+    }
+    int rc = pc_mp_validate(buf, len, PC_PROTO_DEPTH_MAX, d->err, sizeof(d->err));
+    if (rc)
+        return rc;
+    /* A fresh zone per message: nothing from the last one survives. */
+    msgpack_unpacked_destroy(&d->up);
+    msgpack_unpacked_init(&d->up);
+    size_t off = 0;
+    msgpack_unpack_return ur = msgpack_unpack_next(&d->up, buf, len, &off);
+    if (ur != MSGPACK_UNPACK_SUCCESS || off != len) {
+        snprintf(d->err, sizeof(d->err), "malformed msgpack (unpack %d)", (int)ur);
+        return ur == MSGPACK_UNPACK_NOMEM_ERROR ? PC_E_NOMEM : PC_E_BADMSG;
+    }
+    if (d->up.data.type != MSGPACK_OBJECT_MAP) {
+        snprintf(d->err, sizeof(d->err), "payload is not a map");
+        return PC_E_BADMSG;
+    }
+    *map = &d->up.data;
+    return 0;
+}
+
+#define FAIL(code, ...)                                                        \
+    do {                                                                       \
+        snprintf(d->err, sizeof(d->err), __VA_ARGS__);                         \
+        return (code);                                                         \
+    } while (0)
+
+/* Optional bool key: absent = false; anything but a bool is an error. */
+static int opt_bool(pc_decoder *d, const msgpack_object *m, const char *key,
+                    bool *out)
+{
+    const msgpack_object *o = pc_mp_get(m, key);
+    *out = false;
+    if (!o)
+        return 0;
+    if (o->type != MSGPACK_OBJECT_BOOLEAN)
+        FAIL(PC_E_BADMSG, "'%s' must be a bool", key);
+    *out = o->via.boolean;
+    return 0;
+}
+
+/* Optional uint key: absent leaves *out; mistyped is an error. */
+static int opt_u64(pc_decoder *d, const msgpack_object *m, const char *key,
+                   uint64_t *out, bool required)
+{
+    int rc = pc_mp_get_u64(m, key, out);
+    if (rc == PC_E_NOENT && !required)
+        return 0;
+    if (rc == PC_E_NOENT)
+        FAIL(PC_E_BADMSG, "missing '%s'", key);
+    if (rc)
+        FAIL(PC_E_BADMSG, "'%s' must be a non-negative integer", key);
+    return 0;
+}
+
+static int get_ns(pc_decoder *d, const msgpack_object *m, pc_request *r,
+                  bool required)
+{
+    const msgpack_object *o = pc_mp_get(m, "ns");
+    if (!o) {
+        if (required)
+            FAIL(PC_E_BADMSG, "missing 'ns'");
+        return 0;
+    }
+    if (o->type == MSGPACK_OBJECT_STR) {
+        r->ns = o->via.str.ptr;
+        r->ns_len = o->via.str.size;
+    } else if (o->type == MSGPACK_OBJECT_BIN) {
+        r->ns = o->via.bin.ptr;
+        r->ns_len = o->via.bin.size;
+    } else {
+        FAIL(PC_E_BADMSG, "'ns' must be str or bin");
+    }
+    if (r->ns_len > PC_PROTO_NS_MAX)
+        FAIL(PC_E_TOOBIG, "'ns' of %zu bytes exceeds %u", r->ns_len,
+             PC_PROTO_NS_MAX);
+    r->has_ns = true;
+    return 0;
+}
+
+static int get_list(pc_decoder *d, const msgpack_object *m, const char *key,
+                    size_t max, uint32_t **buf, size_t *cap,
+                    const uint32_t **out, size_t *n)
+{
+    const char *why = "";
+    const msgpack_object *o = pc_mp_get(m, key);
+    if (!o)
+        FAIL(PC_E_BADMSG, "missing '%s'", key);
+    int rc = u32_list(o, max, buf, cap, n, &why);
+    if (rc == PC_E_TOOBIG)
+        FAIL(rc, "'%s': more than %zu entries", key, max);
+    if (rc == PC_E_NOMEM)
+        FAIL(rc, "out of memory");
+    if (rc)
+        FAIL(rc, "'%s': %s", key, why);
+    *out = *buf;
+    return 0;
+}
+
+int pc_request_decode(pc_decoder *d, const void *buf, size_t len,
+                      const pc_proto_limits *lim, pc_request *r)
+{
+    const msgpack_object *m, *o;
+    memset(r, 0, sizeof(*r));
+    r->op = -1;
+    int rc = pc_payload_decode(d, buf, len, lim, &m);
+    if (rc)
+        return rc;
+    /* The id first, so that every later error can echo it. */
+    if ((rc = opt_u64(d, m, "id", &r->id, false)))
+        return rc;
+    if (!(o = pc_mp_get(m, "op")))
+        FAIL(PC_E_BADMSG, "missing 'op'");
+    if (o->type != MSGPACK_OBJECT_STR)
+        FAIL(PC_E_BADMSG, "'op' must be a string");
+    if ((r->op = pc_op_parse(o->via.str.ptr, o->via.str.size)) < 0)
+        FAIL(PC_E_BADOP, "unknown op '%.*s'",
+             (int)(o->via.str.size > 40 ? 40 : o->via.str.size), o->via.str.ptr);
+    size_t max = lim ? lim->max_tokens : PC_PROTO_MAX_TOKENS_DEFAULT;
+    if ((rc = opt_u64(d, m, "lease", &r->lease, r->op == PC_OP_RELEASE)))
+        return rc;
+    switch (r->op) {
+    case PC_OP_HELLO:
+        return opt_u64(d, m, "version", &r->version, false);
+    case PC_OP_LOOKUP:
+        if ((rc = get_ns(d, m, r, true)) ||
+            (rc = get_list(d, m, "tokens", max, &d->tok, &d->tok_cap,
+                           &r->tokens, &r->n_tokens)) ||
+            (rc = opt_bool(d, m, "pin", &r->pin)) ||
+            (rc = opt_bool(d, m, "alloc", &r->alloc)))
+            return rc;
+        return 0;
+    case PC_OP_ALLOC:
+        if ((rc = opt_u64(d, m, "n", &r->n, true)))
+            return rc;
+        if (r->n > max)
+            FAIL(PC_E_TOOBIG, "'n' of %llu exceeds %zu",
+                 (unsigned long long)r->n, max);
+        return 0;
+    case PC_OP_INSERT:
+        if ((rc = get_ns(d, m, r, true)) ||
+            (rc = get_list(d, m, "tokens", max, &d->tok, &d->tok_cap,
+                           &r->tokens, &r->n_tokens)) ||
+            (rc = get_list(d, m, "blocks", max, &d->blk, &d->blk_cap,
+                           &r->blocks, &r->n_blocks)) ||
+            (rc = opt_bool(d, m, "release", &r->release)))
+            return rc;
+        return 0;
+    case PC_OP_FLUSH:
+        return get_ns(d, m, r, false);
+    case PC_OP_CONFIG:
+        r->get = pc_mp_get(m, "get");
+        r->set = pc_mp_get(m, "set");
+        if (r->get && r->get->type != MSGPACK_OBJECT_ARRAY)
+            FAIL(PC_E_BADMSG, "'get' must be an array of names");
+        if (r->set && r->set->type != MSGPACK_OBJECT_MAP)
+            FAIL(PC_E_BADMSG, "'set' must be a map of name to value");
+        return 0;
+    default: /* release, stats, ping: nothing more */
+        return 0;
+    }
+}
+
+/* ---- encoding ------------------------------------------------------------- */
+
+void pc_pack_cstr(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+void pc_pack_kv_u64(msgpack_packer *pk, const char *key, uint64_t v)
+{
+    pc_pack_cstr(pk, key);
+    msgpack_pack_uint64(pk, v);
+}
+
+void pc_pack_kv_i64(msgpack_packer *pk, const char *key, int64_t v)
+{
+    pc_pack_cstr(pk, key);
+    msgpack_pack_int64(pk, v);
+}
+
+void pc_pack_kv_str(msgpack_packer *pk, const char *key, const char *v)
+{
+    pc_pack_cstr(pk, key);
+    pc_pack_cstr(pk, v);
+}
+
+void pc_pack_kv_bin(msgpack_packer *pk, const char *key, const void *v,
+                    size_t len)
+{
+    pc_pack_cstr(pk, key);
+    msgpack_pack_bin(pk, len);
+    if (len)
+        msgpack_pack_bin_body(pk, v, len);
+}
+
+void pc_pack_kv_bool(msgpack_packer *pk, const char *key, bool v)
+{
+    pc_pack_cstr(pk, key);
+    if (v)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+}
+
+void pc_pack_kv_u32s(msgpack_packer *pk, const char *key, const uint32_t *v,
+                     size_t n)
+{
+    uint8_t tmp[256];
+    pc_pack_cstr(pk, key);
+    msgpack_pack_bin(pk, n * 4);
+    /* little-endian on the wire whatever the host; in chunks */
+    for (size_t i = 0; i < n;) {
+        size_t k = 0;
+        for (; k < sizeof(tmp) && i < n; i++, k += 4) {
+            tmp[k] = (uint8_t)v[i];
+            tmp[k + 1] = (uint8_t)(v[i] >> 8);
+            tmp[k + 2] = (uint8_t)(v[i] >> 16);
+            tmp[k + 3] = (uint8_t)(v[i] >> 24);
+        }
+        msgpack_pack_bin_body(pk, tmp, k);
+    }
+}
+
+void pc_pack_reply_head(msgpack_packer *pk, uint64_t id, int status,
+                        const char *error, size_t fields)
+{
+    msgpack_pack_map(pk, 2 + (status ? 1 : 0) + fields);
+    pc_pack_kv_u64(pk, "id", id);
+    pc_pack_kv_i64(pk, "status", status);
+    if (status)
+        pc_pack_kv_str(pk, "error", error && *error ? error : pc_strerror(status));
+}

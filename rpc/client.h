@@ -1,0 +1,132 @@
+/*
+ * rpc/client.h - libprefixcache, the C client of prefixcached.
+ *
+ * One pc_client = one ZeroMQ DEALER socket to one daemon; not thread-safe
+ * (one per engine thread).  Every call has a timeout (PC_E_TIMEOUT); a reply
+ * that arrives after its call timed out is recognised by its id and dropped.
+ * Errors are the proto/ codes; the daemon's message for the last failed call
+ * is pc_client_last_error().
+ *
+ * A prompt's life in two round trips:
+ *
+ *   pc_client_lookup(c, ns, tokens, n, PIN | ALLOC, 0, &r)
+ *       r.tokens cached in r.blocks[0..r.pages), pinned under r.lease;
+ *       r.alloc_blocks[0..r.n_alloc) for the remaining full pages
+ *   ... read cached KV from pc_client_block(c, id), write the new KV ...
+ *   pc_client_insert(c, ns, tokens, n, ids, r.lease, RELEASE, canon, &ir)
+ */
+#ifndef PC_CLIENT_H
+#define PC_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/proto.h"
+
+typedef struct pc_client pc_client;
+
+/* Connect (lazily, as ZeroMQ does) to endpoint; calls wait at most
+ * timeout_ms (<= 0: 5000). */
+int pc_client_connect(const char *endpoint, int timeout_ms, pc_client **out);
+void pc_client_close(pc_client *c);
+void pc_client_set_timeout(pc_client *c, int timeout_ms);
+
+/* The daemon's message for the last failed call ("" if none). */
+const char *pc_client_last_error(const pc_client *c);
+
+typedef struct pc_hello {
+    uint32_t version, version_minor;
+    uint32_t page_tokens, layers, kv_heads, head_dim;
+    char dtype[8];
+    uint64_t block_bytes, token_bytes, kv_bytes, capacity;
+    char backend[8];     /* "host", "none", "cuda"                      */
+    char shm_name[256];  /* host                                        */
+    uint64_t shm_bytes;  /* host                                        */
+    uint64_t lease_ttl_ms, max_tokens, max_msg;
+} pc_hello;
+
+/* Handshake: checks the protocol version (PC_E_VERSION on a different
+ * major) and, for a host pool, maps it read-write into this process. */
+int pc_client_hello(pc_client *c, pc_hello *out);
+
+/* Base address of block id in the mapped host pool (after hello); NULL for
+ * other backends or an id beyond the pool. */
+void *pc_client_block(const pc_client *c, uint32_t id);
+
+enum { PC_CLIENT_PIN = 1, PC_CLIENT_ALLOC = 2, PC_CLIENT_RELEASE = 4 };
+
+typedef struct pc_client_lookup_result {
+    size_t tokens;            /* matched tokens                           */
+    size_t pages;             /* = entries in blocks                      */
+    const uint32_t *blocks;   /* valid until the next call on c           */
+    uint64_t lease;           /* 0 when nothing was pinned or allocated   */
+    int alloc_status;         /* with ALLOC: 0 or e.g. PC_E_NOSPACE       */
+    size_t n_alloc;
+    const uint32_t *alloc_blocks; /* valid until the next call on c       */
+} pc_client_lookup_result;
+
+int pc_client_lookup(pc_client *c, const void *ns, size_t ns_len,
+                     const uint32_t *tokens, size_t n_tokens, unsigned flags,
+                     uint64_t lease, pc_client_lookup_result *out);
+
+/* n blocks under *lease (0: a new lease, written back). */
+int pc_client_alloc(pc_client *c, uint32_t n, uint64_t *lease, uint32_t *ids);
+
+typedef struct pc_client_insert_result {
+    size_t cached_tokens, inserted_pages, freed_blocks;
+} pc_client_insert_result;
+
+/* flags: PC_CLIENT_RELEASE ends the lease after a successful insert.  canon
+ * (may be NULL) receives n_tokens / page_tokens canonical ids. */
+int pc_client_insert(pc_client *c, const void *ns, size_t ns_len,
+                     const uint32_t *tokens, size_t n_tokens,
+                     const uint32_t *blocks, uint64_t lease, unsigned flags,
+                     uint32_t *canon, pc_client_insert_result *out);
+
+int pc_client_release(pc_client *c, uint64_t lease);
+int pc_client_ping(pc_client *c);
+
+/* Admin: flush one namespace (ns != NULL) or all; pinned pages stay. */
+int pc_client_flush(pc_client *c, const void *ns, size_t ns_len,
+                    uint64_t *evicted);
+
+/* stats: fn is called for every counter (dotted name, value). */
+typedef void (*pc_client_stat_fn)(void *ctx, const char *name, uint64_t v);
+int pc_client_stats(pc_client *c, pc_client_stat_fn fn, void *ctx);
+
+/* config: fn is called for every knob returned (value rendered as text).
+ * get: name NULL = all knobs.  set: one knob, value as text (parsed by the
+ * daemon according to the knob's type). */
+typedef void (*pc_client_config_fn)(void *ctx, const char *name,
+                                    const char *value);
+int pc_client_config_get(pc_client *c, const char *name,
+                         pc_client_config_fn fn, void *ctx);
+int pc_client_config_set(pc_client *c, const char *name, const char *value,
+                         pc_client_config_fn fn, void *ctx);
+
+/* ---- pipelined form: send many, receive many ------------------------------ */
+
+/* Queue a lookup / insert without waiting; returns its request id (> 0) or
+ * a negative code.  Arguments are copied. */
+int64_t pc_client_send_lookup(pc_client *c, const void *ns, size_t ns_len,
+                              const uint32_t *tokens, size_t n_tokens,
+                              unsigned flags, uint64_t lease);
+int64_t pc_client_send_insert(pc_client *c, const void *ns, size_t ns_len,
+                              const uint32_t *tokens, size_t n_tokens,
+                              const uint32_t *blocks, uint64_t lease,
+                              unsigned flags);
+
+/* One reply of a pipelined request, in arrival order. */
+typedef struct pc_client_reply {
+    uint64_t id;
+    int status;
+    pc_client_lookup_result lookup;  /* for a lookup                       */
+    pc_client_insert_result insert;  /* for an insert                      */
+    const uint32_t *canon;           /* for an insert; valid until next call */
+    size_t n_canon;
+} pc_client_reply;
+
+/* Wait up to the timeout for the next reply.  PC_E_TIMEOUT when none. */
+int pc_client_recv(pc_client *c, pc_client_reply *out);
+
+#endif /* PC_CLIENT_H */

@@ -1,0 +1,110 @@
+/*
+ * rpc/rpc.h - the prefixcache server: a ZeroMQ ROUTER socket in front of one
+ * pc_cache, driven by one thread that owns all state (no locks).
+ *
+ * Wire protocol: proto/PROTOCOL.md.  In short: the daemon binds a ROUTER;
+ * clients use DEALER or REQ.  A request is a multipart message whose LAST
+ * frame is the msgpack payload; every frame before it is the envelope
+ * (ROUTER's identity frame, REQ's empty delimiter, any others), echoed
+ * unchanged before the reply payload.  A message with no payload frame
+ * (the identity alone) cannot be answered: it is dropped and logged.
+ *
+ * Requests and replies (all maps; replies always carry id, status and, when
+ * status < 0, error; unknown request keys are ignored; tokens/blocks are bin
+ * of little-endian uint32, tokens may also be an array of uint):
+ *
+ *   hello   {version?}                  -> {version, version_minor,
+ *             page_tokens, layers, kv_heads, head_dim, dtype (str),
+ *             block_bytes, token_bytes, kv_bytes, capacity (blocks),
+ *             backend ("host"|"none"|"cuda"), shm_name (host), shm_bytes
+ *             (host), lease_ttl_ms, max_tokens, max_msg}
+ *   lookup  {ns, tokens, pin?, lease?, alloc?} -> {tokens (matched count),
+ *             blocks (bin), lease (0 if none)}; with alloc: also
+ *             alloc_status, and alloc_blocks (bin) for the prompt's remaining
+ *             full pages, allocated under the same lease (created if needed)
+ *   alloc   {n, lease?}                  -> {lease, blocks}
+ *   insert  {ns, tokens, blocks, lease?, release?} -> {cached_tokens,
+ *             inserted_pages, freed_blocks, canon (bin)}; with release, the
+ *             lease ends after a successful insert
+ *   release {lease}                      -> {}
+ *   stats   {}                           -> {stats: map of dotted name ->
+ *             uint, e.g. "pool.blocks.free", "tree.pages", "rpc.requests"}
+ *   ping    {}                           -> {}
+ *   flush   {ns?}                        -> {evicted (pages)}: every unpinned
+ *             page of the namespace (or of all namespaces)
+ *   config  {get?: [names], set?: {name: value}} -> {config: {name: value}}:
+ *             with set, all-or-nothing over reloadable knobs, then the new
+ *             values; with neither, every knob
+ *
+ * Between requests the loop expires leases (pc_cache_expire) and enforces
+ * the watermarks (pc_cache_maintain); it drains every ready message before
+ * blocking again, and blocks no longer than the next lease deadline.
+ */
+#ifndef PC_RPC_H
+#define PC_RPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cache/cache.h"
+#include "proto/proto.h"
+
+typedef struct pc_rpc_server pc_rpc_server;
+
+enum { PC_LOG_ERROR = 0, PC_LOG_WARN, PC_LOG_INFO, PC_LOG_DEBUG };
+
+/* What the server needs from its host (the daemon) without including it. */
+typedef struct pc_rpc_hooks {
+    void *ctx;
+    /* Log a line at a level (PC_LOG_*); NULL: stderr, INFO and up. */
+    void (*log)(void *ctx, int level, const char *msg);
+    /* config get: pack ONE map of name -> value for the names in `names`
+     * (an array of str) or for every knob when names is NULL.  Return 0,
+     * or a PC_E_* code (with err) before packing anything. */
+    int (*config_get)(void *ctx, const msgpack_object *names,
+                      msgpack_packer *pk, char *err, size_t errlen);
+    /* config set: apply a map of name -> value, all or nothing. */
+    int (*config_set)(void *ctx, const msgpack_object *set, char *err,
+                      size_t errlen);
+} pc_rpc_hooks;
+
+typedef struct pc_rpc_config {
+    const char *endpoint;   /* "ipc:///path" or "tcp://host:port"           */
+    pc_proto_limits limits; /* 0 fields: the PC_PROTO_*_DEFAULT values        */
+    pc_cache *cache;        /* driven by the server, owned by the caller    */
+    pc_rpc_hooks hooks;
+} pc_rpc_config;
+
+/*
+ * Bind the endpoint.  For ipc:// the socket file is guarded by an flock'ed
+ * "<path>.lock" so that a second server on the same endpoint fails with
+ * PC_E_BUSY instead of silently stealing it (libzmq would unlink and
+ * rebind); a stale socket file from a crashed server is replaced.  tcp://
+ * in use also gives PC_E_BUSY.  PC_E_INVAL for a bad endpoint, PC_E_IO.
+ */
+int pc_rpc_server_create(const pc_rpc_config *cfg, pc_rpc_server **out);
+
+/*
+ * Serve: wait up to timeout_ms (-1: until a message or the next lease
+ * deadline) for requests, then handle every ready one, then run expiry and
+ * watermarks.  Returns the number of requests handled, 0 on timeout or when
+ * interrupted by a signal (EINTR: the caller checks its flags and calls
+ * again), or a negative PC_E_* on a fatal socket error.
+ */
+int pc_rpc_server_poll(pc_rpc_server *s, int timeout_ms);
+
+/* Close the socket (ZMQ_LINGER 0), remove the ipc socket and lock files. */
+void pc_rpc_server_destroy(pc_rpc_server *s);
+
+/* The endpoint actually bound (e.g. "tcp://127.0.0.1:43521" for port *). */
+const char *pc_rpc_server_endpoint(const pc_rpc_server *s);
+
+typedef struct pc_rpc_stats {
+    uint64_t requests, errors, dropped; /* dropped: unanswerable messages */
+    uint64_t by_op[PC_OP_COUNT];
+    uint64_t bytes_in, bytes_out;
+} pc_rpc_stats;
+
+void pc_rpc_server_stats(const pc_rpc_server *s, pc_rpc_stats *out);
+
+#endif /* PC_RPC_H */
