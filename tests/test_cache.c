@@ -1900,3 +1900,40 @@ Test(cache, null_is_harmless)
 {
     pc_cache_destroy(NULL);
 }
+
+/* ---- admin flush of one namespace ------------------------------------------ */
+
+Test(cache, flush_ns_returns_unpinned_blocks)
+{
+    pc_cache *c = mk(32);
+    uint32_t a[16], b[16], ab[4], bb[4], got[4];
+    seq_fill(a, 16, 100);
+    seq_fill(b, 16, 900);
+    put(c, NS, a, 16, ab);
+    put(c, "model-b", b, 16, bb);
+    COUNTS(c, 24, 0, 8);
+
+    /* pin a's first two pages */
+    pc_lookup_result r = lk(c, NS, a, 8, 1, 0, got);
+    cr_assert_eq(r.pages, 2);
+
+    size_t n = 99;
+    RC_EQ(pc_cache_flush_ns(c, NS, strlen(NS), &n), 0);
+    CHECK(c);
+    cr_assert_eq(n, 2, "the two unpinned pages of %s go", NS);
+    COUNTS(c, 26, 0, 6);
+    cr_assert_eq(lk_pages(c, NS, a, 16), 2, "pinned pages stay");
+    cr_assert_eq(lk_pages(c, "model-b", b, 16), 4, "other namespace untouched");
+    STATES(c, ab + 2, 2, PC_BLOCK_FREE);
+
+    RC_EQ(pc_cache_flush_ns(c, "unknown", 7, &n), 0);
+    cr_assert_eq(n, 0);
+    RC_EQ(pc_cache_flush_ns(NULL, NS, strlen(NS), &n), PC_E_INVAL);
+
+    rel(c, r.lease);
+    RC_EQ(pc_cache_flush_ns(c, NS, strlen(NS), &n), 0);
+    CHECK(c);
+    cr_assert_eq(n, 2);
+    COUNTS(c, 28, 0, 4);
+    cache_del(c);
+}

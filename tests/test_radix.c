@@ -1305,3 +1305,124 @@ Test(radix, dump_mentions_namespace)
     cr_assert(nonempty, "empty dump");
     cr_assert(has_ns, "dump does not mention the namespace");
 }
+
+/* ---- insert with a veto, per-namespace eviction -------------------------- */
+
+typedef struct veto {
+    int rc;            /* what the check returns                         */
+    size_t calls, cached;
+    uint32_t seen[16]; /* canonical ids it was shown                     */
+} veto;
+
+static int veto_cb(void *ctx, const uint32_t *canon, size_t cached)
+{
+    veto *v = ctx;
+    v->calls++;
+    v->cached = cached;
+    for (size_t i = 0; i < cached && i < NELEM(v->seen); i++)
+        v->seen[i] = canon[i];
+    return v->rc;
+}
+
+Test(radix, insert_checked_veto_changes_nothing)
+{
+    pc_radix *t = mk(4);
+    uint32_t tok[16], blk[4] = {10, 11, 12, 13}, blk2[4] = {20, 21, 22, 23};
+    uint32_t canon[4];
+    seq_fill(tok, 16, 100);
+    ins(t, "m", tok, 8, blk, NULL); /* two pages cached */
+    pc_radix_stats before = stats(t);
+
+    /* The check sees the cached pages' canonical ids; a veto changes
+     * nothing, not even recency or counters. */
+    veto v = {PC_E_PERM, 0, 0, {0}};
+    pc_radix_insert_result r;
+    int rc = pc_radix_insert_checked(t, "m", 1, tok, 16, blk2, canon, veto_cb,
+                                     &v, &r);
+    cr_assert_eq(rc, PC_E_PERM);
+    cr_assert_eq(v.calls, 1);
+    cr_assert_eq(v.cached, 2);
+    cr_assert_eq(v.seen[0], 10);
+    cr_assert_eq(v.seen[1], 11);
+    CHECK(t);
+    STATS_SAME(t, before);
+    cr_assert_eq(mpages(t, "m", tok, 16), 2);
+
+    /* A check that says yes: the insert goes through as usual. */
+    v.rc = 0;
+    rc = pc_radix_insert_checked(t, "m", 1, tok, 16, blk2, canon, veto_cb, &v,
+                                 &r);
+    cr_assert_eq(rc, 0);
+    CHECK(t);
+    cr_assert_eq(r.cached_tokens, 8);
+    cr_assert_eq(r.inserted_pages, 2);
+    uint32_t want[4] = {10, 11, 22, 23};
+    assert_ids(t, canon, 4, want, 4, "canon after checked insert");
+
+    /* A veto on a brand-new namespace creates no namespace. */
+    v.rc = PC_E_LIMIT;
+    before = stats(t);
+    rc = pc_radix_insert_checked(t, "other", 5, tok, 16, blk2, canon, veto_cb,
+                                 &v, &r);
+    cr_assert_eq(rc, PC_E_LIMIT);
+    cr_assert_eq(v.cached, 0);
+    STATS_SAME(t, before);
+    CHECK(t);
+    /* check without canon is an argument error */
+    cr_assert_eq(pc_radix_insert_checked(t, "m", 1, tok, 16, blk2, NULL,
+                                         veto_cb, &v, &r),
+                 PC_E_INVAL);
+    pc_radix_destroy(t);
+}
+
+Test(radix, evict_ns_flushes_one_namespace_and_keeps_pins)
+{
+    pc_radix *t = mk(4);
+    uint32_t a[16], b[16], c[16], blk[4];
+    seq_fill(a, 16, 1000);
+    seq_fill(b, 16, 1000);
+    b[8] = 7; /* shares two pages with a */
+    seq_fill(c, 16, 5000);
+    seq_fill(blk, 4, 100);
+    ins(t, "A", a, 16, blk, NULL);
+    seq_fill(blk, 4, 200);
+    ins(t, "A", b, 16, blk, NULL);
+    seq_fill(blk, 4, 300);
+    ins(t, "B", c, 16, blk, NULL);
+    pc_radix_stats s = stats(t);
+    cr_assert_eq(s.pages, 4 + 2 + 4);
+
+    /* Pin a's first three pages. */
+    pc_radix_match_result m = mt(t, "A", a, 12, NULL, 0, PC_RADIX_MATCH_SPLIT);
+    cr_assert_eq(m.pages, 3);
+    lock_ok(t, m.node);
+
+    evrec r = {{0}, 0};
+    size_t n = 0;
+    cr_assert_eq(pc_radix_evict_ns(t, "A", 1, ev_cb, &r, &n), 0);
+    CHECK(t);
+    /* a's 4th page and b's two own pages go; the pinned three stay. */
+    cr_assert_eq(n, 3);
+    cr_assert_eq(r.n, 3);
+    uint32_t want[3] = {103, 202, 203};
+    assert_id_set(t, r.ids, r.n, want, 3, "flushed ids");
+    cr_assert_eq(mpages(t, "A", a, 16), 3);
+    cr_assert_eq(mpages(t, "A", b, 16), 2);
+    cr_assert_eq(mpages(t, "B", c, 16), 4, "another namespace is untouched");
+
+    /* Unknown namespace: nothing, no error. */
+    cr_assert_eq(pc_radix_evict_ns(t, "nope", 4, ev_cb, &r, &n), 0);
+    cr_assert_eq(n, 0);
+    cr_assert_eq(pc_radix_evict_ns(t, NULL, 300, ev_cb, &r, &n), PC_E_INVAL);
+
+    /* Unpinned, the namespace goes entirely, and with it its root. */
+    unlock_ok(t, m.node);
+    r.n = 0;
+    cr_assert_eq(pc_radix_evict_ns(t, "A", 1, ev_cb, &r, &n), 0);
+    CHECK(t);
+    cr_assert_eq(n, 3);
+    s = stats(t);
+    cr_assert_eq(s.namespaces, 1);
+    cr_assert_eq(s.pages, 4);
+    pc_radix_destroy(t);
+}
