@@ -69,6 +69,7 @@
 
 
 #include "bench/hashchain.h"
+#include "bench/report.h"
 #include "cache/cache.h"
 #include "radix/radix.h"
 
@@ -118,31 +119,13 @@ static void *xmalloc(size_t n)
     return p;
 }
 
-static inline uint64_t now_ns(void)
+/* A sorted copy of v[0..n) (free it). */
+static double *sorted_copy(const double *v, size_t n)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static inline uint64_t mix64(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-/* splitmix64 generator */
-static inline uint64_t rng_next(uint64_t *s)
-{
-    *s += GAMMA;
-    return mix64(*s);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+    double *c = xmalloc(n * sizeof *c);
+    memcpy(c, v, n * sizeof *c);
+    qsort(c, n, sizeof *c, bench_cmp_double);
+    return c;
 }
 
 /* q-quantile (0..1) of v[0..n) by the nearest-rank method; sorts a copy. */
@@ -150,15 +133,8 @@ static double quantile(const double *v, size_t n, double q)
 {
     if (n == 0)
         return NAN;
-    double *c = xmalloc(n * sizeof *c);
-    memcpy(c, v, n * sizeof *c);
-    qsort(c, n, sizeof *c, cmp_double);
-    size_t k = (size_t)ceil(q * (double)n);
-    if (k < 1)
-        k = 1;
-    if (k > n)
-        k = n;
-    double r = c[k - 1];
+    double *c = sorted_copy(v, n);
+    double r = bench_quantile_sorted(c, n, q);
     free(c);
     return r;
 }
@@ -167,20 +143,10 @@ static double median(const double *v, size_t n)
 {
     if (n == 0)
         return NAN;
-    double *c = xmalloc(n * sizeof *c);
-    memcpy(c, v, n * sizeof *c);
-    qsort(c, n, sizeof *c, cmp_double);
-    double r = n % 2 ? c[n / 2] : 0.5 * (c[n / 2 - 1] + c[n / 2]);
+    double *c = sorted_copy(v, n);
+    double r = bench_median_sorted(c, n);
     free(c);
     return r;
-}
-
-static double mean(const double *v, size_t n)
-{
-    double s = 0;
-    for (size_t i = 0; i < n; i++)
-        s += v[i];
-    return n ? s / (double)n : NAN;
 }
 
 /* Net bytes this thread holds from jemalloc; -1 without jemalloc. */
@@ -243,15 +209,15 @@ enum { STREAM_PREFIX = 1, STREAM_SUFFIX = 2, STREAM_DIVERGE = 3 };
 static uint64_t stream_base(uint64_t seed, uint32_t world, uint32_t kind,
                             uint64_t id)
 {
-    return mix64(seed ^ mix64(((uint64_t)world << 56) ^ ((uint64_t)kind << 48) ^
-                              id ^ GAMMA));
+    return bench_mix64(seed ^ bench_mix64(((uint64_t)world << 56) ^
+                                          ((uint64_t)kind << 48) ^ id ^ GAMMA));
 }
 
 static void gen_tokens(uint64_t base, uint32_t *out, size_t n)
 {
     uint64_t st = base;
     for (size_t i = 0; i < n; i++)
-        out[i] = (uint32_t)(rng_next(&st) % VOCAB);
+        out[i] = (uint32_t)(bench_rng_next(&st) % VOCAB);
 }
 
 /* Block id of page p of sequence s (the same for the tree and the table). */
@@ -278,7 +244,7 @@ static size_t *shuffled(size_t n, uint64_t seed)
         v[i] = i;
     uint64_t st = seed;
     for (size_t i = n; i > 1; i--) {
-        size_t j = (size_t)(rng_next(&st) % i);
+        size_t j = (size_t)(bench_rng_next(&st) % i);
         size_t tmp = v[i - 1];
         v[i - 1] = v[j];
         v[j] = tmp;
@@ -561,9 +527,9 @@ static void build(const shape *w, uint64_t seed, const w1_data *d,
         fill_blocks(w, s, blocks);
 
         pc_radix_insert_result ir;
-        uint64_t t0 = now_ns();
+        uint64_t t0 = bench_now_ns();
         int rc = pc_radix_insert(t, NS, NS_LEN, buf, T, blocks, NULL, &ir);
-        uint64_t t1 = now_ns();
+        uint64_t t1 = bench_now_ns();
         if (ins_ns)
             ins_ns[i] = (double)(t1 - t0);
         if (rc != 0)
@@ -575,9 +541,9 @@ static void build(const shape *w, uint64_t seed, const w1_data *d,
                 "%zu tokens; expected %zu and %zu",
                 s, ir.inserted_pages, ir.cached_tokens, want_new, want_cached);
         if (hc) {
-            t0 = now_ns();
+            t0 = bench_now_ns();
             size_t added = hc_insert(hc, nsh, buf, T, blocks);
-            t1 = now_ns();
+            t1 = bench_now_ns();
             if (hc_ns)
                 hc_ns[i] = (double)(t1 - t0);
             if (added != want_new)
@@ -648,11 +614,11 @@ static uint64_t run_batch(lookup_ctx *x, int ct, const size_t *qs,
     case C_RADIX: {
         pc_radix_match_result mr[BATCH];
         int rc = 0;
-        t0 = now_ns();
+        t0 = bench_now_ns();
         for (size_t j = 0; j < BATCH; j++)
             rc |= pc_radix_match(x->t, NS, NS_LEN, qb + j * T, T,
                                  out + j * np, np, x->c->radix_flags, &mr[j]);
-        t1 = now_ns();
+        t1 = bench_now_ns();
         if (rc)
             die("pc_radix_match failed: %s", pc_errname(rc));
         for (size_t j = 0; j < BATCH; j++) {
@@ -666,21 +632,21 @@ static uint64_t run_batch(lookup_ctx *x, int ct, const size_t *qs,
     /* Both hash-chain variants hash the namespace per request, as the tree
      * looks its namespace up per request. */
     case C_HC:
-        t0 = now_ns();
+        t0 = bench_now_ns();
         for (size_t j = 0; j < BATCH; j++)
             pages[j] = hc_match_walk(x->hc, hc_ns_hash(NS, NS_LEN),
                                      qb + j * T, T, out + j * np, np);
-        t1 = now_ns();
+        t1 = bench_now_ns();
         break;
     case C_HCPF:
-        t0 = now_ns();
+        t0 = bench_now_ns();
         for (size_t j = 0; j < BATCH; j++)
             pages[j] = hc_match(x->hc2, hc_ns_hash(NS, NS_LEN), qb + j * T,
                                 T, out + j * np, np);
-        t1 = now_ns();
+        t1 = bench_now_ns();
         break;
     case C_MEMCMP:
-        t0 = now_ns();
+        t0 = bench_now_ns();
         for (size_t j = 0; j < BATCH; j++) {
             size_t s = qs[j], g = s / w->suffixes;
             const uint32_t *q = qb + j * T;
@@ -690,7 +656,7 @@ static uint64_t run_batch(lookup_ctx *x, int ct, const size_t *qs,
                            st * sizeof *q);
             pages[j] = m != 0;
         }
-        t1 = now_ns();
+        t1 = bench_now_ns();
         break;
     }
     return t1 - t0;
@@ -769,7 +735,8 @@ static double evict_run(const config *c, const shape *w, size_t rep,
     int rc = pc_radix_create(w->P, &t);
     if (rc)
         die("pc_radix_create: %s", pc_errname(rc));
-    size_t *order = shuffled(sh_seqs(w), c->seed ^ mix64(0xe51c7 + w->world));
+    size_t *order =
+        shuffled(sh_seqs(w), c->seed ^ bench_mix64(0xe51c7 + w->world));
     progress("rep %zu: building %s eviction tree (%zu pages, %zu inserts)",
              rep + 1, label, sh_pages(w), sh_seqs(w));
     build(w, c->seed, NULL, order, t, NULL, NULL, NULL, NULL, label);
@@ -792,9 +759,9 @@ static double evict_run(const config *c, const shape *w, size_t rep,
              (unsigned long long)st.pages, label);
     while (done < target) {
         size_t want = target - done < EVICT_CHUNK ? target - done : EVICT_CHUNK;
-        uint64_t t0 = now_ns();
+        uint64_t t0 = bench_now_ns();
         size_t got = pc_radix_evict(t, want, on_evict, &e);
-        uint64_t t1 = now_ns();
+        uint64_t t1 = bench_now_ns();
         total += t1 - t0;
         if (got == 0)
             die("pc_radix_evict freed nothing with %zu pages to go", target - done);
@@ -877,24 +844,24 @@ static void cycle_timed(cycle_ctx *y, const uint32_t *q, uint32_t *blk,
                         uint32_t *canon, cycle_out *o, uint64_t *ts)
 {
     pc_lookup_result lr;
-    ts[0] = now_ns();
+    ts[0] = bench_now_ns();
     int rc = pc_cache_lookup(y->cache, NS, NS_LEN, q, y->T, 1, 0, blk, &lr);
-    ts[1] = now_ns();
+    ts[1] = bench_now_ns();
     if (rc)
         die("pc_cache_lookup (pin): %s", pc_errname(rc));
     uint64_t lease = lr.lease;
     rc = pc_cache_alloc(y->cache, (uint32_t)(y->np - lr.pages), &lease,
                         blk + lr.pages);
-    ts[2] = now_ns();
+    ts[2] = bench_now_ns();
     if (rc)
         die("pc_cache_alloc(%zu): %s", y->np - lr.pages, pc_errname(rc));
     rc = pc_cache_insert(y->cache, NS, NS_LEN, q, y->T, blk, lease, canon,
                          &o->ir);
-    ts[3] = now_ns();
+    ts[3] = bench_now_ns();
     if (rc)
         die("pc_cache_insert: %s", pc_errname(rc));
     rc = pc_cache_release(y->cache, lease);
-    ts[4] = now_ns();
+    ts[4] = bench_now_ns();
     if (rc)
         die("pc_cache_release: %s", pc_errname(rc));
     o->m = lr.pages;
@@ -940,7 +907,7 @@ static void cycle_peek(cycle_ctx *y, const uint32_t *q, const uint32_t *canon)
 /* A W1 prompt, drawn uniformly over all sequences by the stream st. */
 static void cycle_prompt(cycle_ctx *y, uint64_t *st, uint32_t *q)
 {
-    size_t s = (size_t)(rng_next(st) % sh_seqs(y->d->w));
+    size_t s = (size_t)(bench_rng_next(st) % sh_seqs(y->d->w));
     make_query(y->c, y->d, Q_FULL, s, q);
 }
 
@@ -1019,21 +986,21 @@ static void cycle_phase(cycle_ctx *y, results *r, size_t rep)
             if ((o == 0) == (b % 2 == 0)) { /* cycles: first in even batches */
                 for (size_t j = 0; j < BATCH; j++)
                     cycle_prompt(y, &st_cyc, y->qc + j * T);
-                uint64_t t0 = now_ns();
+                uint64_t t0 = bench_now_ns();
                 for (size_t j = 0; j < BATCH; j++)
                     cycle_once(y, y->qc + j * T, y->blk + j * np,
                                y->canon + j * np, &co[j]);
-                uint64_t t1 = now_ns();
+                uint64_t t1 = bench_now_ns();
                 y->sc[b] = (double)(t1 - t0) / BATCH;
             } else {
                 for (size_t j = 0; j < BATCH; j++)
                     cycle_prompt(y, &st_look, y->ql + j * T);
                 int e = 0;
-                uint64_t t0 = now_ns();
+                uint64_t t0 = bench_now_ns();
                 for (size_t j = 0; j < BATCH; j++)
                     e |= pc_cache_lookup(y->cache, NS, NS_LEN, y->ql + j * T,
                                          T, 0, 0, y->lout + j * np, &lr[j]);
-                uint64_t t1 = now_ns();
+                uint64_t t1 = bench_now_ns();
                 if (e)
                     die("pc_cache_lookup (bare): %s", pc_errname(e));
                 y->sl[b] = (double)(t1 - t0) / BATCH;
@@ -1057,10 +1024,10 @@ static void cycle_phase(cycle_ctx *y, results *r, size_t rep)
     size_t ncy = nb * BATCH;
     r->cy_median[rep] = median(y->sc, nb);
     r->cy_p99[rep] = quantile(y->sc, nb, 0.99);
-    r->cy_mean[rep] = mean(y->sc, nb);
+    r->cy_mean[rep] = bench_mean(y->sc, nb);
     r->cl_median[rep] = median(y->sl, nb);
     r->cl_p99[rep] = quantile(y->sl, nb, 0.99);
-    r->cl_mean[rep] = mean(y->sl, nb);
+    r->cl_mean[rep] = bench_mean(y->sl, nb);
     r->cy_hit[rep] = (double)hit_c / (double)(ncy * np);
     r->cl_hit[rep] = (double)hit_l / (double)(ncy * np);
     r->cy_evicted[rep] =
@@ -1085,10 +1052,10 @@ static void cycle_phase(cycle_ctx *y, results *r, size_t rep)
                 for (int k = 0; k < NPART; k++)
                     y->part[k][i] = (double)(ts[k + 1] - ts[k]) - r->clock_ns;
             } else {
-                uint64_t t0 = now_ns();
+                uint64_t t0 = bench_now_ns();
                 rc = pc_cache_lookup(y->cache, NS, NS_LEN, y->ql, T, 0, 0,
                                      y->lout, &lr[0]);
-                uint64_t t1 = now_ns();
+                uint64_t t1 = bench_now_ns();
                 if (rc)
                     die("pc_cache_lookup (bare): %s", pc_errname(rc));
                 y->part[NPART][i] = (double)(t1 - t0) - r->clock_ns;
@@ -1098,10 +1065,10 @@ static void cycle_phase(cycle_ctx *y, results *r, size_t rep)
         hit_d += co[0].m;
     }
     for (int k = 0; k < NPART; k++) {
-        r->cy_part_mean[k][rep] = mean(y->part[k], nd);
+        r->cy_part_mean[k][rep] = bench_mean(y->part[k], nd);
         r->cy_part_median[k][rep] = median(y->part[k], nd);
     }
-    r->cy_bare_mean[rep] = mean(y->part[NPART], nd);
+    r->cy_bare_mean[rep] = bench_mean(y->part[NPART], nd);
     r->cy_bare_median[rep] = median(y->part[NPART], nd);
     r->cy_diag_hit[rep] = (double)hit_d / (double)(nd * np);
 
@@ -1115,111 +1082,12 @@ static void cycle_phase(cycle_ctx *y, results *r, size_t rep)
 
 /* ---- report ---------------------------------------------------------------- */
 
-enum { T_NONE, T_RATIO_GE, T_RATIO_LE, T_VALUE_LE };
-
-typedef struct row {
-    const char *key;
-    const char *label;
-    const char *unit;
-    double value;
-    const char *baseline_name; /* NULL: no baseline */
-    double baseline;
-    const char *ratio_def; /* NULL: no ratio */
-    double ratio;
-    int target_kind;
-    double target;
-} row;
-
-static int row_pass(const row *r)
-{
-    switch (r->target_kind) {
-    case T_RATIO_GE:
-        return r->ratio >= r->target;
-    case T_RATIO_LE:
-        return r->ratio <= r->target;
-    case T_VALUE_LE:
-        return r->value <= r->target;
-    }
-    return -1;
-}
-
-static void target_str(const row *r, char *buf, size_t n)
-{
-    switch (r->target_kind) {
-    case T_RATIO_GE:
-        snprintf(buf, n, "ratio>=%g", r->target);
-        break;
-    case T_RATIO_LE:
-        snprintf(buf, n, "ratio<=%g", r->target);
-        break;
-    case T_VALUE_LE:
-        snprintf(buf, n, "value<=%g", r->target);
-        break;
-    default:
-        snprintf(buf, n, "-");
-    }
-}
-
-static void fmt_num(double v, char *buf, size_t n)
-{
-    if (isnan(v))
-        snprintf(buf, n, "-");
-    else if (fabs(v) >= 100)
-        snprintf(buf, n, "%.0f", v);
-    else if (fabs(v) >= 10)
-        snprintf(buf, n, "%.1f", v);
-    else
-        snprintf(buf, n, "%.3f", v);
-}
-
-static void print_table(FILE *f, const row *rows, size_t n)
-{
-    fprintf(f, "%-52s %10s %10s %9s %-12s %-6s  %s\n", "metric", "value",
-            "baseline", "ratio", "target", "result", "baseline / ratio");
-    for (size_t i = 0; i < n; i++) {
-        const row *r = &rows[i];
-        char v[32], b[32], ra[32], tg[32];
-        fmt_num(r->value, v, sizeof v);
-        fmt_num(r->baseline_name ? r->baseline : NAN, b, sizeof b);
-        if (r->ratio_def && !isnan(r->ratio))
-            snprintf(ra, sizeof ra, "%.2fx", r->ratio);
-        else
-            snprintf(ra, sizeof ra, "-");
-        target_str(r, tg, sizeof tg);
-        int p = row_pass(r);
-        char lbl[64];
-        snprintf(lbl, sizeof lbl, "%s (%s)", r->label, r->unit);
-        char note[96];
-        snprintf(note, sizeof note, "%s%s%s",
-                 r->baseline_name ? r->baseline_name : "",
-                 r->ratio_def ? "; " : "", r->ratio_def ? r->ratio_def : "");
-        fprintf(f, "%-52s %10s %10s %9s %-12s %-6s  %s\n", lbl, v, b, ra, tg,
-                p < 0 ? "info" : p ? "PASS" : "FAIL", note);
-    }
-}
-
-static void json_num(FILE *f, double v)
-{
-    if (isnan(v) || isinf(v))
-        fputs("null", f);
-    else
-        fprintf(f, "%.6g", v);
-}
-
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
-}
+/* The report's layout (bench/report.h). */
+static const rpt_style STYLE = {
+    .label_w = 52, .ratio_w = 9, .target_w = 12, .small_digits = 3,
+    .label_cap = 64, .note_cap = 96, .note_head = "baseline / ratio",
+    .nan_ratio_info = false,
+};
 
 static void json_arr(FILE *f, const double *v, size_t n)
 {
@@ -1227,39 +1095,16 @@ static void json_arr(FILE *f, const double *v, size_t n)
     for (size_t i = 0; i < n; i++) {
         if (i)
             fputs(", ", f);
-        json_num(f, v[i]);
+        rpt_json_num(f, v[i]);
     }
     fputc(']', f);
 }
 
-static void cpu_model(char *buf, size_t n)
-{
-    snprintf(buf, n, "unknown");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f)
-        return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        if (!strncmp(line, "model name", 10)) {
-            char *p = strchr(line, ':');
-            if (p) {
-                p++;
-                while (*p == ' ' || *p == '\t')
-                    p++;
-                p[strcspn(p, "\n")] = 0;
-                snprintf(buf, n, "%s", p);
-            }
-            break;
-        }
-    }
-    fclose(f);
-}
-
 static void print_json(FILE *f, const config *c, const results *r,
-                       const row *rows, size_t nrows)
+                       const rpt_row *rows, size_t nrows)
 {
     char cpu[256];
-    cpu_model(cpu, sizeof cpu);
+    bench_cpu_model(cpu, sizeof cpu);
     size_t R = r->reps;
     fprintf(f, "{\n  \"bench\": \"radix_bench\",\n  \"schema\": 1,\n");
     fprintf(f, "  \"preset\": \"%s\",\n  \"seed\": %llu,\n", c->preset,
@@ -1268,7 +1113,7 @@ static void print_json(FILE *f, const config *c, const results *r,
             c->radix_flags ? "PEEK (diagnostic run)" : "none");
     fprintf(f, "  \"machine\": {\"nproc\": %ld, \"cpu\": ",
             sysconf(_SC_NPROCESSORS_ONLN));
-    json_str(f, cpu);
+    rpt_json_str(f, cpu);
     fprintf(f, ", \"jemalloc\": %s},\n", mallctl ? "true" : "false");
     fprintf(f,
             "  \"config\": {\"page_tokens\": %u, \"prefixes\": %zu, "
@@ -1286,46 +1131,11 @@ static void print_json(FILE *f, const config *c, const results *r,
             c->run_cycle ? c->cycles : 0, r->cy_capacity, r->cy_warmup_cycles,
             r->cy_diag_cycles);
     fprintf(f, "  \"clock_gettime_ns\": ");
-    json_num(f, r->clock_ns);
+    rpt_json_num(f, r->clock_ns);
     fprintf(f, ",\n  \"seconds\": ");
-    json_num(f, r->seconds);
+    rpt_json_num(f, r->seconds);
     fprintf(f, ",\n  \"metrics\": [\n");
-    for (size_t i = 0; i < nrows; i++) {
-        const row *w = &rows[i];
-        char tg[32];
-        target_str(w, tg, sizeof tg);
-        int p = row_pass(w);
-        fprintf(f, "    {\"name\": ");
-        json_str(f, w->key);
-        fprintf(f, ", \"label\": ");
-        json_str(f, w->label);
-        fprintf(f, ", \"unit\": ");
-        json_str(f, w->unit);
-        fprintf(f, ", \"value\": ");
-        json_num(f, w->value);
-        fprintf(f, ", \"baseline_name\": ");
-        if (w->baseline_name)
-            json_str(f, w->baseline_name);
-        else
-            fputs("null", f);
-        fprintf(f, ", \"baseline\": ");
-        json_num(f, w->baseline_name ? w->baseline : NAN);
-        fprintf(f, ", \"ratio_def\": ");
-        if (w->ratio_def)
-            json_str(f, w->ratio_def);
-        else
-            fputs("null", f);
-        fprintf(f, ", \"ratio\": ");
-        json_num(f, w->ratio_def ? w->ratio : NAN);
-        fprintf(f, ", \"target\": ");
-        if (w->target_kind == T_NONE)
-            fputs("null", f);
-        else
-            json_str(f, tg);
-        fprintf(f, ", \"pass\": %s}%s\n",
-                p < 0 ? "null" : p ? "true" : "false",
-                i + 1 < nrows ? "," : "");
-    }
+    rpt_json_metrics(f, &STYLE, rows, nrows);
     fprintf(f, "  ],\n  \"repetitions\": {\n");
     for (int k = 0; k < NKIND; k++)
         for (int ct = 0; ct < NCONT; ct++) {
@@ -1393,9 +1203,9 @@ static void print_json(FILE *f, const config *c, const results *r,
             "\"bytes\": %zu},\n",
             r->hc_entries, r->hc_capacity, r->hc_bytes);
     fprintf(f, "  \"evict_trees\": {\"small_bytes_per_token\": ");
-    json_num(f, r->ev_small_bytes_per_token);
+    rpt_json_num(f, r->ev_small_bytes_per_token);
     fprintf(f, ", \"large_bytes_per_token\": ");
-    json_num(f, r->ev_large_bytes_per_token);
+    rpt_json_num(f, r->ev_large_bytes_per_token);
     fprintf(f, ", \"small_evicted_pages\": %zu, \"large_evicted_pages\": %zu},\n",
             r->ev_small_evicted, r->ev_large_evicted);
     const pc_cache_stats *cs = &r->cy_stats;
@@ -1422,15 +1232,15 @@ static void print_json(FILE *f, const config *c, const results *r,
 static double clock_cost(void)
 {
     enum { N = 100000 };
-    uint64_t t0 = now_ns(), x = 0;
+    uint64_t t0 = bench_now_ns(), x = 0;
     for (int i = 0; i < N; i++)
-        x += now_ns();
-    uint64_t t1 = now_ns();
+        x += bench_now_ns();
+    uint64_t t1 = bench_now_ns();
     g_sink += x;
     return (double)(t1 - t0) / N;
 }
 
-static size_t fill_rows(const config *c, const results *r, row *rows)
+static size_t fill_rows(const config *c, const results *r, rpt_row *rows)
 {
     size_t R = r->reps, n = 0;
     double lm[NKIND][NCONT], lp[NKIND][NCONT];
@@ -1463,71 +1273,76 @@ static size_t fill_rows(const config *c, const results *r, row *rows)
         snprintf(keys[k][3], 48, "lookup_%s_vs_memcmp", kn);
         snprintf(lbls[k][3], 48, "lookup %s, median vs memcmp floor", kl);
         double rad = lm[k][C_RADIX];
-        rows[n++] = (row){keys[k][0], lbls[k][0], "ns/op", rad, "hashchain",
-                          lm[k][C_HC], "hashchain/radix", lm[k][C_HC] / rad,
-                          T_RATIO_GE, 5.0};
-        rows[n++] = (row){keys[k][1], lbls[k][1], "ns/op", lp[k][C_RADIX],
-                          "hashchain", lp[k][C_HC], "hashchain/radix",
-                          lp[k][C_HC] / lp[k][C_RADIX], T_NONE, 0};
-        rows[n++] = (row){keys[k][2], lbls[k][2], "ns/op", rad,
-                          "hashchain_pf", lm[k][C_HCPF], "hashchain_pf/radix",
-                          lm[k][C_HCPF] / rad, T_NONE, 0};
-        rows[n++] = (row){keys[k][3], lbls[k][3], "ns/op", rad, "memcmp floor",
-                          lm[k][C_MEMCMP], "radix/memcmp",
-                          rad / lm[k][C_MEMCMP], T_RATIO_LE, 4.0};
+        rows[n++] = (rpt_row){keys[k][0], lbls[k][0], "ns/op", rad, "hashchain",
+                              lm[k][C_HC], "hashchain/radix", lm[k][C_HC] / rad,
+                              RPT_RATIO_GE, 5.0};
+        rows[n++] = (rpt_row){keys[k][1], lbls[k][1], "ns/op", lp[k][C_RADIX],
+                              "hashchain", lp[k][C_HC], "hashchain/radix",
+                              lp[k][C_HC] / lp[k][C_RADIX], RPT_NONE, 0};
+        rows[n++] = (rpt_row){keys[k][2], lbls[k][2], "ns/op", rad,
+                              "hashchain_pf", lm[k][C_HCPF],
+                              "hashchain_pf/radix", lm[k][C_HCPF] / rad,
+                              RPT_NONE, 0};
+        rows[n++] = (rpt_row){keys[k][3], lbls[k][3], "ns/op", rad,
+                              "memcmp floor", lm[k][C_MEMCMP], "radix/memcmp",
+                              rad / lm[k][C_MEMCMP], RPT_RATIO_LE, 4.0};
     }
     double im = median(r->ins_mean[0], R), ih = median(r->ins_mean[1], R);
-    rows[n++] = (row){"insert_mean_ns", "insert (W1 build), mean", "ns/op", im,
-                      "hashchain", ih, "hashchain/radix", ih / im, T_NONE, 0};
+    rows[n++] = (rpt_row){"insert_mean_ns", "insert (W1 build), mean", "ns/op",
+                          im, "hashchain", ih, "hashchain/radix", ih / im,
+                          RPT_NONE, 0};
     double imd = median(r->ins_median[0], R), ihd = median(r->ins_median[1], R);
-    rows[n++] = (row){"insert_median_ns", "insert (W1 build), median", "ns/op",
-                      imd, "hashchain", ihd, "hashchain/radix", ihd / imd,
-                      T_NONE, 0};
+    rows[n++] = (rpt_row){"insert_median_ns", "insert (W1 build), median",
+                          "ns/op", imd, "hashchain", ihd, "hashchain/radix",
+                          ihd / imd, RPT_NONE, 0};
     const pc_radix_stats *s = &r->w1;
     double raw = 4.0 * (double)s->tokens + 4.0 * (double)s->pages;
-    rows[n++] = (row){"memory_bytes_per_token", "tree memory per cached token",
-                      "B/token", (double)s->metadata_bytes / (double)s->tokens,
-                      "hashchain (no tokens)",
-                      (double)r->hc_bytes / (double)s->tokens, NULL, NAN,
-                      T_NONE, 0};
-    rows[n++] = (row){"memory_vs_raw", "tree metadata_bytes / raw", "x",
-                      (double)s->metadata_bytes / raw, NULL, NAN, NULL, NAN,
-                      T_VALUE_LE, 1.3};
+    rows[n++] = (rpt_row){"memory_bytes_per_token",
+                          "tree memory per cached token", "B/token",
+                          (double)s->metadata_bytes / (double)s->tokens,
+                          "hashchain (no tokens)",
+                          (double)r->hc_bytes / (double)s->tokens, NULL, NAN,
+                          RPT_NONE, 0};
+    rows[n++] = (rpt_row){"memory_vs_raw", "tree metadata_bytes / raw", "x",
+                          (double)s->metadata_bytes / raw, NULL, NAN, NULL, NAN,
+                          RPT_VALUE_LE, 1.3};
     if (r->jemalloc_tree_bytes >= 0)
-        rows[n++] = (row){"memory_jemalloc_vs_stats",
-                          "jemalloc net bytes / metadata_bytes", "x",
-                          (double)r->jemalloc_tree_bytes /
-                              (double)s->metadata_bytes,
-                          NULL, NAN, NULL, NAN, T_NONE, 0};
+        rows[n++] = (rpt_row){"memory_jemalloc_vs_stats",
+                              "jemalloc net bytes / metadata_bytes", "x",
+                              (double)r->jemalloc_tree_bytes /
+                                  (double)s->metadata_bytes,
+                              NULL, NAN, NULL, NAN, RPT_NONE, 0};
 evict_rows:
     if (c->run_evict) {
         double es = median(r->ev_small, R), el = median(r->ev_large, R);
-        rows[n++] = (row){"evict_small_ns_per_page", lbl_small, "ns/page", es,
-                          NULL, NAN, NULL, NAN, T_NONE, 0};
-        rows[n++] = (row){"evict_large_ns_per_page", lbl_large, "ns/page", el,
-                          base_small, es, "large/small", el / es, T_RATIO_LE,
-                          1.5};
+        rows[n++] = (rpt_row){"evict_small_ns_per_page", lbl_small, "ns/page",
+                              es, NULL, NAN, NULL, NAN, RPT_NONE, 0};
+        rows[n++] = (rpt_row){"evict_large_ns_per_page", lbl_large, "ns/page",
+                              el, base_small, es, "large/small", el / es,
+                              RPT_RATIO_LE, 1.5};
     }
     if (!c->run_cycle)
         return n;
     double cm = median(r->cy_median, R), lm1 = median(r->cl_median, R);
     double cp = median(r->cy_p99, R), lp1 = median(r->cl_p99, R);
-    rows[n++] = (row){"cycle_median_ns", "cycle vs bare lookup, median",
-                      "ns/op", cm, "bare lookup", lm1, "cycle/lookup",
-                      cm / lm1, T_RATIO_LE, 3.0};
-    rows[n++] = (row){"cycle_p99_ns", "cycle vs bare lookup, p99", "ns/op", cp,
-                      "bare lookup", lp1, "cycle/lookup", cp / lp1, T_NONE, 0};
+    rows[n++] = (rpt_row){"cycle_median_ns", "cycle vs bare lookup, median",
+                          "ns/op", cm, "bare lookup", lm1, "cycle/lookup",
+                          cm / lm1, RPT_RATIO_LE, 3.0};
+    rows[n++] = (rpt_row){"cycle_p99_ns", "cycle vs bare lookup, p99", "ns/op",
+                          cp, "bare lookup", lp1, "cycle/lookup", cp / lp1,
+                          RPT_NONE, 0};
     double cps[MAX_REPS];
     for (size_t i = 0; i < R; i++)
         cps[i] = 1e9 / r->cy_mean[i];
-    rows[n++] = (row){"cycles_per_second", "cycles per second (1e9 / mean)",
-                      "1/s", median(cps, R), NULL, NAN, NULL, NAN, T_NONE, 0};
-    rows[n++] = (row){"cycle_hit_rate", "cycle hit rate", "cached/asked",
-                      median(r->cy_hit, R), "bare lookups",
-                      median(r->cl_hit, R), NULL, NAN, T_NONE, 0};
-    rows[n++] = (row){"cycle_evicted_pages", "pages evicted per cycle",
-                      "pages", median(r->cy_evicted, R), NULL, NAN, NULL, NAN,
-                      T_NONE, 0};
+    rows[n++] = (rpt_row){"cycles_per_second", "cycles per second (1e9 / mean)",
+                          "1/s", median(cps, R), NULL, NAN, NULL, NAN, RPT_NONE,
+                          0};
+    rows[n++] = (rpt_row){"cycle_hit_rate", "cycle hit rate", "cached/asked",
+                          median(r->cy_hit, R), "bare lookups",
+                          median(r->cl_hit, R), NULL, NAN, RPT_NONE, 0};
+    rows[n++] = (rpt_row){"cycle_evicted_pages", "pages evicted per cycle",
+                          "pages", median(r->cy_evicted, R), NULL, NAN, NULL,
+                          NAN, RPT_NONE, 0};
     static char pkeys[NPART][40], plbls[NPART][48];
     double bare = median(r->cy_bare_mean, R), sum = 0;
     for (int k = 0; k < NPART; k++) {
@@ -1537,14 +1352,14 @@ evict_rows:
                  part_name[k]);
         snprintf(plbls[k], sizeof plbls[k], "cycle part: %s%s, mean",
                  part_name[k], k == PART_LOOKUP ? " (pin)" : "");
-        rows[n++] = (row){pkeys[k], plbls[k], "ns/op", v,
-                          "bare lookup, unbatched", bare, "part/lookup",
-                          v / bare, T_NONE, 0};
+        rows[n++] = (rpt_row){pkeys[k], plbls[k], "ns/op", v,
+                              "bare lookup, unbatched", bare, "part/lookup",
+                              v / bare, RPT_NONE, 0};
     }
     double cmean = median(r->cy_mean, R);
-    rows[n++] = (row){"cycle_parts_sum_ns", "cycle parts summed, mean", "ns/op",
-                      sum, "batched cycle, mean", cmean, "sum/batched",
-                      sum / cmean, T_NONE, 0};
+    rows[n++] = (rpt_row){"cycle_parts_sum_ns", "cycle parts summed, mean",
+                          "ns/op", sum, "batched cycle, mean", cmean,
+                          "sum/batched", sum / cmean, RPT_NONE, 0};
     return n;
 }
 
@@ -1573,7 +1388,7 @@ int main(int argc, char **argv)
         for (int k = 0; k < NPART; k++)
             r->cy_part_mean[k][i] = r->cy_part_median[k][i] = NAN;
     }
-    uint64_t start = now_ns();
+    uint64_t start = bench_now_ns();
     r->clock_ns = clock_cost();
 
     const shape *w = &c.w1;
@@ -1594,7 +1409,7 @@ int main(int argc, char **argv)
     {
         uint64_t st = c.seed ^ 0x9ae16a3b2f90404fULL;
         for (size_t i = 0; i < c.queries; i++)
-            queries[i] = (size_t)(rng_next(&st) % N);
+            queries[i] = (size_t)(bench_rng_next(&st) % N);
     }
     double *ins[2] = {xmalloc(N * sizeof(double)), xmalloc(N * sizeof(double))};
     lookup_ctx x = {.c = &c, .d = &d, .queries = queries};
@@ -1620,7 +1435,7 @@ int main(int argc, char **argv)
 
     for (size_t rep = 0; rep < c.reps; rep++) {
         if (c.run_w1) { /* -- build W1, memory, lookups -- */
-            size_t *order = shuffled(N, c.seed ^ mix64(0xb111d + rep));
+            size_t *order = shuffled(N, c.seed ^ bench_mix64(0xb111d + rep));
             pc_radix *t;
             int rc = pc_radix_create(w->P, &t);
             if (rc)
@@ -1640,7 +1455,7 @@ int main(int argc, char **argv)
             int64_t j1 = jemalloc_net_bytes();
             free(order);
             for (int i = 0; i < 2; i++) {
-                r->ins_mean[i][rep] = mean(ins[i], N);
+                r->ins_mean[i][rep] = bench_mean(ins[i], N);
                 r->ins_median[i][rep] = median(ins[i], N);
                 r->ins_p99[i][rep] = quantile(ins[i], N, 0.99);
             }
@@ -1689,16 +1504,16 @@ int main(int argc, char **argv)
         if (c.run_cycle) /* -- cache cycles -- */
             cycle_phase(&y, r, rep);
     }
-    r->seconds = (double)(now_ns() - start) / 1e9;
+    r->seconds = (double)(bench_now_ns() - start) / 1e9;
 
-    row rows[48];
+    rpt_row rows[48];
     size_t nrows = fill_rows(&c, r, rows);
     printf("radix_bench: preset %s, seed %llu, %zu repetitions (median of "
            "per-repetition values); lookups and cache cycles timed in batches "
            "of %d (p99 is over batch means)%s\n\n",
            c.preset, (unsigned long long)c.seed, c.reps, BATCH,
            c.radix_flags ? "; DIAGNOSTIC: radix lookups use PEEK" : "");
-    print_table(stdout, rows, nrows);
+    rpt_print_table(stdout, &STYLE, rows, nrows);
     printf("\n");
     print_json(stdout, &c, r, rows, nrows);
     fflush(stdout);

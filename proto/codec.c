@@ -213,9 +213,14 @@ static int grow_u32(uint32_t **buf, size_t *cap, size_t n)
 
 static void le32_copy(uint32_t *dst, const uint8_t *src, size_t n)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (n) /* the wire order is the host's: one copy (and it aligns) */
+        memcpy(dst, src, n * 4);
+#else
     for (size_t i = 0; i < n; i++, src += 4)
         dst[i] = (uint32_t)src[0] | (uint32_t)src[1] << 8 |
                  (uint32_t)src[2] << 16 | (uint32_t)src[3] << 24;
+#endif
 }
 
 /* A list of uint32: bin of little-endian uint32 or (for scripting) an array
@@ -507,10 +512,14 @@ void pc_pack_kv_bool(msgpack_packer *pk, const char *key, bool v)
 void pc_pack_kv_u32s(msgpack_packer *pk, const char *key, const uint32_t *v,
                      size_t n)
 {
-    uint8_t tmp[256];
     pc_pack_cstr(pk, key);
     msgpack_pack_bin(pk, n * 4);
-    /* little-endian on the wire whatever the host; in chunks */
+    if (!n)
+        return;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    msgpack_pack_bin_body(pk, v, n * 4); /* the wire order is the host's */
+#else
+    uint8_t tmp[256]; /* little-endian on the wire: convert in chunks */
     for (size_t i = 0; i < n;) {
         size_t k = 0;
         for (; k < sizeof(tmp) && i < n; i++, k += 4) {
@@ -521,6 +530,7 @@ void pc_pack_kv_u32s(msgpack_packer *pk, const char *key, const uint32_t *v,
         }
         msgpack_pack_bin_body(pk, tmp, k);
     }
+#endif
 }
 
 void pc_pack_reply_head(msgpack_packer *pk, uint64_t id, int status,

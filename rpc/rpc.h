@@ -6,12 +6,12 @@
  * clients use DEALER or REQ.  A request is a multipart message whose LAST
  * frame is the msgpack payload; every frame before it is the envelope
  * (ROUTER's identity frame, REQ's empty delimiter, any others), echoed
- * unchanged before the reply payload.  A message with no payload frame
- * (the identity alone) cannot be answered: it is dropped and logged.
+ * unchanged before the reply payload.  A message whose envelope is too big
+ * to echo (more than 32 frames or 64 KiB) is dropped and logged.
  *
  * Requests and replies (all maps; replies always carry id, status and, when
  * status < 0, error; unknown request keys are ignored; tokens/blocks are bin
- * of little-endian uint32, tokens may also be an array of uint):
+ * of little-endian uint32, or arrays of uint for scripting):
  *
  *   hello   {version?}                  -> {version, version_minor,
  *             page_tokens, layers, kv_heads, head_dim, dtype (str),
@@ -19,16 +19,22 @@
  *             backend ("host"|"none"|"cuda"), shm_name (host), shm_bytes
  *             (host), lease_ttl_ms, max_tokens, max_msg}
  *   lookup  {ns, tokens, pin?, lease?, alloc?} -> {tokens (matched count),
- *             blocks (bin), lease (0 if none)}; with alloc: also
- *             alloc_status, and alloc_blocks (bin) for the prompt's remaining
+ *             blocks (bin), lease: the lease holding this request's pin or
+ *             allocation (a named lease with pin comes back even when nothing
+ *             matched), else 0; a lease named without pin is renewed}; with
+ *             alloc: also
+ *             alloc_status (and alloc_error, text, when it failed), and
+ *             alloc_blocks (bin) for the prompt's remaining
  *             full pages, allocated under the same lease (created if needed)
  *   alloc   {n, lease?}                  -> {lease, blocks}
  *   insert  {ns, tokens, blocks, lease?, release?} -> {cached_tokens,
  *             inserted_pages, freed_blocks, canon (bin)}; with release, the
  *             lease ends after a successful insert
  *   release {lease}                      -> {}
- *   stats   {}                           -> {stats: map of dotted name ->
- *             uint, e.g. "pool.blocks.free", "tree.pages", "rpc.requests"}
+ *   stats   {check?}                     -> {stats: map of dotted name ->
+ *             uint, e.g. "pool.blocks.free", "tree.pages", "rpc.requests"};
+ *             with check: true, also check: the result of pc_cache_check()
+ *             (0 or a negative code; O(size), for tests and debugging)
  *   ping    {}                           -> {}
  *   flush   {ns?}                        -> {evicted (pages)}: every unpinned
  *             page of the namespace (or of all namespaces)

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # scripts/dev.sh - the one entry point for a fresh Debian machine.
 #
+#   bash scripts/dev.sh run [OPTION]...
+#                               install what is missing, build the release
+#                               daemon and CLI, exec prefixcached with OPTIONs
+#                               (none: the embedded default; see --help)
 #   bash scripts/dev.sh test    install what is missing, build both flavours
 #                               (release with gcc + jemalloc, sanitizers with
 #                               clang: ASan + UBSan), run the whole suite in each
@@ -32,9 +36,12 @@ deps() {
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get -y -q install --no-install-recommends "${missing[@]}"
 }
 
-# build <flavour>: release (gcc, -O2, jemalloc) or asan (clang, ASan+UBSan)
+# build <flavour> [target...]: release (gcc, -O2, jemalloc) or asan (clang,
+# ASan+UBSan); every target when none is named
 build() {
-    local dir="build/$1" args=()
+    local dir="build/$1" args=() targets=()
+    local t
+    for t in "${@:2}"; do targets+=(--target "$t"); done
     case "$1" in
         release) args=(-DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=gcc) ;;
         asan)    args=(-DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang -DPC_SANITIZE=ON) ;;
@@ -42,7 +49,7 @@ build() {
     esac
     echo "==> configure + build $1 ($dir)"
     cmake -S . -B "$dir" "${args[@]}" >/dev/null
-    cmake --build "$dir" -j "$JOBS"
+    cmake --build "$dir" -j "$JOBS" "${targets[@]}"
 }
 
 run_tests() {
@@ -51,8 +58,13 @@ run_tests() {
 }
 
 case "${1:-test}" in
+    run)   shift
+           deps; build release prefixcached prefixcache-cli
+           echo "==> build/release/daemon/prefixcached $*" \
+                "(build/release/daemon/prefixcache-cli talks to it)"
+           exec build/release/daemon/prefixcached "$@" ;;
     deps)  deps ;;
     build) deps; build release; build asan ;;
     test)  deps; build release; run_tests release; build asan; run_tests asan ;;
-    *) sed -n '2,12p' "$0"; exit 2 ;;
+    *) sed -n '2,16p' "$0"; exit 2 ;;
 esac

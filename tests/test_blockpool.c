@@ -28,68 +28,13 @@
 #include <unistd.h>
 
 #include "blockpool/blockpool.h"
+#include "tests/shm_guard.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 #define GiB (UINT64_C(1) << 30)
 #define MiB (UINT64_C(1) << 20)
 
 /* ---- cleanup registry ---------------------------------------------------- */
-
-/* Crash guard: the shm names of the host pools alive in this test.  An
- * assertion failure goes through the suite's .fini; a fatal signal (an
- * assert() in the implementation, a fault) unlinks them here first, then
- * hands the signal back to whoever handled it before (ASan reports faults). */
-static char g_names[16][PC_POOL_SHM_NAME_MAX + 1];
-static pid_t g_owner;
-static struct sigaction g_old[5];
-static const int g_fatal[5] = {SIGABRT, SIGSEGV, SIGBUS, SIGFPE, SIGILL};
-
-static void name_add(const pc_pool *p)
-{
-    const char *n = NULL;
-    if (pc_pool_shm_info(p, &n, NULL) != 0)
-        return;
-    for (size_t i = 0; i < NELEM(g_names); i++)
-        if (!g_names[i][0]) {
-            snprintf(g_names[i], sizeof(g_names[i]), "%s", n);
-            return;
-        }
-}
-
-static void name_del(const pc_pool *p)
-{
-    const char *n = NULL;
-    if (pc_pool_shm_info(p, &n, NULL) != 0)
-        return;
-    for (size_t i = 0; i < NELEM(g_names); i++)
-        if (strcmp(g_names[i], n) == 0)
-            g_names[i][0] = '\0';
-}
-
-static void on_fatal(int sig)
-{
-    if (getpid() == g_owner) /* not in a forked child */
-        for (size_t i = 0; i < NELEM(g_names); i++)
-            if (g_names[i][0])
-                shm_unlink(g_names[i]);
-    for (size_t i = 0; i < NELEM(g_fatal); i++)
-        if (g_fatal[i] == sig)
-            sigaction(sig, &g_old[i], NULL);
-    /* returning re-executes a faulting instruction (now under the old
-     * handler); abort() raises again by itself */
-}
-
-static void crash_guard(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_fatal;
-    sigemptyset(&sa.sa_mask);
-    g_owner = getpid();
-    for (size_t i = 0; i < NELEM(g_fatal); i++)
-        sigaction(g_fatal[i], &sa, &g_old[i]);
-}
-
 
 /* Pools and foreign mappings a test holds; the suite fini releases them. */
 static pc_pool *g_pools[16];
@@ -153,7 +98,7 @@ static void cleanup(void)
         pc_pool_destroy(g_pools[i]);
         g_pools[i] = NULL;
     }
-    memset(g_names, 0, sizeof(g_names));
+    name_clear();
 }
 
 TestSuite(blockpool, .init = crash_guard, .fini = cleanup);

@@ -1,0 +1,1003 @@
+/*
+ * daemon/config.c - the one table of knobs, and everything generated from it.
+ *
+ *   KNOBS[] ──► pcd_config_defaults   (each default is TEXT, parsed by the
+ *          │                           same code as a file value, so the
+ *          │                           docs show exactly what is applied)
+ *          ├──► pcd_config_load_file  "key = value" lines
+ *          ├──► pcd_cmdline_parse     --name=value, --name value
+ *          ├──► pcd_config_pack / pcd_config_set_object   (CONFIG rpc)
+ *          ├──► pcd_config_reload     (SIGHUP: reloadable knobs only)
+ *          └──► --help, --help-markdown (= docs/config.md, checked by a test)
+ *
+ * Adding a knob = one field in pcd_config + one line in KNOBS[]; then
+ * regenerate docs/config.md (the test says so if you forget).
+ *
+ * Why table-driven (Redis's config.c does the same): a hand-written parser,
+ * help text and doc page drift apart within a month; a table cannot.
+ */
+#include "daemon/daemon.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+#define KiB 1024ull
+#define MiB (1024ull * KiB)
+#define GiB (1024ull * MiB)
+#define TiB (1024ull * GiB)
+
+/* ---- the table ------------------------------------------------------------ */
+
+static const char *const backend_names[] = {"host", "none", NULL};
+static const char *const dtype_names[] = {"fp32", "fp16", "bf16", "fp8", "int8", NULL};
+static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
+
+/* Enum indices are the library's own values. */
+_Static_assert(PC_POOL_HOST == 0 && PC_POOL_NONE == 1, "backend_names order");
+_Static_assert(PC_DTYPE_FP32 == 0 && PC_DTYPE_FP16 == 1 && PC_DTYPE_BF16 == 2 &&
+                   PC_DTYPE_FP8 == 3 && PC_DTYPE_INT8 == 4, "dtype_names order");
+_Static_assert(PC_LOG_ERROR == 0 && PC_LOG_WARN == 1 && PC_LOG_INFO == 2 &&
+                   PC_LOG_DEBUG == 3, "level_names order");
+/* A string knob's max is its field's size - 1. */
+_Static_assert(PCD_ENDPOINT_MAX == 256, "endpoint max below");
+_Static_assert(PC_POOL_SHM_NAME_MAX == 200, "shm_name max below");
+
+#define F(field) offsetof(pcd_config, field)
+
+static const pcd_knob KNOBS[] = {
+    {"endpoint", PCD_STR, F(endpoint), NULL, pcd_default_endpoint, "auto", 1, 255,
+     NULL, false,
+     "Where the daemon listens: `ipc://PATH` (a Unix socket; a `PATH.lock` file "
+     "keeps a second daemon off it) or `tcp://HOST:PORT`. auto: "
+     "`ipc://$XDG_RUNTIME_DIR/prefixcache.sock` when XDG_RUNTIME_DIR is set and "
+     "writable, else `ipc:///tmp/prefixcache-<uid>.sock`."},
+    {"pool_backend", PCD_ENUM, F(pool_backend), "host", NULL, NULL, 0, 0,
+     backend_names, false,
+     "Where KV blocks live. host: a POSIX shared-memory pool that engines map "
+     "(HELLO tells them its name and size); none: an index only, the block ids "
+     "are handles into the engines' own memory."},
+    {"pool_bytes", PCD_SIZE, F(pool_bytes), "1GiB", NULL, NULL, 1, 256 * TiB,
+     NULL, false,
+     "Pool size in bytes, rounded down to whole blocks (ignored when "
+     "pool_blocks is set). The host pool is mapped without touching a page: "
+     "memory is used as engines write blocks."},
+    {"pool_blocks", PCD_INT, F(pool_blocks), "0", NULL, NULL, 0, UINT32_MAX,
+     NULL, false, "Pool size in blocks; 0: pool_bytes / block size."},
+    {"shm_name", PCD_STR, F(shm_name), "", NULL, NULL, 0, 200, NULL, false,
+     "POSIX shared-memory name of the host pool (`/name`); empty: a unique "
+     "`/prefixcache-<pid>-<n>`. The daemon creates it (refusing an existing "
+     "one) and unlinks it on exit."},
+    {"layers", PCD_INT, F(layers), "32", NULL, NULL, 1, 4096, NULL, false,
+     "Model shape: transformer layers (one K and one V per layer in a block)."},
+    {"kv_heads", PCD_INT, F(kv_heads), "8", NULL, NULL, 1, 4096, NULL, false,
+     "Model shape: key/value heads per layer (after GQA)."},
+    {"head_dim", PCD_INT, F(head_dim), "128", NULL, NULL, 1, 65536, NULL, false,
+     "Model shape: dimension of one head."},
+    {"dtype", PCD_ENUM, F(dtype), "fp16", NULL, NULL, 0, 0, dtype_names, false,
+     "Model shape: element type of the KV cache."},
+    {"page_tokens", PCD_INT, F(page_tokens), "16", NULL, NULL, 1, 1024, NULL,
+     false,
+     "Tokens per page = per block. Only whole pages are cached and matched. "
+     "Block size = 2 x layers x kv_heads x head_dim x page_tokens x dtype size."},
+    {"lease_ttl_ms", PCD_INT, F(lease_ttl_ms), "30000", NULL, NULL, 1, 86400000,
+     NULL, true,
+     "A lease that no request names for this long expires (its engine is "
+     "presumed dead): its pins drop and its un-inserted blocks are freed."},
+    {"max_leases", PCD_INT, F(max_leases), "65536", NULL, NULL, 1, 1u << 30,
+     NULL, true, "Live leases at most; beyond, pin and alloc fail with PC_E_LIMIT."},
+    {"max_pins_per_lease", PCD_INT, F(max_pins_per_lease), "256", NULL, NULL, 1,
+     UINT32_MAX, NULL, true, "Pinned prefixes one lease may hold."},
+    {"max_blocks_per_lease", PCD_INT, F(max_blocks_per_lease), "65536", NULL,
+     NULL, 1, UINT32_MAX, NULL, true,
+     "Allocated, not yet inserted blocks one lease may hold."},
+    {"low_watermark", PCD_INT, F(low_watermark), "0", NULL, NULL, 0, UINT32_MAX,
+     NULL, true,
+     "Free blocks: when fewer are free, the daemon evicts LRU pages until "
+     "high_watermark blocks are free (between requests). 0 and 0: off (alloc "
+     "still evicts what it needs)."},
+    {"high_watermark", PCD_INT, F(high_watermark), "0", NULL, NULL, 0,
+     UINT32_MAX, NULL, true,
+     "Free blocks to reach when low_watermark is crossed; at least "
+     "low_watermark, at most the pool's capacity."},
+    {"max_msg_bytes", PCD_SIZE, F(max_msg_bytes), "16MiB", NULL, NULL, 4 * KiB,
+     1 * GiB, NULL, false,
+     "Largest request payload. Up to 64 KiB more still gets a PC_E_TOOBIG "
+     "reply; anything larger makes ZeroMQ drop the sender's connection "
+     "(ZMQ_MAXMSGSIZE)."},
+    {"max_tokens", PCD_INT, F(max_tokens), "1048576", NULL, NULL, 1, 1u << 28,
+     NULL, false, "Most tokens (and block ids) in one request."},
+    {"log_level", PCD_ENUM, F(log_level), "info", NULL, NULL, 0, 0, level_names,
+     true, "Log verbosity (stderr). debug adds one line per request."},
+    {"log_utc", PCD_BOOL, F(log_utc), "false", NULL, NULL, 0, 0, NULL, true,
+     "Log timestamps in UTC (`Z`) instead of local time with its offset."},
+};
+#undef F
+
+_Static_assert(NELEM(KNOBS) <= 64, "pcd_reload's masks hold 64 knobs");
+
+const pcd_knob *pcd_knobs(size_t *n)
+{
+    if (n)
+        *n = NELEM(KNOBS);
+    return KNOBS;
+}
+
+const pcd_knob *pcd_knob_find(const char *name, size_t len)
+{
+    for (size_t i = 0; name && i < NELEM(KNOBS); i++)
+        if (strlen(KNOBS[i].name) == len && memcmp(KNOBS[i].name, name, len) == 0)
+            return &KNOBS[i];
+    return NULL;
+}
+
+static size_t knob_index(const pcd_knob *k) { return (size_t)(k - KNOBS); }
+
+/* ---- field access --------------------------------------------------------- */
+
+static uint64_t *u64_of(pcd_config *c, const pcd_knob *k)
+{
+    return (uint64_t *)((char *)c + k->off);
+}
+static int *int_of(pcd_config *c, const pcd_knob *k)
+{
+    return (int *)((char *)c + k->off);
+}
+static bool *bool_of(pcd_config *c, const pcd_knob *k)
+{
+    return (bool *)((char *)c + k->off);
+}
+static char *str_of(pcd_config *c, const pcd_knob *k)
+{
+    return (char *)c + k->off; /* capacity k->max + 1 */
+}
+#define CONST_OF(fn, type)                                                     \
+    static const type *c##fn(const pcd_config *c, const pcd_knob *k)           \
+    {                                                                          \
+        return fn((pcd_config *)c, k);                                         \
+    }
+CONST_OF(u64_of, uint64_t)
+CONST_OF(int_of, int)
+CONST_OF(bool_of, bool)
+CONST_OF(str_of, char)
+
+static const char *type_name(pcd_type t)
+{
+    switch (t) {
+    case PCD_INT: return "int";
+    case PCD_SIZE: return "size";
+    case PCD_STR: return "string";
+    case PCD_ENUM: return "enum";
+    case PCD_BOOL: return "bool";
+    }
+    return "?";
+}
+
+static int errf(char *err, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int errf(char *err, size_t errlen, int code, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+/* ---- values as text ------------------------------------------------------- */
+
+/* Sizes print in the largest unit that divides them exactly ("16MiB"), so
+ * what is printed parses back to the same value. */
+void pcd_format_size(uint64_t v, char *buf, size_t len)
+{
+    static const struct { uint64_t unit; const char *sfx; } u[] = {
+        {TiB, "TiB"}, {GiB, "GiB"}, {MiB, "MiB"}, {KiB, "KiB"}};
+    for (size_t i = 0; v && i < NELEM(u); i++)
+        if (v % u[i].unit == 0) {
+            snprintf(buf, len, "%" PRIu64 "%s", v / u[i].unit, u[i].sfx);
+            return;
+        }
+    snprintf(buf, len, "%" PRIu64, v);
+}
+
+void pcd_config_format(const pcd_config *c, const pcd_knob *k, char *buf,
+                       size_t len)
+{
+    switch (k->type) {
+    case PCD_INT: snprintf(buf, len, "%" PRIu64, *cu64_of(c, k)); break;
+    case PCD_SIZE: pcd_format_size(*cu64_of(c, k), buf, len); break;
+    case PCD_STR: snprintf(buf, len, "%s", cstr_of(c, k)); break;
+    case PCD_ENUM: snprintf(buf, len, "%s", k->choices[*cint_of(c, k)]); break;
+    case PCD_BOOL: snprintf(buf, len, "%s", *cbool_of(c, k) ? "true" : "false"); break;
+    }
+}
+
+bool pcd_config_equal(const pcd_config *a, const pcd_config *b, const pcd_knob *k)
+{
+    switch (k->type) {
+    case PCD_INT:
+    case PCD_SIZE: return *cu64_of(a, k) == *cu64_of(b, k);
+    case PCD_STR: return strcmp(cstr_of(a, k), cstr_of(b, k)) == 0;
+    case PCD_ENUM: return *cint_of(a, k) == *cint_of(b, k);
+    case PCD_BOOL: return *cbool_of(a, k) == *cbool_of(b, k);
+    }
+    return false;
+}
+
+static int parse_u64(const char *s, uint64_t *out, const char **end)
+{
+    uint64_t v = 0;
+    const char *p = s;
+    if (*p < '0' || *p > '9')
+        return PC_E_INVAL;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return PC_E_RANGE;
+        v = v * 10 + d;
+    }
+    *out = v;
+    *end = p;
+    return 0;
+}
+
+static int parse_size(const char *s, uint64_t *out)
+{
+    static const struct { const char *sfx; uint64_t mul; } u[] = {
+        {"", 1},      {"K", KiB},   {"KiB", KiB}, {"M", MiB}, {"MiB", MiB},
+        {"G", GiB},   {"GiB", GiB}, {"T", TiB},   {"TiB", TiB}};
+    const char *p;
+    uint64_t v;
+    int rc = parse_u64(s, &v, &p);
+    if (rc)
+        return rc;
+    while (*p == ' ')
+        p++;
+    for (size_t i = 0; i < NELEM(u); i++)
+        if (strcasecmp(p, u[i].sfx) == 0) {
+            if (v > UINT64_MAX / u[i].mul)
+                return PC_E_RANGE;
+            *out = v * u[i].mul;
+            return 0;
+        }
+    return PC_E_INVAL;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+    static const char *const t[] = {"true", "yes", "on", "1"};
+    static const char *const f[] = {"false", "no", "off", "0"};
+    for (size_t i = 0; i < NELEM(t); i++) {
+        if (strcasecmp(s, t[i]) == 0)
+            return *out = true, 0;
+        if (strcasecmp(s, f[i]) == 0)
+            return *out = false, 0;
+    }
+    return PC_E_INVAL;
+}
+
+static void choices_text(const pcd_knob *k, const char *sep, char *buf, size_t len)
+{
+    size_t o = 0;
+    buf[0] = 0;
+    for (int i = 0; k->choices[i] && o < len; i++)
+        o += (size_t)snprintf(buf + o, len - o, "%s%s", i ? sep : "", k->choices[i]);
+}
+
+static void bound_text(const pcd_knob *k, uint64_t v, char *buf, size_t len)
+{
+    if (k->type == PCD_SIZE)
+        pcd_format_size(v, buf, len);
+    else
+        snprintf(buf, len, "%" PRIu64, v);
+}
+
+static int set_u64(pcd_config *c, const pcd_knob *k, uint64_t v, char *err,
+                   size_t errlen)
+{
+    char a[32], b[32];
+    if (v < k->min) {
+        bound_text(k, v, a, sizeof(a));
+        bound_text(k, k->min, b, sizeof(b));
+        return errf(err, errlen, PC_E_RANGE, "%s: %s is below the minimum %s",
+                    k->name, a, b);
+    }
+    if (v > k->max) {
+        bound_text(k, v, a, sizeof(a));
+        bound_text(k, k->max, b, sizeof(b));
+        return errf(err, errlen, PC_E_RANGE, "%s: %s is above the maximum %s",
+                    k->name, a, b);
+    }
+    *u64_of(c, k) = v;
+    return 0;
+}
+
+static int set_text(pcd_config *c, const pcd_knob *k, const char *value,
+                    char *err, size_t errlen)
+{
+    uint64_t v;
+    const char *end;
+    int rc;
+    char list[128];
+    switch (k->type) {
+    case PCD_INT:
+        rc = parse_u64(value, &v, &end);
+        if (rc == 0 && *end)
+            rc = PC_E_INVAL;
+        if (rc == PC_E_RANGE)
+            return errf(err, errlen, rc, "%s: '%.40s' is too large", k->name, value);
+        if (rc)
+            return errf(err, errlen, rc, "%s: '%.40s' is not a non-negative "
+                        "integer", k->name, value);
+        return set_u64(c, k, v, err, errlen);
+    case PCD_SIZE:
+        rc = parse_size(value, &v);
+        if (rc == PC_E_RANGE)
+            return errf(err, errlen, rc, "%s: '%.40s' is too large", k->name, value);
+        if (rc)
+            return errf(err, errlen, rc, "%s: '%.40s' is not a size (a number "
+                        "with an optional K, M, G, T, KiB, MiB, GiB or TiB "
+                        "suffix)", k->name, value);
+        return set_u64(c, k, v, err, errlen);
+    case PCD_STR: {
+        size_t n = strlen(value);
+        if (n > k->max)
+            return errf(err, errlen, PC_E_RANGE, "%s: %zu bytes, longer than "
+                        "the maximum %" PRIu64, k->name, n, k->max);
+        if (n < k->min)
+            return errf(err, errlen, PC_E_RANGE, "%s: must not be empty", k->name);
+        memcpy(str_of(c, k), value, n + 1);
+        return 0;
+    }
+    case PCD_ENUM:
+        for (int i = 0; k->choices[i]; i++)
+            if (strcmp(value, k->choices[i]) == 0) {
+                *int_of(c, k) = i;
+                return 0;
+            }
+        choices_text(k, ", ", list, sizeof(list));
+        return errf(err, errlen, PC_E_INVAL, "%s: '%.40s' is not one of %s",
+                    k->name, value, list);
+    case PCD_BOOL: {
+        bool b;
+        if (parse_bool(value, &b))
+            return errf(err, errlen, PC_E_INVAL, "%s: '%.40s' is not a bool "
+                        "(true/false, yes/no, on/off, 1/0)", k->name, value);
+        *bool_of(c, k) = b;
+        return 0;
+    }
+    }
+    return PC_E_INVAL;
+}
+
+static int unknown(char *err, size_t errlen, const char *name, size_t len)
+{
+    return errf(err, errlen, PC_E_NOENT, "unknown knob '%.*s' (prefixcached "
+                "--help lists them)", (int)(len > 64 ? 64 : len), name);
+}
+
+int pcd_config_set(pcd_config *c, const char *name, const char *value,
+                   char *err, size_t errlen)
+{
+    if (!c || !name || !value)
+        return errf(err, errlen, PC_E_INVAL, "invalid argument");
+    const pcd_knob *k = pcd_knob_find(name, strlen(name));
+    if (!k)
+        return unknown(err, errlen, name, strlen(name));
+    return set_text(c, k, value, err, errlen);
+}
+
+int pcd_config_set_object(pcd_config *c, const char *name, size_t name_len,
+                          const msgpack_object *v, char *err, size_t errlen)
+{
+    const pcd_knob *k = c && v ? pcd_knob_find(name, name_len) : NULL;
+    if (!k)
+        return c && v ? unknown(err, errlen, name, name_len)
+                      : errf(err, errlen, PC_E_INVAL, "invalid argument");
+    switch (v->type) {
+    case MSGPACK_OBJECT_STR: {
+        char buf[1024];
+        if (v->via.str.size >= sizeof(buf) ||
+            memchr(v->via.str.ptr, 0, v->via.str.size))
+            return errf(err, errlen, PC_E_RANGE, "%s: value too long or "
+                        "holding a NUL byte", k->name);
+        memcpy(buf, v->via.str.ptr, v->via.str.size);
+        buf[v->via.str.size] = 0;
+        return set_text(c, k, buf, err, errlen);
+    }
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        if (k->type == PCD_INT || k->type == PCD_SIZE)
+            return set_u64(c, k, v->via.u64, err, errlen);
+        if (k->type == PCD_BOOL && v->via.u64 <= 1) {
+            *bool_of(c, k) = v->via.u64 == 1;
+            return 0;
+        }
+        break;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        if (k->type == PCD_INT || k->type == PCD_SIZE)
+            return errf(err, errlen, PC_E_RANGE, "%s: %" PRId64 " is below the "
+                        "minimum %" PRIu64, k->name, v->via.i64, k->min);
+        break;
+    case MSGPACK_OBJECT_BOOLEAN:
+        if (k->type == PCD_BOOL) {
+            *bool_of(c, k) = v->via.boolean;
+            return 0;
+        }
+        break;
+    default:
+        break;
+    }
+    return errf(err, errlen, PC_E_INVAL, "%s: wrong value type for a %s knob "
+                "(send a string%s)", k->name, type_name(k->type),
+                k->type == PCD_INT || k->type == PCD_SIZE ? " or a uint"
+                : k->type == PCD_BOOL ? " or a bool" : "");
+}
+
+/* ---- defaults, endpoint --------------------------------------------------- */
+
+void pcd_default_endpoint(char *buf, size_t len)
+{
+    const char *xdg = getenv("XDG_RUNTIME_DIR");
+    /* 107 bytes is all a Unix socket path may hold */
+    if (xdg && xdg[0] == '/' && strlen(xdg) + sizeof("/prefixcache.sock") <= 108 &&
+        access(xdg, W_OK | X_OK) == 0) {
+        snprintf(buf, len, "ipc://%s/prefixcache.sock", xdg);
+        return;
+    }
+    snprintf(buf, len, "ipc:///tmp/prefixcache-%lu.sock", (unsigned long)getuid());
+}
+
+void pcd_config_defaults(pcd_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    for (size_t i = 0; i < NELEM(KNOBS); i++) {
+        const pcd_knob *k = &KNOBS[i];
+        char buf[PCD_ENDPOINT_MAX];
+        const char *def = k->def;
+        if (!def) {
+            k->def_fn(buf, sizeof(buf));
+            def = buf;
+        }
+        int rc = set_text(c, k, def, NULL, 0);
+        assert(rc == 0); /* the table's defaults parse: a test checks it */
+        (void)rc;
+    }
+}
+
+/* ---- cross-knob rules ----------------------------------------------------- */
+
+int pcd_config_check(const pcd_config *c, uint64_t *capacity, char *err,
+                     size_t errlen)
+{
+    const char *ep = c->endpoint;
+    if (!((strncmp(ep, "ipc://", 6) == 0 || strncmp(ep, "tcp://", 6) == 0) && ep[6]))
+        return errf(err, errlen, PC_E_INVAL, "endpoint: '%s' is neither "
+                    "ipc://PATH nor tcp://HOST:PORT", ep);
+    if (strncmp(ep, "ipc://", 6) == 0 && strlen(ep + 6) > 107)
+        return errf(err, errlen, PC_E_RANGE, "endpoint: the socket path is "
+                    "longer than the 107 bytes a Unix socket allows");
+    const char *sn = c->shm_name;
+    if (sn[0] && (sn[0] != '/' || !sn[1] || strchr(sn + 1, '/')))
+        return errf(err, errlen, PC_E_INVAL, "shm_name: '%s' must be '/' "
+                    "followed by a name without '/' (or empty for a unique one)", sn);
+    pc_pool_layout l;
+    int rc = pc_pool_layout_init(&l, (uint32_t)c->layers, (uint32_t)c->kv_heads,
+                                 (uint32_t)c->head_dim, (uint32_t)c->page_tokens,
+                                 (pc_dtype)c->dtype);
+    if (rc)
+        return errf(err, errlen, rc, "model shape: %" PRIu64 " layers x %" PRIu64
+                    " kv_heads x %" PRIu64 " head_dim x %" PRIu64 " page_tokens: "
+                    "%s", c->layers, c->kv_heads, c->head_dim, c->page_tokens,
+                    pc_strerror(rc));
+    uint64_t cap = c->pool_blocks ? c->pool_blocks : c->pool_bytes / l.block_bytes;
+    char a[32], b[32];
+    if (cap < 2 && c->pool_blocks)
+        return errf(err, errlen, PC_E_RANGE, "pool_blocks: %" PRIu64 " block; "
+                    "the pool needs at least 2", cap);
+    if (cap < 2) {
+        pcd_format_size(c->pool_bytes, a, sizeof(a));
+        pcd_format_size(l.block_bytes, b, sizeof(b));
+        return errf(err, errlen, PC_E_RANGE, "pool_bytes: %s holds %" PRIu64
+                    " block%s of %s; the pool needs at least 2 (raise pool_bytes "
+                    "or set pool_blocks)", a, cap, cap == 1 ? "" : "s", b);
+    }
+    if (cap > PC_POOL_MAX_BLOCKS)
+        return errf(err, errlen, PC_E_RANGE, "pool: %" PRIu64 " blocks, more "
+                    "than the %" PRIu64 " block ids can name", cap,
+                    (uint64_t)PC_POOL_MAX_BLOCKS);
+    if (c->low_watermark > c->high_watermark)
+        return errf(err, errlen, PC_E_RANGE, "low_watermark %" PRIu64 " is above "
+                    "high_watermark %" PRIu64, c->low_watermark, c->high_watermark);
+    if (c->high_watermark > cap)
+        return errf(err, errlen, PC_E_RANGE, "high_watermark %" PRIu64 " is above "
+                    "the pool's capacity of %" PRIu64 " blocks", c->high_watermark,
+                    cap);
+    if (capacity)
+        *capacity = cap;
+    return 0;
+}
+
+/* ---- the file ------------------------------------------------------------- */
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' ||
+                 s[n - 1] == '\n'))
+        s[--n] = 0;
+    return s;
+}
+
+int pcd_config_load_file(pcd_config *c, const char *path, char *err,
+                         size_t errlen)
+{
+    if (!c || !path)
+        return errf(err, errlen, PC_E_INVAL, "invalid argument");
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return errf(err, errlen, PC_E_IO, "cannot read %s: %s", path, strerror(errno));
+    pcd_config tmp = *c; /* all or nothing */
+    unsigned seen[NELEM(KNOBS)] = {0};
+    char *line = NULL, msg[200];
+    size_t cap = 0;
+    unsigned lineno = 0;
+    int rc = 0;
+    ssize_t got;
+    while ((got = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        if (memchr(line, 0, (size_t)got)) {
+            rc = errf(err, errlen, PC_E_INVAL, "%s:%u: a NUL byte (is this a "
+                      "text file?)", path, lineno);
+            break;
+        }
+        /* '#' at the start or after blank space starts a comment, so that a
+         * value may still hold a '#' ("/pool#2") */
+        for (char *h = line; (h = strchr(h, '#')); h++)
+            if (h == line || h[-1] == ' ' || h[-1] == '\t') {
+                *h = 0;
+                break;
+            }
+        char *s = trim(line);
+        if (!*s)
+            continue;
+        char *eq = strchr(s, '=');
+        if (!eq) {
+            rc = errf(err, errlen, PC_E_INVAL, "%s:%u: expected 'key = value', "
+                      "got '%.60s'", path, lineno, s);
+            break;
+        }
+        *eq = 0;
+        char *key = trim(s), *val = trim(eq + 1);
+        size_t vn = strlen(val);
+        if (vn >= 2 && val[0] == '"' && val[vn - 1] == '"') {
+            val[vn - 1] = 0;
+            val++;
+        }
+        const pcd_knob *k = pcd_knob_find(key, strlen(key));
+        if (!*key) {
+            rc = errf(err, errlen, PC_E_INVAL, "%s:%u: a value without a key",
+                      path, lineno);
+            break;
+        }
+        if (!k) {
+            unknown(msg, sizeof(msg), key, strlen(key));
+            rc = errf(err, errlen, PC_E_NOENT, "%s:%u: %s", path, lineno, msg);
+            break;
+        }
+        size_t i = knob_index(k);
+        if (seen[i]) {
+            rc = errf(err, errlen, PC_E_INVAL, "%s:%u: %s is already set on "
+                      "line %u", path, lineno, k->name, seen[i]);
+            break;
+        }
+        seen[i] = lineno;
+        if ((rc = set_text(&tmp, k, val, msg, sizeof(msg)))) {
+            errf(err, errlen, rc, "%s:%u: %s", path, lineno, msg);
+            break;
+        }
+    }
+    if (rc == 0 && ferror(f))
+        rc = errf(err, errlen, PC_E_IO, "%s: read error", path);
+    free(line);
+    fclose(f);
+    if (rc == 0)
+        *c = tmp;
+    return rc;
+}
+
+/* ---- command line ----------------------------------------------------------- */
+
+void pcd_cmdline_free(pcd_cmdline *cl)
+{
+    if (!cl)
+        return;
+    free(cl->over);
+    memset(cl, 0, sizeof(*cl));
+}
+
+/* "--lease-ttl-ms" names lease_ttl_ms. */
+static const pcd_knob *option_knob(const char *name, size_t len)
+{
+    char buf[64];
+    if (len >= sizeof(buf))
+        return NULL;
+    for (size_t i = 0; i < len; i++)
+        buf[i] = name[i] == '-' ? '_' : name[i];
+    return pcd_knob_find(buf, len);
+}
+
+int pcd_cmdline_parse(int argc, char **argv, pcd_cmdline *cl, char *err,
+                      size_t errlen)
+{
+    memset(cl, 0, sizeof(*cl));
+    if (argc > 1 && !(cl->over = calloc((size_t)argc, sizeof(*cl->over))))
+        return errf(err, errlen, PC_E_NOMEM, "out of memory");
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            cl->help = true;
+            continue;
+        }
+        if (strcmp(a, "--help-markdown") == 0) {
+            cl->help_markdown = true;
+            continue;
+        }
+        if (strcmp(a, "--version") == 0 || strcmp(a, "-V") == 0) {
+            cl->version = true;
+            continue;
+        }
+        if (strncmp(a, "--", 2) != 0 || !a[2])
+            return errf(err, errlen, PC_E_INVAL, "unexpected argument '%.60s' "
+                        "(options are --name=value; see --help)", a);
+        const char *name = a + 2, *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        const char *value = eq ? eq + 1 : NULL;
+        const pcd_knob *k = NULL;
+        bool is_config = nlen == 6 && memcmp(name, "config", 6) == 0;
+        if (!is_config && !(k = option_knob(name, nlen)))
+            return errf(err, errlen, PC_E_NOENT, "unknown option '--%.*s' (see "
+                        "--help)", (int)(nlen > 60 ? 60 : nlen), name);
+        if (!value) {
+            /* a bare bool option means true */
+            if (k && k->type == PCD_BOOL &&
+                (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0))
+                value = "true";
+            else if (i + 1 < argc)
+                value = argv[++i];
+            else
+                return errf(err, errlen, PC_E_INVAL, "option '--%.*s' needs a "
+                            "value", (int)(nlen > 60 ? 60 : nlen), name);
+        }
+        if (is_config)
+            cl->config_path = value;
+        else
+            cl->over[cl->n_over++] = (pcd_override){k, value};
+    }
+    return 0;
+}
+
+int pcd_config_load(pcd_config *c, const pcd_cmdline *cl, char *err,
+                    size_t errlen)
+{
+    pcd_config tmp;
+    char msg[256];
+    int rc;
+    pcd_config_defaults(&tmp);
+    if (cl && cl->config_path &&
+        (rc = pcd_config_load_file(&tmp, cl->config_path, err, errlen)))
+        return rc;
+    for (size_t i = 0; cl && i < cl->n_over; i++)
+        if ((rc = set_text(&tmp, cl->over[i].knob, cl->over[i].value, msg,
+                           sizeof(msg))))
+            return errf(err, errlen, rc, "command line: %s", msg);
+    if ((rc = pcd_config_check(&tmp, NULL, msg, sizeof(msg))))
+        return errf(err, errlen, rc, "configuration: %s", msg);
+    *c = tmp;
+    return 0;
+}
+
+/* ---- CONFIG rpc ------------------------------------------------------------- */
+
+static void pack_value(const pcd_config *c, const pcd_knob *k, msgpack_packer *pk)
+{
+    pc_pack_cstr(pk, k->name);
+    switch (k->type) {
+    case PCD_INT:
+    case PCD_SIZE: msgpack_pack_uint64(pk, *cu64_of(c, k)); break;
+    case PCD_STR: pc_pack_cstr(pk, cstr_of(c, k)); break;
+    case PCD_ENUM: pc_pack_cstr(pk, k->choices[*cint_of(c, k)]); break;
+    case PCD_BOOL:
+        if (*cbool_of(c, k))
+            msgpack_pack_true(pk);
+        else
+            msgpack_pack_false(pk);
+        break;
+    }
+}
+
+int pcd_config_pack(const pcd_config *c, const msgpack_object *names,
+                    msgpack_packer *pk, char *err, size_t errlen)
+{
+    if (!names) {
+        msgpack_pack_map(pk, NELEM(KNOBS));
+        for (size_t i = 0; i < NELEM(KNOBS); i++)
+            pack_value(c, &KNOBS[i], pk);
+        return 0;
+    }
+    if (names->type != MSGPACK_OBJECT_ARRAY)
+        return errf(err, errlen, PC_E_BADMSG, "config get: names must be an array");
+    /* Every name first: an error packs nothing. */
+    uint64_t want = 0;
+    for (uint32_t i = 0; i < names->via.array.size; i++) {
+        const msgpack_object *o = &names->via.array.ptr[i];
+        if (o->type != MSGPACK_OBJECT_STR)
+            return errf(err, errlen, PC_E_BADMSG, "config get: a name is not a string");
+        const pcd_knob *k = pcd_knob_find(o->via.str.ptr, o->via.str.size);
+        if (!k)
+            return unknown(err, errlen, o->via.str.ptr, o->via.str.size);
+        want |= 1ull << knob_index(k);
+    }
+    /* A name asked twice is packed once: a map has unique keys. */
+    msgpack_pack_map(pk, (size_t)__builtin_popcountll(want));
+    for (size_t i = 0; i < NELEM(KNOBS); i++)
+        if (want >> i & 1)
+            pack_value(c, &KNOBS[i], pk);
+    return 0;
+}
+
+/* ---- reload ----------------------------------------------------------------- */
+
+static void copy_value(pcd_config *dst, const pcd_config *src, const pcd_knob *k)
+{
+    switch (k->type) {
+    case PCD_INT:
+    case PCD_SIZE: *u64_of(dst, k) = *cu64_of(src, k); break;
+    case PCD_STR: memcpy(str_of(dst, k), cstr_of(src, k), k->max + 1); break;
+    case PCD_ENUM: *int_of(dst, k) = *cint_of(src, k); break;
+    case PCD_BOOL: *bool_of(dst, k) = *cbool_of(src, k); break;
+    }
+}
+
+int pcd_config_reload(pcd_config *cur, const pcd_config *next, bool log,
+                      pcd_reload *out, char *err, size_t errlen)
+{
+    pcd_reload r = {0, 0, 0, 0};
+    pcd_config m = *cur;
+    for (size_t i = 0; i < NELEM(KNOBS); i++) {
+        const pcd_knob *k = &KNOBS[i];
+        if (pcd_config_equal(cur, next, k))
+            continue;
+        if (k->reloadable) {
+            copy_value(&m, next, k);
+            r.applied |= 1ull << i;
+            r.n_applied++;
+        } else {
+            r.ignored |= 1ull << i;
+            r.n_ignored++;
+        }
+    }
+    if (out)
+        *out = r;
+    int rc = pcd_config_check(&m, NULL, err, errlen);
+    if (rc)
+        return rc;
+    for (size_t i = 0; log && i < NELEM(KNOBS); i++) {
+        const pcd_knob *k = &KNOBS[i];
+        char a[PCD_ENDPOINT_MAX], b[PCD_ENDPOINT_MAX];
+        if (!((r.applied | r.ignored) >> i & 1))
+            continue;
+        pcd_config_format(cur, k, a, sizeof(a));
+        pcd_config_format(next, k, b, sizeof(b));
+        if (r.applied >> i & 1)
+            pcd_log(PC_LOG_INFO, "%s: %s -> %s", k->name, a, b);
+        else
+            pcd_log(PC_LOG_WARN, "%s: %s -> %s ignored: not reloadable (restart "
+                    "prefixcached to apply it)", k->name, a, b);
+    }
+    *cur = m;
+    return (int)r.n_applied;
+}
+
+/* ---- --help and docs/config.md ------------------------------------------------ */
+
+/* Print text wrapped at width, each line indented. */
+static void wrap(FILE *f, const char *text, int indent, int width)
+{
+    const char *p = text;
+    while (*p) {
+        int col = indent;
+        fprintf(f, "%*s", indent, "");
+        int first = 1;
+        while (*p) {
+            size_t w = strcspn(p, " ");
+            if (!first && col + 1 + (int)w > width)
+                break;
+            fprintf(f, "%s%.*s", first ? "" : " ", (int)w, p);
+            col += (first ? 0 : 1) + (int)w;
+            first = 0;
+            p += w;
+            while (*p == ' ')
+                p++;
+        }
+        fputc('\n', f);
+    }
+}
+
+/* Backticks are markdown; the terminal gets the text without them. */
+static void strip_ticks(const char *in, char *out, size_t len)
+{
+    size_t o = 0;
+    for (; *in && o + 1 < len; in++)
+        if (*in != '`')
+            out[o++] = *in;
+    out[o] = 0;
+}
+
+static void default_text(const pcd_knob *k, char *buf, size_t len)
+{
+    if (!k->def)
+        snprintf(buf, len, "%s", k->def_doc);
+    else if (k->type == PCD_STR && !k->def[0])
+        snprintf(buf, len, "\"\"");
+    else
+        snprintf(buf, len, "%s", k->def);
+}
+
+static void range_text(const pcd_knob *k, char *buf, size_t len)
+{
+    char a[32], b[32];
+    switch (k->type) {
+    case PCD_INT:
+    case PCD_SIZE:
+        bound_text(k, k->min, a, sizeof(a));
+        bound_text(k, k->max, b, sizeof(b));
+        snprintf(buf, len, "%s..%s", a, b);
+        break;
+    case PCD_STR: snprintf(buf, len, "%" PRIu64 "..%" PRIu64 " bytes", k->min, k->max); break;
+    case PCD_ENUM: choices_text(k, ", ", buf, len); break;
+    case PCD_BOOL: snprintf(buf, len, "true, false"); break;
+    }
+}
+
+void pcd_config_write_help(FILE *f, const char *argv0)
+{
+    const char *me = argv0 && *argv0 ? argv0 : "prefixcached";
+    fprintf(f,
+            "Usage: %s [--config FILE] [--NAME=VALUE | --NAME VALUE]...\n"
+            "       %s --help | --help-markdown | --version\n"
+            "\n"
+            "prefixcached " PCD_VERSION ": the shared KV prefix cache daemon.  With no\n"
+            "options it serves a Llama-3-8B-shaped cache from a 1 GiB host\n"
+            "shared-memory pool on the default endpoint.  Values come from the\n"
+            "defaults, then the --config file, then the options (later wins).\n"
+            "SIGHUP re-reads the file and applies the [reloadable] knobs;\n"
+            "SIGTERM or SIGINT stops cleanly.\n"
+            "\n"
+            "Options:\n"
+            "  --config FILE    knobs as \"key = value\" lines (docs/config.md)\n"
+            "  --help           this text\n"
+            "  --help-markdown  the knob reference as markdown (docs/config.md)\n"
+            "  --version        the daemon and protocol versions\n"
+            "\n"
+            "Knobs (--name=value or --name value; '-' may replace '_'):\n",
+            me, me);
+    for (size_t i = 0; i < NELEM(KNOBS); i++) {
+        const pcd_knob *k = &KNOBS[i];
+        char def[64], range[96], help[1024];
+        default_text(k, def, sizeof(def));
+        range_text(k, range, sizeof(range));
+        strip_ticks(k->help, help, sizeof(help));
+        fprintf(f, "  --%s=%s  (default %s; %s)%s\n", k->name,
+                k->type == PCD_STR ? "STRING" : k->type == PCD_SIZE ? "SIZE"
+                : k->type == PCD_INT ? "INT" : k->type == PCD_BOOL ? "BOOL" : "NAME",
+                def, range, k->reloadable ? " [reloadable]" : "");
+        wrap(f, help, 6, 78);
+    }
+    fprintf(f, "\nSizes take K, M, G, T or KiB, MiB, GiB, TiB (all powers of "
+               "1024).\n");
+}
+
+void pcd_config_write_markdown(FILE *f)
+{
+    fputs(
+        "# prefixcached configuration\n"
+        "\n"
+        "<!-- Generated by `prefixcached --help-markdown` from the knob table in\n"
+        "daemon/config.c; tests/test_daemon_config.c fails when this file and the\n"
+        "table disagree.  Regenerate with:\n"
+        "    build/release/daemon/prefixcached --help-markdown > docs/config.md -->\n"
+        "\n"
+        "Every knob has a built-in default: `prefixcached` with no configuration\n"
+        "at all serves a Llama-3-8B-shaped cache (32 layers, 8 KV heads, head_dim\n"
+        "128, fp16, 16-token pages: 2 MiB blocks) from a 1 GiB host shared-memory\n"
+        "pool, and logs where it listens and the pool layout.\n"
+        "\n"
+        "Values come from three places; a later one wins:\n"
+        "\n"
+        "1. the defaults in the table below;\n"
+        "2. the file named by `--config FILE`;\n"
+        "3. command-line options, `--name=value` or `--name value` (`-` may\n"
+        "   replace `_`: `--lease-ttl-ms 5000`; a bool alone means true).\n"
+        "\n"
+        "Other options: `--help` (generated from the same table), `--help-markdown`\n"
+        "(this page), `--version`.\n"
+        "\n"
+        "## The file\n"
+        "\n"
+        "One `key = value` per line.  Blank lines are skipped; `#` at the start of\n"
+        "a line or after a blank starts a comment.  A value may be wrapped in\n"
+        "double quotes (`shm_name = \"\"`).  An unknown key, a knob set twice, a\n"
+        "value that does not parse or is out of range: the whole file is refused\n"
+        "with the file, the line and the reason, e.g.\n"
+        "\n"
+        "    prefixcached: /etc/prefixcache.conf:7: layers: 0 is below the minimum 1\n"
+        "\n"
+        "An example:\n"
+        "\n"
+        "```\n"
+        "# /etc/prefixcache.conf: a Llama-3-70B-shaped cache on 64 GiB\n"
+        "endpoint     = tcp://127.0.0.1:5555\n"
+        "pool_bytes   = 64GiB    # rounded down to whole blocks\n"
+        "layers       = 80\n"
+        "kv_heads     = 8\n"
+        "head_dim     = 128\n"
+        "dtype        = bf16\n"
+        "lease_ttl_ms = 10000\n"
+        "log_level    = debug\n"
+        "```\n"
+        "\n"
+        "Types:\n"
+        "\n"
+        "| type | what it takes |\n"
+        "|---|---|\n"
+        "| int | a decimal integer |\n"
+        "| size | bytes: an integer with an optional suffix K, M, G, T or KiB, MiB, GiB, TiB (case does not matter; all are powers of 1024) |\n"
+        "| string | text, possibly empty where the range allows 0 bytes |\n"
+        "| enum | one of the listed names |\n"
+        "| bool | true/false, yes/no, on/off, 1/0 |\n"
+        "\n"
+        "## Changing knobs while the daemon runs\n"
+        "\n"
+        "Knobs with *yes* under \"reload\" change without a restart:\n"
+        "\n"
+        "- `kill -HUP <pid>` re-reads the `--config` file (with the same\n"
+        "  command-line options on top) and applies the reloadable knobs that\n"
+        "  changed, logging each one (`lease_ttl_ms: 30000 -> 5000`).  A changed\n"
+        "  knob that is not reloadable is logged and ignored until a restart; a\n"
+        "  file with an error is refused as a whole and the running values stay.\n"
+        "- `prefixcache-cli config set NAME VALUE` (the CONFIG request) sets\n"
+        "  reloadable knobs, all or nothing: a knob that is not reloadable is\n"
+        "  refused with PC_E_PERM, an unknown one with PC_E_NOENT, a value out of\n"
+        "  range with PC_E_RANGE.  `prefixcache-cli config get [NAME]` shows the\n"
+        "  running values.\n"
+        "\n"
+        "The file and the command line stay the source of truth: a value set with\n"
+        "`config set` lasts until the next SIGHUP or restart.  New limits apply to\n"
+        "new requests; leases keep what they already hold.\n"
+        "\n"
+        "## Knobs\n"
+        "\n"
+        "| knob | type | default | range | reload | what |\n"
+        "|---|---|---|---|---|---|\n",
+        f);
+    for (size_t i = 0; i < NELEM(KNOBS); i++) {
+        const pcd_knob *k = &KNOBS[i];
+        char def[64], range[96];
+        default_text(k, def, sizeof(def));
+        range_text(k, range, sizeof(range));
+        fprintf(f, "| `%s` | %s | %s | %s | %s | %s |\n", k->name,
+                type_name(k->type), def, range, k->reloadable ? "yes" : "no",
+                k->help);
+    }
+}

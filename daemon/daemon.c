@@ -1,0 +1,374 @@
+/*
+ * daemon/daemon.c - prefixcached's life: create the cache and the server
+ * from a pcd_config, serve, reload on SIGHUP, stop on SIGTERM/SIGINT.
+ *
+ *   main ─► pcd_config_load ─► pcd_daemon_create ─► pcd_daemon_run ─► destroy
+ *                                 │ cache + pool          │
+ *                                 │ server (bind, lock)   │ loop:
+ *                                 ▼                       │  flags? (signals)
+ *                              INFO: where, what layout   │  pc_rpc_server_poll(500 ms)
+ *                                                         ▼
+ *                 SIGHUP flag ─► pcd_daemon_reload: re-read file + options,
+ *                                apply reloadable knobs, log each change
+ *                 SIGTERM flag ─► leave the loop; destroy removes the socket,
+ *                                 its lock file and the shm object
+ *
+ * Signal handlers only set sig_atomic_t flags: everything else (logging,
+ * re-reading files, touching the cache) happens in the loop, on the one
+ * thread that owns all state.  The poll timeout (500 ms) bounds how long a
+ * flag waits when the signal lands on a thread other than ours.
+ */
+#include "daemon/daemon.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define POLL_MS 500
+
+struct pcd_daemon {
+    pcd_config cfg;
+    const pcd_cmdline *cl;
+    pc_cache *cache;
+    pc_rpc_server *srv;
+    volatile sig_atomic_t stop;
+};
+
+static volatile sig_atomic_t g_stop_sig, g_hup;
+
+static void on_signal(int sig)
+{
+    if (sig == SIGHUP)
+        g_hup = 1;
+    else
+        g_stop_sig = sig;
+}
+
+int pcd_signals_install(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    /* No SA_RESTART: zmq_poll returns EINTR and the loop sees the flag now. */
+    if (sigaction(SIGHUP, &sa, NULL) || sigaction(SIGTERM, &sa, NULL) ||
+        sigaction(SIGINT, &sa, NULL))
+        return PC_E_IO;
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+/* ---- config <-> cache ------------------------------------------------------ */
+
+static void cache_limits(const pcd_config *c, pc_cache_config *cc)
+{
+    cc->lease_ttl_ms = c->lease_ttl_ms;
+    cc->max_leases = (uint32_t)c->max_leases;
+    cc->max_pins_per_lease = (uint32_t)c->max_pins_per_lease;
+    cc->max_blocks_per_lease = (uint32_t)c->max_blocks_per_lease;
+    cc->low_watermark = c->low_watermark;
+    cc->high_watermark = c->high_watermark;
+}
+
+/*
+ * Apply next's reloadable knobs (the others must equal the running ones,
+ * or are ignored with a warning).  All or nothing: the merged config is
+ * checked and handed to the cache before anything is committed or logged.
+ */
+static int apply(pcd_daemon *d, const pcd_config *next, const char *why,
+                 char *err, size_t errlen)
+{
+    pcd_config m = d->cfg;
+    pcd_reload r;
+    int rc = pcd_config_reload(&m, next, false, &r, err, errlen);
+    if (rc < 0)
+        return rc;
+    if (r.n_applied == 0 && r.n_ignored == 0) {
+        pcd_log(PC_LOG_INFO, "%s: configuration unchanged", why);
+        return 0;
+    }
+    pc_cache_config cc;
+    pc_cache_config_defaults(&cc);
+    cache_limits(&m, &cc);
+    if ((rc = pc_cache_set_limits(d->cache, &cc))) {
+        snprintf(err, errlen, "the cache refused the new limits: %s",
+                 pc_strerror(rc));
+        return rc;
+    }
+    /* Log under the more verbose of the old and new levels, so that a
+     * change of log_level itself is seen. */
+    int lvl = d->cfg.log_level > m.log_level ? d->cfg.log_level : m.log_level;
+    pcd_log_set_level(lvl);
+    pcd_log(PC_LOG_INFO, "%s: %u knob%s applied, %u ignored (not reloadable)",
+            why, r.n_applied, r.n_applied == 1 ? "" : "s", r.n_ignored);
+    rc = pcd_config_reload(&d->cfg, next, true, NULL, err, errlen);
+    assert(rc >= 0); /* the very check that passed above */
+    pcd_log_set_level(d->cfg.log_level);
+    pcd_log_set_utc(d->cfg.log_utc);
+    return 0;
+}
+
+int pcd_daemon_reload(pcd_daemon *d)
+{
+    char err[512];
+    if (!d)
+        return PC_E_INVAL;
+    if (!d->cl || !d->cl->config_path) {
+        pcd_log(PC_LOG_INFO, "SIGHUP: no --config file to re-read; nothing "
+                "to reload");
+        return 0;
+    }
+    pcd_config next;
+    int rc = pcd_config_load(&next, d->cl, err, sizeof(err));
+    if (rc == 0)
+        rc = apply(d, &next, "SIGHUP reload", err, sizeof(err));
+    if (rc < 0)
+        pcd_log(PC_LOG_ERROR, "SIGHUP reload refused, the running "
+                "configuration stays: %s", err);
+    return rc < 0 ? rc : 0;
+}
+
+int pcd_daemon_config_set(pcd_daemon *d, const msgpack_object *set, char *err,
+                          size_t errlen)
+{
+    if (!d || !set || set->type != MSGPACK_OBJECT_MAP) {
+        snprintf(err, errlen, "config set: expected a map of name to value");
+        return PC_E_BADMSG;
+    }
+    pcd_config next = d->cfg;
+    char msg[256];
+    for (uint32_t i = 0; i < set->via.map.size; i++) {
+        const msgpack_object *key = &set->via.map.ptr[i].key;
+        if (key->type != MSGPACK_OBJECT_STR) {
+            snprintf(err, errlen, "config set: a knob name is not a string");
+            return PC_E_BADMSG;
+        }
+        const char *name = key->via.str.ptr;
+        uint32_t len = key->via.str.size;
+        const pcd_knob *k = pcd_knob_find(name, len);
+        int rc;
+        if (!k) {
+            rc = pcd_config_set_object(&next, name, len, &set->via.map.ptr[i].val,
+                                       msg, sizeof(msg)); /* says "unknown" */
+            snprintf(err, errlen, "config set: %s", msg);
+            return rc;
+        }
+        if (!k->reloadable) {
+            snprintf(err, errlen, "config set: %s is not reloadable (change it "
+                     "in the config file or on the command line and restart "
+                     "prefixcached)", k->name);
+            return PC_E_PERM;
+        }
+        if ((rc = pcd_config_set_object(&next, name, len,
+                                        &set->via.map.ptr[i].val, msg,
+                                        sizeof(msg)))) {
+            snprintf(err, errlen, "config set: %s", msg);
+            return rc;
+        }
+    }
+    int rc = apply(d, &next, "config set (rpc)", msg, sizeof(msg));
+    if (rc < 0) {
+        snprintf(err, errlen, "config set: %s", msg);
+        return rc;
+    }
+    return 0;
+}
+
+static int hook_get(void *ctx, const msgpack_object *names, msgpack_packer *pk,
+                    char *err, size_t errlen)
+{
+    return pcd_config_pack(&((pcd_daemon *)ctx)->cfg, names, pk, err, errlen);
+}
+
+static int hook_set(void *ctx, const msgpack_object *set, char *err, size_t errlen)
+{
+    return pcd_daemon_config_set(ctx, set, err, errlen);
+}
+
+/* ---- life cycle ------------------------------------------------------------ */
+
+static void log_startup(const pcd_daemon *d)
+{
+    const pcd_config *c = &d->cfg;
+    const pc_pool *pool = pc_cache_pool(d->cache);
+    const pc_pool_layout *l = pc_pool_layout_get(pool);
+    char total[32], block[32], tok[32], msg[32];
+    uint32_t cap = pc_pool_capacity(pool);
+    pcd_format_size((uint64_t)cap * l->block_bytes, total, sizeof(total));
+    pcd_format_size(l->block_bytes, block, sizeof(block));
+    pcd_format_size(l->token_bytes, tok, sizeof(tok));
+    pcd_format_size(c->max_msg_bytes, msg, sizeof(msg));
+
+    pcd_log(PC_LOG_INFO, "prefixcached %s (protocol %d.%d) pid %ld listening on %s",
+            PCD_VERSION, PC_PROTO_MAJOR, PC_PROTO_MINOR, (long)getpid(),
+            pc_rpc_server_endpoint(d->srv));
+    const char *shm = NULL;
+    uint64_t shm_bytes = 0;
+    if (pc_pool_shm_info(pool, &shm, &shm_bytes) == 0)
+        pcd_log(PC_LOG_INFO, "pool: host shared memory %s, %u blocks x %s = %s "
+                "(mapped, resident only as engines write)", shm, cap, block, total);
+    else
+        pcd_log(PC_LOG_INFO, "pool: index only (backend none), %u block ids "
+                "for blocks of %s", cap, block);
+    pcd_log(PC_LOG_INFO, "layout: %u layers x %u kv_heads x %u head_dim, %s, "
+            "%u tokens/page: %s per token, block = [layer][K|V][token][kv_head]"
+            "[head_dim]", l->layers, l->kv_heads, l->head_dim,
+            pc_dtype_name(l->dtype), l->page_tokens, tok);
+    char wm[96] = "off";
+    if (c->low_watermark || c->high_watermark)
+        snprintf(wm, sizeof(wm), "evict below %" PRIu64 " free blocks up to %" PRIu64,
+                 c->low_watermark, c->high_watermark);
+    pcd_log(PC_LOG_INFO, "leases: ttl %" PRIu64 " ms, at most %" PRIu64
+            " (%" PRIu64 " pins, %" PRIu64 " blocks each); watermarks %s; "
+            "requests up to %s, %" PRIu64 " tokens",
+            c->lease_ttl_ms, c->max_leases, c->max_pins_per_lease,
+            c->max_blocks_per_lease, wm, msg, c->max_tokens);
+    if (d->cl && (d->cl->config_path || d->cl->n_over))
+        pcd_log(PC_LOG_INFO, "configuration: %s%s%zu command-line option%s",
+                d->cl->config_path ? d->cl->config_path : "built-in defaults",
+                " + ", d->cl->n_over, d->cl->n_over == 1 ? "" : "s");
+    else
+        pcd_log(PC_LOG_INFO, "configuration: built-in defaults");
+}
+
+int pcd_daemon_create(const pcd_config *cfg, const pcd_cmdline *cl,
+                      pcd_daemon **out, char *err, size_t errlen)
+{
+    if (!out || !cfg) {
+        snprintf(err, errlen, "invalid argument");
+        return PC_E_INVAL;
+    }
+    *out = NULL;
+    char msg[256];
+    int rc = pcd_config_check(cfg, NULL, msg, sizeof(msg));
+    if (rc) {
+        snprintf(err, errlen, "configuration: %s", msg);
+        return rc;
+    }
+    pcd_daemon *d = calloc(1, sizeof(*d));
+    if (!d) {
+        snprintf(err, errlen, "out of memory");
+        return PC_E_NOMEM;
+    }
+    d->cfg = *cfg;
+    d->cl = cl;
+    pcd_log_set_level(cfg->log_level);
+    pcd_log_set_utc(cfg->log_utc);
+
+    pc_cache_config cc;
+    pc_cache_config_defaults(&cc);
+    cache_limits(cfg, &cc);
+    rc = pc_pool_layout_init(&cc.pool.layout, (uint32_t)cfg->layers,
+                             (uint32_t)cfg->kv_heads, (uint32_t)cfg->head_dim,
+                             (uint32_t)cfg->page_tokens, (pc_dtype)cfg->dtype);
+    assert(rc == 0); /* pcd_config_check did the same */
+    cc.pool.backend = (pc_pool_backend)cfg->pool_backend;
+    cc.pool.capacity_blocks = cfg->pool_blocks;
+    cc.pool.capacity_bytes = cfg->pool_bytes;
+    cc.pool.shm_name = cfg->shm_name[0] ? cfg->shm_name : NULL;
+    if ((rc = pc_cache_create(&cc, &d->cache))) {
+        if (rc == PC_E_BUSY)
+            snprintf(err, errlen, "cannot create the pool: shared memory %s "
+                     "already exists (another prefixcached with this shm_name? "
+                     "if none runs, remove /dev/shm%s)", cfg->shm_name,
+                     cfg->shm_name);
+        else
+            snprintf(err, errlen, "cannot create the pool: %s", pc_strerror(rc));
+        goto fail;
+    }
+
+    pc_rpc_config rc_cfg = {
+        .endpoint = cfg->endpoint,
+        .limits = {.max_msg = cfg->max_msg_bytes, .max_tokens = cfg->max_tokens},
+        .cache = d->cache,
+        .hooks = {.ctx = d, .log = pcd_log_hook, .config_get = hook_get,
+                  .config_set = hook_set},
+    };
+    /* libzmq starts its I/O thread here; with our signals blocked while it
+     * does, that thread inherits the mask and signals land on this one,
+     * interrupting zmq_poll at once. */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGHUP);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    rc = pc_rpc_server_create(&rc_cfg, &d->srv);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc) {
+        if (rc == PC_E_BUSY)
+            snprintf(err, errlen, "endpoint %s is in use by another "
+                     "prefixcached (stop it first, or pick another --endpoint)",
+                     cfg->endpoint);
+        else
+            snprintf(err, errlen, "cannot listen on %s: %s", cfg->endpoint,
+                     pc_strerror(rc));
+        goto fail;
+    }
+    log_startup(d);
+    *out = d;
+    return 0;
+fail:
+    pcd_daemon_destroy(d);
+    return rc;
+}
+
+int pcd_daemon_run(pcd_daemon *d)
+{
+    if (!d)
+        return PC_E_INVAL;
+    while (!d->stop && !g_stop_sig) {
+        if (g_hup) {
+            g_hup = 0;
+            pcd_log(PC_LOG_INFO, "SIGHUP: re-reading the configuration");
+            pcd_daemon_reload(d);
+        }
+        int rc = pc_rpc_server_poll(d->srv, POLL_MS);
+        if (rc < 0) {
+            pcd_log(PC_LOG_ERROR, "serving failed: %s; shutting down",
+                    pc_strerror(rc));
+            return rc;
+        }
+    }
+    if (g_stop_sig)
+        pcd_log(PC_LOG_INFO, "%s: shutting down", g_stop_sig == SIGINT ? "SIGINT"
+                                                                       : "SIGTERM");
+    return 0;
+}
+
+void pcd_daemon_stop(pcd_daemon *d)
+{
+    if (d)
+        d->stop = 1;
+}
+
+void pcd_daemon_destroy(pcd_daemon *d)
+{
+    if (!d)
+        return;
+    bool served = d->srv != NULL;
+    if (d->srv) {
+        pc_rpc_stats st;
+        pc_rpc_server_stats(d->srv, &st);
+        char ep[PCD_ENDPOINT_MAX];
+        snprintf(ep, sizeof(ep), "%s", pc_rpc_server_endpoint(d->srv));
+        pc_rpc_server_destroy(d->srv);
+        pcd_log(PC_LOG_INFO, "closed %s after %" PRIu64 " requests (%" PRIu64
+                " errors, %" PRIu64 " dropped)", ep, st.requests, st.errors,
+                st.dropped);
+    }
+    if (d->cache) {
+        pc_cache_destroy(d->cache); /* unlinks the host pool's shm */
+        if (served)
+            pcd_log(PC_LOG_INFO, "pool released; bye");
+    }
+    free(d);
+}
+
+const pcd_config *pcd_daemon_config(const pcd_daemon *d) { return d ? &d->cfg : NULL; }
+pc_cache *pcd_daemon_cache(const pcd_daemon *d) { return d ? d->cache : NULL; }
+pc_rpc_server *pcd_daemon_server(const pcd_daemon *d) { return d ? d->srv : NULL; }

@@ -1,0 +1,228 @@
+/*
+ * daemon/daemon.h - prefixcached: its configuration, its log and its life.
+ *
+ * The configuration is ONE table of knobs (config.c).  Everything that
+ * knows about knobs is generated from it, so nothing can drift:
+ *
+ *                    ┌── config file  "key = value" lines  (pcd_config_load_file)
+ *                    ├── command line --name=value, --name value
+ *   pcd_knobs[] ─────┼── --help, --help-markdown (= docs/config.md)
+ *   name, type,      ├── CONFIG rpc: get / set of reloadable knobs
+ *   default, bounds, └── SIGHUP reload: what changed, what needs a restart
+ *   reloadable, help
+ *
+ * Precedence: built-in defaults < the --config file < command-line options.
+ *
+ * Every function returns 0 or a negative PC_E_* code and, where it takes
+ * err/errlen, writes a readable reason there (for a file: "FILE:LINE: ...").
+ * Nothing here calls exit() or abort() on bad input.
+ */
+#ifndef PCD_DAEMON_H
+#define PCD_DAEMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "cache/cache.h"
+#include "proto/proto.h"
+#include "rpc/rpc.h"
+
+#define PCD_VERSION "0.1.0" /* keep in step with project() in CMakeLists.txt */
+
+/* ---- configuration (config.c) --------------------------------------------- */
+
+#define PCD_ENDPOINT_MAX 256
+
+/* The daemon's whole configuration, as values (strings are copied in). */
+typedef struct pcd_config {
+    char endpoint[PCD_ENDPOINT_MAX];
+    int pool_backend;            /* pc_pool_backend                      */
+    uint64_t pool_bytes, pool_blocks;
+    char shm_name[PC_POOL_SHM_NAME_MAX + 1]; /* "" = a unique one        */
+    uint64_t layers, kv_heads, head_dim;
+    int dtype;                   /* pc_dtype                             */
+    uint64_t page_tokens;
+    uint64_t low_watermark, high_watermark;
+    uint64_t lease_ttl_ms;
+    uint64_t max_leases, max_pins_per_lease, max_blocks_per_lease;
+    uint64_t max_msg_bytes, max_tokens;
+    int log_level;               /* PC_LOG_*                             */
+    bool log_utc;
+} pcd_config;
+
+typedef enum pcd_type {
+    PCD_INT,  /* decimal integer within [min, max]                       */
+    PCD_SIZE, /* bytes: integer with an optional K/M/G/T or KiB/MiB/GiB/TiB
+                 suffix (all powers of 1024), within [min, max]         */
+    PCD_STR,  /* text of at most max bytes (min: at least min bytes)     */
+    PCD_ENUM, /* one of choices[]; stored as its index                   */
+    PCD_BOOL, /* true/false, yes/no, on/off, 1/0                         */
+} pcd_type;
+
+typedef struct pcd_knob {
+    const char *name;
+    pcd_type type;
+    size_t off;                 /* of the field in pcd_config           */
+    const char *def;            /* default, as text; NULL: def_fn's     */
+    void (*def_fn)(char *buf, size_t len); /* computes the default text */
+    const char *def_doc;        /* what the docs show for a NULL def    */
+    uint64_t min, max;
+    const char *const *choices; /* PCD_ENUM: NULL-terminated            */
+    bool reloadable;            /* SIGHUP and CONFIG set may change it  */
+    const char *help;
+} pcd_knob;
+
+/* The table, in documentation order; *n gets its length. */
+const pcd_knob *pcd_knobs(size_t *n);
+/* By name (len bytes, not necessarily NUL-terminated); NULL if unknown. */
+const pcd_knob *pcd_knob_find(const char *name, size_t len);
+
+/* The default endpoint: ipc://$XDG_RUNTIME_DIR/prefixcache.sock when that
+ * directory is set, absolute and writable, else
+ * ipc:///tmp/prefixcache-<uid>.sock.  The CLI uses it too. */
+void pcd_default_endpoint(char *buf, size_t len);
+
+/* Every knob at its default. */
+void pcd_config_defaults(pcd_config *c);
+
+/* Set one knob from text (file, command line, CONFIG set).
+ * PC_E_NOENT unknown knob, PC_E_INVAL unparsable / bad choice, PC_E_RANGE
+ * out of bounds.  c is unchanged on failure. */
+int pcd_config_set(pcd_config *c, const char *name, const char *value,
+                   char *err, size_t errlen);
+
+/* The same from a msgpack value: str (parsed as text), uint (int, size),
+ * bool (bool). */
+int pcd_config_set_object(pcd_config *c, const char *name, size_t name_len,
+                          const msgpack_object *v, char *err, size_t errlen);
+
+/* Read a "key = value" file over *c.  Blank lines and '#' comments are
+ * skipped; a value may be wrapped in double quotes; a knob set twice is an
+ * error.  All or nothing: c is unchanged on failure.  Errors name the file
+ * and the line: "/etc/prefixcache.conf:7: layers: 0 is below the minimum 1". */
+int pcd_config_load_file(pcd_config *c, const char *path, char *err,
+                         size_t errlen);
+
+/* Rules that span knobs (watermarks, pool capacity, endpoint scheme, shm
+ * name form).  *capacity (may be NULL) gets the pool's blocks. */
+int pcd_config_check(const pcd_config *c, uint64_t *capacity, char *err,
+                     size_t errlen);
+
+/* The value of a knob as text (what --name= would take back). */
+void pcd_config_format(const pcd_config *c, const pcd_knob *k, char *buf,
+                       size_t len);
+
+/* Bytes in the largest binary unit that divides them ("16MiB", "1000"):
+ * what it prints parses back to the same size. */
+void pcd_format_size(uint64_t v, char *buf, size_t len);
+
+/* True when two configs agree on knob k. */
+bool pcd_config_equal(const pcd_config *a, const pcd_config *b,
+                      const pcd_knob *k);
+
+/* Pack a map of name -> value (uint, str or bool) for the names in `names`
+ * (an array of str) or every knob (NULL).  PC_E_NOENT for an unknown name,
+ * PC_E_BADMSG for a name that is not a str; nothing packed on failure. */
+int pcd_config_pack(const pcd_config *c, const msgpack_object *names,
+                    msgpack_packer *pk, char *err, size_t errlen);
+
+/* What a reload did, one bit per knob (index in pcd_knobs()). */
+typedef struct pcd_reload {
+    uint64_t applied;  /* changed and reloadable: now in *cur            */
+    uint64_t ignored;  /* changed but needs a restart: left as it was    */
+    unsigned n_applied, n_ignored;
+} pcd_reload;
+
+/*
+ * Apply the reloadable knobs of `next` that differ onto *cur; report (and
+ * refuse) changes to the others.  With log, each change is logged at INFO
+ * ("lease_ttl_ms: 30000 -> 5000") and each refused one at WARN.  *cur stays
+ * consistent: if the merged config breaks a cross-knob rule it is left
+ * unchanged and PC_E_RANGE/PC_E_INVAL is returned.  Returns n_applied.
+ */
+int pcd_config_reload(pcd_config *cur, const pcd_config *next, bool log,
+                      pcd_reload *out, char *err, size_t errlen);
+
+/* ---- command line (config.c) ------------------------------------------------ */
+
+typedef struct pcd_override {
+    const pcd_knob *knob;
+    const char *value; /* points into argv */
+} pcd_override;
+
+typedef struct pcd_cmdline {
+    const char *config_path; /* --config FILE, or NULL                     */
+    bool help, help_markdown, version;
+    pcd_override *over;      /* --name=value / --name value, in order     */
+    size_t n_over;
+} pcd_cmdline;
+
+/* Parse argv (argv[0] is skipped).  Knob options may use '-' for '_'
+ * (--lease-ttl-ms).  Values are checked later, by pcd_config_load.  The
+ * argv strings must outlive cl.  pcd_cmdline_free in every case. */
+int pcd_cmdline_parse(int argc, char **argv, pcd_cmdline *cl, char *err,
+                      size_t errlen);
+void pcd_cmdline_free(pcd_cmdline *cl);
+
+/* Defaults, then the --config file, then the overrides, then the checks. */
+int pcd_config_load(pcd_config *c, const pcd_cmdline *cl, char *err,
+                    size_t errlen);
+
+/* --help (from the table) and --help-markdown (docs/config.md, verbatim). */
+void pcd_config_write_help(FILE *f, const char *argv0);
+void pcd_config_write_markdown(FILE *f);
+
+/* ---- log (log.c) ------------------------------------------------------------ */
+
+/* One line per event on stderr (or the stream set):
+ *   2024-05-01T12:34:56.789+02:00 INFO  listening on ipc:///run/... */
+void pcd_log_set_level(int level); /* PC_LOG_*; default INFO */
+int pcd_log_get_level(void);
+void pcd_log_set_utc(bool utc);    /* timestamps in UTC ("Z") */
+void pcd_log_set_stream(FILE *f);  /* NULL: stderr */
+void pcd_log(int level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* pc_rpc_hooks.log */
+void pcd_log_hook(void *ctx, int level, const char *msg);
+/* ISO 8601 local time (or UTC) with milliseconds and the offset. */
+void pcd_log_timestamp(char *buf, size_t len, bool utc);
+const char *pcd_log_level_name(int level);
+
+/* ---- the daemon (daemon.c) -------------------------------------------------- */
+
+typedef struct pcd_daemon pcd_daemon;
+
+/*
+ * Create the cache (and its pool), bind the server, log where it listens
+ * and the pool layout.  cl (may be NULL) is kept for SIGHUP, which re-reads
+ * the same file with the same overrides; it must outlive the daemon.
+ * PC_E_BUSY when another daemon owns the endpoint; err says what failed.
+ */
+int pcd_daemon_create(const pcd_config *cfg, const pcd_cmdline *cl,
+                      pcd_daemon **out, char *err, size_t errlen);
+void pcd_daemon_destroy(pcd_daemon *d);
+
+/* Serve until pcd_daemon_stop or SIGTERM/SIGINT (after pcd_signals_install);
+ * SIGHUP reloads.  0 on a clean stop, negative on a fatal socket error. */
+int pcd_daemon_run(pcd_daemon *d);
+void pcd_daemon_stop(pcd_daemon *d);
+
+/* SIGHUP's work: re-read the configuration and apply the reloadable knobs;
+ * a bad file is logged and changes nothing. */
+int pcd_daemon_reload(pcd_daemon *d);
+
+/* CONFIG set's work: all or nothing, only reloadable knobs (PC_E_PERM). */
+int pcd_daemon_config_set(pcd_daemon *d, const msgpack_object *set, char *err,
+                          size_t errlen);
+
+const pcd_config *pcd_daemon_config(const pcd_daemon *d);
+pc_cache *pcd_daemon_cache(const pcd_daemon *d);
+pc_rpc_server *pcd_daemon_server(const pcd_daemon *d);
+
+/* SIGTERM, SIGINT: stop; SIGHUP: reload (handlers only set flags);
+ * SIGPIPE ignored. */
+int pcd_signals_install(void);
+
+#endif /* PCD_DAEMON_H */

@@ -1,0 +1,936 @@
+/*
+ * rpc/server.c - the prefixcache server: one ROUTER socket, one pc_cache,
+ * one thread (the caller's), no locks.
+ *
+ *   pc_rpc_server_poll(s, timeout)
+ *   │
+ *   ├─ zmq_poll(ROUTER, min(timeout, next lease deadline))
+ *   │      EINTR ──────────────────────────────► return 0 (caller checks
+ *   │                                               its signal flags)
+ *   ├─ drain: until EAGAIN (at most DRAIN_MAX per call)
+ *   │   │
+ *   │   │  [env 0]..[env k-1][payload]      every frame but the last is the
+ *   │   │   identity, "" (REQ), ...         envelope, echoed unchanged
+ *   │   │        │                │
+ *   │   │        │                ▼
+ *   │   │        │   pc_request_decode ─► dispatch by op ─► pc_cache_*
+ *   │   │        │    (limits first)        │ (rejected: nothing changed)
+ *   │   │        │                          ▼
+ *   │   │        │                 reply map into one reused sbuffer
+ *   │   │        ▼                          │
+ *   │   │  [env 0]..[env k-1][reply] ◄──────┘   one reply per request
+ *   │   │
+ *   │   └─ between requests: pc_cache_expire (crashed engines' leases),
+ *   │                        pc_cache_maintain (watermarks)
+ *   │
+ *   └─ housekeeping once more (a timeout may have been a lease deadline)
+ *
+ * Why drain with ZMQ_DONTWAIT before blocking again: zmq_poll costs a
+ * syscall round; under load the queue holds many requests and taking them
+ * back to back halves the per-request overhead.  DRAIN_MAX bounds one call
+ * so the daemon's loop still sees its signal flags under a flood.
+ *
+ * Why the envelope is copied as zmq_msg_t and sent back as is: a REQ client
+ * needs its empty delimiter, a DEALER behind a proxy needs every routing
+ * frame, and the server has no business interpreting any of them.
+ *
+ * Endpoint exclusivity: libzmq unlinks an existing ipc socket file when it
+ * binds, so a second daemon would silently steal the endpoint from a live
+ * one.  Hence the flock'ed "<path>.lock": whoever holds it owns the path;
+ * a stale socket file (a crashed daemon never removes it) is replaced.
+ */
+#include "rpc/rpc.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#define ENV_MAX 32           /* envelope frames we echo; more: dropped    */
+#define ENV_BYTES_MAX 65536  /* total envelope bytes; more: dropped       */
+#define MSG_SLACK 65536      /* ZMQ_MAXMSGSIZE beyond limits.max_msg: a
+                                payload a little too big still gets its
+                                TOOBIG reply; far too big ones cost the
+                                sender its connection (libzmq's rule)     */
+#define DRAIN_MAX 4096       /* requests per poll call                    */
+#define KNOB_REFRESH_MS 250  /* how stale the cached log level may be     */
+#define ERR_MAX 256
+
+struct pc_rpc_server {
+    void *zctx, *sock;
+    pc_cache *cache;
+    pc_rpc_hooks hooks;
+    pc_proto_limits lim;
+    uint32_t page_tokens;
+    char endpoint[512];        /* ZMQ_LAST_ENDPOINT                     */
+    char *ipc_path, *lock_path; /* ipc file endpoints only (else NULL)  */
+    int lock_fd;
+
+    pc_decoder dec;
+    msgpack_sbuffer sb; /* the reply, reused request after request      */
+    msgpack_packer pk;
+    uint32_t *ids, *ids2; /* scratch: lookup / alloc / canon block ids  */
+    size_t ids_cap, ids2_cap;
+    zmq_msg_t env[ENV_MAX];
+    char err[ERR_MAX]; /* the failing request's error text              */
+
+    pc_rpc_stats st;
+    uint64_t t0_ms;
+    /* Cached from the host's config (hooks.config_get "log_level") so that
+     * a request costs no formatting when DEBUG is off; refreshed every
+     * KNOB_REFRESH_MS and after every config request. */
+    int log_level;
+    uint64_t knobs_at_ms;
+    uint64_t dropped_logged_ms, dropped_unlogged;
+};
+
+/* ---- small helpers -------------------------------------------------------- */
+
+static uint64_t mono_ms(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+static void slog(pc_rpc_server *s, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void slog(pc_rpc_server *s, int level, const char *fmt, ...)
+{
+    if (s && level > s->log_level)
+        return; /* the host would drop it anyway: skip the formatting */
+    char buf[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (s && s->hooks.log) {
+        s->hooks.log(s->hooks.ctx, level, buf);
+        return;
+    }
+    if (level <= PC_LOG_INFO) /* no host logger: stderr, INFO and up */
+        fprintf(stderr, "prefixcache rpc %s: %s\n", level_names[level], buf);
+}
+
+/* Format the error text of the current request; returns code. */
+static int fail(pc_rpc_server *s, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(pc_rpc_server *s, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->err, sizeof(s->err), fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+static int grow(uint32_t **buf, size_t *cap, size_t n)
+{
+    if (n <= *cap)
+        return 0;
+    size_t c = *cap ? *cap : 256;
+    while (c < n)
+        c *= 2;
+    uint32_t *b = realloc(*buf, c * sizeof(*b));
+    if (!b)
+        return PC_E_NOMEM;
+    *buf = b;
+    *cap = c;
+    return 0;
+}
+
+/* A namespace for log and error lines: printable ASCII as is, else hex. */
+static const char *ns_text(const char *ns, size_t len, char *buf, size_t cap)
+{
+    size_t i, o = 0;
+    int printable = 1;
+    for (i = 0; i < len; i++)
+        if (ns[i] < 0x20 || ns[i] > 0x7e)
+            printable = 0;
+    if (printable) {
+        snprintf(buf, cap, "'%.*s'", (int)(len > 64 ? 64 : len), ns);
+        return buf;
+    }
+    o = (size_t)snprintf(buf, cap, "0x");
+    for (i = 0; i < len && o + 3 < cap && i < 32; i++)
+        o += (size_t)snprintf(buf + o, cap - o, "%02x", (unsigned char)ns[i]);
+    return buf;
+}
+
+/* ---- the host's knobs, read through hooks.config_get ---------------------- */
+
+/* Ask the host for one knob's value into *up (NULL when not available). */
+static const msgpack_object *knob_get(pc_rpc_server *s, const char *name,
+                                      msgpack_sbuffer *sb, msgpack_unpacked *up)
+{
+    if (!s->hooks.config_get)
+        return NULL;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    msgpack_object key = {.type = MSGPACK_OBJECT_STR};
+    key.via.str.ptr = name;
+    key.via.str.size = (uint32_t)strlen(name);
+    msgpack_object names = {.type = MSGPACK_OBJECT_ARRAY};
+    names.via.array.size = 1;
+    names.via.array.ptr = &key;
+    char err[64];
+    if (s->hooks.config_get(s->hooks.ctx, &names, &pk, err, sizeof(err)))
+        return NULL;
+    size_t off = 0;
+    if (msgpack_unpack_next(up, sb->data, sb->size, &off) !=
+        MSGPACK_UNPACK_SUCCESS)
+        return NULL;
+    return pc_mp_get(&up->data, name);
+}
+
+static void knobs_refresh(pc_rpc_server *s)
+{
+    msgpack_sbuffer sb;
+    msgpack_unpacked up;
+    msgpack_sbuffer_init(&sb);
+    msgpack_unpacked_init(&up);
+    /* No host config: format everything and let the log hook filter. */
+    int level = s->hooks.log ? PC_LOG_DEBUG : PC_LOG_INFO;
+    const msgpack_object *v = knob_get(s, "log_level", &sb, &up);
+    if (v && v->type == MSGPACK_OBJECT_STR)
+        for (int i = 0; i <= PC_LOG_DEBUG; i++)
+            if (strlen(level_names[i]) == v->via.str.size &&
+                memcmp(level_names[i], v->via.str.ptr, v->via.str.size) == 0)
+                level = i;
+    s->log_level = level;
+    s->knobs_at_ms = mono_ms(CLOCK_MONOTONIC_COARSE);
+    msgpack_unpacked_destroy(&up);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* The lease TTL for HELLO: the cache keeps it but has no getter, the host's
+ * config knows it.  0 when the host cannot say. */
+static uint64_t knob_ttl(pc_rpc_server *s)
+{
+    msgpack_sbuffer sb;
+    msgpack_unpacked up;
+    msgpack_sbuffer_init(&sb);
+    msgpack_unpacked_init(&up);
+    const msgpack_object *v = knob_get(s, "lease_ttl_ms", &sb, &up);
+    uint64_t ttl = v && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? v->via.u64 : 0;
+    msgpack_unpacked_destroy(&up);
+    msgpack_sbuffer_destroy(&sb);
+    return ttl;
+}
+
+/* ---- housekeeping --------------------------------------------------------- */
+
+static void housekeeping(pc_rpc_server *s)
+{
+    /* The common case (no deadline due) costs one heap peek and one
+     * clock read: this runs after every request. */
+    if (pc_cache_next_deadline_ms(s->cache) == 0) {
+        pc_pool *pool = pc_cache_pool(s->cache);
+        pc_pool_stats before, after;
+        pc_pool_stats_get(pool, &before);
+        size_t n = pc_cache_expire(s->cache);
+        pc_pool_stats_get(pool, &after);
+        if (n)
+            slog(s, PC_LOG_INFO,
+                 "expired %zu lease%s (not renewed within the TTL: a client "
+                 "gone away?); %" PRIu64 " un-inserted block%s freed",
+                 n, n == 1 ? "" : "s", after.free - before.free,
+                 after.free - before.free == 1 ? "" : "s");
+    }
+    size_t ev = pc_cache_maintain(s->cache);
+    if (ev)
+        slog(s, PC_LOG_DEBUG, "watermark: evicted %zu LRU page%s", ev,
+             ev == 1 ? "" : "s");
+}
+
+/* ---- per-op handlers: pack the reply's fields after the head, or return a
+ * negative code with s->err set (and nothing packed, nothing changed) ---- */
+
+static int cache_fail(pc_rpc_server *s, int rc, uint64_t lease, const char *what)
+{
+    switch (rc) {
+    case PC_E_LEASE:
+        return fail(s, rc, "%s: lease 0x%" PRIx64 " unknown or expired", what, lease);
+    case PC_E_LIMIT:
+        return fail(s, rc,
+                    "%s: a configured limit was reached (max_leases, "
+                    "max_pins_per_lease or max_blocks_per_lease)", what);
+    case PC_E_NOMEM:
+        return fail(s, rc, "%s: out of memory in the daemon", what);
+    default:
+        return fail(s, rc, "%s: %s", what, pc_strerror(rc));
+    }
+}
+
+static int alloc_fail(pc_rpc_server *s, int rc, uint64_t n, uint64_t lease)
+{
+    if (rc == PC_E_NOSPACE) {
+        pc_cache_stats cs;
+        pc_cache_stats_get(s->cache, &cs);
+        return fail(s, rc,
+                    "alloc of %" PRIu64 " blocks: no space (%" PRIu64
+                    " free, %" PRIu64 " evictable, %" PRIu64 " pinned, %" PRIu64
+                    " leased)", n, cs.pool.free, cs.tree.evictable_pages,
+                    cs.tree.protected_pages, cs.pool.leased);
+    }
+    return cache_fail(s, rc, lease, "alloc");
+}
+
+static int op_hello(pc_rpc_server *s, const pc_request *r, uint64_t id)
+{
+    if (r->version && r->version != PC_PROTO_MAJOR)
+        return fail(s, PC_E_VERSION, "client speaks protocol %" PRIu64
+                    ", daemon speaks %d", r->version, PC_PROTO_MAJOR);
+    const pc_pool *pool = pc_cache_pool(s->cache);
+    const pc_pool_layout *l = pc_pool_layout_get(pool);
+    pc_pool_backend be = pc_pool_backend_get(pool);
+    const char *shm = NULL;
+    uint64_t shm_bytes = 0;
+    int host = pc_pool_shm_info(pool, &shm, &shm_bytes) == 0;
+    const char *bname = be == PC_POOL_HOST ? "host" : be == PC_POOL_NONE ? "none"
+                                                                         : "cuda";
+    uint64_t ttl = knob_ttl(s);
+    msgpack_packer *pk = &s->pk;
+    pc_pack_reply_head(pk, id, 0, NULL, 15 + (host ? 2 : 0));
+    pc_pack_kv_u64(pk, "version", PC_PROTO_MAJOR);
+    pc_pack_kv_u64(pk, "version_minor", PC_PROTO_MINOR);
+    pc_pack_kv_u64(pk, "page_tokens", l->page_tokens);
+    pc_pack_kv_u64(pk, "layers", l->layers);
+    pc_pack_kv_u64(pk, "kv_heads", l->kv_heads);
+    pc_pack_kv_u64(pk, "head_dim", l->head_dim);
+    pc_pack_kv_str(pk, "dtype", pc_dtype_name(l->dtype));
+    pc_pack_kv_u64(pk, "block_bytes", l->block_bytes);
+    pc_pack_kv_u64(pk, "token_bytes", l->token_bytes);
+    pc_pack_kv_u64(pk, "kv_bytes", l->kv_bytes);
+    pc_pack_kv_u64(pk, "capacity", pc_pool_capacity(pool));
+    pc_pack_kv_str(pk, "backend", bname);
+    if (host) {
+        pc_pack_kv_str(pk, "shm_name", shm);
+        pc_pack_kv_u64(pk, "shm_bytes", shm_bytes);
+    }
+    pc_pack_kv_u64(pk, "lease_ttl_ms", ttl);
+    pc_pack_kv_u64(pk, "max_tokens", s->lim.max_tokens);
+    pc_pack_kv_u64(pk, "max_msg", s->lim.max_msg);
+    return 0;
+}
+
+static int op_lookup(pc_rpc_server *s, const pc_request *r, uint64_t id)
+{
+    size_t np = r->n_tokens / s->page_tokens;
+    if (grow(&s->ids, &s->ids_cap, np))
+        return fail(s, PC_E_NOMEM, "lookup: out of memory for %zu block ids", np);
+    pc_lookup_result lr;
+    int rc = pc_cache_lookup(s->cache, r->ns, r->ns_len, r->tokens, r->n_tokens,
+                             r->pin, r->lease, s->ids, &lr);
+    if (rc)
+        return cache_fail(s, rc, r->lease, r->pin ? "lookup with pin" : "lookup");
+    /* The lookup stands from here on: a failed alloc is reported in
+     * alloc_status, never undoes the match or the pin. */
+    uint64_t lease = lr.lease;
+    int arc = 0;
+    size_t nalloc = 0;
+    char aerr[ERR_MAX] = "";
+    if (r->alloc && np > lr.pages) {
+        size_t want = np - lr.pages;
+        uint64_t al = lr.lease ? lr.lease : r->lease;
+        if (grow(&s->ids2, &s->ids2_cap, want)) {
+            arc = PC_E_NOMEM;
+        } else {
+            arc = pc_cache_alloc(s->cache, (uint32_t)want, &al, s->ids2);
+        }
+        if (arc == 0) {
+            lease = al;
+            nalloc = want;
+        } else {
+            alloc_fail(s, arc, want, al);
+            snprintf(aerr, sizeof(aerr), "%s", s->err);
+            s->err[0] = 0;
+        }
+    }
+    msgpack_packer *pk = &s->pk;
+    pc_pack_reply_head(pk, id, 0, NULL, 3 + (r->alloc ? 2 : 0) + (aerr[0] ? 1 : 0));
+    pc_pack_kv_u64(pk, "tokens", lr.tokens);
+    pc_pack_kv_u32s(pk, "blocks", s->ids, lr.pages);
+    pc_pack_kv_u64(pk, "lease", lease);
+    if (r->alloc) {
+        pc_pack_kv_i64(pk, "alloc_status", arc);
+        pc_pack_kv_u32s(pk, "alloc_blocks", s->ids2, nalloc);
+        if (aerr[0])
+            pc_pack_kv_str(pk, "alloc_error", aerr);
+    }
+    return 0;
+}
+
+static int op_alloc(pc_rpc_server *s, const pc_request *r, uint64_t id)
+{
+    /* n <= max_tokens <= UINT32_MAX: checked by the decoder and create */
+    if (grow(&s->ids2, &s->ids2_cap, r->n))
+        return fail(s, PC_E_NOMEM, "alloc: out of memory for %" PRIu64 " ids", r->n);
+    uint64_t lease = r->lease;
+    int rc = pc_cache_alloc(s->cache, (uint32_t)r->n, &lease, s->ids2);
+    if (rc)
+        return alloc_fail(s, rc, r->n, r->lease);
+    pc_pack_reply_head(&s->pk, id, 0, NULL, 2);
+    pc_pack_kv_u64(&s->pk, "lease", lease);
+    pc_pack_kv_u32s(&s->pk, "blocks", s->ids2, (size_t)r->n);
+    return 0;
+}
+
+static int op_insert(pc_rpc_server *s, const pc_request *r, uint64_t id)
+{
+    size_t np = r->n_tokens / s->page_tokens;
+    if (r->n_blocks != np)
+        return fail(s, PC_E_INVAL,
+                    "insert: %zu tokens make %zu full page%s of %u tokens, but "
+                    "%zu block%s given (one per full page)", r->n_tokens, np,
+                    np == 1 ? "" : "s", s->page_tokens, r->n_blocks,
+                    r->n_blocks == 1 ? " was" : "s were");
+    if (grow(&s->ids, &s->ids_cap, np))
+        return fail(s, PC_E_NOMEM, "insert: out of memory for %zu ids", np);
+    pc_insert_result ir;
+    int rc = pc_cache_insert(s->cache, r->ns, r->ns_len, r->tokens, r->n_tokens,
+                             r->blocks, r->lease, s->ids, &ir);
+    switch (rc) {
+    case 0:
+        break;
+    case PC_E_PERM:
+        return fail(s, rc, "insert: a block is neither the page's cached block "
+                    "nor LEASED by lease 0x%" PRIx64 " (allocate it first)", r->lease);
+    case PC_E_RANGE:
+        return fail(s, rc, "insert: a block id is beyond the pool (capacity %u)",
+                    pc_pool_capacity(pc_cache_pool(s->cache)));
+    case PC_E_INVAL: /* all else was checked before: the vetting's verdict */
+        return fail(s, rc, "insert: the same block id is given for two pages");
+    default:
+        return cache_fail(s, rc, r->lease, "insert");
+    }
+    /* Release only after a successful insert: a rejected insert must leave
+     * the lease (and its blocks) for the client to retry. */
+    if (r->release && r->lease) {
+        int rr = pc_cache_release(s->cache, r->lease);
+        assert(rr == 0); /* the insert just renewed it */
+        (void)rr;
+    }
+    pc_pack_reply_head(&s->pk, id, 0, NULL, 4);
+    pc_pack_kv_u64(&s->pk, "cached_tokens", ir.cached_tokens);
+    pc_pack_kv_u64(&s->pk, "inserted_pages", ir.inserted_pages);
+    pc_pack_kv_u64(&s->pk, "freed_blocks", ir.freed_blocks);
+    pc_pack_kv_u32s(&s->pk, "canon", s->ids, np);
+    return 0;
+}
+
+static int op_release(pc_rpc_server *s, const pc_request *r, uint64_t id)
+{
+    int rc = pc_cache_release(s->cache, r->lease);
+    if (rc)
+        return cache_fail(s, rc, r->lease, "release");
+    pc_pack_reply_head(&s->pk, id, 0, NULL, 0);
+    return 0;
+}
+
+/* One stats entry; names are static strings. */
+typedef struct stat_kv {
+    const char *name;
+    uint64_t v;
+} stat_kv;
+
+static const char *const op_stat_names[PC_OP_COUNT] = {
+#define PC__OP_STAT(name, wire) "rpc.op." wire,
+    PC_OP_MAP(PC__OP_STAT)
+#undef PC__OP_STAT
+};
+
+static int op_stats(pc_rpc_server *s, uint64_t id)
+{
+    const msgpack_object *ck = pc_mp_get(&s->dec.up.data, "check");
+    if (ck && ck->type != MSGPACK_OBJECT_BOOLEAN)
+        return fail(s, PC_E_BADMSG, "'check' must be a bool");
+    int check = ck && ck->via.boolean;
+    int crc = check ? pc_cache_check(s->cache) : 0;
+
+    pc_cache_stats c;
+    pc_cache_stats_get(s->cache, &c);
+    const pc_pool_layout *l = pc_pool_layout_get(pc_cache_pool(s->cache));
+    stat_kv kv[64];
+    size_t n = 0;
+#define S(name_, val_) (kv[n].name = (name_), kv[n++].v = (uint64_t)(val_))
+    S("tree.namespaces", c.tree.namespaces);
+    S("tree.nodes", c.tree.nodes);
+    S("tree.pages", c.tree.pages);
+    S("tree.tokens", c.tree.tokens);
+    S("tree.evictable_pages", c.tree.evictable_pages);
+    S("tree.protected_pages", c.tree.protected_pages);
+    S("tree.metadata_bytes", c.tree.metadata_bytes);
+    S("tree.lookups", c.tree.lookups);
+    S("tree.hit_pages", c.tree.hit_pages);
+    S("tree.miss_pages", c.tree.miss_pages);
+    S("tree.inserts", c.tree.inserts);
+    S("tree.inserted_pages", c.tree.inserted_pages);
+    S("tree.duplicate_pages", c.tree.duplicate_pages);
+    S("tree.splits", c.tree.splits);
+    S("tree.evicted_pages", c.tree.evicted_pages);
+    S("tree.evicted_nodes", c.tree.evicted_nodes);
+    /* Block counts are gauges under pool.blocks.* (as rpc.h names them);
+     * transitions and sizes directly under pool.* */
+    S("pool.blocks.capacity", c.pool.capacity);
+    S("pool.blocks.free", c.pool.free);
+    S("pool.blocks.leased", c.pool.leased);
+    S("pool.blocks.cached", c.pool.cached);
+    S("pool.allocs", c.pool.allocs);
+    S("pool.frees", c.pool.frees);
+    S("pool.bytes", c.pool.bytes);
+    S("pool.block_bytes", l->block_bytes);
+    S("leases.live", c.leases);
+    S("leases.created", c.leases_created);
+    S("leases.released", c.leases_released);
+    S("leases.expired", c.leases_expired);
+    S("leases.pins", c.pins);
+    S("cache.evictions_alloc", c.evictions_alloc);
+    S("cache.evictions_watermark", c.evictions_watermark);
+    S("cache.nospace", c.nospace);
+    S("rpc.requests", s->st.requests);
+    S("rpc.errors", s->st.errors);
+    S("rpc.dropped", s->st.dropped);
+    S("rpc.bytes_in", s->st.bytes_in);
+    S("rpc.bytes_out", s->st.bytes_out);
+    for (int i = 0; i < PC_OP_COUNT; i++)
+        S(op_stat_names[i], s->st.by_op[i]);
+    S("uptime_ms", mono_ms(CLOCK_MONOTONIC) - s->t0_ms);
+#undef S
+    assert(n <= sizeof(kv) / sizeof(kv[0]));
+
+    pc_pack_reply_head(&s->pk, id, 0, NULL, 1 + (check ? 1 : 0));
+    pc_pack_cstr(&s->pk, "stats");
+    msgpack_pack_map(&s->pk, n);
+    for (size_t i = 0; i < n; i++)
+        pc_pack_kv_u64(&s->pk, kv[i].name, kv[i].v);
+    if (check)
+        pc_pack_kv_i64(&s->pk, "check", crc);
+    return 0;
+}
+
+static int op_flush(pc_rpc_server *s, const pc_request *r, uint64_t id)
+{
+    size_t evicted = 0;
+    char nsb[160];
+    if (r->has_ns) {
+        int rc = pc_cache_flush_ns(s->cache, r->ns, r->ns_len, &evicted);
+        if (rc)
+            return fail(s, rc, "flush of namespace %s: %s",
+                        ns_text(r->ns, r->ns_len, nsb, sizeof(nsb)),
+                        pc_strerror(rc));
+        slog(s, PC_LOG_INFO, "flush namespace %s: %zu page%s evicted (pinned "
+             "pages stay)", ns_text(r->ns, r->ns_len, nsb, sizeof(nsb)), evicted,
+             evicted == 1 ? "" : "s");
+    } else {
+        evicted = pc_cache_evict(s->cache, SIZE_MAX);
+        slog(s, PC_LOG_INFO, "flush all namespaces: %zu page%s evicted (pinned "
+             "pages stay)", evicted, evicted == 1 ? "" : "s");
+    }
+    pc_pack_reply_head(&s->pk, id, 0, NULL, 1);
+    pc_pack_kv_u64(&s->pk, "evicted", evicted);
+    return 0;
+}
+
+static int op_config(pc_rpc_server *s, const pc_request *r, uint64_t id)
+{
+    if (!s->hooks.config_get || (r->set && !s->hooks.config_set))
+        return fail(s, PC_E_BADOP, "config: this server has no configuration");
+    const msgpack_object *names = r->get;
+    msgpack_object keys = {.type = MSGPACK_OBJECT_ARRAY};
+    msgpack_object *kv = NULL;
+    if (r->set) {
+        /* Checked as a whole by the host: all knobs or none. */
+        int rc = s->hooks.config_set(s->hooks.ctx, r->set, s->err, sizeof(s->err));
+        knobs_refresh(s); /* log_level may have changed */
+        if (rc)
+            return s->err[0] ? rc : fail(s, rc, "config set: %s", pc_strerror(rc));
+        if (!names) { /* reply with the new values of what was set */
+            uint32_t n = r->set->via.map.size;
+            if (n && !(kv = malloc(n * sizeof(*kv))))
+                return fail(s, PC_E_NOMEM, "config: out of memory");
+            for (uint32_t i = 0; i < n; i++)
+                kv[i] = r->set->via.map.ptr[i].key;
+            keys.via.array.size = n;
+            keys.via.array.ptr = kv;
+            names = &keys;
+        }
+    }
+    pc_pack_reply_head(&s->pk, id, 0, NULL, 1);
+    pc_pack_cstr(&s->pk, "config");
+    int rc = s->hooks.config_get(s->hooks.ctx, names, &s->pk, s->err, sizeof(s->err));
+    free(kv);
+    if (rc) {
+        msgpack_sbuffer_clear(&s->sb); /* drop the head: an error reply */
+        return s->err[0] ? rc : fail(s, rc, "config get: %s", pc_strerror(rc));
+    }
+    return 0;
+}
+
+/* Decode, run and pack the reply of one payload into s->sb. */
+static int handle(pc_rpc_server *s, const void *buf, size_t len, pc_request *r)
+{
+    s->err[0] = 0;
+    msgpack_sbuffer_clear(&s->sb);
+    int rc = pc_request_decode(&s->dec, buf, len, &s->lim, r);
+    if (r->op >= 0 && r->op < PC_OP_COUNT)
+        s->st.by_op[r->op]++; /* before running it: stats counts itself */
+    if (rc) {
+        snprintf(s->err, sizeof(s->err), "%s",
+                 s->dec.err[0] ? s->dec.err : pc_strerror(rc));
+    } else {
+        switch (r->op) {
+        case PC_OP_HELLO: rc = op_hello(s, r, r->id); break;
+        case PC_OP_LOOKUP: rc = op_lookup(s, r, r->id); break;
+        case PC_OP_ALLOC: rc = op_alloc(s, r, r->id); break;
+        case PC_OP_INSERT: rc = op_insert(s, r, r->id); break;
+        case PC_OP_RELEASE: rc = op_release(s, r, r->id); break;
+        case PC_OP_STATS: rc = op_stats(s, r->id); break;
+        case PC_OP_PING: pc_pack_reply_head(&s->pk, r->id, 0, NULL, 0); break;
+        case PC_OP_FLUSH: rc = op_flush(s, r, r->id); break;
+        case PC_OP_CONFIG: rc = op_config(s, r, r->id); break;
+        default: rc = fail(s, PC_E_BADOP, "unknown op"); break; /* not reached */
+        }
+    }
+    if (rc) {
+        s->st.errors++;
+        msgpack_sbuffer_clear(&s->sb);
+        pc_pack_reply_head(&s->pk, r->id, rc, s->err, 0);
+    }
+    return rc;
+}
+
+/* ---- the socket ------------------------------------------------------------ */
+
+static void dropped(pc_rpc_server *s, const char *why)
+{
+    s->st.dropped++;
+    /* At most one line a second: a misbehaving peer must not flood the log. */
+    uint64_t now = mono_ms(CLOCK_MONOTONIC_COARSE);
+    if (s->dropped_logged_ms && now - s->dropped_logged_ms < 1000) {
+        s->dropped_unlogged++;
+        return;
+    }
+    slog(s, PC_LOG_WARN, "dropped a message: %s (%" PRIu64 " more dropped "
+         "since the last report)", why, s->dropped_unlogged);
+    s->dropped_logged_ms = now;
+    s->dropped_unlogged = 0;
+}
+
+/* Send the envelope frames then the reply; the envelope is consumed. */
+static void send_reply(pc_rpc_server *s, int nenv)
+{
+    int i = 0, ok = 1;
+    for (; i < nenv && ok; i++) {
+        if (zmq_msg_send(&s->env[i], s->sock, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+            ok = 0;
+        zmq_msg_close(&s->env[i]); /* a no-op after a successful send */
+    }
+    for (; i < nenv; i++)
+        zmq_msg_close(&s->env[i]);
+    if (ok && zmq_send(s->sock, s->sb.data, s->sb.size, ZMQ_DONTWAIT) >= 0) {
+        s->st.bytes_out += s->sb.size;
+        return;
+    }
+    /* ROUTER drops replies to vanished peers silently; this is a full
+     * send queue (the peer does not read) or a closing socket. */
+    slog(s, PC_LOG_DEBUG, "reply not sent: %s", zmq_strerror(zmq_errno()));
+}
+
+/* Receive and answer one message: 1 answered, 2 consumed but dropped, 0
+ * none ready, negative on a fatal socket error. */
+static int serve_one(pc_rpc_server *s)
+{
+    zmq_msg_t part;
+    int nenv = 0, first = 1, over = 0;
+    size_t env_bytes = 0;
+    for (;;) {
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, s->sock, ZMQ_DONTWAIT) < 0) {
+            int e = zmq_errno();
+            zmq_msg_close(&part);
+            if (e == EINTR && !first)
+                continue; /* the rest of a multipart is already queued */
+            for (int i = 0; i < nenv; i++)
+                zmq_msg_close(&s->env[i]);
+            if (first && (e == EAGAIN || e == EINTR))
+                return 0;
+            if (!first) { /* libzmq delivers multiparts whole: not expected */
+                dropped(s, "truncated multipart message");
+                return 2;
+            }
+            slog(s, PC_LOG_ERROR, "receive on %s: %s", s->endpoint, zmq_strerror(e));
+            return PC_E_IO;
+        }
+        first = 0;
+        if (!zmq_msg_more(&part))
+            break;
+        env_bytes += zmq_msg_size(&part);
+        if (nenv < ENV_MAX && env_bytes <= ENV_BYTES_MAX) {
+            s->env[nenv++] = part;
+        } else {
+            over = 1;
+            zmq_msg_close(&part);
+        }
+    }
+    size_t len = zmq_msg_size(&part);
+    s->st.bytes_in += len + env_bytes;
+    if (nenv == 0 || over) {
+        for (int i = 0; i < nenv; i++)
+            zmq_msg_close(&s->env[i]);
+        zmq_msg_close(&part);
+        dropped(s, over ? "an envelope of more than 32 frames or 64 KiB"
+                        : "a single frame: no envelope to reply to");
+        return 2;
+    }
+    s->st.requests++;
+    pc_request r;
+    /* The request borrows from the frame: keep it until the reply is out. */
+    int rc = handle(s, zmq_msg_data(&part), len, &r);
+    if (s->log_level >= PC_LOG_DEBUG) {
+        const char *op = pc_op_name(r.op);
+        slog(s, PC_LOG_DEBUG, "request id=%" PRIu64 " op=%s bytes=%zu "
+             "tokens=%zu blocks=%zu lease=0x%" PRIx64 " -> %d%s%s", r.id,
+             op ? op : "?", len, r.n_tokens, r.n_blocks, r.lease, rc,
+             rc ? " " : "", rc ? s->err : "");
+    }
+    send_reply(s, nenv);
+    zmq_msg_close(&part);
+    return 1;
+}
+
+int pc_rpc_server_poll(pc_rpc_server *s, int timeout_ms)
+{
+    if (!s)
+        return PC_E_INVAL;
+    if (mono_ms(CLOCK_MONOTONIC_COARSE) - s->knobs_at_ms >= KNOB_REFRESH_MS)
+        knobs_refresh(s);
+    /* Never sleep past a lease deadline: expiry is what frees a crashed
+     * engine's pins and blocks. */
+    uint64_t dl = pc_cache_next_deadline_ms(s->cache);
+    long t = timeout_ms < 0 ? -1 : timeout_ms;
+    if (dl != UINT64_MAX && (t < 0 || dl < (uint64_t)t))
+        t = dl > INT_MAX ? INT_MAX : (long)dl;
+    zmq_pollitem_t it = {s->sock, 0, ZMQ_POLLIN, 0};
+    int rc = zmq_poll(&it, 1, t);
+    if (rc < 0) {
+        if (zmq_errno() == EINTR)
+            return 0; /* a signal: let the caller look at its flags */
+        slog(s, PC_LOG_ERROR, "poll on %s: %s", s->endpoint,
+             zmq_strerror(zmq_errno()));
+        return PC_E_IO;
+    }
+    int n = 0;
+    for (int i = 0; rc > 0 && i < DRAIN_MAX; i++) {
+        int k = serve_one(s);
+        if (k < 0)
+            return k;
+        if (k == 0)
+            break;
+        if (k == 1) {
+            n++;
+            housekeeping(s); /* between requests */
+        }
+    }
+    if (n == 0)
+        housekeeping(s); /* a timeout may have been a lease deadline */
+    return n;
+}
+
+/* ---- life cycle ------------------------------------------------------------ */
+
+/* Take "<path>.lock" (created 0600) with flock: whoever holds it owns the
+ * endpoint.  The inode check closes a race with a server that is just
+ * shutting down: it unlinks the lock file while we wait on the old inode. */
+static int take_lock(pc_rpc_server *s)
+{
+    for (int attempt = 0; attempt < 8; attempt++) {
+        int fd = open(s->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            slog(s, PC_LOG_ERROR, "cannot create the lock file %s: %s",
+                 s->lock_path, strerror(errno));
+            return PC_E_IO;
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+            int e = errno;
+            close(fd);
+            if (e == EWOULDBLOCK) {
+                slog(s, PC_LOG_ERROR, "endpoint %s is in use: another server "
+                     "holds %s", s->endpoint, s->lock_path);
+                return PC_E_BUSY;
+            }
+            slog(s, PC_LOG_ERROR, "flock %s: %s", s->lock_path, strerror(e));
+            return PC_E_IO;
+        }
+        struct stat a, b;
+        if (fstat(fd, &a) == 0 && stat(s->lock_path, &b) == 0 &&
+            a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+            s->lock_fd = fd;
+            return 0;
+        }
+        close(fd); /* unlinked under us: try the new file */
+    }
+    slog(s, PC_LOG_ERROR, "cannot take %s: it keeps changing", s->lock_path);
+    return PC_E_BUSY;
+}
+
+/* Parse the endpoint; for an ipc file, take the lock and clear a stale
+ * socket file. */
+static int claim_endpoint(pc_rpc_server *s, const char *ep)
+{
+    if (strncmp(ep, "tcp://", 6) == 0 && ep[6])
+        return 0;
+    if (strncmp(ep, "ipc://", 6) != 0 || !ep[6]) {
+        slog(s, PC_LOG_ERROR, "unsupported endpoint '%s' (use ipc://PATH or "
+             "tcp://HOST:PORT)", ep);
+        return PC_E_INVAL;
+    }
+    const char *path = ep + 6;
+    if (path[0] == '@')
+        return 0; /* Linux abstract socket: no file; bind says EADDRINUSE */
+    size_t n = strlen(path);
+    if (n >= 108) { /* sun_path */
+        slog(s, PC_LOG_ERROR, "ipc path %s is too long (%zu bytes; a Unix "
+             "socket path holds at most 107)", path, n);
+        return PC_E_INVAL;
+    }
+    if (!(s->ipc_path = strdup(path)) || !(s->lock_path = malloc(n + 6)))
+        return PC_E_NOMEM;
+    memcpy(s->lock_path, path, n);
+    memcpy(s->lock_path + n, ".lock", 6);
+    int rc = take_lock(s);
+    if (rc)
+        return rc;
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            slog(s, PC_LOG_ERROR, "%s exists and is not a socket: not "
+                 "replacing it", path);
+            return PC_E_INVAL;
+        }
+        /* We hold the lock, so no live server owns this: a stale file. */
+        slog(s, PC_LOG_INFO, "replacing the stale socket file %s", path);
+        unlink(path);
+    }
+    return 0;
+}
+
+int pc_rpc_server_create(const pc_rpc_config *cfg, pc_rpc_server **out)
+{
+    if (!out)
+        return PC_E_INVAL;
+    *out = NULL;
+    if (!cfg || !cfg->cache || !cfg->endpoint)
+        return PC_E_INVAL;
+    pc_rpc_server *s = calloc(1, sizeof(*s));
+    if (!s)
+        return PC_E_NOMEM;
+    s->lock_fd = -1;
+    s->cache = cfg->cache;
+    s->hooks = cfg->hooks;
+    s->lim = cfg->limits;
+    if (!s->lim.max_msg)
+        s->lim.max_msg = PC_PROTO_MAX_MSG_DEFAULT;
+    if (!s->lim.max_tokens)
+        s->lim.max_tokens = PC_PROTO_MAX_TOKENS_DEFAULT;
+    s->page_tokens = pc_pool_layout_get(pc_cache_pool(s->cache))->page_tokens;
+    s->t0_ms = mono_ms(CLOCK_MONOTONIC);
+    snprintf(s->endpoint, sizeof(s->endpoint), "%s", cfg->endpoint);
+    pc_decoder_init(&s->dec);
+    msgpack_sbuffer_init(&s->sb);
+    msgpack_packer_init(&s->pk, &s->sb, msgpack_sbuffer_write);
+    knobs_refresh(s);
+
+    int rc = PC_E_INVAL;
+    if (s->lim.max_tokens > UINT32_MAX || s->lim.max_msg > INT64_MAX - MSG_SLACK) {
+        slog(s, PC_LOG_ERROR, "limits out of range (max_tokens %zu, max_msg %zu)",
+             s->lim.max_tokens, s->lim.max_msg);
+        goto fail;
+    }
+    if ((rc = claim_endpoint(s, cfg->endpoint)))
+        goto fail;
+    rc = PC_E_IO;
+    if (!(s->zctx = zmq_ctx_new()) || !(s->sock = zmq_socket(s->zctx, ZMQ_ROUTER))) {
+        slog(s, PC_LOG_ERROR, "zmq: %s", zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    int zero = 0;
+    int64_t maxmsg = (int64_t)(s->lim.max_msg + MSG_SLACK);
+    if (zmq_setsockopt(s->sock, ZMQ_LINGER, &zero, sizeof(zero)) ||
+        zmq_setsockopt(s->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg))) {
+        slog(s, PC_LOG_ERROR, "zmq_setsockopt: %s", zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    if (zmq_bind(s->sock, cfg->endpoint) < 0) {
+        int e = zmq_errno();
+        rc = e == EADDRINUSE ? PC_E_BUSY
+             : (e == EINVAL || e == EPROTONOSUPPORT || e == ENOCOMPATPROTO ||
+                e == ENODEV || e == ENAMETOOLONG) ? PC_E_INVAL : PC_E_IO;
+        slog(s, PC_LOG_ERROR, "cannot bind %s: %s%s", cfg->endpoint,
+             zmq_strerror(e), rc == PC_E_BUSY ? " (another process listens there)" : "");
+        goto fail;
+    }
+    size_t len = sizeof(s->endpoint);
+    if (zmq_getsockopt(s->sock, ZMQ_LAST_ENDPOINT, s->endpoint, &len))
+        snprintf(s->endpoint, sizeof(s->endpoint), "%s", cfg->endpoint);
+    *out = s;
+    return 0;
+fail:
+    pc_rpc_server_destroy(s);
+    return rc;
+}
+
+void pc_rpc_server_destroy(pc_rpc_server *s)
+{
+    if (!s)
+        return;
+    if (s->sock)
+        zmq_close(s->sock); /* LINGER 0: pending replies are dropped */
+    if (s->zctx)
+        zmq_ctx_term(s->zctx);
+    /* The files go while we still hold the lock, so nobody else can have
+     * bound the path in between. */
+    if (s->lock_fd >= 0) {
+        if (s->sock)
+            unlink(s->ipc_path); /* libzmq may have removed it already */
+        unlink(s->lock_path);
+        close(s->lock_fd);
+    }
+    free(s->ipc_path);
+    free(s->lock_path);
+    pc_decoder_free(&s->dec);
+    msgpack_sbuffer_destroy(&s->sb);
+    free(s->ids);
+    free(s->ids2);
+    free(s);
+}
+
+const char *pc_rpc_server_endpoint(const pc_rpc_server *s)
+{
+    return s ? s->endpoint : NULL;
+}
+
+void pc_rpc_server_stats(const pc_rpc_server *s, pc_rpc_stats *out)
+{
+    if (!out)
+        return;
+    if (!s)
+        memset(out, 0, sizeof(*out));
+    else
+        *out = s->st;
+}
