@@ -411,6 +411,10 @@ void pc_cache_destroy(pc_cache *c)
 }
 
 pc_pool *pc_cache_pool(const pc_cache *c) { return c ? c->pool : NULL; }
+uint64_t pc_cache_lease_ttl_ms(const pc_cache *c)
+{
+    return c ? c->cfg.lease_ttl_ms : 0;
+}
 pc_radix *pc_cache_tree(const pc_cache *c) { return c ? c->tree : NULL; }
 
 int pc_cache_set_limits(pc_cache *c, const pc_cache_config *cfg)

@@ -61,6 +61,7 @@ int pc_cache_create(const pc_cache_config *cfg, pc_cache **out);
 void pc_cache_destroy(pc_cache *c);
 
 pc_pool *pc_cache_pool(const pc_cache *c);
+uint64_t pc_cache_lease_ttl_ms(const pc_cache *c); /* the TTL in force */
 pc_radix *pc_cache_tree(const pc_cache *c);
 
 /* Change the reloadable knobs (TTL, limits, watermarks).  Limits apply to

@@ -218,21 +218,6 @@ static void knobs_refresh(pc_rpc_server *s)
     msgpack_sbuffer_destroy(&sb);
 }
 
-/* The lease TTL for HELLO: the cache keeps it but has no getter, the host's
- * config knows it.  0 when the host cannot say. */
-static uint64_t knob_ttl(pc_rpc_server *s)
-{
-    msgpack_sbuffer sb;
-    msgpack_unpacked up;
-    msgpack_sbuffer_init(&sb);
-    msgpack_unpacked_init(&up);
-    const msgpack_object *v = knob_get(s, "lease_ttl_ms", &sb, &up);
-    uint64_t ttl = v && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? v->via.u64 : 0;
-    msgpack_unpacked_destroy(&up);
-    msgpack_sbuffer_destroy(&sb);
-    return ttl;
-}
-
 /* ---- housekeeping --------------------------------------------------------- */
 
 static void housekeeping(pc_rpc_server *s)
@@ -304,7 +289,7 @@ static int op_hello(pc_rpc_server *s, const pc_request *r, uint64_t id)
     int host = pc_pool_shm_info(pool, &shm, &shm_bytes) == 0;
     const char *bname = be == PC_POOL_HOST ? "host" : be == PC_POOL_NONE ? "none"
                                                                          : "cuda";
-    uint64_t ttl = knob_ttl(s);
+    uint64_t ttl = pc_cache_lease_ttl_ms(s->cache);
     msgpack_packer *pk = &s->pk;
     pc_pack_reply_head(pk, id, 0, NULL, 15 + (host ? 2 : 0));
     pc_pack_kv_u64(pk, "version", PC_PROTO_MAJOR);
