@@ -351,7 +351,8 @@ static int limits_ok(const pc_cache_config *cfg, uint64_t capacity)
            cfg->max_leases <= (1u << 30) && cfg->max_pins_per_lease > 0 &&
            cfg->max_blocks_per_lease > 0 &&
            cfg->low_watermark <= cfg->high_watermark &&
-           cfg->high_watermark <= capacity;
+           cfg->high_watermark <= capacity &&
+           pc_radix_policy_name(cfg->eviction_policy) != NULL;
 }
 
 int pc_cache_create(const pc_cache_config *cfg, pc_cache **out)
@@ -373,7 +374,8 @@ int pc_cache_create(const pc_cache_config *cfg, pc_cache **out)
     c->P = pc_pool_layout_get(c->pool)->page_tokens;
     if (!limits_ok(cfg, c->capacity))
         goto fail;
-    if ((rc = pc_radix_create(c->P, &c->tree)))
+    if ((rc = pc_radix_create(c->P, &c->tree)) ||
+        (rc = pc_radix_set_policy(c->tree, cfg->eviction_policy)))
         goto fail;
     rc = PC_E_NOMEM;
     c->owner = calloc(c->capacity, sizeof(*c->owner));
@@ -421,6 +423,10 @@ int pc_cache_set_limits(pc_cache *c, const pc_cache_config *cfg)
 {
     if (!c || !cfg || !limits_ok(cfg, c->capacity))
         return PC_E_INVAL;
+    int rc = pc_radix_set_policy(c->tree, cfg->eviction_policy);
+    if (rc)
+        return rc;
+    c->cfg.eviction_policy = cfg->eviction_policy;
     c->cfg.lease_ttl_ms = cfg->lease_ttl_ms;
     c->cfg.max_leases = cfg->max_leases;
     c->cfg.max_pins_per_lease = cfg->max_pins_per_lease;

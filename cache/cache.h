@@ -47,6 +47,9 @@ typedef struct pc_cache_config {
     /* Watermarks in free blocks, for pc_cache_maintain(): when free < low,
      * evict until free >= high.  0/0 disables; default 0/0. */
     uint64_t low_watermark, high_watermark;
+    /* Which unpinned pages go first when space is needed (radix.h); default
+     * PC_POLICY_LRU.  Reloadable (pc_cache_set_limits). */
+    pc_radix_policy eviction_policy;
     pc_clock_fn clock;             /* NULL: CLOCK_MONOTONIC                  */
     void *clock_ctx;
 } pc_cache_config;
@@ -64,7 +67,7 @@ pc_pool *pc_cache_pool(const pc_cache *c);
 uint64_t pc_cache_lease_ttl_ms(const pc_cache *c); /* the TTL in force */
 pc_radix *pc_cache_tree(const pc_cache *c);
 
-/* Change the reloadable knobs (TTL, limits, watermarks).  Limits apply to
+/* Change the reloadable knobs (TTL, limits, watermarks, eviction policy).  Limits apply to
  * new requests; existing leases keep what they hold. */
 int pc_cache_set_limits(pc_cache *c, const pc_cache_config *cfg);
 

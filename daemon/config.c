@@ -38,6 +38,8 @@
 static const char *const backend_names[] = {"host", "none", NULL};
 static const char *const dtype_names[] = {"fp32", "fp16", "bf16", "fp8", "int8", NULL};
 static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
+static const char *const policy_names[] = {"lru", "lfu", "fifo", "s3fifo",
+                                           "priority", NULL};
 
 /* Enum indices are the library's own values. */
 _Static_assert(PC_POOL_HOST == 0 && PC_POOL_NONE == 1, "backend_names order");
@@ -45,6 +47,9 @@ _Static_assert(PC_DTYPE_FP32 == 0 && PC_DTYPE_FP16 == 1 && PC_DTYPE_BF16 == 2 &&
                    PC_DTYPE_FP8 == 3 && PC_DTYPE_INT8 == 4, "dtype_names order");
 _Static_assert(PC_LOG_ERROR == 0 && PC_LOG_WARN == 1 && PC_LOG_INFO == 2 &&
                    PC_LOG_DEBUG == 3, "level_names order");
+_Static_assert(PC_POLICY_LRU == 0 && PC_POLICY_LFU == 1 && PC_POLICY_FIFO == 2 &&
+                   PC_POLICY_S3FIFO == 3 && PC_POLICY_PRIORITY == 4 &&
+                   PC_POLICY_COUNT == 5, "policy_names order");
 /* A string knob's max is its field's size - 1. */
 _Static_assert(PCD_ENDPOINT_MAX == 256, "endpoint max below");
 _Static_assert(PC_POOL_SHM_NAME_MAX == 200, "shm_name max below");
@@ -106,6 +111,21 @@ static const pcd_knob KNOBS[] = {
      UINT32_MAX, NULL, true,
      "Free blocks to reach when low_watermark is crossed; at least "
      "low_watermark, at most the pool's capacity."},
+    {"eviction_policy", PCD_ENUM, F(eviction_policy), "lru", NULL, NULL, 0, 0,
+     policy_names, true,
+     "Which unpinned pages go first when blocks are needed (only unpinned "
+     "leaves, deepest page first, under every policy). lru: least recently "
+     "used. lfu: least frequently used, with ageing. fifo: oldest inserted. "
+     "s3fifo: S3-FIFO, new pages in a small probation queue, pages that are "
+     "hit there (or come back soon after eviction) in the main queue. "
+     "priority: by namespace_priorities, lowest first, LRU among equals. "
+     "Switching rebuilds the order (O(cached nodes)); nothing is evicted. "
+     "Which to pick: docs/eviction.md."},
+    {"namespace_priorities", PCD_STR, F(namespace_priorities), "", NULL, NULL,
+     0, PCD_NS_PRIORITIES_MAX, NULL, true,
+     "For eviction_policy = priority: `NS=PRIO,NS=PRIO,...` (PRIO an integer "
+     "in [-1000000, 1000000]; higher is evicted later; namespaces not listed "
+     "have 0). Namespaces are matched as text bytes."},
     {"max_msg_bytes", PCD_SIZE, F(max_msg_bytes), "16MiB", NULL, NULL, 4 * KiB,
      1 * GiB, NULL, false,
      "Largest request payload. Up to 64 KiB more still gets a PC_E_TOOBIG "
@@ -521,9 +541,77 @@ int pcd_config_check(const pcd_config *c, uint64_t *capacity, char *err,
         return errf(err, errlen, PC_E_RANGE, "high_watermark %" PRIu64 " is above "
                     "the pool's capacity of %" PRIu64 " blocks", c->high_watermark,
                     cap);
+    if ((rc = pcd_ns_priorities_parse(c->namespace_priorities, NULL, NULL, err,
+                                      errlen)))
+        return rc;
     if (capacity)
         *capacity = cap;
     return 0;
+}
+
+static int prio_items(const char *text, pcd_prio_fn fn, void *ctx, char *err,
+                      size_t errlen)
+{
+    const char *p = text;
+    while (*p) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        const char *ns = p, *eq = NULL;
+        while (*p && *p != ',') {
+            if (*p == '=' && !eq)
+                eq = p;
+            p++;
+        }
+        const char *end = p;
+        if (*p == ',')
+            p++;
+        while (end > ns && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        if (end == ns && !*p)
+            break; /* trailing comma or spaces */
+        if (!eq)
+            return errf(err, errlen, PC_E_INVAL, "namespace_priorities: '%.*s' "
+                        "is not NS=PRIO", (int)(end - ns), ns);
+        const char *ne = eq;
+        while (ne > ns && (ne[-1] == ' ' || ne[-1] == '\t'))
+            ne--;
+        size_t len = (size_t)(ne - ns);
+        if (len == 0 || len > 256)
+            return errf(err, errlen, PC_E_RANGE, "namespace_priorities: a "
+                        "namespace has 1..256 bytes, '%.*s' has %zu",
+                        (int)(len > 40 ? 40 : len), ns, len);
+        char num[32];
+        const char *v = eq + 1;
+        while (*v == ' ' || *v == '\t')
+            v++;
+        size_t vl = (size_t)(end - v);
+        char *stop;
+        if (vl == 0 || vl >= sizeof(num))
+            return errf(err, errlen, PC_E_INVAL, "namespace_priorities: '%.*s' "
+                        "has no priority", (int)len, ns);
+        memcpy(num, v, vl);
+        num[vl] = 0;
+        errno = 0;
+        long long x = strtoll(num, &stop, 10);
+        if (*stop || errno || x < -1000000 || x > 1000000)
+            return errf(err, errlen, PC_E_RANGE, "namespace_priorities: '%s' "
+                        "(for '%.*s') is not an integer in [-1000000, 1000000]",
+                        num, (int)len, ns);
+        int rc = fn ? fn(ctx, ns, len, (int32_t)x) : 0;
+        if (rc)
+            return errf(err, errlen, rc, "namespace_priorities: '%.*s': %s",
+                        (int)len, ns, pc_strerror(rc));
+    }
+    return 0;
+}
+
+int pcd_ns_priorities_parse(const char *text, pcd_prio_fn fn, void *ctx,
+                            char *err, size_t errlen)
+{
+    if (!text)
+        return errf(err, errlen, PC_E_INVAL, "invalid argument");
+    int rc = prio_items(text, NULL, NULL, err, errlen);
+    return rc || !fn ? rc : prio_items(text, fn, ctx, err, errlen);
 }
 
 /* ---- the file ------------------------------------------------------------- */

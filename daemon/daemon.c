@@ -72,6 +72,22 @@ static void cache_limits(const pcd_config *c, pc_cache_config *cc)
     cc->max_blocks_per_lease = (uint32_t)c->max_blocks_per_lease;
     cc->low_watermark = c->low_watermark;
     cc->high_watermark = c->high_watermark;
+    cc->eviction_policy = (pc_radix_policy)c->eviction_policy;
+}
+
+static int prio_set(void *ctx, const char *ns, size_t len, int32_t prio)
+{
+    return pc_radix_set_ns_priority(ctx, ns, len, prio);
+}
+
+/* The tree's namespace priorities become exactly the config's. */
+static int apply_priorities(pcd_daemon *d, const pcd_config *c, char *err,
+                            size_t errlen)
+{
+    pc_radix *t = pc_cache_tree(d->cache);
+    pc_radix_clear_ns_priorities(t);
+    return pcd_ns_priorities_parse(c->namespace_priorities, prio_set, t, err,
+                                   errlen);
 }
 
 /*
@@ -99,6 +115,8 @@ static int apply(pcd_daemon *d, const pcd_config *next, const char *why,
                  pc_strerror(rc));
         return rc;
     }
+    if ((rc = apply_priorities(d, &m, err, errlen))) /* only out of memory */
+        return rc;
     /* Log under the more verbose of the old and new levels, so that a
      * change of log_level itself is seen. */
     int lvl = d->cfg.log_level > m.log_level ? d->cfg.log_level : m.log_level;
@@ -227,6 +245,10 @@ static void log_startup(const pcd_daemon *d)
             "requests up to %s, %" PRIu64 " tokens",
             c->lease_ttl_ms, c->max_leases, c->max_pins_per_lease,
             c->max_blocks_per_lease, wm, msg, c->max_tokens);
+    pcd_log(PC_LOG_INFO, "eviction: %s%s%s",
+            pc_radix_policy_name((pc_radix_policy)c->eviction_policy),
+            c->namespace_priorities[0] ? ", namespace priorities " : "",
+            c->namespace_priorities);
     if (d->cl && (d->cl->config_path || d->cl->n_over))
         pcd_log(PC_LOG_INFO, "configuration: %s%s%zu command-line option%s",
                 d->cl->config_path ? d->cl->config_path : "built-in defaults",
@@ -280,6 +302,8 @@ int pcd_daemon_create(const pcd_config *cfg, const pcd_cmdline *cl,
             snprintf(err, errlen, "cannot create the pool: %s", pc_strerror(rc));
         goto fail;
     }
+    if ((rc = apply_priorities(d, cfg, err, errlen)))
+        goto fail;
 
     pc_rpc_config rc_cfg = {
         .endpoint = cfg->endpoint,

@@ -36,6 +36,8 @@
 #define PCD_ENDPOINT_MAX 256
 
 /* The daemon's whole configuration, as values (strings are copied in). */
+#define PCD_NS_PRIORITIES_MAX 1023
+
 typedef struct pcd_config {
     char endpoint[PCD_ENDPOINT_MAX];
     int pool_backend;            /* pc_pool_backend                      */
@@ -50,7 +52,20 @@ typedef struct pcd_config {
     uint64_t max_msg_bytes, max_tokens;
     int log_level;               /* PC_LOG_*                             */
     bool log_utc;
+    int eviction_policy;         /* pc_radix_policy                      */
+    char namespace_priorities[PCD_NS_PRIORITIES_MAX + 1];
 } pcd_config;
+
+/*
+ * namespace_priorities: "NS=PRIO[,NS=PRIO]..." (NS: 1..256 bytes of text
+ * without ',' or '='; PRIO: an integer in [-1000000, 1000000]; spaces around
+ * the items are ignored).  Calls fn (when not NULL) for each item; checks
+ * the whole text first, so fn sees nothing from a bad one.  0, or the
+ * PC_E_* of the first problem with a readable message in err.
+ */
+typedef int (*pcd_prio_fn)(void *ctx, const char *ns, size_t len, int32_t prio);
+int pcd_ns_priorities_parse(const char *text, pcd_prio_fn fn, void *ctx,
+                            char *err, size_t errlen);
 
 typedef enum pcd_type {
     PCD_INT,  /* decimal integer within [min, max]                       */

@@ -102,8 +102,35 @@ struct pc_radix_node {
                            e.g. to evict it, never reads its cold tokens)  */
     uint64_t last_access;
     uint64_t hits;
+    uint64_t pkey;  /* heap policies: eviction key, smallest goes first (lfu:
+                       L + hits + 1; fifo: birth tick; s3fifo: tick of entry
+                       into its queue; priority: biased ns priority).  A
+                       root: its namespace's priority                      */
+    uint32_t hidx;  /* 1-based position in the policy heap; 0: not in it   */
+    uint32_t pol;   /* s3fifo: bit 0 queue (0 small, 1 main), bits 1-2 freq */
     uint32_t data[]; /* tokens[cap_pages*P], blocks[cap_pages]; roots: ns   */
 };
+
+/* A namespace priority remembered for namespaces that come and go. */
+typedef struct ns_prio {
+    int32_t prio;
+    uint32_t len;
+    uint8_t ns[PC_RADIX_NS_MAX];
+} ns_prio;
+
+/* S3-FIFO's ghost: identities of pages recently evicted from the small
+ * queue, FIFO (ring) + membership (open addressing, key -> ring seq). */
+typedef struct ghost_ent {
+    uint64_t key; /* 0: empty */
+    uint64_t seq;
+} ghost_ent;
+
+typedef struct ghost {
+    uint64_t *ring; /* keys by seq & (rcap - 1) */
+    ghost_ent *set; /* scap = 2 * rcap          */
+    uint32_t rcap, count;
+    uint64_t seq; /* next seq; the oldest live is seq - count */
+} ghost;
 
 struct pc_radix {
     uint32_t P;          /* tokens per page                                 */
@@ -113,6 +140,16 @@ struct pc_radix {
     uint64_t tick;       /* logical clock for last_access                   */
     unsigned fail_countdown;
     pc_radix_stats st;
+    /* Eviction policy (lru: the list above only; the others also keep the
+     * evictable leaves in a min-heap by pkey, s3fifo one heap per queue). */
+    pc_radix_policy policy;
+    pc_radix_node **heap[2]; /* 1-based; heap[q][0] unused               */
+    uint32_t hn[2], hcap;    /* entries; slots allocated (both heaps)     */
+    uint64_t lfu_L;          /* LFU-DA inflation: key of the last victim  */
+    uint64_t s3_pages[2];    /* cached pages per s3fifo queue             */
+    ghost gh;
+    ns_prio *prios;
+    uint32_t nprios;
 };
 
 enum kt_kind { KT_CHILD, KT_NS };
@@ -186,11 +223,277 @@ static inline void lru_append(pc_radix *t, pc_radix_node *n)
     lru_insert_after(t->lru.prev, n);
 }
 
+/* ---- policy heaps ---------------------------------------------------------- */
+
+/* The policies other than LRU keep every evictable leaf (unlocked, no
+ * children, not a root) in a binary min-heap by (pkey, last_access); s3fifo
+ * keeps one heap per queue.  Only leaves are in a heap, so its top is always
+ * a legal victim, and a node joins when its last child goes (at the place
+ * its own key gives it).  The heaps' storage always has room for every node
+ * (reserved before a node is created), so pushes never fail. */
+
+#define S3_Q(n) ((n)->pol & 1u)
+#define S3_FREQ(n) (((n)->pol >> 1) & 3u)
+#define S3_FREQ_MAX 3u
+
+static inline unsigned heap_of(const pc_radix *t, const pc_radix_node *n)
+{
+    return t->policy == PC_POLICY_S3FIFO ? S3_Q(n) : 0;
+}
+
+static inline bool key_before(const pc_radix_node *a, const pc_radix_node *b)
+{
+    return a->pkey != b->pkey ? a->pkey < b->pkey
+                              : a->last_access < b->last_access;
+}
+
+static void heap_put(pc_radix_node **h, uint32_t i, pc_radix_node *n)
+{
+    h[i] = n;
+    n->hidx = i;
+}
+
+static void heap_up(pc_radix_node **h, uint32_t i)
+{
+    pc_radix_node *n = h[i];
+    while (i > 1 && key_before(n, h[i / 2])) {
+        heap_put(h, i, h[i / 2]);
+        i /= 2;
+    }
+    heap_put(h, i, n);
+}
+
+static void heap_down(pc_radix_node **h, uint32_t len, uint32_t i)
+{
+    pc_radix_node *n = h[i];
+    for (;;) {
+        uint32_t c = 2 * i;
+        if (c > len)
+            break;
+        if (c < len && key_before(h[c + 1], h[c]))
+            c++;
+        if (!key_before(h[c], n))
+            break;
+        heap_put(h, i, h[c]);
+        i = c;
+    }
+    heap_put(h, i, n);
+}
+
+static void heap_push(pc_radix *t, pc_radix_node *n)
+{
+    unsigned q = heap_of(t, n);
+    assert(!n->hidx && t->hn[q] + 1 < t->hcap);
+    heap_put(t->heap[q], ++t->hn[q], n);
+    heap_up(t->heap[q], n->hidx);
+}
+
+static void heap_remove(pc_radix *t, pc_radix_node *n)
+{
+    unsigned q = heap_of(t, n);
+    pc_radix_node **h = t->heap[q];
+    uint32_t i = n->hidx, last = t->hn[q]--;
+    assert(i && h[i] == n);
+    n->hidx = 0;
+    if (i == last)
+        return;
+    heap_put(h, i, h[last]);
+    heap_up(h, i);
+    heap_down(h, t->hn[q], h[i]->hidx);
+}
+
+/* n's key changed: restore the heap order around it. */
+static void heap_fix(pc_radix *t, pc_radix_node *n)
+{
+    unsigned q = heap_of(t, n);
+    heap_up(t->heap[q], n->hidx);
+    heap_down(t->heap[q], t->hn[q], n->hidx);
+}
+
+static inline bool heap_wants(const pc_radix_node *n)
+{
+    return n->parent && n->lock_ref == 0 && n->kids.n == 0;
+}
+
+/* Make n's heap membership match its state (leaf, unlocked). */
+static inline void heap_sync(pc_radix *t, pc_radix_node *n)
+{
+    if (t->policy == PC_POLICY_LRU)
+        return;
+    bool want = heap_wants(n);
+    if (want && !n->hidx)
+        heap_push(t, n);
+    else if (!want && n->hidx)
+        heap_remove(t, n);
+}
+
+/* Room for `nodes` nodes in the heaps (phase 1 of anything that creates a
+ * node); a no-op under LRU. */
+static int heap_grow(pc_radix *t, uint64_t nodes)
+{
+    if (nodes + 1 < t->hcap)
+        return 0;
+    uint64_t cap = t->hcap ? t->hcap : 64;
+    while (cap <= nodes + 1)
+        cap *= 2;
+    if (cap > UINT32_MAX)
+        return PC_E_NOMEM;
+    pc_radix_node **h[2] = {rx_alloc(t, cap * sizeof(void *)),
+                            rx_alloc(t, cap * sizeof(void *))};
+    if (!h[0] || !h[1]) {
+        rx_free(t, h[0]);
+        rx_free(t, h[1]);
+        return PC_E_NOMEM;
+    }
+    for (int q = 0; q < 2; q++) {
+        if (t->hn[q])
+            memcpy(h[q], t->heap[q], (t->hn[q] + 1) * sizeof(void *));
+        rx_free(t, t->heap[q]);
+        t->heap[q] = h[q];
+    }
+    t->hcap = (uint32_t)cap;
+    return 0;
+}
+
+static int heap_reserve(pc_radix *t, uint64_t nodes)
+{
+    return t->policy == PC_POLICY_LRU ? 0 : heap_grow(t, nodes);
+}
+
+static uint64_t prio_key(int32_t prio)
+{
+    return (uint64_t)((int64_t)prio + 2147483648LL);
+}
+
+/* ---- S3-FIFO ghost ---------------------------------------------------------- */
+
+/* Identity of page `index` (0-based from the namespace root) with the given
+ * tokens: what the ghost remembers of an evicted page.  Two prefixes that
+ * share this (same page, same depth, same namespace) but differ earlier
+ * would collide; the ghost only steers admission, so that is harmless. */
+static uint64_t page_ident(const pc_radix *t, uint32_t root_hash,
+                           const uint32_t *page, size_t index)
+{
+    uint64_t seed = (uint64_t)root_hash * 0x9E3779B97F4A7C15ull + index;
+    return XXH3_64bits_withSeed(page, t->page_bytes, seed) | 1u;
+}
+
+static ghost_ent *ghost_find(ghost *g, uint64_t key)
+{
+    if (!g->rcap)
+        return NULL;
+    uint32_t mask = 2 * g->rcap - 1;
+    for (uint32_t i = (uint32_t)key & mask; g->set[i].key; i = (i + 1) & mask)
+        if (g->set[i].key == key)
+            return &g->set[i];
+    return NULL;
+}
+
+static void ghost_unset(ghost *g, ghost_ent *e)
+{
+    uint32_t mask = 2 * g->rcap - 1, i = (uint32_t)(e - g->set), j = i;
+    g->set[i].key = 0;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (!g->set[j].key)
+            break;
+        uint32_t home = (uint32_t)g->set[j].key & mask;
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            g->set[i] = g->set[j];
+            g->set[j].key = 0;
+            i = j;
+        }
+    }
+}
+
+static void ghost_set(ghost *g, uint64_t key, uint64_t seq)
+{
+    uint32_t mask = 2 * g->rcap - 1, i = (uint32_t)key & mask;
+    while (g->set[i].key && g->set[i].key != key)
+        i = (i + 1) & mask;
+    g->set[i].key = key;
+    g->set[i].seq = seq;
+}
+
+static void ghost_free(pc_radix *t, ghost *g)
+{
+    rx_free(t, g->ring);
+    rx_free(t, g->set);
+    memset(g, 0, sizeof(*g));
+}
+
+/* Grow to rcap (a power of two), keeping the newest entries; false if out
+ * of memory (the ghost then just stays smaller). */
+static bool ghost_grow(pc_radix *t, ghost *g, uint32_t rcap)
+{
+    uint64_t *ring = rx_alloc(t, (size_t)rcap * sizeof(*ring));
+    ghost_ent *set = rx_alloc(t, (size_t)2 * rcap * sizeof(*set));
+    if (!ring || !set) {
+        rx_free(t, ring);
+        rx_free(t, set);
+        return false;
+    }
+    memset(set, 0, (size_t)2 * rcap * sizeof(*set));
+    ghost ng = {ring, set, rcap, 0, 0};
+    for (uint64_t s = g->seq - g->count; s < g->seq; s++) {
+        uint64_t key = g->ring[s & (g->rcap - 1)];
+        ghost_ent *e = ghost_find(g, key);
+        if (e && e->seq == s) { /* still a member, not a stale ring slot */
+            ng.ring[ng.seq & (rcap - 1)] = key;
+            ghost_set(&ng, key, ng.seq++);
+            ng.count++;
+        }
+    }
+    ghost_free(t, g);
+    *g = ng;
+    return true;
+}
+
+/* Remember an evicted page; the ghost holds about as many pages as the
+ * cache (S3-FIFO sizes it like the main queue), oldest forgotten first. */
+static void ghost_add(pc_radix *t, uint64_t key)
+{
+    ghost *g = &t->gh;
+    uint64_t want = t->st.pages > 64 ? t->st.pages : 64;
+    if (ghost_find(g, key)) /* already remembered: keep the older slot */
+        return;
+    if (g->count == g->rcap && g->rcap < want && g->rcap < (1u << 30))
+        ghost_grow(t, g, g->rcap ? 2 * g->rcap : 64);
+    if (!g->rcap)
+        return;
+    uint32_t rmask = g->rcap - 1;
+    /* Ring slots of pages taken back still count: they age out in order. */
+    while (g->count && (g->count == g->rcap || g->count >= want)) {
+        uint64_t old = g->seq - g->count;
+        ghost_ent *e = ghost_find(g, g->ring[old & rmask]);
+        if (e && e->seq == old)
+            ghost_unset(g, e);
+        g->count--;
+    }
+    g->ring[g->seq & rmask] = key;
+    ghost_set(g, key, g->seq++);
+    g->count++;
+}
+
+/* Was this page evicted recently?  Forgets it if so. */
+static bool ghost_take(pc_radix *t, uint64_t key)
+{
+    ghost_ent *e = ghost_find(&t->gh, key);
+    if (!e)
+        return false;
+    ghost_unset(&t->gh, e);
+    return true;
+}
+
+/* ---- recency ------------------------------------------------------------- */
+
 /* Mark the path from n up to its root most recently used, deepest first so
- * that every node still stands before its parent. */
+ * that every node still stands before its parent; the heap policies update
+ * their keys along (only n itself can be a leaf in a heap). */
 static void touch_path(pc_radix *t, pc_radix_node *n, bool hit)
 {
     uint64_t now = ++t->tick;
+    pc_radix_node *first = n;
     for (; n->parent; n = n->parent) {
         n->last_access = now;
         n->hits += hit;
@@ -198,7 +501,13 @@ static void touch_path(pc_radix *t, pc_radix_node *n, bool hit)
             lru_unlink(n);
             lru_append(t, n);
         }
+        if (t->policy == PC_POLICY_LFU)
+            n->pkey = t->lfu_L + n->hits + 1;
+        else if (t->policy == PC_POLICY_S3FIFO && hit && S3_FREQ(n) < S3_FREQ_MAX)
+            n->pol += 2;
     }
+    if (first->hidx)
+        heap_fix(t, first);
 }
 
 /* ---- child / namespace tables --------------------------------------------- */
@@ -443,6 +752,10 @@ static pc_radix_node *root_new(pc_radix *t, const void *ns, size_t len,
     r->hash = h;
     if (len)
         memcpy(r->data, ns, len);
+    r->pkey = prio_key(0);
+    for (uint32_t i = 0; i < t->nprios; i++)
+        if (t->prios[i].len == len && memcmp(t->prios[i].ns, ns, len) == 0)
+            r->pkey = prio_key(t->prios[i].prio);
     return r;
 }
 
@@ -471,6 +784,8 @@ static void split_commit(pc_radix *t, pc_radix_node *x, uint32_t k,
     u->lock_ref = x->lock_ref;
     u->last_access = x->last_access;
     u->hits = x->hits;
+    u->pkey = x->pkey; /* same age, frequency, queue and namespace */
+    u->pol = x->pol;
     x->off += k;
     x->npages -= k;
     x->hash = hash32(node_tokens(t, x), t->page_bytes);
@@ -542,6 +857,11 @@ void pc_radix_destroy(pc_radix *t)
         node_free(t, n);
     }
     free(t->ns.slots);
+    free(t->heap[0]);
+    free(t->heap[1]);
+    free(t->gh.ring);
+    free(t->gh.set);
+    free(t->prios);
     free(t);
 }
 
@@ -652,8 +972,9 @@ int pc_radix_match(pc_radix *t, const void *ns, size_t ns_len,
               blocks, &w);
     pc_radix_node *hit = w.part ? w.part : w.node;
     if (w.part && (flags & PC_RADIX_MATCH_SPLIT)) {
-        pc_radix_node *u = split_prepare(t, w.part, w.part_pages, 1);
-        if (!u)
+        pc_radix_node *u = NULL;
+        if (heap_reserve(t, t->st.nodes + 1) ||
+            !(u = split_prepare(t, w.part, w.part_pages, 1)))
             return PC_E_NOMEM;
         split_commit(t, w.part, w.part_pages, u);
         hit = u;
@@ -672,6 +993,36 @@ int pc_radix_match(pc_radix *t, const void *ns, size_t ns_len,
 }
 
 /* ---- insert --------------------------------------------------------------- */
+
+/* A new leaf n (holding pages index.. of the prompt, first page `page`)
+ * gets its policy state and joins the heap.  s3fifo: into the small queue,
+ * or straight into main when its first page was evicted recently (ghost). */
+static void leaf_admit(pc_radix *t, pc_radix_node *n, const pc_radix_node *root,
+                       const uint32_t *page, size_t index)
+{
+    switch (t->policy) {
+    case PC_POLICY_LFU:
+        n->pkey = t->lfu_L + 1;
+        break;
+    case PC_POLICY_FIFO:
+        n->pkey = t->tick + 1; /* its birth: touch_path's tick */
+        break;
+    case PC_POLICY_PRIORITY:
+        n->pkey = root->pkey;
+        break;
+    case PC_POLICY_S3FIFO: {
+        unsigned q = t->gh.count &&
+                     ghost_take(t, page_ident(t, root->hash, page, index));
+        n->pol = q;
+        n->pkey = t->tick + 1;
+        t->s3_pages[q] += n->npages;
+        break;
+    }
+    default:
+        return;
+    }
+    heap_sync(t, n);
+}
 
 int pc_radix_insert(pc_radix *t, const void *ns, size_t ns_len,
                     const uint32_t *tokens, size_t n_tokens,
@@ -715,6 +1066,8 @@ int pc_radix_insert_checked(pc_radix *t, const void *ns, size_t ns_len,
     pc_radix_node *root = w.root, *u = NULL, *leaf = NULL;
     kslot *ns_grow = NULL, *kid_grow = NULL;
     rc = PC_E_NOMEM;
+    if (heap_reserve(t, t->st.nodes + 2)) /* a split and a leaf at most */
+        return rc;
     if (!root) {
         if (kt_prepare_add(t, &t->ns, &ns_grow) ||
             !(root = root_new(t, ns, ns_len, h)))
@@ -745,6 +1098,8 @@ int pc_radix_insert_checked(pc_radix *t, const void *ns, size_t ns_len,
         kt_commit_add(t, KT_CHILD, &deepest->kids, kid_grow, leaf);
         leaf->parent = deepest;
         lru_append(t, leaf); /* placed for real by touch_path below */
+        heap_sync(t, deepest); /* no longer a leaf */
+        leaf_admit(t, leaf, root, tokens + w.pages * t->P, w.pages);
         deepest = leaf;
         t->st.nodes++;
         t->st.pages += rest;
@@ -789,6 +1144,7 @@ int pc_radix_lock(pc_radix *t, pc_radix_node *node)
     for (n = node; n; n = n->parent) {
         if (n->lock_ref++ == 0 && n->parent) {
             lru_unlink(n);
+            heap_sync(t, n);
             t->st.evictable_pages -= n->npages;
             t->st.protected_pages += n->npages;
         }
@@ -811,6 +1167,7 @@ int pc_radix_unlock(pc_radix *t, pc_radix_node *node)
         if (--n->lock_ref == 0 && n->parent) {
             n->last_access = now;
             lru_append(t, n);
+            heap_sync(t, n);
             t->st.evictable_pages += n->npages;
             t->st.protected_pages -= n->npages;
         }
@@ -831,6 +1188,8 @@ static void evict_tail(pc_radix *t, pc_radix_node *x, size_t take,
         if (fn)
             fn(ctx, b[x->npages - 1 - i]);
     x->npages -= (uint32_t)take;
+    if (t->policy == PC_POLICY_S3FIFO)
+        t->s3_pages[S3_Q(x)] -= take;
     t->st.pages -= take;
     t->st.tokens -= take * t->P;
     t->st.evictable_pages -= take;
@@ -839,13 +1198,62 @@ static void evict_tail(pc_radix *t, pc_radix_node *x, size_t take,
         return;
     pc_radix_node *p = x->parent;
     lru_unlink(x);
+    if (x->hidx)
+        heap_remove(t, x);
     /* kt_remove finds x by its stored first-page hash. */
     kt_remove(t, KT_CHILD, &p->kids, x);
     node_free(t, x);
+    heap_sync(t, p); /* its last child gone: a leaf now */
     t->st.nodes--;
     t->st.evicted_nodes++;
     if (!p->parent && p->kids.n == 0)
         root_remove(t, p);
+}
+
+/* The leaf a heap policy evicts from next (NULL: nothing evictable).
+ * s3fifo: evict from the small queue while it holds >= 10% of the pages,
+ * moving its hit leaves to main instead of evicting them; main gives a leaf
+ * with hits another round (its counter drops by one) before evicting it. */
+static pc_radix_node *heap_victim(pc_radix *t)
+{
+    if (t->policy != PC_POLICY_S3FIFO)
+        return t->hn[0] ? t->heap[0][1] : NULL;
+    for (;;) {
+        bool small = t->hn[0] && (!t->hn[1] || t->s3_pages[0] * 10 >=
+                                                   t->s3_pages[0] + t->s3_pages[1]);
+        if (!small && !t->hn[1])
+            return NULL;
+        pc_radix_node *x = t->heap[small ? 0 : 1][1];
+        if (!S3_FREQ(x))
+            return x;
+        if (small) {
+            heap_remove(t, x);
+            t->s3_pages[0] -= x->npages;
+            t->s3_pages[1] += x->npages;
+            x->pol = 1; /* main, counter 0 */
+            x->pkey = ++t->tick;
+            heap_push(t, x);
+        } else {
+            x->pol -= 2;
+            x->pkey = ++t->tick;
+            heap_fix(t, x);
+        }
+    }
+}
+
+/* s3fifo: remember the last `take` pages of leaf x, about to be evicted
+ * from the small queue, in the ghost. */
+static void ghost_record(pc_radix *t, const pc_radix_node *x, size_t take)
+{
+    size_t depth = 0;
+    const pc_radix_node *r = x->parent;
+    for (; r->parent; r = r->parent)
+        depth += r->npages;
+    for (size_t i = 0; i < take; i++) {
+        size_t k = x->npages - 1 - i;
+        ghost_add(t, page_ident(t, r->hash, node_tokens(t, x) + k * t->P,
+                                depth + k));
+    }
 }
 
 size_t pc_radix_evict(pc_radix *t, size_t n_blocks, pc_radix_evict_fn fn,
@@ -854,7 +1262,22 @@ size_t pc_radix_evict(pc_radix *t, size_t n_blocks, pc_radix_evict_fn fn,
     size_t freed = 0;
     if (!t)
         return 0;
-    while (freed < n_blocks && t->lru.next != &t->lru) {
+    while (t->policy != PC_POLICY_LRU && freed < n_blocks) {
+        pc_radix_node *x = heap_victim(t);
+        if (!x)
+            break;
+        size_t take = n_blocks - freed;
+        if (take > x->npages)
+            take = x->npages;
+        if (t->policy == PC_POLICY_LFU && x->pkey > t->lfu_L)
+            t->lfu_L = x->pkey; /* ageing: newcomers start at the victim's key */
+        else if (t->policy == PC_POLICY_S3FIFO && S3_Q(x) == 0)
+            ghost_record(t, x, take);
+        freed += take;
+        evict_tail(t, x, take, fn, ctx);
+    }
+    while (t->policy == PC_POLICY_LRU && freed < n_blocks &&
+           t->lru.next != &t->lru) {
         pc_radix_node *x = (pc_radix_node *)t->lru.next;
         __builtin_prefetch(x->lru.next); /* the next victim, most likely */
         __builtin_prefetch(&x->parent->kids.slots[x->hash & (x->parent->kids.cap - 1)]);
@@ -914,6 +1337,149 @@ int pc_radix_evict_ns(pc_radix *t, const void *ns, size_t ns_len,
     if (evicted)
         *evicted = pages;
     return 0;
+}
+
+/* ---- eviction policy ------------------------------------------------------ */
+
+static const char *const policy_names[PC_POLICY_COUNT] = {
+    [PC_POLICY_LRU] = "lru",   [PC_POLICY_LFU] = "lfu",
+    [PC_POLICY_FIFO] = "fifo", [PC_POLICY_S3FIFO] = "s3fifo",
+    [PC_POLICY_PRIORITY] = "priority",
+};
+
+const char *pc_radix_policy_name(pc_radix_policy p)
+{
+    return (unsigned)p < PC_POLICY_COUNT ? policy_names[p] : NULL;
+}
+
+int pc_radix_policy_parse(const char *name, pc_radix_policy *out)
+{
+    if (!name || !out)
+        return PC_E_INVAL;
+    for (int i = 0; i < PC_POLICY_COUNT; i++)
+        if (strcmp(name, policy_names[i]) == 0) {
+            *out = (pc_radix_policy)i;
+            return 0;
+        }
+    return PC_E_INVAL;
+}
+
+/* Every node's policy state from what any policy keeps (recency, hits),
+ * then the heap rebuilt: an admin operation, O(n log n). */
+int pc_radix_set_policy(pc_radix *t, pc_radix_policy p)
+{
+    if (!t || !pc_radix_policy_name(p))
+        return PC_E_INVAL;
+    if (p == t->policy)
+        return 0;
+    if (p != PC_POLICY_LRU && heap_grow(t, t->st.nodes + 1))
+        return PC_E_NOMEM;
+    for (int q = 0; q < 2; q++) {
+        for (uint32_t i = 1; i <= t->hn[q]; i++)
+            t->heap[q][i]->hidx = 0;
+        t->hn[q] = 0;
+    }
+    ghost_free(t, &t->gh);
+    t->lfu_L = 0;
+    t->s3_pages[0] = 0;
+    t->s3_pages[1] = t->st.pages; /* what is cached has proven itself */
+    t->policy = p;
+    if (p == PC_POLICY_LRU) {
+        rx_free(t, t->heap[0]);
+        rx_free(t, t->heap[1]);
+        t->heap[0] = t->heap[1] = NULL;
+        t->hcap = 0;
+        return 0;
+    }
+    pc_radix_node *r;
+    KT_FOREACH(&t->ns, i, r) {
+        int depth = 0;
+        for (pc_radix_node *n = (pc_radix_node *)next_preorder(t, r, &depth); n;
+             n = (pc_radix_node *)next_preorder(t, n, &depth)) {
+            n->pol = 0;
+            switch (p) {
+            case PC_POLICY_LFU:
+                n->pkey = n->hits + 1;
+                break;
+            case PC_POLICY_PRIORITY:
+                n->pkey = r->pkey;
+                break;
+            case PC_POLICY_S3FIFO:
+                n->pol = 1;
+                /* fall through */
+            default: /* fifo: insertion order is not kept; recency is */
+                n->pkey = n->last_access;
+                break;
+            }
+            if (heap_wants(n))
+                heap_push(t, n);
+        }
+    }
+    return 0;
+}
+
+pc_radix_policy pc_radix_get_policy(const pc_radix *t)
+{
+    return t ? t->policy : PC_POLICY_LRU;
+}
+
+int pc_radix_set_ns_priority(pc_radix *t, const void *ns, size_t ns_len,
+                             int32_t priority)
+{
+    if (!t || ns_len > PC_RADIX_NS_MAX || (ns_len && !ns))
+        return PC_E_INVAL;
+    uint32_t i = 0;
+    while (i < t->nprios &&
+           !(t->prios[i].len == ns_len &&
+             (ns_len == 0 || memcmp(t->prios[i].ns, ns, ns_len) == 0)))
+        i++;
+    if (i == t->nprios && priority != 0) { /* a new entry */
+        ns_prio *v = rx_alloc(t, (t->nprios + 1) * sizeof(*v));
+        if (!v)
+            return PC_E_NOMEM;
+        if (t->nprios)
+            memcpy(v, t->prios, t->nprios * sizeof(*v));
+        rx_free(t, t->prios);
+        t->prios = v;
+        t->nprios++;
+        v[i].len = (uint32_t)ns_len;
+        if (ns_len)
+            memcpy(v[i].ns, ns, ns_len);
+    }
+    if (i < t->nprios) {
+        t->prios[i].prio = priority;
+        if (priority == 0) /* the default needs no entry */
+            t->prios[i] = t->prios[--t->nprios];
+        if (t->nprios == 0) {
+            rx_free(t, t->prios);
+            t->prios = NULL;
+        }
+    }
+    pc_radix_node *r = ns_find(t, ns, ns_len, hash32(ns, ns_len));
+    if (!r)
+        return 0;
+    r->pkey = prio_key(priority);
+    if (t->policy != PC_POLICY_PRIORITY)
+        return 0;
+    int depth = 0;
+    for (pc_radix_node *n = (pc_radix_node *)next_preorder(t, r, &depth); n;
+         n = (pc_radix_node *)next_preorder(t, n, &depth)) {
+        n->pkey = r->pkey;
+        if (n->hidx)
+            heap_fix(t, n);
+    }
+    return 0;
+}
+
+void pc_radix_clear_ns_priorities(pc_radix *t)
+{
+    while (t && t->nprios) {
+        ns_prio *e = &t->prios[t->nprios - 1];
+        uint8_t ns[PC_RADIX_NS_MAX];
+        uint32_t len = e->len;
+        memcpy(ns, e->ns, len);
+        pc_radix_set_ns_priority(t, ns, len, 0); /* cannot fail: no alloc */
+    }
 }
 
 /* ---- stats and accessors -------------------------------------------------- */
@@ -1034,8 +1600,12 @@ int pc_radix_check(const pc_radix *t)
     const pc_radix_node *r;
     if (!t)
         return PC_E_INVAL;
-    c.metadata_bytes = malloc_usable_size((void *)t) +
-                       (t->ns.slots ? malloc_usable_size(t->ns.slots) : 0);
+    uint64_t s3_pages[2] = {0, 0}, heap_wanted = 0;
+    c.metadata_bytes = malloc_usable_size((void *)t);
+    const void *extra[] = {t->ns.slots, t->heap[0], t->heap[1], t->gh.ring,
+                           t->gh.set, t->prios};
+    for (size_t i = 0; i < sizeof(extra) / sizeof(extra[0]); i++)
+        c.metadata_bytes += extra[i] ? malloc_usable_size((void *)extra[i]) : 0;
     CHECK(t->page_bytes == t->P * 4, "page_bytes");
     if ((rc = check_kidtab(t, KT_NS, &t->ns, NULL)))
         goto out;
@@ -1086,6 +1656,18 @@ int pc_radix_check(const pc_radix *t)
         CHECK((uint64_t)n->off + n->npages <= n->cap_pages,
               "node %p window %u+%u beyond %u", (void *)n, n->off, n->npages,
               n->cap_pages);
+        if (t->policy == PC_POLICY_LRU) {
+            CHECK(n->hidx == 0, "node %p in a heap under lru", (void *)n);
+        } else {
+            unsigned q = heap_of(t, n);
+            CHECK(heap_wants(n) == (n->hidx != 0),
+                  "node %p heap membership %u, evictable leaf %d", (void *)n,
+                  n->hidx, (int)heap_wants(n));
+            CHECK(!n->hidx || (n->hidx <= t->hn[q] && t->heap[q][n->hidx] == n),
+                  "node %p heap index %u stale", (void *)n, n->hidx);
+            heap_wanted += heap_wants(n);
+            s3_pages[S3_Q(n)] += n->npages;
+        }
         if (n->lock_ref) {
             c.protected_pages += n->npages;
             CHECK(n->lru.prev == NULL, "locked node %p on LRU list", (void *)n);
@@ -1118,6 +1700,47 @@ int pc_radix_check(const pc_radix *t)
     CHECK(t->lru.prev == prev, "LRU tail link broken");
     CHECK(listed == unlocked, "LRU lists %llu nodes, %llu unlocked",
           (unsigned long long)listed, (unsigned long long)unlocked);
+
+    /* Policy heaps: ordered, exactly the evictable leaves (counted above). */
+    if (t->policy != PC_POLICY_LRU) {
+        CHECK(t->hcap > t->st.nodes, "heap capacity %u for %llu nodes", t->hcap,
+              (unsigned long long)t->st.nodes);
+        CHECK(t->hn[0] + (uint64_t)t->hn[1] == heap_wanted,
+              "heaps hold %u + %u, %llu evictable leaves", t->hn[0], t->hn[1],
+              (unsigned long long)heap_wanted);
+        for (unsigned q = 0; q < 2; q++)
+            for (uint32_t i = 2; i <= t->hn[q]; i++)
+                CHECK(!key_before(t->heap[q][i], t->heap[q][i / 2]),
+                      "heap %u order broken at %u", q, i);
+        if (t->policy != PC_POLICY_S3FIFO)
+            CHECK(t->hn[1] == 0, "second heap used by %s",
+                  pc_radix_policy_name(t->policy));
+        else
+            CHECK(s3_pages[0] == t->s3_pages[0] && s3_pages[1] == t->s3_pages[1],
+                  "s3fifo pages small %llu main %llu, recomputed %llu %llu",
+                  (unsigned long long)t->s3_pages[0],
+                  (unsigned long long)t->s3_pages[1],
+                  (unsigned long long)s3_pages[0], (unsigned long long)s3_pages[1]);
+    } else {
+        CHECK(t->hn[0] == 0 && t->hn[1] == 0 && t->hcap == 0,
+              "heaps kept under lru");
+    }
+    /* The ghost: every member points at its own ring slot. */
+    {
+        const ghost *g = &t->gh;
+        uint32_t members = 0;
+        CHECK(g->count <= g->rcap, "ghost count %u > ring %u", g->count, g->rcap);
+        for (uint32_t i = 0; g->rcap && i < 2 * g->rcap; i++) {
+            if (!g->set[i].key)
+                continue;
+            members++;
+            CHECK(g->set[i].seq < g->seq && g->set[i].seq >= g->seq - g->count &&
+                      g->ring[g->set[i].seq & (g->rcap - 1)] == g->set[i].key,
+                  "ghost member %u stale", i);
+        }
+        CHECK(members <= g->count, "ghost has %u members, %u slots", members,
+              g->count);
+    }
 
 #define CHECK_COUNTER(f)                                                       \
     CHECK(c.f == t->st.f, "counter " #f " = %llu, recomputed %llu",            \

@@ -139,9 +139,10 @@ int pc_radix_unlock(pc_radix *t, pc_radix_node *node);
 typedef void (*pc_radix_evict_fn)(void *ctx, uint32_t block);
 
 /*
- * Evict least-recently-used unlocked pages until n_blocks are freed or nothing
- * is evictable; returns the number freed.  Only leaves lose pages, deepest
- * page first, so a cached prefix never has a hole.  O(1) per page.
+ * Evict unlocked pages in the order of the eviction policy (default LRU,
+ * see below) until n_blocks are freed or nothing is evictable; returns the
+ * number freed.  Only leaves lose pages, deepest page first, so a cached
+ * prefix never has a hole.  O(1) per page (LRU), O(log n) (the others).
  */
 size_t pc_radix_evict(pc_radix *t, size_t n_blocks, pc_radix_evict_fn fn,
                       void *ctx);
@@ -151,6 +152,53 @@ size_t pc_radix_evict(pc_radix *t, size_t n_blocks, pc_radix_evict_fn fn,
  * evicts nothing.  O(nodes of the namespace).  PC_E_INVAL, PC_E_NOMEM. */
 int pc_radix_evict_ns(pc_radix *t, const void *ns, size_t ns_len,
                       pc_radix_evict_fn fn, void *ctx, size_t *evicted);
+
+/* ---- eviction policy ------------------------------------------------------ */
+
+/*
+ * Which unlocked leaf pc_radix_evict() takes first.  Every policy evicts
+ * only unlocked leaves, deepest page first, and costs O(1) (lru) or
+ * O(log n) (the others: a heap over the evictable leaves) per page.
+ *   lru       least recently used (the default)
+ *   lfu       least frequently used with dynamic ageing (LFU-DA): a node's
+ *             key is L + hits, where L rises to the key of each victim, so
+ *             entries hot long ago do not stay forever
+ *   fifo      oldest inserted first, hits ignored
+ *   s3fifo    S3-FIFO (Yang et al., SOSP'23) on pages: new pages enter a
+ *             small FIFO (10% of the cached pages); pages hit there move to
+ *             the main FIFO, the others are evicted and remembered in a ghost
+ *             FIFO so that a page that comes back goes straight to main; main
+ *             gives a hit page another round (2-bit counter) before eviction
+ *   priority  per-namespace priority (pc_radix_set_ns_priority; default 0):
+ *             lower priorities are evicted first, LRU among equals
+ */
+typedef enum pc_radix_policy {
+    PC_POLICY_LRU = 0,
+    PC_POLICY_LFU,
+    PC_POLICY_FIFO,
+    PC_POLICY_S3FIFO,
+    PC_POLICY_PRIORITY,
+    PC_POLICY_COUNT
+} pc_radix_policy;
+
+/* "lru", "lfu", "fifo", "s3fifo", "priority"; NULL for an invalid value. */
+const char *pc_radix_policy_name(pc_radix_policy p);
+/* The reverse (exact, lower case); PC_E_INVAL for an unknown name. */
+int pc_radix_policy_parse(const char *name, pc_radix_policy *out);
+
+/* Switch policy at run time: O(nodes) to rebuild the order (an admin
+ * operation); what is cached stays cached.  PC_E_INVAL, PC_E_NOMEM (the old
+ * policy stays). */
+int pc_radix_set_policy(pc_radix *t, pc_radix_policy p);
+pc_radix_policy pc_radix_get_policy(const pc_radix *t);
+
+/* Eviction priority of a namespace, for the priority policy (kept for
+ * namespaces not cached yet; higher = evicted later; default 0).  O(nodes of
+ * the namespace) when it is cached.  PC_E_INVAL, PC_E_NOMEM. */
+int pc_radix_set_ns_priority(pc_radix *t, const void *ns, size_t ns_len,
+                             int32_t priority);
+/* Forget every namespace priority (all back to 0). */
+void pc_radix_clear_ns_priorities(pc_radix *t);
 
 /* ---- stats, checks, debugging --------------------------------------------- */
 

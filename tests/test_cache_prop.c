@@ -983,6 +983,11 @@ static uint64_t env_u64(const char *name, uint64_t def)
     return v && *v ? strtoull(v, NULL, 0) : def;
 }
 
+/* The eviction policy a run starts with; with g_switching it changes to a
+ * random one now and then (a reload), which must keep every invariant. */
+static pc_radix_policy g_policy = PC_POLICY_LRU;
+static bool g_switching = false;
+
 static void run(const runcfg *cfg, uint64_t salt)
 {
     memset(&g, 0, sizeof(g));
@@ -1015,6 +1020,7 @@ static void run(const runcfg *cfg, uint64_t salt)
     cc.low_watermark = cfg->low;
     cc.high_watermark = cfg->high;
     cc.clock = fake_clock;
+    cc.eviction_policy = g_policy;
     rc = pc_cache_create(&cc, &g.c);
     cr_assert_eq(rc, 0, "pc_cache_create: %s", pc_errname(rc));
     /* Nobody maps this pool by name: unlink it now, so that not even a
@@ -1026,7 +1032,13 @@ static void run(const runcfg *cfg, uint64_t salt)
 
     for (g.op = 0; g.op < ops; g.op++) {
         g.now += below(5);
-        if (below(100) < 70)
+        if (g_switching && below(500) == 0) {
+            g.what = "switch policy";
+            cc.eviction_policy = (pc_radix_policy)below(PC_POLICY_COUNT);
+            rc = pc_cache_set_limits(g.c, &cc);
+            PASSERT(rc == 0, "set_limits(policy %s): %s",
+                    pc_radix_policy_name(cc.eviction_policy), pc_errname(rc));
+        } else if (below(100) < 70)
             client_step((int)below((uint32_t)cfg->clients));
         else
             noise();
@@ -1101,4 +1113,22 @@ Test(cache_prop, tight_limits, .timeout = 300)
     static const runcfg cfg = {"tight", PC_POOL_NONE, 48, 6, 2, 6, 2,
                                8, 24, 5, false};
     run(&cfg, 4);
+}
+
+/* The same machinery under the other eviction policies: whatever the order,
+ * pinned pages stay, no block leaks, every cross-check holds. */
+Test(cache_prop, s3fifo_48_blocks, .timeout = 300)
+{
+    static const runcfg cfg = {"s3fifo48", PC_POOL_NONE, 48, 6, 3, 10, 3,
+                               4, 10, 2, false};
+    g_policy = PC_POLICY_S3FIFO;
+    run(&cfg, 5);
+}
+
+Test(cache_prop, switching_policies_64_blocks, .timeout = 300)
+{
+    static const runcfg cfg = {"switch64", PC_POOL_NONE, 64, 6, 2, 12, 3,
+                               6, 12, 2, false};
+    g_switching = true;
+    run(&cfg, 6);
 }

@@ -814,3 +814,74 @@ Test(daemon, sighup_reload_rereads_the_file)
     cr_expect_eq(pcd_daemon_config(L.d)->lease_ttl_ms, 700);
     live_stop(&L);
 }
+
+/* ---- eviction policy and namespace priorities ------------------------------ */
+
+typedef struct prio_seen {
+    char ns[8][64];
+    int32_t prio[8];
+    int n;
+} prio_seen;
+
+static int collect_prio(void *ctx, const char *ns, size_t len, int32_t prio)
+{
+    prio_seen *s = ctx;
+    cr_assert_lt(s->n, 8);
+    cr_assert_lt(len, 64);
+    memcpy(s->ns[s->n], ns, len);
+    s->ns[s->n][len] = 0;
+    s->prio[s->n++] = prio;
+    return 0;
+}
+
+Test(config, eviction_policy_and_namespace_priorities)
+{
+    pcd_config c;
+    pcd_config_defaults(&c);
+    cr_expect_eq(c.eviction_policy, PC_POLICY_LRU, "LRU stays the default");
+    const char *names[] = {"lru", "lfu", "fifo", "s3fifo", "priority"};
+    for (int i = 0; i < 5; i++) {
+        cr_expect_eq(pcd_config_set(&c, "eviction_policy", names[i], g_err,
+                                    sizeof(g_err)), 0, "%s", g_err);
+        cr_expect_eq(c.eviction_policy, i);
+    }
+    cr_expect_eq(pcd_config_set(&c, "eviction_policy", "arc", g_err, sizeof(g_err)),
+                 PC_E_INVAL);
+    const pcd_knob *k = pcd_knob_find("eviction_policy", 15);
+    cr_assert_not_null(k);
+    cr_expect(k->reloadable);
+
+    prio_seen s = {0};
+    cr_expect_eq(pcd_ns_priorities_parse(" gold = 10, bronze=-5 ,a b=0,", collect_prio,
+                                         &s, g_err, sizeof(g_err)), 0, "%s", g_err);
+    cr_assert_eq(s.n, 3);
+    cr_expect_str_eq(s.ns[0], "gold");
+    cr_expect_eq(s.prio[0], 10);
+    cr_expect_str_eq(s.ns[1], "bronze");
+    cr_expect_eq(s.prio[1], -5);
+    cr_expect_str_eq(s.ns[2], "a b");
+    cr_expect_eq(pcd_ns_priorities_parse("", collect_prio, &s, g_err, sizeof(g_err)), 0);
+    static const struct {
+        const char *text;
+        int rc;
+    } bad[] = {
+        {"gold", PC_E_INVAL},        {"gold=", PC_E_INVAL},
+        {"=3", PC_E_RANGE},          {"gold=x", PC_E_RANGE},
+        {"gold=1000001", PC_E_RANGE}, {"a=1,b", PC_E_INVAL},
+        {"gold=1.5", PC_E_RANGE},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        s.n = 0;
+        cr_expect_eq(pcd_ns_priorities_parse(bad[i].text, collect_prio, &s, g_err,
+                                             sizeof(g_err)), bad[i].rc, "'%s'",
+                     bad[i].text);
+        cr_expect_eq(s.n, 0, "'%s': nothing applied from a bad text", bad[i].text);
+        cr_expect_neq(g_err[0], 0, "a message for '%s'", bad[i].text);
+    }
+    /* the check refuses a bad value the setter let through (any text fits) */
+    cr_expect_eq(pcd_config_set(&c, "namespace_priorities", "gold=high", g_err,
+                                sizeof(g_err)), 0);
+    uint64_t cap;
+    cr_expect_eq(pcd_config_check(&c, &cap, g_err, sizeof(g_err)), PC_E_RANGE);
+    cr_expect(strstr(g_err, "namespace_priorities") != NULL, "%s", g_err);
+}

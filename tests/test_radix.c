@@ -906,17 +906,18 @@ Test(radix, shared_prefix_stored_once)
     /* Memory bound.  raw = what the content itself needs: 4 bytes per
      * cached token + 4 bytes per block id.  Allowed:
      *
-     *     metadata_bytes <= 1.5 * raw + 64 KiB + 96 bytes per node
+     *     metadata_bytes <= 1.5 * raw + 64 KiB + 112 bytes per node
      *
-     * The 96 bytes per node pay for a node header (LRU links, parent, child
-     * table, counters) and its slot in the parent's child table.  They are
+     * The 112 bytes per node pay for a node header (96: LRU links, parent,
+     * child table, counters, the eviction policies' key and heap slot) and
+     * its slot in the parent's child table.  They are
      * needed because here 10,001 nodes hold only 1 or 2 pages each (68 or
      * 136 raw bytes), so a per-node header cannot hide in 0.5 * raw; the
      * plain "1.5 * raw + 64 KiB" would forbid any node header above ~34
      * bytes.  Storing the shared prefix once per sequence would need
      * ~400 MB, so the bound still proves that it is stored once. */
     uint64_t raw = 4 * s.tokens + 4 * s.pages;
-    uint64_t bound = raw + raw / 2 + 64 * 1024 + 96 * s.nodes;
+    uint64_t bound = raw + raw / 2 + 64 * 1024 + 112 * s.nodes;
     cr_log_info("shared_prefix: tokens=%" PRIu64 " pages=%" PRIu64
                 " nodes=%" PRIu64 " metadata=%" PRIu64 " raw=%" PRIu64
                 " bound=%" PRIu64,
@@ -1044,9 +1045,10 @@ Test(radix, argument_errors)
 
 /* With the test hook, every allocation an operation makes can fail in turn:
  * the call returns PC_E_NOMEM and the tree is exactly as before. */
-Test(radix, out_of_memory_changes_nothing)
+static void oom_changes_nothing(pc_radix_policy policy)
 {
     pc_radix *t = mk(4);
+    cr_assert_eq(pc_radix_set_policy(t, policy), 0);
     uint32_t tok[24], b[6], b2[6], canon[6], got[6];
     seq_fill(tok, 24, 1);
     seq_fill(b, 6, 1);
@@ -1107,6 +1109,13 @@ Test(radix, out_of_memory_changes_nothing)
     cr_assert_eq(mpages(t, "m", div, 24), 6);
     pc_radix_destroy(t);
 }
+
+Test(radix, out_of_memory_changes_nothing) { oom_changes_nothing(PC_POLICY_LRU); }
+Test(radix, out_of_memory_changes_nothing_s3fifo)
+{
+    oom_changes_nothing(PC_POLICY_S3FIFO);
+}
+Test(radix, out_of_memory_changes_nothing_lfu) { oom_changes_nothing(PC_POLICY_LFU); }
 
 /* ---- blocks_cap ---------------------------------------------------------- */
 
@@ -1425,4 +1434,175 @@ Test(radix, evict_ns_flushes_one_namespace_and_keeps_pins)
     cr_assert_eq(s.namespaces, 1);
     cr_assert_eq(s.pages, 4);
     pc_radix_destroy(t);
+}
+
+/* ---- eviction policies ----------------------------------------------------- */
+
+/* Three 2-page prompts A (1xx), B (2xx), C (3xx) under one namespace, as in
+ * evict_is_lru; `seqs` gets their tokens. */
+static pc_radix *abc(pc_radix_policy policy, uint32_t seqs[3][8])
+{
+    pc_radix *t = mk(4);
+    cr_assert_eq(pc_radix_set_policy(t, policy), 0);
+    cr_assert_eq(pc_radix_get_policy(t), policy);
+    CHECK(t);
+    for (uint32_t i = 0; i < 3; i++) {
+        seq_fill(seqs[i], 8, 100 * (i + 1));
+        ins(t, "m", seqs[i], 8,
+            (uint32_t[]){100 * (i + 1) + 1, 100 * (i + 1) + 2}, NULL);
+    }
+    return t;
+}
+
+Test(radix_policy, names_parse_and_refuse)
+{
+    for (int p = 0; p < PC_POLICY_COUNT; p++) {
+        pc_radix_policy back;
+        const char *name = pc_radix_policy_name((pc_radix_policy)p);
+        cr_assert_not_null(name);
+        cr_assert_eq(pc_radix_policy_parse(name, &back), 0);
+        cr_assert_eq(back, (pc_radix_policy)p);
+    }
+    pc_radix_policy x;
+    cr_assert_eq(pc_radix_policy_parse("LRU", &x), PC_E_INVAL);
+    cr_assert_eq(pc_radix_policy_parse("", &x), PC_E_INVAL);
+    cr_assert_null(pc_radix_policy_name(PC_POLICY_COUNT));
+    pc_radix *t = mk(4);
+    cr_assert_eq(pc_radix_set_policy(t, PC_POLICY_COUNT), PC_E_INVAL);
+    cr_assert_eq(pc_radix_set_policy(NULL, PC_POLICY_LFU), PC_E_INVAL);
+    cr_assert_eq(pc_radix_get_policy(t), PC_POLICY_LRU);
+    cr_assert_eq(pc_radix_set_ns_priority(t, NULL, 3, 1), PC_E_INVAL);
+    pc_radix_destroy(t);
+}
+
+Test(radix_policy, fifo_ignores_hits)
+{
+    uint32_t s[3][8];
+    pc_radix *t = abc(PC_POLICY_FIFO, s);
+    cr_assert_eq(mt(t, "m", s[0], 8, NULL, 0, 0).pages, 2); /* A hit: no matter */
+    evrec e;
+    cr_assert_eq(ev(t, 3, &e), 3);
+    assert_ids(t, e.ids, e.n, (uint32_t[]){102, 101, 202}, 3, "A, then B's tail");
+    pc_radix_destroy(t);
+}
+
+Test(radix_policy, lfu_keeps_the_frequent_and_ages)
+{
+    uint32_t s[3][8];
+    pc_radix *t = abc(PC_POLICY_LFU, s);
+    for (int i = 0; i < 3; i++)
+        mt(t, "m", s[0], 8, NULL, 0, 0); /* A: 3 hits */
+    mt(t, "m", s[2], 8, NULL, 0, 0);     /* C: 1 hit  */
+    evrec e;
+    cr_assert_eq(ev(t, 2, &e), 2);
+    assert_ids(t, e.ids, e.n, (uint32_t[]){202, 201}, 2, "B: never hit");
+    cr_assert_eq(ev(t, 2, &e), 2);
+    assert_ids(t, e.ids, e.n, (uint32_t[]){302, 301}, 2, "C: one hit");
+    /* Ageing: the last victim's key (L = 2) is where newcomers start, so a
+     * prompt that is hit now and then soon outranks A's old three hits. */
+    uint32_t d[8];
+    seq_fill(d, 8, 400);
+    for (int round = 0; round < 3; round++) {
+        ins(t, "m", d, 8, (uint32_t[]){401, 402}, NULL);
+        mt(t, "m", d, 8, NULL, 0, 0);
+        mt(t, "m", d, 8, NULL, 0, 0);
+        cr_assert_eq(ev(t, 2, &e), 2);
+        if (e.ids[0] == 102)
+            break; /* A went: its stale count aged out */
+        assert_ids(t, e.ids, e.n, (uint32_t[]){402, 401}, 2, "D before A");
+    }
+    assert_ids(t, e.ids, e.n, (uint32_t[]){102, 101}, 2, "A aged out");
+    cr_assert_eq(mpages(t, "m", d, 8), 2);
+    pc_radix_destroy(t);
+}
+
+Test(radix_policy, s3fifo_small_queue_ghost_and_main)
+{
+    uint32_t s[3][8];
+    pc_radix *t = abc(PC_POLICY_S3FIFO, s); /* A, B, C in the small queue */
+    mt(t, "m", s[0], 8, NULL, 0, 0);          /* A hit while small      */
+    evrec e;
+    /* The small queue holds every page (>= 10%): A, hit, moves to main;
+     * B, the oldest never hit, goes (to the ghost). */
+    cr_assert_eq(ev(t, 2, &e), 2);
+    assert_ids(t, e.ids, e.n, (uint32_t[]){202, 201}, 2, "B first");
+    /* B comes back: remembered by the ghost, it goes straight to main. */
+    ins(t, "m", s[1], 8, (uint32_t[]){211, 212}, NULL);
+    /* Now small = {C} (2 of 6 pages, >= 10%): C goes next although A and
+     * B are older in main. */
+    cr_assert_eq(ev(t, 2, &e), 2);
+    assert_ids(t, e.ids, e.n, (uint32_t[]){302, 301}, 2, "C from small");
+    /* Main in FIFO order: A (moved first), then B. */
+    cr_assert_eq(ev(t, 4, &e), 4);
+    assert_ids(t, e.ids, e.n, (uint32_t[]){102, 101, 212, 211}, 4, "main FIFO");
+    pc_radix_destroy(t);
+}
+
+Test(radix_policy, s3fifo_main_gives_hit_pages_another_round)
+{
+    uint32_t s[3][8];
+    pc_radix *t = abc(PC_POLICY_S3FIFO, s);
+    for (int i = 0; i < 3; i++) /* all three hit: all move to main */
+        mt(t, "m", s[i], 8, NULL, 0, 0);
+    evrec e;
+    /* Moving resets the counters; main evicts A first (moved first)... */
+    cr_assert_eq(ev(t, 2, &e), 2);
+    assert_ids(t, e.ids, e.n, (uint32_t[]){102, 101}, 2, "A");
+    /* ...but a hit in main buys B another round: C goes before it. */
+    mt(t, "m", s[1], 8, NULL, 0, 0);
+    cr_assert_eq(ev(t, 2, &e), 2);
+    assert_ids(t, e.ids, e.n, (uint32_t[]){302, 301}, 2, "C before B");
+    pc_radix_destroy(t);
+}
+
+Test(radix_policy, priority_evicts_low_namespaces_first)
+{
+    pc_radix *t = mk(4);
+    cr_assert_eq(pc_radix_set_policy(t, PC_POLICY_PRIORITY), 0);
+    /* set before the namespace exists: remembered */
+    cr_assert_eq(pc_radix_set_ns_priority(t, "gold", 4, 10), 0);
+    uint32_t g1[8], g2[8], b1[8];
+    seq_fill(g1, 8, 100);
+    seq_fill(g2, 8, 200);
+    seq_fill(b1, 8, 300);
+    ins(t, "gold", g1, 8, (uint32_t[]){101, 102}, NULL);
+    ins(t, "gold", g2, 8, (uint32_t[]){201, 202}, NULL);
+    ins(t, "bronze", b1, 8, (uint32_t[]){301, 302}, NULL);
+    mt(t, "gold", g1, 8, NULL, 0, 0); /* g1 most recent within gold */
+    evrec e;
+    cr_assert_eq(ev(t, 4, &e), 4);
+    assert_ids(t, e.ids, e.n, (uint32_t[]){302, 301, 202, 201}, 4,
+               "bronze (0) although newest, then gold LRU");
+    /* Lowering gold's priority below a new namespace's re-orders at once. */
+    ins(t, "bronze", b1, 8, (uint32_t[]){311, 312}, NULL);
+    cr_assert_eq(pc_radix_set_ns_priority(t, "gold", 4, -1), 0);
+    CHECK(t);
+    cr_assert_eq(ev(t, 2, &e), 2);
+    assert_ids(t, e.ids, e.n, (uint32_t[]){102, 101}, 2, "gold now lower");
+    pc_radix_clear_ns_priorities(t);
+    CHECK(t);
+    pc_radix_destroy(t);
+}
+
+/* Switching at run time keeps everything cached and pinned, under every
+ * pair of policies. */
+Test(radix_policy, switching_keeps_content_and_locks)
+{
+    for (int from = 0; from < PC_POLICY_COUNT; from++)
+        for (int to = 0; to < PC_POLICY_COUNT; to++) {
+            uint32_t s[3][8];
+            pc_radix *t = abc((pc_radix_policy)from, s);
+            pc_radix_match_result m = mt(t, "m", s[1], 8, NULL, 0, 0);
+            lock_ok(t, m.node);
+            cr_assert_eq(pc_radix_set_policy(t, (pc_radix_policy)to), 0);
+            CHECK(t);
+            for (int i = 0; i < 3; i++)
+                cr_assert_eq(mpages(t, "m", s[i], 8), 2);
+            evrec e;
+            cr_assert_eq(ev(t, SIZE_MAX, &e), 4, "%d -> %d", from, to);
+            cr_assert_eq(mpages(t, "m", s[1], 8), 2, "the pinned prompt stays");
+            unlock_ok(t, m.node);
+            cr_assert_eq(ev(t, SIZE_MAX, &e), 2);
+            pc_radix_destroy(t);
+        }
 }

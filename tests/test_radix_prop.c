@@ -658,13 +658,37 @@ static uint64_t env_u64(const char *name, uint64_t dflt)
     return *end ? dflt : (uint64_t)x;
 }
 
-static void run(uint32_t P)
+/* Eviction policy for a run: one of pc_radix_policy, or SWITCHING: start
+ * with LRU and switch to a random policy now and then (it is reloadable). */
+#define SWITCHING (-1)
+
+/* Runtime changes the policies allow: a switch (SWITCHING runs), and a
+ * namespace priority (any run; it only orders the priority policy). */
+static void op_policy(int policy)
+{
+    if (policy == SWITCHING && chance(50)) {
+        pc_radix_policy p = (pc_radix_policy)below(PC_POLICY_COUNT);
+        g.what = "set_policy";
+        int rc = pc_radix_set_policy(g.t, p);
+        PASSERT(rc == 0, "set_policy(%s): %s", pc_radix_policy_name(p),
+                pc_errname(rc));
+        PASSERT(pc_radix_get_policy(g.t) == p, "policy not switched");
+    } else {
+        int ns = (int)below((uint32_t)(sizeof(NS) / sizeof(NS[0])));
+        int32_t prio = (int32_t)below(5) - 2;
+        g.what = "set_ns_priority";
+        int rc = pc_radix_set_ns_priority(g.t, NS[ns].bytes, NS[ns].len, prio);
+        PASSERT(rc == 0, "set_ns_priority: %s", pc_errname(rc));
+    }
+}
+
+static void run_policy(uint32_t P, int policy, size_t ops_div)
 {
     g.seed = env_u64("PC_PROP_SEED", DEFAULT_SEED);
     g.P = P;
     g.op = 0;
     g.what = "create";
-    size_t ops = (size_t)env_u64("PC_PROP_OPS", DEFAULT_OPS);
+    size_t ops = (size_t)env_u64("PC_PROP_OPS", DEFAULT_OPS) / ops_div;
     rng_state = g.seed ^ ((uint64_t)P * UINT64_C(0x9e3779b97f4a7c15));
     cr_log_info("radix prop: PC_PROP_SEED=%" PRIu64 " P=%u ops=%zu", g.seed, P,
                 ops);
@@ -674,6 +698,10 @@ static void run(uint32_t P)
     g.evict_calls = g.sum_pages = 0;
     int rc = pc_radix_create(P, &g.t);
     PASSERT(rc == 0, "create: %s", pc_errname(rc));
+    if (policy != SWITCHING) {
+        rc = pc_radix_set_policy(g.t, (pc_radix_policy)policy);
+        PASSERT(rc == 0, "set_policy: %s", pc_errname(rc));
+    }
     model *m = calloc(1, sizeof(*m));
     cr_assert_not_null(m);
     m->P = P;
@@ -693,8 +721,10 @@ static void run(uint32_t P)
             op_unlock(m);
         else if (r < 91)
             op_ancestor_unlock(m);
-        else
+        else if (r < 99 || !chance(policy == SWITCHING ? 50 : 10))
             op_evict(m);
+        else
+            op_policy(policy);
         check_all(m);
         g.sum_pages += m->n;
         if (m->n > max_pages)
@@ -746,6 +776,17 @@ static void run(uint32_t P)
     free(m);
 }
 
+static void run(uint32_t P) { run_policy(P, PC_POLICY_LRU, 1); }
+
 Test(radix_prop, p1, .timeout = 300) { run(1); }
 Test(radix_prop, p4, .timeout = 300) { run(4); }
 Test(radix_prop, p16, .timeout = 300) { run(16); }
+
+/* Every other policy, and switching between them at run time: the model
+ * proves that only unlocked leaves lose pages, deepest first. */
+Test(radix_prop, lfu, .timeout = 300) { run_policy(4, PC_POLICY_LFU, 2); }
+Test(radix_prop, fifo, .timeout = 300) { run_policy(4, PC_POLICY_FIFO, 2); }
+Test(radix_prop, s3fifo, .timeout = 300) { run_policy(4, PC_POLICY_S3FIFO, 2); }
+Test(radix_prop, s3fifo_p1, .timeout = 300) { run_policy(1, PC_POLICY_S3FIFO, 2); }
+Test(radix_prop, priority, .timeout = 300) { run_policy(4, PC_POLICY_PRIORITY, 2); }
+Test(radix_prop, switching, .timeout = 300) { run_policy(4, SWITCHING, 1); }

@@ -472,6 +472,77 @@ Test(e2e, shared_prefix)
     hd_stop(&d);
 }
 
+/* ---- eviction policy: reloadable, priorities steer eviction ------------------------------ */
+
+static void knob(pc_client *c, const char *name, char *out, size_t cap);
+
+Test(e2e, eviction_policy_reload)
+{
+    hd_daemon d;
+    hd_start(&d, NULL);
+    pc_client *c;
+    client_open(&d, &c, NULL);
+    char v[256];
+    knob(c, "eviction_policy", v, sizeof(v));
+    cr_assert_str_eq(v, "lru");
+
+    /* 8 prompts of 4 pages in "bulk" (32 blocks), then switch with content
+     * in place: nothing is lost */
+    enum { N = 8, T = 4 * P };
+    uint32_t t[2 * N][T], canon[4];
+    for (uint32_t i = 0; i < 2 * N; i++)
+        prompt(t[i], T, 3000 + i);
+    for (uint32_t i = 0; i < N; i++)
+        put_prompt(c, "bulk", 4, t[i], T, 3000 + i, canon);
+    RC_EQ(c, pc_client_config_set(c, "namespace_priorities", "gold=5", NULL, NULL), 0);
+    RC_EQ(c, pc_client_config_set(c, "eviction_policy", "priority", NULL, NULL), 0);
+    knob(c, "eviction_policy", v, sizeof(v));
+    cr_assert_str_eq(v, "priority");
+    for (uint32_t i = 0; i < N; i++)
+        cr_assert_eq(matched(c, "bulk", 4, t[i], T), T, "prompt %u kept", i);
+
+    /* 8 prompts in "gold" fill the pool; 8 more in "bulk" must evict bulk's
+     * own pages, never gold's (priority 5 > 0), although gold is less
+     * recently used (LRU would take gold's) */
+    for (uint32_t i = N; i < 2 * N; i++)
+        put_prompt(c, "gold", 4, t[i], T, 3000 + i, canon);
+    for (uint32_t i = 0; i < N; i++) /* bulk: now the most recently used */
+        cr_assert_eq(matched(c, "bulk", 4, t[i], T), T);
+    for (uint32_t i = 0; i < N; i++) {
+        uint32_t fresh[T];
+        prompt(fresh, T, 4000 + i);
+        put_prompt(c, "bulk", 4, fresh, T, 4000 + i, canon);
+    }
+    for (uint32_t i = N; i < 2 * N; i++)
+        cr_assert_eq(matched(c, "gold", 4, t[i], T), T, "gold prompt %u kept", i);
+    hd_statmap st;
+    hd_stats_get(&d, &st); /* includes the daemon's own pc_cache_check */
+
+    /* a bad value is refused with a message and changes nothing */
+    int rc = pc_client_config_set(c, "eviction_policy", "clock", NULL, NULL);
+    cr_assert_eq(rc, PC_E_INVAL, "%s", pc_errname(rc));
+    rc = pc_client_config_set(c, "namespace_priorities", "gold=top", NULL, NULL);
+    cr_assert_lt(rc, 0);
+    cr_assert(strstr(pc_client_last_error(c), "namespace_priorities"), "%s",
+              pc_client_last_error(c));
+    knob(c, "namespace_priorities", v, sizeof(v));
+    cr_assert_str_eq(v, "gold=5");
+
+    /* every policy runs the same cycle with the daemon's check passing */
+    const char *pol[] = {"lfu", "fifo", "s3fifo", "lru"};
+    for (size_t k = 0; k < 4; k++) {
+        RC_EQ(c, pc_client_config_set(c, "eviction_policy", pol[k], NULL, NULL), 0);
+        for (uint32_t i = 0; i < N; i++) {
+            uint32_t fresh[T];
+            prompt(fresh, T, 5000 + 100 * (uint32_t)k + i);
+            put_prompt(c, "bulk", 4, fresh, T, 5000 + 100 * (uint32_t)k + i, canon);
+        }
+        hd_stats_get(&d, &st);
+    }
+    pc_client_close(c);
+    hd_stop(&d);
+}
+
 /* ---- eviction under pressure ------------------------------------------------------------ */
 
 Test(e2e, eviction)
