@@ -375,6 +375,7 @@ int pc_cache_create(const pc_cache_config *cfg, pc_cache **out)
     if (!limits_ok(cfg, c->capacity))
         goto fail;
     if ((rc = pc_radix_create(c->P, &c->tree)) ||
+        (rc = pc_radix_set_capacity(c->tree, c->capacity)) ||
         (rc = pc_radix_set_policy(c->tree, cfg->eviction_policy)))
         goto fail;
     rc = PC_E_NOMEM;

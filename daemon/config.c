@@ -39,7 +39,7 @@ static const char *const backend_names[] = {"host", "none", NULL};
 static const char *const dtype_names[] = {"fp32", "fp16", "bf16", "fp8", "int8", NULL};
 static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
 static const char *const policy_names[] = {"lru", "lfu", "fifo", "s3fifo",
-                                           "priority", NULL};
+                                           "priority", "auto", NULL};
 
 /* Enum indices are the library's own values. */
 _Static_assert(PC_POOL_HOST == 0 && PC_POOL_NONE == 1, "backend_names order");
@@ -49,7 +49,8 @@ _Static_assert(PC_LOG_ERROR == 0 && PC_LOG_WARN == 1 && PC_LOG_INFO == 2 &&
                    PC_LOG_DEBUG == 3, "level_names order");
 _Static_assert(PC_POLICY_LRU == 0 && PC_POLICY_LFU == 1 && PC_POLICY_FIFO == 2 &&
                    PC_POLICY_S3FIFO == 3 && PC_POLICY_PRIORITY == 4 &&
-                   PC_POLICY_COUNT == 5, "policy_names order");
+                   PC_POLICY_AUTO == 5 && PC_POLICY_COUNT == 6,
+               "policy_names order");
 /* A string knob's max is its field's size - 1. */
 _Static_assert(PCD_ENDPOINT_MAX == 256, "endpoint max below");
 _Static_assert(PC_POOL_SHM_NAME_MAX == 200, "shm_name max below");
@@ -119,6 +120,8 @@ static const pcd_knob KNOBS[] = {
      "s3fifo: S3-FIFO, new pages in a small probation queue, pages that are "
      "hit there (or come back soon after eviction) in the main queue. "
      "priority: by namespace_priorities, lowest first, LRU among equals. "
+     "auto: S3-FIFO or LRU, whichever small sampled simulations of the "
+     "recent lookups say hits more. "
      "Switching rebuilds the order (O(cached nodes)); nothing is evicted. "
      "Which to pick: docs/eviction.md."},
     {"namespace_priorities", PCD_STR, F(namespace_priorities), "", NULL, NULL,

@@ -132,6 +132,32 @@ typedef struct ghost {
     uint64_t seq; /* next seq; the oldest live is seq - count */
 } ghost;
 
+/* The auto policy's miniature simulations: a page-level LRU and S3-FIFO
+ * over a hash-sampled subset of the page identities that lookups ask for
+ * (SHARDS-style spatial sampling, Waldspurger et al., ATC'17), each holding
+ * capacity x the sampling rate pages.  Slots live in one array, linked into
+ * FIFO lists by index; a hash table finds a page's slot. */
+typedef struct mslot {
+    uint64_t key;
+    uint32_t prev, next;
+    uint8_t q, freq;
+} mslot;
+
+enum { MQ_MAIN, MQ_SMALL, MQ_GHOST, MQ_FREE, MQ_N };
+
+typedef struct mlist {
+    uint32_t head, tail, n; /* head: the oldest */
+} mlist;
+
+typedef struct mini {
+    mslot *slot;
+    uint32_t *tab; /* slot index + 1; 0: empty */
+    uint32_t nslots, tcap, cap, small_cap, ghost_cap;
+    bool s3;
+    mlist q[MQ_N];
+    uint64_t hits, window;
+} mini;
+
 struct pc_radix {
     uint32_t P;          /* tokens per page                                 */
     uint32_t page_bytes; /* P * 4                                           */
@@ -150,7 +176,18 @@ struct pc_radix {
     ghost gh;
     ns_prio *prios;
     uint32_t nprios;
+    /* auto: the simulations, and which of them the victims follow */
+    uint64_t capacity;   /* pages; 0 unknown                            */
+    mini sim[2];         /* [0] LRU, [1] S3-FIFO                        */
+    uint32_t sample_thr; /* sampled when hash16 < sample_thr (of 65536) */
+    bool auto_s3;
+    uint64_t auto_switches, auto_sampled, auto_score[2], auto_next;
 };
+
+static inline bool s3_like(const pc_radix *t)
+{
+    return t->policy == PC_POLICY_S3FIFO || t->policy == PC_POLICY_AUTO;
+}
 
 enum kt_kind { KT_CHILD, KT_NS };
 
@@ -235,10 +272,16 @@ static inline void lru_append(pc_radix *t, pc_radix_node *n)
 #define S3_Q(n) ((n)->pol & 1u)
 #define S3_FREQ(n) (((n)->pol >> 1) & 3u)
 #define S3_FREQ_MAX 3u
+/* The ghost remembers this many times the cached pages.  The paper sizes
+ * it like the main queue; on the Mooncake traces (bench/trace_replay) a
+ * longer memory pays: a conversation's next turn often comes back after
+ * its pages left the small queue long ago (x1: +47% over LRU at 1% of the
+ * conversation trace's working set, x4: +77%). */
+#define S3_GHOST_FACTOR 4u
 
 static inline unsigned heap_of(const pc_radix *t, const pc_radix_node *n)
 {
-    return t->policy == PC_POLICY_S3FIFO ? S3_Q(n) : 0;
+    return s3_like(t) ? S3_Q(n) : 0;
 }
 
 static inline bool key_before(const pc_radix_node *a, const pc_radix_node *b)
@@ -449,12 +492,14 @@ static bool ghost_grow(pc_radix *t, ghost *g, uint32_t rcap)
     return true;
 }
 
-/* Remember an evicted page; the ghost holds about as many pages as the
- * cache (S3-FIFO sizes it like the main queue), oldest forgotten first. */
+/* Remember an evicted page; the ghost holds S3_GHOST_FACTOR times as many
+ * pages as the cache, oldest forgotten first. */
 static void ghost_add(pc_radix *t, uint64_t key)
 {
     ghost *g = &t->gh;
-    uint64_t want = t->st.pages > 64 ? t->st.pages : 64;
+    uint64_t want = t->st.pages * S3_GHOST_FACTOR;
+    if (want < 64)
+        want = 64;
     if (ghost_find(g, key)) /* already remembered: keep the older slot */
         return;
     if (g->count == g->rcap && g->rcap < want && g->rcap < (1u << 30))
@@ -485,6 +530,263 @@ static bool ghost_take(pc_radix *t, uint64_t key)
     return true;
 }
 
+/* ---- auto: miniature simulations ---------------------------------------------- */
+
+#define MINI_PAGES 2048u  /* a simulation holds about this many pages     */
+#define MINI_MIN 16u
+#define MINI_NONE UINT32_MAX
+#define AUTO_EVERY 512u   /* sampled accesses between decisions           */
+
+static void ml_push(mini *m, unsigned q, uint32_t i)
+{
+    mlist *l = &m->q[q];
+    m->slot[i].q = (uint8_t)q;
+    m->slot[i].prev = l->tail;
+    m->slot[i].next = MINI_NONE;
+    if (l->tail != MINI_NONE)
+        m->slot[l->tail].next = i;
+    else
+        l->head = i;
+    l->tail = i;
+    l->n++;
+}
+
+static void ml_unlink(mini *m, uint32_t i)
+{
+    mslot *x = &m->slot[i];
+    mlist *l = &m->q[x->q];
+    if (x->prev != MINI_NONE)
+        m->slot[x->prev].next = x->next;
+    else
+        l->head = x->next;
+    if (x->next != MINI_NONE)
+        m->slot[x->next].prev = x->prev;
+    else
+        l->tail = x->prev;
+    l->n--;
+}
+
+static uint32_t mt_find(const mini *m, uint64_t key)
+{
+    uint32_t mask = m->tcap - 1;
+    for (uint32_t i = (uint32_t)key & mask; m->tab[i]; i = (i + 1) & mask)
+        if (m->slot[m->tab[i] - 1].key == key)
+            return m->tab[i] - 1;
+    return MINI_NONE;
+}
+
+static void mt_add(mini *m, uint32_t si)
+{
+    uint32_t mask = m->tcap - 1, i = (uint32_t)m->slot[si].key & mask;
+    while (m->tab[i])
+        i = (i + 1) & mask;
+    m->tab[i] = si + 1;
+}
+
+static void mt_del(mini *m, uint32_t si)
+{
+    uint32_t mask = m->tcap - 1, i = (uint32_t)m->slot[si].key & mask, j;
+    while (m->tab[i] != si + 1)
+        i = (i + 1) & mask;
+    m->tab[i] = 0;
+    for (j = i;;) {
+        j = (j + 1) & mask;
+        if (!m->tab[j])
+            break;
+        uint32_t home = (uint32_t)m->slot[m->tab[j] - 1].key & mask;
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            m->tab[i] = m->tab[j];
+            m->tab[j] = 0;
+            i = j;
+        }
+    }
+}
+
+/* Drop slot i from the simulation (back to the free list). */
+static void mini_drop(mini *m, uint32_t i)
+{
+    ml_unlink(m, i);
+    mt_del(m, i);
+    ml_push(m, MQ_FREE, i);
+}
+
+/* S3-FIFO: make room for one page (the same rules as heap_victim). */
+static void mini_s3_room(mini *m)
+{
+    while (m->q[MQ_SMALL].n + m->q[MQ_MAIN].n >= m->cap) {
+        bool small = m->q[MQ_SMALL].n &&
+                     (m->q[MQ_SMALL].n >= m->small_cap || !m->q[MQ_MAIN].n);
+        uint32_t i = m->q[small ? MQ_SMALL : MQ_MAIN].head;
+        ml_unlink(m, i);
+        if (m->slot[i].freq) {
+            m->slot[i].freq = small ? 0 : m->slot[i].freq - 1;
+            ml_push(m, MQ_MAIN, i);
+        } else if (small) {
+            if (m->q[MQ_GHOST].n >= m->ghost_cap)
+                mini_drop(m, m->q[MQ_GHOST].head);
+            ml_push(m, MQ_GHOST, i);
+        } else {
+            mt_del(m, i);
+            ml_push(m, MQ_FREE, i);
+        }
+    }
+}
+
+/* One access to a page: a hit or a miss that caches it. */
+static void mini_access(mini *m, uint64_t key)
+{
+    uint32_t i = mt_find(m, key);
+    if (i != MINI_NONE && m->slot[i].q != MQ_GHOST) {
+        m->hits++;
+        m->window++;
+        if (!m->s3) { /* LRU: to the tail */
+            ml_unlink(m, i);
+            ml_push(m, MQ_MAIN, i);
+        } else if (m->slot[i].freq < S3_FREQ_MAX) {
+            m->slot[i].freq++;
+        }
+        return;
+    }
+    if (!m->s3) {
+        if (m->q[MQ_MAIN].n >= m->cap)
+            mini_drop(m, m->q[MQ_MAIN].head);
+    } else {
+        if (i != MINI_NONE) /* a ghost: back, into main */
+            mini_drop(m, i);
+        mini_s3_room(m);
+    }
+    uint32_t f = m->q[MQ_FREE].head;
+    assert(f != MINI_NONE);
+    ml_unlink(m, f);
+    m->slot[f].key = key;
+    m->slot[f].freq = 0;
+    mt_add(m, f);
+    ml_push(m, !m->s3 || i != MINI_NONE ? MQ_MAIN : MQ_SMALL, f);
+}
+
+static void mini_free(pc_radix *t, mini *m)
+{
+    rx_free(t, m->slot);
+    rx_free(t, m->tab);
+    memset(m, 0, sizeof(*m));
+}
+
+static int mini_init(pc_radix *t, mini *m, uint32_t cap, bool s3)
+{
+    memset(m, 0, sizeof(*m));
+    m->s3 = s3;
+    m->cap = cap;
+    m->small_cap = cap / 10 ? cap / 10 : 1;
+    m->ghost_cap = s3 ? cap * S3_GHOST_FACTOR : 0;
+    m->nslots = cap + m->ghost_cap + 1;
+    m->tcap = 64;
+    while (m->tcap < 2 * m->nslots)
+        m->tcap *= 2;
+    m->slot = rx_alloc(t, (size_t)m->nslots * sizeof(*m->slot));
+    m->tab = rx_alloc(t, (size_t)m->tcap * sizeof(*m->tab));
+    if (!m->slot || !m->tab) {
+        mini_free(t, m);
+        return PC_E_NOMEM;
+    }
+    memset(m->tab, 0, (size_t)m->tcap * sizeof(*m->tab));
+    for (unsigned q = 0; q < MQ_N; q++)
+        m->q[q] = (mlist){MINI_NONE, MINI_NONE, 0};
+    for (uint32_t i = 0; i < m->nslots; i++)
+        ml_push(m, MQ_FREE, i);
+    return 0;
+}
+
+/* (Re)build the simulations for the capacity; the old ones stay on
+ * failure.  Nothing to do unless auto is active and a capacity known. */
+static int auto_build(pc_radix *t)
+{
+    if (t->policy != PC_POLICY_AUTO || !t->capacity)
+        return 0;
+    uint64_t rate = t->capacity / MINI_PAGES; /* 1 page in `rate` sampled */
+    uint32_t thr = rate > 1 ? (uint32_t)(65536 / rate) : 65536;
+    if (!thr)
+        thr = 1;
+    uint64_t cap = t->capacity * thr / 65536;
+    if (cap < MINI_MIN)
+        cap = MINI_MIN;
+    mini n[2];
+    if (mini_init(t, &n[0], (uint32_t)cap, false))
+        return PC_E_NOMEM;
+    if (mini_init(t, &n[1], (uint32_t)cap, true)) {
+        mini_free(t, &n[0]);
+        return PC_E_NOMEM;
+    }
+    mini_free(t, &t->sim[0]);
+    mini_free(t, &t->sim[1]);
+    t->sim[0] = n[0];
+    t->sim[1] = n[1];
+    t->sample_thr = thr;
+    t->auto_score[0] = t->auto_score[1] = 0;
+    t->auto_next = t->auto_sampled + AUTO_EVERY;
+    return 0;
+}
+
+/* Feed a lookup's pages to the simulations, then maybe change course:
+ * scores decay by 1/8 every AUTO_EVERY sampled accesses, and a switch
+ * needs the other side ahead by more than 1/16 (hysteresis; LRU first). */
+static void auto_feed(pc_radix *t, uint32_t root_hash, const uint32_t *tokens,
+                      size_t pages)
+{
+    for (size_t i = 0; i < pages; i++) {
+        const uint32_t *pg = tokens + i * t->P;
+        uint32_t h = (pg[0] * 0x9E3779B1u) ^ (pg[t->P - 1] * 0x85EBCA77u) ^
+                     ((uint32_t)i * 0xC2B2AE3Du) ^ root_hash;
+        h ^= h >> 15;
+        h *= 0x2C1B3C6Du;
+        h ^= h >> 12;
+        if ((h & 0xffffu) >= t->sample_thr)
+            continue;
+        uint64_t key = page_ident(t, root_hash, pg, i);
+        mini_access(&t->sim[0], key);
+        mini_access(&t->sim[1], key);
+        if (++t->auto_sampled < t->auto_next)
+            continue;
+        t->auto_next = t->auto_sampled + AUTO_EVERY;
+        for (int k = 0; k < 2; k++) {
+            t->auto_score[k] += t->sim[k].window - t->auto_score[k] / 8;
+            t->sim[k].window = 0;
+        }
+        uint64_t cur = t->auto_score[t->auto_s3], other = t->auto_score[!t->auto_s3];
+        if (other > cur + cur / 16 + 8) {
+            t->auto_s3 = !t->auto_s3;
+            t->auto_switches++;
+        }
+    }
+}
+
+void pc_radix_auto_stats_get(const pc_radix *t, pc_radix_auto_stats *out)
+{
+    if (!out)
+        return;
+    memset(out, 0, sizeof(*out));
+    if (!t || t->policy != PC_POLICY_AUTO)
+        return;
+    out->using_s3fifo = t->auto_s3;
+    out->switches = t->auto_switches;
+    out->sampled = t->auto_sampled;
+    out->lru_hits = t->sim[0].hits;
+    out->s3fifo_hits = t->sim[1].hits;
+}
+
+int pc_radix_set_capacity(pc_radix *t, uint64_t pages)
+{
+    if (!t)
+        return PC_E_INVAL;
+    uint64_t old = t->capacity;
+    t->capacity = pages;
+    if (pages == old)
+        return 0;
+    int rc = auto_build(t);
+    if (rc)
+        t->capacity = old;
+    return rc;
+}
+
 /* ---- recency ------------------------------------------------------------- */
 
 /* Mark the path from n up to its root most recently used, deepest first so
@@ -503,7 +805,7 @@ static void touch_path(pc_radix *t, pc_radix_node *n, bool hit)
         }
         if (t->policy == PC_POLICY_LFU)
             n->pkey = t->lfu_L + n->hits + 1;
-        else if (t->policy == PC_POLICY_S3FIFO && hit && S3_FREQ(n) < S3_FREQ_MAX)
+        else if (s3_like(t) && hit && S3_FREQ(n) < S3_FREQ_MAX)
             n->pol += 2;
     }
     if (first->hidx)
@@ -862,6 +1164,10 @@ void pc_radix_destroy(pc_radix *t)
     free(t->gh.ring);
     free(t->gh.set);
     free(t->prios);
+    for (int k = 0; k < 2; k++) {
+        free(t->sim[k].slot);
+        free(t->sim[k].tab);
+    }
     free(t);
 }
 
@@ -968,8 +1274,8 @@ int pc_radix_match(pc_radix *t, const void *ns, size_t ns_len,
         max = blocks_cap;
 
     walk w;
-    walk_down(t, ns_find(t, ns, ns_len, hash32(ns, ns_len)), tokens, max,
-              blocks, &w);
+    uint32_t h = hash32(ns, ns_len);
+    walk_down(t, ns_find(t, ns, ns_len, h), tokens, max, blocks, &w);
     pc_radix_node *hit = w.part ? w.part : w.node;
     if (w.part && (flags & PC_RADIX_MATCH_SPLIT)) {
         pc_radix_node *u = NULL;
@@ -988,6 +1294,8 @@ int pc_radix_match(pc_radix *t, const void *ns, size_t ns_len,
         t->st.miss_pages += want - w.pages;
         if (w.pages)
             touch_path(t, hit, true);
+        if (t->policy == PC_POLICY_AUTO && t->sim[0].slot)
+            auto_feed(t, h, tokens, want);
     }
     return 0;
 }
@@ -1010,7 +1318,8 @@ static void leaf_admit(pc_radix *t, pc_radix_node *n, const pc_radix_node *root,
     case PC_POLICY_PRIORITY:
         n->pkey = root->pkey;
         break;
-    case PC_POLICY_S3FIFO: {
+    case PC_POLICY_S3FIFO:
+    case PC_POLICY_AUTO: {
         unsigned q = t->gh.count &&
                      ghost_take(t, page_ident(t, root->hash, page, index));
         n->pol = q;
@@ -1188,7 +1497,7 @@ static void evict_tail(pc_radix *t, pc_radix_node *x, size_t take,
         if (fn)
             fn(ctx, b[x->npages - 1 - i]);
     x->npages -= (uint32_t)take;
-    if (t->policy == PC_POLICY_S3FIFO)
+    if (s3_like(t))
         t->s3_pages[S3_Q(x)] -= take;
     t->st.pages -= take;
     t->st.tokens -= take * t->P;
@@ -1216,7 +1525,7 @@ static void evict_tail(pc_radix *t, pc_radix_node *x, size_t take,
  * with hits another round (its counter drops by one) before evicting it. */
 static pc_radix_node *heap_victim(pc_radix *t)
 {
-    if (t->policy != PC_POLICY_S3FIFO)
+    if (!s3_like(t))
         return t->hn[0] ? t->heap[0][1] : NULL;
     for (;;) {
         bool small = t->hn[0] && (!t->hn[1] || t->s3_pages[0] * 10 >=
@@ -1263,7 +1572,11 @@ size_t pc_radix_evict(pc_radix *t, size_t n_blocks, pc_radix_evict_fn fn,
     if (!t)
         return 0;
     while (t->policy != PC_POLICY_LRU && freed < n_blocks) {
-        pc_radix_node *x = heap_victim(t);
+        pc_radix_node *x;
+        if (t->policy == PC_POLICY_AUTO && !t->auto_s3) /* LRU's turn */
+            x = t->lru.next != &t->lru ? (pc_radix_node *)t->lru.next : NULL;
+        else
+            x = heap_victim(t);
         if (!x)
             break;
         size_t take = n_blocks - freed;
@@ -1271,7 +1584,7 @@ size_t pc_radix_evict(pc_radix *t, size_t n_blocks, pc_radix_evict_fn fn,
             take = x->npages;
         if (t->policy == PC_POLICY_LFU && x->pkey > t->lfu_L)
             t->lfu_L = x->pkey; /* ageing: newcomers start at the victim's key */
-        else if (t->policy == PC_POLICY_S3FIFO && S3_Q(x) == 0)
+        else if (s3_like(t) && S3_Q(x) == 0)
             ghost_record(t, x, take);
         freed += take;
         evict_tail(t, x, take, fn, ctx);
@@ -1344,7 +1657,7 @@ int pc_radix_evict_ns(pc_radix *t, const void *ns, size_t ns_len,
 static const char *const policy_names[PC_POLICY_COUNT] = {
     [PC_POLICY_LRU] = "lru",   [PC_POLICY_LFU] = "lfu",
     [PC_POLICY_FIFO] = "fifo", [PC_POLICY_S3FIFO] = "s3fifo",
-    [PC_POLICY_PRIORITY] = "priority",
+    [PC_POLICY_PRIORITY] = "priority", [PC_POLICY_AUTO] = "auto",
 };
 
 const char *pc_radix_policy_name(pc_radix_policy p)
@@ -1374,6 +1687,17 @@ int pc_radix_set_policy(pc_radix *t, pc_radix_policy p)
         return 0;
     if (p != PC_POLICY_LRU && heap_grow(t, t->st.nodes + 1))
         return PC_E_NOMEM;
+    pc_radix_policy old = t->policy;
+    t->policy = p;
+    int rc = auto_build(t); /* only for auto */
+    t->policy = old;
+    if (rc)
+        return rc;
+    if (p != PC_POLICY_AUTO) {
+        mini_free(t, &t->sim[0]);
+        mini_free(t, &t->sim[1]);
+    }
+    t->auto_s3 = false;
     for (int q = 0; q < 2; q++) {
         for (uint32_t i = 1; i <= t->hn[q]; i++)
             t->heap[q][i]->hidx = 0;
@@ -1405,6 +1729,7 @@ int pc_radix_set_policy(pc_radix *t, pc_radix_policy p)
                 n->pkey = r->pkey;
                 break;
             case PC_POLICY_S3FIFO:
+            case PC_POLICY_AUTO:
                 n->pol = 1;
                 /* fall through */
             default: /* fifo: insertion order is not kept; recency is */
@@ -1602,8 +1927,10 @@ int pc_radix_check(const pc_radix *t)
         return PC_E_INVAL;
     uint64_t s3_pages[2] = {0, 0}, heap_wanted = 0;
     c.metadata_bytes = malloc_usable_size((void *)t);
-    const void *extra[] = {t->ns.slots, t->heap[0], t->heap[1], t->gh.ring,
-                           t->gh.set, t->prios};
+    const void *extra[] = {t->ns.slots, t->heap[0],   t->heap[1],
+                           t->gh.ring,  t->gh.set,    t->prios,
+                           t->sim[0].slot, t->sim[0].tab, t->sim[1].slot,
+                           t->sim[1].tab};
     for (size_t i = 0; i < sizeof(extra) / sizeof(extra[0]); i++)
         c.metadata_bytes += extra[i] ? malloc_usable_size((void *)extra[i]) : 0;
     CHECK(t->page_bytes == t->P * 4, "page_bytes");
@@ -1712,7 +2039,7 @@ int pc_radix_check(const pc_radix *t)
             for (uint32_t i = 2; i <= t->hn[q]; i++)
                 CHECK(!key_before(t->heap[q][i], t->heap[q][i / 2]),
                       "heap %u order broken at %u", q, i);
-        if (t->policy != PC_POLICY_S3FIFO)
+        if (!s3_like(t))
             CHECK(t->hn[1] == 0, "second heap used by %s",
                   pc_radix_policy_name(t->policy));
         else
@@ -1725,6 +2052,39 @@ int pc_radix_check(const pc_radix *t)
         CHECK(t->hn[0] == 0 && t->hn[1] == 0 && t->hcap == 0,
               "heaps kept under lru");
     }
+    /* The simulations: lists well linked, every live page findable. */
+    for (int k = 0; k < 2; k++) {
+        const mini *m = &t->sim[k];
+        if (!m->slot) {
+            CHECK(k == 0 ? 1 : !t->sim[0].slot, "one simulation missing");
+            continue;
+        }
+        CHECK(t->policy == PC_POLICY_AUTO, "simulations kept under %s",
+              pc_radix_policy_name(t->policy));
+        uint32_t total = 0;
+        for (unsigned q = 0; q < MQ_N; q++) {
+            uint32_t n = 0, prev = MINI_NONE;
+            for (uint32_t i = m->q[q].head; i != MINI_NONE; i = m->slot[i].next) {
+                CHECK(i < m->nslots && m->slot[i].q == q && m->slot[i].prev == prev,
+                      "simulation %d list %u broken", k, q);
+                CHECK(q == MQ_FREE || mt_find(m, m->slot[i].key) == i,
+                      "simulation %d page not found", k);
+                prev = i;
+                CHECK(++n <= m->nslots, "simulation %d list %u loops", k, q);
+            }
+            CHECK(n == m->q[q].n && m->q[q].tail == prev,
+                  "simulation %d list %u counts %u, holds %u", k, q, m->q[q].n, n);
+            total += n;
+        }
+        CHECK(total == m->nslots, "simulation %d holds %u of %u slots", k, total,
+              m->nslots);
+        CHECK(m->q[MQ_MAIN].n + m->q[MQ_SMALL].n <= m->cap &&
+                  m->q[MQ_GHOST].n <= m->ghost_cap,
+              "simulation %d over capacity", k);
+    }
+    CHECK(t->policy != PC_POLICY_AUTO || !t->capacity || t->sim[0].slot,
+          "auto without its simulations");
+
     /* The ghost: every member points at its own ring slot. */
     {
         const ghost *g = &t->gh;

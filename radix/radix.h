@@ -171,6 +171,13 @@ int pc_radix_evict_ns(pc_radix *t, const void *ns, size_t ns_len,
  *             gives a hit page another round (2-bit counter) before eviction
  *   priority  per-namespace priority (pc_radix_set_ns_priority; default 0):
  *             lower priorities are evicted first, LRU among equals
+ *   auto      s3fifo's bookkeeping, but each victim comes from LRU or from
+ *             S3-FIFO, whichever two miniature simulations (LRU and S3-FIFO
+ *             on a hash-sampled subset of the pages that lookups ask for,
+ *             scaled to pc_radix_set_capacity) say hits more lately: S3-FIFO
+ *             wins big on small caches, LRU where the reuse distance fits
+ *             the cache.  Costs a hash per sampled page of each lookup.
+ *             Without a capacity it stays LRU.
  */
 typedef enum pc_radix_policy {
     PC_POLICY_LRU = 0,
@@ -178,10 +185,12 @@ typedef enum pc_radix_policy {
     PC_POLICY_FIFO,
     PC_POLICY_S3FIFO,
     PC_POLICY_PRIORITY,
+    PC_POLICY_AUTO,
     PC_POLICY_COUNT
 } pc_radix_policy;
 
-/* "lru", "lfu", "fifo", "s3fifo", "priority"; NULL for an invalid value. */
+/* "lru", "lfu", "fifo", "s3fifo", "priority", "auto"; NULL for an invalid
+ * value. */
 const char *pc_radix_policy_name(pc_radix_policy p);
 /* The reverse (exact, lower case); PC_E_INVAL for an unknown name. */
 int pc_radix_policy_parse(const char *name, pc_radix_policy *out);
@@ -191,6 +200,20 @@ int pc_radix_policy_parse(const char *name, pc_radix_policy *out);
  * policy stays). */
 int pc_radix_set_policy(pc_radix *t, pc_radix_policy p);
 pc_radix_policy pc_radix_get_policy(const pc_radix *t);
+
+/* The cache's capacity in pages (the pool's blocks), which the auto
+ * policy's simulations are scaled to; 0 = unknown (auto then acts as LRU).
+ * PC_E_INVAL for NULL, PC_E_NOMEM. */
+int pc_radix_set_capacity(pc_radix *t, uint64_t pages);
+
+/* What the auto policy does now and has done (all 0 under the others). */
+typedef struct pc_radix_auto_stats {
+    int using_s3fifo;       /* victims come from S3-FIFO (else LRU)          */
+    uint64_t switches;      /* times it changed its mind                    */
+    uint64_t sampled;       /* page accesses fed to the simulations         */
+    uint64_t lru_hits, s3fifo_hits; /* their hits (sampled pages)           */
+} pc_radix_auto_stats;
+void pc_radix_auto_stats_get(const pc_radix *t, pc_radix_auto_stats *out);
 
 /* Eviction priority of a namespace, for the priority policy (kept for
  * namespaces not cached yet; higher = evicted later; default 0).  O(nodes of

@@ -470,6 +470,15 @@ static int op_stats(pc_rpc_server *s, uint64_t id)
     S("tree.splits", c.tree.splits);
     S("tree.evicted_pages", c.tree.evicted_pages);
     S("tree.evicted_nodes", c.tree.evicted_nodes);
+    pc_radix *tree = pc_cache_tree(s->cache);
+    pc_radix_auto_stats as;
+    pc_radix_auto_stats_get(tree, &as);
+    S("evict.policy", pc_radix_get_policy(tree)); /* pc_radix_policy */
+    S("evict.auto.using_s3fifo", as.using_s3fifo);
+    S("evict.auto.switches", as.switches);
+    S("evict.auto.sampled", as.sampled);
+    S("evict.auto.lru_hits", as.lru_hits);
+    S("evict.auto.s3fifo_hits", as.s3fifo_hits);
     /* Block counts are gauges under pool.blocks.* (as rpc.h names them);
      * transitions and sizes directly under pool.* */
     S("pool.blocks.capacity", c.pool.capacity);

@@ -839,8 +839,8 @@ Test(config, eviction_policy_and_namespace_priorities)
     pcd_config c;
     pcd_config_defaults(&c);
     cr_expect_eq(c.eviction_policy, PC_POLICY_LRU, "LRU stays the default");
-    const char *names[] = {"lru", "lfu", "fifo", "s3fifo", "priority"};
-    for (int i = 0; i < 5; i++) {
+    const char *names[] = {"lru", "lfu", "fifo", "s3fifo", "priority", "auto"};
+    for (int i = 0; i < 6; i++) {
         cr_expect_eq(pcd_config_set(&c, "eviction_policy", names[i], g_err,
                                     sizeof(g_err)), 0, "%s", g_err);
         cr_expect_eq(c.eviction_policy, i);

@@ -1606,3 +1606,77 @@ Test(radix_policy, switching_keeps_content_and_locks)
             pc_radix_destroy(t);
         }
 }
+
+/* auto: a miss-or-insert cache of `cap` pages driven by 1-page prompts. */
+static void auto_access(pc_radix *t, uint32_t key, size_t cap, size_t *hits)
+{
+    uint32_t tok = key, blk = key;
+    pc_radix_match_result m = mt(t, "m", &tok, 1, NULL, 0, 0);
+    if (m.pages) {
+        ++*hits;
+        return;
+    }
+    ins(t, "m", &tok, 1, &blk, NULL);
+    pc_radix_stats s = stats(t);
+    if (s.pages > cap) {
+        evrec e;
+        ev(t, s.pages - cap, &e);
+    }
+}
+
+Test(radix_policy, auto_follows_the_simulation_that_hits_more)
+{
+    enum { CAP = 64, HOT = 30 };
+    pc_radix *t = mk(1);
+    cr_assert_eq(pc_radix_set_capacity(t, CAP), 0);
+    cr_assert_eq(pc_radix_set_policy(t, PC_POLICY_AUTO), 0);
+    CHECK(t);
+    pc_radix_auto_stats a;
+    pc_radix_auto_stats_get(t, &a);
+    cr_assert_eq(a.using_s3fifo, 0, "starts as LRU");
+
+    /* A loop over 40 pages fits: both simulations hit alike, no switch. */
+    size_t hits = 0;
+    for (uint32_t i = 0; i < 4000; i++)
+        auto_access(t, 1 + i % 40, CAP, &hits);
+    pc_radix_auto_stats_get(t, &a);
+    cr_assert_eq(a.switches, 0, "switched on a tie");
+    cr_assert_eq(a.using_s3fifo, 0);
+    cr_assert_geq(hits, 4000 - 40 - 40, "a loop that fits must hit");
+    cr_assert_gt(a.sampled, 3000);
+
+    /* A hot set of 30 pages between scans of 3 one-time pages each: LRU's
+     * reuse distance (120) exceeds the cache and it misses every time;
+     * S3-FIFO keeps the hot set in its main queue.  auto must switch and
+     * then hit most hot accesses. */
+    hits = 0;
+    uint32_t next_cold = 1000000, hot_seen = 0;
+    size_t hot_hits = 0;
+    for (uint32_t i = 0; i < 8000; i++) {
+        size_t before = hits;
+        if (i % 4 == 0) {
+            auto_access(t, 100 + (i / 4) % HOT, CAP, &hits);
+            if (i >= 6000) {
+                hot_seen++;
+                hot_hits += hits - before;
+            }
+        } else {
+            auto_access(t, next_cold++, CAP, &hits);
+        }
+    }
+    pc_radix_auto_stats_get(t, &a);
+    cr_log_info("auto: switches %llu, sampled %llu, lru hits %llu, s3fifo hits %llu",
+                (unsigned long long)a.switches, (unsigned long long)a.sampled,
+                (unsigned long long)a.lru_hits, (unsigned long long)a.s3fifo_hits);
+    cr_assert_eq(a.using_s3fifo, 1, "S3-FIFO hits more here");
+    cr_assert_geq(a.switches, 1);
+    cr_assert_gt(a.s3fifo_hits, a.lru_hits);
+    cr_assert_geq(hot_hits * 10, (size_t)hot_seen * 8,
+                  "hot pages hit %zu of %u in the last quarter", hot_hits, hot_seen);
+    /* Switching away drops the simulations; the stats go quiet. */
+    cr_assert_eq(pc_radix_set_policy(t, PC_POLICY_LRU), 0);
+    CHECK(t);
+    pc_radix_auto_stats_get(t, &a);
+    cr_assert_eq(a.switches, 0);
+    pc_radix_destroy(t);
+}

@@ -698,6 +698,9 @@ static void run_policy(uint32_t P, int policy, size_t ops_div)
     g.evict_calls = g.sum_pages = 0;
     int rc = pc_radix_create(P, &g.t);
     PASSERT(rc == 0, "create: %s", pc_errname(rc));
+    /* auto's simulations need a capacity: about what the soft cap keeps */
+    rc = pc_radix_set_capacity(g.t, SOFT_CAP);
+    PASSERT(rc == 0, "set_capacity: %s", pc_errname(rc));
     if (policy != SWITCHING) {
         rc = pc_radix_set_policy(g.t, (pc_radix_policy)policy);
         PASSERT(rc == 0, "set_policy: %s", pc_errname(rc));
@@ -789,4 +792,5 @@ Test(radix_prop, fifo, .timeout = 300) { run_policy(4, PC_POLICY_FIFO, 2); }
 Test(radix_prop, s3fifo, .timeout = 300) { run_policy(4, PC_POLICY_S3FIFO, 2); }
 Test(radix_prop, s3fifo_p1, .timeout = 300) { run_policy(1, PC_POLICY_S3FIFO, 2); }
 Test(radix_prop, priority, .timeout = 300) { run_policy(4, PC_POLICY_PRIORITY, 2); }
+Test(radix_prop, auto_p4, .timeout = 300) { run_policy(4, PC_POLICY_AUTO, 2); }
 Test(radix_prop, switching, .timeout = 300) { run_policy(4, SWITCHING, 1); }
