@@ -10,7 +10,7 @@
  * One prompt's life (what the RPC layer exposes one to one):
  *
  *   lookup(ns, prompt, pin) ─► matched m pages, their block ids, lease L
- *   alloc(k, L)             ─► k LEASED blocks owned by L (evicts LRU pages
+ *   alloc(k, L)             ─► k LEASED blocks owned by L (evicts unpinned pages
  *                              first when the pool is short)
  *   ... engine reads the m cached blocks, computes and writes the k new ...
  *   insert(ns, prompt, ids, L) ─► new pages adopt L's blocks (CACHED);
@@ -142,7 +142,7 @@ size_t pc_cache_expire(pc_cache *c);
  * event loop knows how long it may block. */
 uint64_t pc_cache_next_deadline_ms(pc_cache *c);
 
-/* Watermarks: if free blocks < low, evict LRU pages until free >= high (or
+/* Watermarks: if free blocks < low, evict unpinned pages (by the eviction policy) until free >= high (or
  * nothing is evictable).  Returns blocks evicted. */
 size_t pc_cache_maintain(pc_cache *c);
 
