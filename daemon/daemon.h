@@ -240,4 +240,8 @@ pc_rpc_server *pcd_daemon_server(const pcd_daemon *d);
  * SIGPIPE ignored. */
 int pcd_signals_install(void);
 
+/* Pre-fault the memory jemalloc maps for the daemon's thread (prefault.c,
+ * prefixcached only): 0, or PC_E_IO where that is not available. */
+int pcd_prefault_install(void);
+
 #endif /* PCD_DAEMON_H */

@@ -38,6 +38,7 @@ int main(int argc, char **argv)
         return 1;
     }
     pcd_daemon *d = NULL;
+    int prefault = pcd_prefault_install(); /* before the tree allocates */
     if (pcd_signals_install()) {
         pcd_log(PC_LOG_ERROR, "cannot start: cannot install signal handlers");
         pcd_cmdline_free(&cl);
@@ -48,6 +49,9 @@ int main(int argc, char **argv)
         pcd_cmdline_free(&cl);
         return 1;
     }
+    pcd_log(PC_LOG_DEBUG, "memory: %s", prefault == 0
+            ? "jemalloc extents pre-faulted (MADV_POPULATE_WRITE)"
+            : "demand-faulted (no jemalloc extent hooks)");
     rc = pcd_daemon_run(d);
     pcd_daemon_destroy(d);
     pcd_cmdline_free(&cl);
