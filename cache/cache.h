@@ -50,7 +50,7 @@ typedef struct pc_cache_config {
     /* Which unpinned pages go first when space is needed (radix.h); default
      * PC_POLICY_LRU.  Reloadable (pc_cache_set_limits). */
     pc_radix_policy eviction_policy;
-    pc_clock_fn clock;             /* NULL: CLOCK_MONOTONIC                  */
+    pc_clock_fn clock;             /* NULL: CLOCK_MONOTONIC_COARSE           */
     void *clock_ctx;
 } pc_cache_config;
 
