@@ -50,7 +50,7 @@ int main(int argc, char **argv)
         return 1;
     }
     pcd_log(PC_LOG_DEBUG, "memory: %s", prefault == 0
-            ? "jemalloc extents pre-faulted (MADV_POPULATE_WRITE)"
+            ? "new jemalloc extents pre-faulted in idle time"
             : "demand-faulted (no jemalloc extent hooks)");
     rc = pcd_daemon_run(d);
     pcd_daemon_destroy(d);
