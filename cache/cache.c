@@ -358,6 +358,17 @@ static int limits_ok(const pc_cache_config *cfg, uint64_t capacity)
            pc_radix_policy_name(cfg->eviction_policy) != NULL;
 }
 
+/* memset to 0 through a volatile pointer: a plain malloc + memset(0) is
+ * turned into calloc by the compiler, whose fresh pages are only mapped,
+ * not touched. */
+static void zero_touched(void *p, size_t n)
+{
+    volatile unsigned char *b = p;
+    for (size_t i = 0; i < n; i += 4096)
+        b[i] = 0;
+    memset(p, 0, n);
+}
+
 int pc_cache_create(const pc_cache_config *cfg, pc_cache **out)
 {
     if (!out || !cfg)
@@ -382,11 +393,18 @@ int pc_cache_create(const pc_cache_config *cfg, pc_cache **out)
         (rc = pc_radix_set_policy(c->tree, cfg->eviction_policy)))
         goto fail;
     rc = PC_E_NOMEM;
-    c->owner = calloc(c->capacity, sizeof(*c->owner));
-    c->pos = calloc(c->capacity, sizeof(*c->pos));
-    c->mark = calloc(c->capacity, sizeof(*c->mark));
+    /* Per-block bookkeeping, 16 bytes a block, written now rather than on
+     * first use: calloc's lazily mapped zero pages would otherwise fault
+     * one by one while engines allocate, a page every 256 blocks, inside
+     * request latency (microseconds each in a VM). */
+    c->owner = malloc(c->capacity * sizeof(*c->owner));
+    c->pos = malloc(c->capacity * sizeof(*c->pos));
+    c->mark = malloc(c->capacity * sizeof(*c->mark));
     if (!c->owner || !c->pos || !c->mark)
         goto fail;
+    zero_touched(c->owner, c->capacity * sizeof(*c->owner));
+    zero_touched(c->pos, c->capacity * sizeof(*c->pos));
+    zero_touched(c->mark, c->capacity * sizeof(*c->mark));
     *out = c;
     return 0;
 fail:

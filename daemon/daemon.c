@@ -22,13 +22,13 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define POLL_MS 500
 
 struct pcd_daemon {
     pcd_config cfg;
@@ -39,6 +39,10 @@ struct pcd_daemon {
 };
 
 static volatile sig_atomic_t g_stop_sig, g_hup;
+/* The self-pipe: the handler sets its flag, then writes a byte, so that a
+ * signal landing just before the loop goes to sleep still wakes it (the
+ * loop sleeps without a timeout). */
+static int g_wake[2] = {-1, -1};
 
 static void on_signal(int sig)
 {
@@ -46,10 +50,24 @@ static void on_signal(int sig)
         g_hup = 1;
     else
         g_stop_sig = sig;
+    int saved = errno;
+    if (g_wake[1] >= 0 && write(g_wake[1], "", 1) < 0) {
+        /* full pipe: a wakeup is pending anyway */
+    }
+    errno = saved;
+}
+
+static void wake_drain(void)
+{
+    char buf[64];
+    while (g_wake[0] >= 0 && read(g_wake[0], buf, sizeof(buf)) > 0) {
+    }
 }
 
 int pcd_signals_install(void)
 {
+    if (g_wake[0] < 0 && pipe2(g_wake, O_NONBLOCK | O_CLOEXEC) != 0)
+        return PC_E_IO;
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
@@ -311,6 +329,7 @@ int pcd_daemon_create(const pcd_config *cfg, const pcd_cmdline *cl,
         .cache = d->cache,
         .hooks = {.ctx = d, .log = pcd_log_hook, .config_get = hook_get,
                   .config_set = hook_set},
+        .wakeup_fd = g_wake[0] > 0 ? g_wake[0] : 0,
     };
     /* libzmq starts its I/O thread here; with our signals blocked while it
      * does, that thread inherits the mask and signals land on this one,
@@ -348,10 +367,13 @@ int pcd_daemon_run(pcd_daemon *d)
     while (!d->stop && !g_stop_sig) {
         if (g_hup) {
             g_hup = 0;
+            wake_drain();
             pcd_log(PC_LOG_INFO, "SIGHUP: re-reading the configuration");
             pcd_daemon_reload(d);
         }
-        int rc = pc_rpc_server_poll(d->srv, POLL_MS);
+        /* Sleeps until a request, a lease deadline, a signal or
+         * pcd_daemon_stop (both write the self-pipe). */
+        int rc = pc_rpc_server_poll(d->srv, g_wake[0] >= 0 ? -1 : 100);
         if (rc < 0) {
             pcd_log(PC_LOG_ERROR, "serving failed: %s; shutting down",
                     pc_strerror(rc));
@@ -366,8 +388,12 @@ int pcd_daemon_run(pcd_daemon *d)
 
 void pcd_daemon_stop(pcd_daemon *d)
 {
-    if (d)
+    if (d) {
         d->stop = 1;
+        if (g_wake[1] >= 0 && write(g_wake[1], "", 1) < 0) {
+            /* full pipe: a wakeup is pending anyway */
+        }
+    }
 }
 
 void pcd_daemon_destroy(pcd_daemon *d)

@@ -79,6 +79,11 @@ typedef struct pc_rpc_config {
     pc_proto_limits limits; /* 0 fields: the PC_PROTO_*_DEFAULT values        */
     pc_cache *cache;        /* driven by the server, owned by the caller    */
     pc_rpc_hooks hooks;
+    /* A descriptor that, once readable, makes pc_rpc_server_poll return
+     * (e.g. the read end of a pipe a signal handler writes to, so that a
+     * signal is never missed however long poll sleeps); the caller drains
+     * it.  0: none (fd 0 is never one). */
+    int wakeup_fd;
 } pc_rpc_config;
 
 /*
@@ -91,11 +96,12 @@ typedef struct pc_rpc_config {
 int pc_rpc_server_create(const pc_rpc_config *cfg, pc_rpc_server **out);
 
 /*
- * Serve: wait up to timeout_ms (-1: until a message or the next lease
- * deadline) for requests, then handle every ready one, then run expiry and
- * watermarks.  Returns the number of requests handled, 0 on timeout or when
- * interrupted by a signal (EINTR: the caller checks its flags and calls
- * again), or a negative PC_E_* on a fatal socket error.
+ * Serve: wait up to timeout_ms (-1: no limit) for requests, a lease
+ * deadline (a timerfd armed at the earliest one) or the wakeup fd, then
+ * handle every ready request, then run expiry and watermarks.  Returns the
+ * number of requests handled, 0 on timeout, on a deadline, on a wakeup or
+ * when interrupted by a signal (EINTR: the caller checks its flags and
+ * calls again), or a negative PC_E_* on a fatal socket error.
  */
 int pc_rpc_server_poll(pc_rpc_server *s, int timeout_ms);
 

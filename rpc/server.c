@@ -4,7 +4,7 @@
  *
  *   pc_rpc_server_poll(s, timeout)
  *   │
- *   ├─ zmq_poll(ROUTER, min(timeout, next lease deadline))
+ *   ├─ zmq_poll(ROUTER, deadline timerfd, wakeup fd; timeout)
  *   │      EINTR ──────────────────────────────► return 0 (caller checks
  *   │                                               its signal flags)
  *   ├─ drain: until EAGAIN (at most DRAIN_MAX per call)
@@ -52,6 +52,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -93,6 +94,13 @@ struct pc_rpc_server {
     int log_level;
     uint64_t knobs_at_ms;
     uint64_t dropped_logged_ms, dropped_unlogged;
+    /* Lease deadlines wake the loop through a timerfd rather than a poll
+     * timeout: poll can then sleep without a timer of its own (no hrtimer,
+     * no clock reads per wait), and since renewals only push deadlines
+     * later, the timer is re-armed about once per TTL, not per request. */
+    int tfd;
+    uint64_t armed_at; /* coarse ms the timer fires at; 0: disarmed     */
+    int wakeup_fd;
 };
 
 /* ---- small helpers -------------------------------------------------------- */
@@ -708,20 +716,39 @@ static int serve_one(pc_rpc_server *s)
     return 1;
 }
 
+/* Never sleep past a lease deadline: expiry is what frees a crashed
+ * engine's pins and blocks.  Arm the timer when the earliest deadline is
+ * earlier than what it is armed for (a spurious early wakeup is harmless:
+ * the loop finds nothing to expire and re-arms). */
+static void arm_deadline(pc_rpc_server *s, uint64_t now)
+{
+    uint64_t dl = pc_cache_next_deadline_ms(s->cache);
+    if (dl == UINT64_MAX || (s->armed_at && s->armed_at <= now + dl))
+        return;
+    uint64_t ms = dl ? dl : 1; /* 0 would disarm */
+    struct itimerspec its = {{0, 0}, {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L}};
+    if (timerfd_settime(s->tfd, 0, &its, NULL) == 0)
+        s->armed_at = now + ms;
+}
+
 int pc_rpc_server_poll(pc_rpc_server *s, int timeout_ms)
 {
     if (!s)
         return PC_E_INVAL;
-    if (mono_ms(CLOCK_MONOTONIC_COARSE) - s->knobs_at_ms >= KNOB_REFRESH_MS)
+    uint64_t now = mono_ms(CLOCK_MONOTONIC_COARSE);
+    if (now - s->knobs_at_ms >= KNOB_REFRESH_MS)
         knobs_refresh(s);
-    /* Never sleep past a lease deadline: expiry is what frees a crashed
-     * engine's pins and blocks. */
-    uint64_t dl = pc_cache_next_deadline_ms(s->cache);
-    long t = timeout_ms < 0 ? -1 : timeout_ms;
-    if (dl != UINT64_MAX && (t < 0 || dl < (uint64_t)t))
-        t = dl > INT_MAX ? INT_MAX : (long)dl;
-    zmq_pollitem_t it = {s->sock, 0, ZMQ_POLLIN, 0};
-    int rc = zmq_poll(&it, 1, t);
+    arm_deadline(s, now);
+    zmq_pollitem_t it[3] = {{s->sock, 0, ZMQ_POLLIN, 0},
+                            {NULL, s->tfd, ZMQ_POLLIN, 0},
+                            {NULL, s->wakeup_fd, ZMQ_POLLIN, 0}};
+    int rc = zmq_poll(it, s->wakeup_fd > 0 ? 3 : 2, timeout_ms < 0 ? -1 : timeout_ms);
+    if (rc > 0 && (it[1].revents & ZMQ_POLLIN)) {
+        uint64_t ticks;
+        if (read(s->tfd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
+            slog(s, PC_LOG_WARN, "lease timer: %s", strerror(errno));
+        s->armed_at = 0;
+    }
     if (rc < 0) {
         if (zmq_errno() == EINTR)
             return 0; /* a signal: let the caller look at its flags */
@@ -730,7 +757,7 @@ int pc_rpc_server_poll(pc_rpc_server *s, int timeout_ms)
         return PC_E_IO;
     }
     int n = 0;
-    for (int i = 0; rc > 0 && i < DRAIN_MAX; i++) {
+    for (int i = 0; rc > 0 && (it[0].revents & ZMQ_POLLIN) && i < DRAIN_MAX; i++) {
         int k = serve_one(s);
         if (k < 0)
             return k;
@@ -835,6 +862,8 @@ int pc_rpc_server_create(const pc_rpc_config *cfg, pc_rpc_server **out)
     if (!s)
         return PC_E_NOMEM;
     s->lock_fd = -1;
+    s->tfd = -1;
+    s->wakeup_fd = cfg->wakeup_fd > 0 ? cfg->wakeup_fd : 0;
     s->cache = cfg->cache;
     s->hooks = cfg->hooks;
     s->lim = cfg->limits;
@@ -859,6 +888,10 @@ int pc_rpc_server_create(const pc_rpc_config *cfg, pc_rpc_server **out)
     if ((rc = claim_endpoint(s, cfg->endpoint)))
         goto fail;
     rc = PC_E_IO;
+    if ((s->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) < 0) {
+        slog(s, PC_LOG_ERROR, "timerfd: %s", strerror(errno));
+        goto fail;
+    }
     if (!(s->zctx = zmq_ctx_new()) || !(s->sock = zmq_socket(s->zctx, ZMQ_ROUTER))) {
         slog(s, PC_LOG_ERROR, "zmq: %s", zmq_strerror(zmq_errno()));
         goto fail;
@@ -905,6 +938,8 @@ void pc_rpc_server_destroy(pc_rpc_server *s)
         unlink(s->lock_path);
         close(s->lock_fd);
     }
+    if (s->tfd >= 0)
+        close(s->tfd);
     free(s->ipc_path);
     free(s->lock_path);
     pc_decoder_free(&s->dec);
