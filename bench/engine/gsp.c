@@ -378,6 +378,11 @@ static double run_chunk(int mode, size_t begin, size_t end)
 
 /* ---- the daemon ------------------------------------------------------------------ */
 
+/* --daemon-arg: more knobs for the daemon, e.g. --eviction_policy=auto */
+#define MAX_DARGS 8
+static const char *g_dargs[MAX_DARGS];
+static int g_ndargs;
+
 static void start_daemon(uint64_t pool_blocks)
 {
     char tmpl[] = "/tmp/gsp-XXXXXX";
@@ -396,12 +401,14 @@ static void start_daemon(uint64_t pool_blocks)
     snprintf(a[n++], 200, "--pool_backend=host");
     snprintf(a[n++], 200, "--pool_blocks=%llu", (unsigned long long)pool_blocks);
     snprintf(a[n++], 200, "--log_level=warn");
-    char *argv[20];
+    char *argv[20 + MAX_DARGS];
     argv[0] = (char *)C.daemon_path;
     for (int i = 0; i < n; i++)
         argv[i + 1] = a[i];
     for (int i = 0; i < ENG_DAEMON_NARGS; i++)
         argv[++n] = sh[i];
+    for (int i = 0; i < g_ndargs; i++)
+        argv[++n] = (char *)g_dargs[i];
     argv[n + 1] = NULL;
     fflush(NULL);
     pid_t pid = fork();
@@ -744,7 +751,8 @@ static void usage(FILE *f)
         "                 [-Q N] [-O N] [--engines N] [--chunk N]\n"
         "                 [--pool-blocks N]\n"
         "                 [--pool-frac F] [--seed N] [--json PATH] [--plot PATH]\n"
-        "                 [--no-plot] [--daemon PATH] [--timeout-ms N]\n"
+        "                 [--no-plot] [--daemon PATH] [--daemon-arg ARG]...\n"
+        "                 [--timeout-ms N]\n"
         "                 [shape options]\n"
         "  --preset P        tiny (ctest: a tiny model, 6 prompts), quick (16\n"
         "                    prompts of 576 tokens), medium (G=16 R=16 S=2048\n"
@@ -757,6 +765,8 @@ static void usage(FILE *f)
         "  --pool-frac F     the pool as a fraction of the working set (< 1:\n"
         "                    eviction at work)\n"
         "  --plot PATH       the TTFT plot (default gsp_ttft.png)\n"
+        "  --daemon-arg ARG  one more option for the daemon, e.g.\n"
+        "                    --eviction_policy=auto (repeatable)\n"
         ENG_SHAPE_USAGE);
 }
 
@@ -846,6 +856,11 @@ int main(int argc, char **argv)
             C.plot_path = v;
         else if (!strcmp(a, "--daemon"))
             C.daemon_path = v;
+        else if (!strcmp(a, "--daemon-arg")) {
+            if (!v || g_ndargs == MAX_DARGS)
+                die("--daemon-arg needs a value (at most %d)", MAX_DARGS);
+            g_dargs[g_ndargs++] = v;
+        }
         else if (!strcmp(a, "--timeout-ms"))
             C.timeout_ms = (int)parse_size(a, v);
         else if (!strncmp(a, "--", 2)) {
