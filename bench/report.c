@@ -4,8 +4,11 @@
  */
 #include "bench/report.h"
 
+#include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 
 int bench_cmp_double(const void *a, const void *b)
 {
@@ -199,4 +202,25 @@ void rpt_json_metrics(FILE *f, const rpt_style *st, const rpt_row *rows,
                 p < 0 ? "null" : p ? "true" : "false",
                 i + 1 < nrows ? "," : "");
     }
+}
+
+int rpt_reap(pid_t pid, int timeout_ms)
+{
+    int st;
+    for (int waited = 0;; waited += 5) {
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            return st;
+        if (r < 0 && errno != EINTR)
+            return -1;
+        if (waited >= timeout_ms)
+            break;
+        struct timespec ts = {0, 5000000L};
+        nanosleep(&ts, NULL);
+    }
+    kill(pid, SIGKILL);
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return st;
 }

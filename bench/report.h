@@ -1,6 +1,7 @@
 /*
- * bench/report.h - what radix_bench and rpc_bench share: the result table
- * and its JSON form, a few statistics, a clock and a splitmix64 generator.
+ * bench/report.h - what the benchmarks share: the result table and its JSON
+ * form, a few statistics, a clock, a splitmix64 generator and the reaping of
+ * child processes.
  *
  * A private helper of the benchmarks (linked into both as the static library
  * bench_report, see bench/CMakeLists.txt), not part of the project's API.
@@ -20,6 +21,12 @@
 #include <time.h>
 
 /* ---- small utilities ------------------------------------------------------ */
+
+#include <sys/types.h>
+
+/* Reap pid within timeout_ms (SIGKILL after); returns the wait status, or
+ * -1 if it could not be reaped.  Async-signal-safe (cleanup handlers). */
+int rpt_reap(pid_t pid, int timeout_ms);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 static inline uint64_t bench_now_ns(void)

@@ -158,28 +158,6 @@ static int g_daemon_status = -1, g_echo_status = -1; /* after reaping */
 static const char *const g_dir_files[] = {"daemon.sock", "daemon.sock.lock",
                                           "echo.sock"};
 
-/* Reap pid within timeout_ms (SIGKILL after); returns the wait status, or
- * -1 if it could not be reaped.  Async-signal-safe. */
-static int reap(pid_t pid, int timeout_ms)
-{
-    int st;
-    for (int waited = 0;; waited += 5) {
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
-            return st;
-        if (r < 0 && errno != EINTR)
-            return -1;
-        if (waited >= timeout_ms)
-            break;
-        struct timespec ts = {0, 5000000L};
-        nanosleep(&ts, NULL);
-    }
-    kill(pid, SIGKILL);
-    while (waitpid(pid, &st, 0) < 0)
-        if (errno != EINTR)
-            return -1;
-    return st;
-}
 
 /* Stop everything this run started and remove its files.  Idempotent; only
  * the main process does anything; async-signal-safe (used by the handler). */
@@ -197,17 +175,17 @@ static void cleanup(void)
     if (g_daemon > 0)
         kill(g_daemon, SIGTERM);
     if (g_echo > 0) {
-        g_echo_status = reap(g_echo, 10000);
+        g_echo_status = rpt_reap(g_echo, 10000);
         g_echo = -1;
     }
     if (g_daemon > 0) {
-        g_daemon_status = reap(g_daemon, 10000);
+        g_daemon_status = rpt_reap(g_daemon, 10000);
         g_daemon = -1;
     }
     for (size_t i = 0; i < g_nworkers; i++)
         if (g_worker[i] > 0) {
             kill(g_worker[i], SIGTERM);
-            reap(g_worker[i], 2000);
+            rpt_reap(g_worker[i], 2000);
             g_worker[i] = 0;
         }
     for (size_t i = 0; i < g_nworkers; i++)

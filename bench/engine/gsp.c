@@ -138,26 +138,6 @@ static void progress(const char *fmt, ...)
     va_end(ap);
 }
 
-static int reap(pid_t pid, int timeout_ms)
-{
-    int st;
-    for (int waited = 0;; waited += 5) {
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
-            return st;
-        if (r < 0 && errno != EINTR)
-            return -1;
-        if (waited >= timeout_ms)
-            break;
-        struct timespec ts = {0, 5000000L};
-        nanosleep(&ts, NULL);
-    }
-    kill(pid, SIGKILL);
-    while (waitpid(pid, &st, 0) < 0)
-        if (errno != EINTR)
-            return -1;
-    return st;
-}
 
 /* Stop the workers and the daemon, remove the run's files.  Idempotent. */
 static void cleanup(void)
@@ -170,13 +150,13 @@ static void cleanup(void)
             g_cmd[i] = -1;
         }
         if (g_worker[i] > 0) {
-            reap(g_worker[i], 5000);
+            rpt_reap(g_worker[i], 5000);
             g_worker[i] = 0;
         }
     }
     if (g_daemon > 0) {
         kill(g_daemon, SIGTERM);
-        g_daemon_status = reap(g_daemon, 10000);
+        g_daemon_status = rpt_reap(g_daemon, 10000);
         g_daemon = -1;
     }
     if (g_dir[0]) {
@@ -674,7 +654,7 @@ static void write_plot(const gsp_mode_stats *ms, double ideal)
         execlp("gnuplot", "gnuplot", gp, (char *)NULL);
         _exit(127);
     }
-    int st = pid > 0 ? reap(pid, 30000) : -1;
+    int st = pid > 0 ? rpt_reap(pid, 30000) : -1;
     if (st != 0)
         fprintf(stderr, "gsp: warning: gnuplot failed (status 0x%x): no plot\n", st);
     else
