@@ -57,16 +57,33 @@ static void on_signal(int sig)
     errno = saved;
 }
 
-static void wake_drain(void)
+/* Both ends at fds >= 3, so that 0 (a closed stdin reused) never stands
+ * for "no wakeup fd" by mistake. */
+static int wake_pipe(void)
 {
-    char buf[64];
-    while (g_wake[0] >= 0 && read(g_wake[0], buf, sizeof(buf)) > 0) {
+    int fds[2];
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0)
+        return -1;
+    for (int i = 0; i < 2; i++)
+        if (fds[i] < 3) {
+            int hi = fcntl(fds[i], F_DUPFD_CLOEXEC, 3); /* O_NONBLOCK is shared */
+            close(fds[i]);
+            fds[i] = hi;
+        }
+    if (fds[0] < 0 || fds[1] < 0) {
+        for (int i = 0; i < 2; i++)
+            if (fds[i] >= 0)
+                close(fds[i]);
+        return -1;
     }
+    g_wake[0] = fds[0];
+    g_wake[1] = fds[1];
+    return 0;
 }
 
 int pcd_signals_install(void)
 {
-    if (g_wake[0] < 0 && pipe2(g_wake, O_NONBLOCK | O_CLOEXEC) != 0)
+    if (g_wake[0] < 0 && wake_pipe() != 0)
         return PC_E_IO;
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -98,14 +115,37 @@ static int prio_set(void *ctx, const char *ns, size_t len, int32_t prio)
     return pc_radix_set_ns_priority(ctx, ns, len, prio);
 }
 
-/* The tree's namespace priorities become exactly the config's. */
-static int apply_priorities(pcd_daemon *d, const pcd_config *c, char *err,
-                            size_t errlen)
+static int prio_count(void *ctx, const char *ns, size_t len, int32_t prio)
 {
+    (void)ns, (void)len, (void)prio;
+    ++*(uint32_t *)ctx;
+    return 0;
+}
+
+/* Room for c's namespace priorities (the one step that can fail: run it
+ * before changing anything). */
+static int reserve_priorities(pcd_daemon *d, const pcd_config *c, char *err,
+                              size_t errlen)
+{
+    uint32_t n = 0;
+    int rc = pcd_ns_priorities_parse(c->namespace_priorities, prio_count, &n,
+                                     err, errlen);
+    if (rc == 0 && (rc = pc_radix_reserve_ns_priorities(pc_cache_tree(d->cache), n)))
+        snprintf(err, errlen, "namespace_priorities: %s", pc_strerror(rc));
+    return rc;
+}
+
+/* The tree's namespace priorities become exactly the config's; cannot
+ * fail after reserve_priorities. */
+static void apply_priorities(pcd_daemon *d, const pcd_config *c)
+{
+    char err[256];
     pc_radix *t = pc_cache_tree(d->cache);
     pc_radix_clear_ns_priorities(t);
-    return pcd_ns_priorities_parse(c->namespace_priorities, prio_set, t, err,
-                                   errlen);
+    int rc = pcd_ns_priorities_parse(c->namespace_priorities, prio_set, t, err,
+                                     sizeof(err));
+    assert(rc == 0); /* checked by pcd_config_check, room reserved */
+    (void)rc;
 }
 
 /*
@@ -128,13 +168,14 @@ static int apply(pcd_daemon *d, const pcd_config *next, const char *why,
     pc_cache_config cc;
     pc_cache_config_defaults(&cc);
     cache_limits(&m, &cc);
+    if ((rc = reserve_priorities(d, &m, err, errlen)))
+        return rc;
     if ((rc = pc_cache_set_limits(d->cache, &cc))) {
         snprintf(err, errlen, "the cache refused the new limits: %s",
                  pc_strerror(rc));
         return rc;
     }
-    if ((rc = apply_priorities(d, &m, err, errlen))) /* only out of memory */
-        return rc;
+    apply_priorities(d, &m);
     /* Log under the more verbose of the old and new levels, so that a
      * change of log_level itself is seen. */
     int lvl = d->cfg.log_level > m.log_level ? d->cfg.log_level : m.log_level;
@@ -320,8 +361,9 @@ int pcd_daemon_create(const pcd_config *cfg, const pcd_cmdline *cl,
             snprintf(err, errlen, "cannot create the pool: %s", pc_strerror(rc));
         goto fail;
     }
-    if ((rc = apply_priorities(d, cfg, err, errlen)))
+    if ((rc = reserve_priorities(d, cfg, err, errlen)))
         goto fail;
+    apply_priorities(d, cfg);
 
     pc_rpc_config rc_cfg = {
         .endpoint = cfg->endpoint,
@@ -329,7 +371,7 @@ int pcd_daemon_create(const pcd_config *cfg, const pcd_cmdline *cl,
         .cache = d->cache,
         .hooks = {.ctx = d, .log = pcd_log_hook, .config_get = hook_get,
                   .config_set = hook_set},
-        .wakeup_fd = g_wake[0] > 0 ? g_wake[0] : 0,
+        .wakeup_fd = g_wake[0] >= 3 ? g_wake[0] : 0,
     };
     /* libzmq starts its I/O thread here; with our signals blocked while it
      * does, that thread inherits the mask and signals land on this one,
@@ -365,15 +407,14 @@ int pcd_daemon_run(pcd_daemon *d)
     if (!d)
         return PC_E_INVAL;
     while (!d->stop && !g_stop_sig) {
-        if (g_hup) {
+        if (g_hup) { /* the server drained the pipe byte that woke us */
             g_hup = 0;
-            wake_drain();
             pcd_log(PC_LOG_INFO, "SIGHUP: re-reading the configuration");
             pcd_daemon_reload(d);
         }
         /* Sleeps until a request, a lease deadline, a signal or
          * pcd_daemon_stop (both write the self-pipe). */
-        int rc = pc_rpc_server_poll(d->srv, g_wake[0] >= 0 ? -1 : 100);
+        int rc = pc_rpc_server_poll(d->srv, g_wake[0] >= 3 ? -1 : 100);
         if (rc < 0) {
             pcd_log(PC_LOG_ERROR, "serving failed: %s; shutting down",
                     pc_strerror(rc));

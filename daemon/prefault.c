@@ -52,7 +52,7 @@ static struct {
     size_t size;
 } g_ring[RING];
 static unsigned g_head, g_tail; /* g_tail - g_head regions waiting */
-static int g_supported = 1;
+static _Atomic int g_supported = 1;
 
 static void *prefault_main(void *arg)
 {
@@ -82,8 +82,10 @@ static void *populate_alloc(extent_hooks_t *h, void *addr, size_t size,
 {
     (void)h;
     void *p = g_default->alloc(g_default, addr, size, align, zero, commit, arena);
-    if (p && g_supported) {
-        pthread_mutex_lock(&g_mu);
+    /* trylock: jemalloc holds its own locks here, and the idle thread,
+     * preempted while it holds g_mu, must never make an allocation wait;
+     * a region skipped is only faulted the ordinary way. */
+    if (p && g_supported && pthread_mutex_trylock(&g_mu) == 0) {
         if (g_tail - g_head < RING) {
             g_ring[g_tail % RING].p = p;
             g_ring[g_tail % RING].size = size;

@@ -175,11 +175,11 @@ struct pc_radix {
     uint64_t s3_pages[2];    /* cached pages per s3fifo queue             */
     ghost gh;
     ns_prio *prios;
-    uint32_t nprios;
+    uint32_t nprios, cprios; /* entries, room */
     /* auto: the simulations, and which of them the victims follow */
     uint64_t capacity;   /* pages; 0 unknown                            */
     mini sim[2];         /* [0] LRU, [1] S3-FIFO                        */
-    uint32_t sample_thr; /* sampled when hash16 < sample_thr (of 65536) */
+    uint64_t sample_thr; /* sampled when a page's 32-bit hash < this     */
     bool auto_s3;
     uint64_t auto_switches, auto_sampled, auto_score[2], auto_next;
 };
@@ -703,10 +703,8 @@ static int auto_build(pc_radix *t)
     if (t->policy != PC_POLICY_AUTO || !t->capacity)
         return 0;
     uint64_t rate = t->capacity / MINI_PAGES; /* 1 page in `rate` sampled */
-    uint32_t thr = rate > 1 ? (uint32_t)(65536 / rate) : 65536;
-    if (!thr)
-        thr = 1;
-    uint64_t cap = t->capacity * thr / 65536;
+    uint64_t thr = rate > 1 ? (UINT64_C(1) << 32) / rate : UINT64_C(1) << 32;
+    uint64_t cap = t->capacity * thr >> 32; /* capacity < 2^32: no overflow */
     if (cap < MINI_MIN)
         cap = MINI_MIN;
     mini n[2];
@@ -746,7 +744,7 @@ static void auto_feed(pc_radix *t, uint32_t root_hash, const uint32_t *tokens,
         h ^= h >> 15;
         h *= 0x2C1B3C6Du;
         h ^= h >> 12;
-        if ((h & 0xffffu) >= t->sample_thr)
+        if (h >= t->sample_thr)
             continue;
         uint64_t key = page_ident(t, root_hash, pg, i);
         mini_access(&t->sim[0], key);
@@ -788,10 +786,18 @@ int pc_radix_set_capacity(pc_radix *t, uint64_t pages)
 {
     if (!t)
         return PC_E_INVAL;
+    if (pages > UINT32_MAX)
+        return PC_E_RANGE;
     uint64_t old = t->capacity;
     t->capacity = pages;
     if (pages == old)
         return 0;
+    if (!pages) { /* auto without a capacity: plain LRU victims */
+        mini_free(t, &t->sim[0]);
+        mini_free(t, &t->sim[1]);
+        t->auto_s3 = false;
+        return 0;
+    }
     int rc = auto_build(t);
     if (rc)
         t->capacity = old;
@@ -1289,10 +1295,13 @@ int pc_radix_match(pc_radix *t, const void *ns, size_t ns_len,
     walk_down(t, ns_find(t, ns, ns_len, h), tokens, max, blocks, &w);
     pc_radix_node *hit = w.part ? w.part : w.node;
     if (w.part && (flags & PC_RADIX_MATCH_SPLIT)) {
-        pc_radix_node *u = NULL;
-        if (heap_reserve(t, t->st.nodes + 1) ||
-            !(u = split_prepare(t, w.part, w.part_pages, 1)))
+        pc_radix_node *u = split_prepare(t, w.part, w.part_pages, 1);
+        if (!u)
             return PC_E_NOMEM;
+        if (heap_reserve(t, t->st.nodes + 1)) {
+            node_free(t, u);
+            return PC_E_NOMEM;
+        }
         split_commit(t, w.part, w.part_pages, u);
         hit = u;
     }
@@ -1386,8 +1395,6 @@ int pc_radix_insert_checked(pc_radix *t, const void *ns, size_t ns_len,
     pc_radix_node *root = w.root, *u = NULL, *leaf = NULL;
     kslot *ns_grow = NULL, *kid_grow = NULL;
     rc = PC_E_NOMEM;
-    if (heap_reserve(t, t->st.nodes + 2)) /* a split and a leaf at most */
-        return rc;
     if (!root) {
         if (kt_prepare_add(t, &t->ns, &ns_grow) ||
             !(root = root_new(t, ns, ns_len, h)))
@@ -1403,6 +1410,9 @@ int pc_radix_insert_checked(pc_radix *t, const void *ns, size_t ns_len,
         if (!u && kt_prepare_add(t, &w.node->kids, &kid_grow))
             goto fail;
     }
+    /* Last, so that a failure before it leaves the heaps' size alone. */
+    if (heap_reserve(t, t->st.nodes + 2)) /* a split and a leaf at most */
+        goto fail;
 
     /* Phase 2: commit; nothing below can fail. */
     if (!w.root) {
@@ -1696,14 +1706,22 @@ int pc_radix_set_policy(pc_radix *t, pc_radix_policy p)
         return PC_E_INVAL;
     if (p == t->policy)
         return 0;
+    bool had_heaps = t->hcap != 0;
     if (p != PC_POLICY_LRU && heap_grow(t, t->st.nodes + 1))
         return PC_E_NOMEM;
     pc_radix_policy old = t->policy;
     t->policy = p;
     int rc = auto_build(t); /* only for auto */
     t->policy = old;
-    if (rc)
+    if (rc) { /* change nothing: drop heaps made for this call */
+        if (!had_heaps) {
+            rx_free(t, t->heap[0]);
+            rx_free(t, t->heap[1]);
+            t->heap[0] = t->heap[1] = NULL;
+            t->hcap = 0;
+        }
         return rc;
+    }
     if (p != PC_POLICY_AUTO) {
         mini_free(t, &t->sim[0]);
         mini_free(t, &t->sim[1]);
@@ -1770,13 +1788,10 @@ int pc_radix_set_ns_priority(pc_radix *t, const void *ns, size_t ns_len,
              (ns_len == 0 || memcmp(t->prios[i].ns, ns, ns_len) == 0)))
         i++;
     if (i == t->nprios && priority != 0) { /* a new entry */
-        ns_prio *v = rx_alloc(t, (t->nprios + 1) * sizeof(*v));
-        if (!v)
+        if (t->nprios == t->cprios &&
+            pc_radix_reserve_ns_priorities(t, t->cprios ? 2 * t->cprios : 4))
             return PC_E_NOMEM;
-        if (t->nprios)
-            memcpy(v, t->prios, t->nprios * sizeof(*v));
-        rx_free(t, t->prios);
-        t->prios = v;
+        ns_prio *v = t->prios;
         t->nprios++;
         v[i].len = (uint32_t)ns_len;
         if (ns_len)
@@ -1784,12 +1799,8 @@ int pc_radix_set_ns_priority(pc_radix *t, const void *ns, size_t ns_len,
     }
     if (i < t->nprios) {
         t->prios[i].prio = priority;
-        if (priority == 0) /* the default needs no entry */
+        if (priority == 0) /* the default needs no entry (room is kept) */
             t->prios[i] = t->prios[--t->nprios];
-        if (t->nprios == 0) {
-            rx_free(t, t->prios);
-            t->prios = NULL;
-        }
     }
     pc_radix_node *r = ns_find(t, ns, ns_len, hash32(ns, ns_len));
     if (!r)
@@ -1804,6 +1815,23 @@ int pc_radix_set_ns_priority(pc_radix *t, const void *ns, size_t ns_len,
         if (n->hidx)
             heap_fix(t, n);
     }
+    return 0;
+}
+
+int pc_radix_reserve_ns_priorities(pc_radix *t, uint32_t n)
+{
+    if (!t)
+        return PC_E_INVAL;
+    if (n <= t->cprios)
+        return 0;
+    ns_prio *v = rx_alloc(t, (size_t)n * sizeof(*v));
+    if (!v)
+        return PC_E_NOMEM;
+    if (t->nprios)
+        memcpy(v, t->prios, t->nprios * sizeof(*v));
+    rx_free(t, t->prios);
+    t->prios = v;
+    t->cprios = n;
     return 0;
 }
 

@@ -203,7 +203,7 @@ pc_radix_policy pc_radix_get_policy(const pc_radix *t);
 
 /* The cache's capacity in pages (the pool's blocks), which the auto
  * policy's simulations are scaled to; 0 = unknown (auto then acts as LRU).
- * PC_E_INVAL for NULL, PC_E_NOMEM. */
+ * PC_E_INVAL for NULL, PC_E_RANGE above UINT32_MAX, PC_E_NOMEM. */
 int pc_radix_set_capacity(pc_radix *t, uint64_t pages);
 
 /* What the auto policy does now and has done (all 0 under the others). */
@@ -220,8 +220,12 @@ void pc_radix_auto_stats_get(const pc_radix *t, pc_radix_auto_stats *out);
  * the namespace) when it is cached.  PC_E_INVAL, PC_E_NOMEM. */
 int pc_radix_set_ns_priority(pc_radix *t, const void *ns, size_t ns_len,
                              int32_t priority);
-/* Forget every namespace priority (all back to 0). */
+/* Forget every namespace priority (all back to 0); keeps the room. */
 void pc_radix_clear_ns_priorities(pc_radix *t);
+/* Room for n namespace priorities, so that setting that many afterwards
+ * (after a clear) cannot fail: lets a caller replace the whole set all or
+ * nothing.  PC_E_INVAL, PC_E_NOMEM. */
+int pc_radix_reserve_ns_priorities(pc_radix *t, uint32_t n);
 
 /* ---- stats, checks, debugging --------------------------------------------- */
 

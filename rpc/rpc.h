@@ -79,10 +79,12 @@ typedef struct pc_rpc_config {
     pc_proto_limits limits; /* 0 fields: the PC_PROTO_*_DEFAULT values        */
     pc_cache *cache;        /* driven by the server, owned by the caller    */
     pc_rpc_hooks hooks;
-    /* A descriptor that, once readable, makes pc_rpc_server_poll return
-     * (e.g. the read end of a pipe a signal handler writes to, so that a
-     * signal is never missed however long poll sleeps); the caller drains
-     * it.  0: none (fd 0 is never one). */
+    /* A non-blocking descriptor that, once readable, makes
+     * pc_rpc_server_poll return (e.g. the read end of a pipe a signal
+     * handler writes to after setting its flag, so that a signal is never
+     * missed however long poll sleeps); the server reads it empty, and the
+     * caller tests its flags after poll returns.  0: none (fd 0 is never
+     * one). */
     int wakeup_fd;
 } pc_rpc_config;
 

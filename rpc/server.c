@@ -749,6 +749,13 @@ int pc_rpc_server_poll(pc_rpc_server *s, int timeout_ms)
             slog(s, PC_LOG_WARN, "lease timer: %s", strerror(errno));
         s->armed_at = 0;
     }
+    if (rc > 0 && s->wakeup_fd > 0 && (it[2].revents & ZMQ_POLLIN)) {
+        /* Drained here, where it woke us: the caller tests its flags after
+         * we return, so nothing is lost and nothing stays readable. */
+        char buf[64];
+        while (read(s->wakeup_fd, buf, sizeof(buf)) > 0) {
+        }
+    }
     if (rc < 0) {
         if (zmq_errno() == EINTR)
             return 0; /* a signal: let the caller look at its flags */

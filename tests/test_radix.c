@@ -1680,3 +1680,44 @@ Test(radix_policy, auto_follows_the_simulation_that_hits_more)
     cr_assert_eq(a.switches, 0);
     pc_radix_destroy(t);
 }
+
+/* A failed switch changes nothing: not the policy, not the memory, and the
+ * tree still checks (the heaps made for the switch are dropped). */
+Test(radix_policy, failed_switch_changes_nothing)
+{
+    uint32_t s[3][8];
+    pc_radix *t = abc(PC_POLICY_LRU, s);
+    cr_assert_eq(pc_radix_set_capacity(t, 1000), 0);
+    cr_assert_eq(pc_radix_set_capacity(t, UINT64_C(1) << 33), PC_E_RANGE);
+    for (pc_radix_policy p = PC_POLICY_LFU; p < PC_POLICY_COUNT; p++) {
+        int rc = PC_E_NOMEM;
+        unsigned nth;
+        for (nth = 1; nth < 16 && rc == PC_E_NOMEM; nth++) {
+            pc_radix_stats before = stats(t);
+            pc_radix_debug_fail_alloc(t, nth);
+            rc = pc_radix_set_policy(t, p);
+            pc_radix_debug_fail_alloc(t, 0);
+            CHECK(t);
+            if (rc == PC_E_NOMEM) {
+                STATS_SAME(t, before);
+                cr_assert_eq(pc_radix_get_policy(t), PC_POLICY_LRU);
+            }
+        }
+        cr_assert_eq(rc, 0, "%s never switched", pc_radix_policy_name(p));
+        cr_assert_gt(nth, 2, "%s allocated nothing?", pc_radix_policy_name(p));
+        cr_assert_eq(pc_radix_set_policy(t, PC_POLICY_LRU), 0);
+        CHECK(t);
+    }
+    /* auto without a capacity: the simulations go, victims are LRU's */
+    cr_assert_eq(pc_radix_set_policy(t, PC_POLICY_AUTO), 0);
+    cr_assert_eq(pc_radix_set_capacity(t, 0), 0);
+    CHECK(t);
+    pc_radix_auto_stats a;
+    pc_radix_auto_stats_get(t, &a);
+    cr_assert_eq(a.using_s3fifo, 0);
+    mt(t, "m", s[0], 8, NULL, 0, 0); /* A most recent: LRU takes B */
+    evrec e;
+    cr_assert_eq(ev(t, 2, &e), 2);
+    assert_ids(t, e.ids, e.n, (uint32_t[]){202, 201}, 2, "LRU order");
+    pc_radix_destroy(t);
+}
