@@ -157,6 +157,8 @@ Test(engine, reuse)
     cr_assert_eq(o.st.computed_tokens, 13);
     cr_assert_eq(o.st.inserted_pages, 3);
 
+    cr_assert_eq(eng_engine_settle(e), 0, "the last insert's reply");
+    cr_assert_eq(eng_engine_insert_errors(e), 0);
     no_leases_left(&d);
     eng_engine_destroy(e);
     eng_engine_destroy(ref);
@@ -176,10 +178,13 @@ static int engine_child(const char *endpoint, const uint32_t *p, size_t n)
     uint32_t out[GEN];
     eng_stats st;
     int rc = eng_generate(e, p, n, GEN, out, NULL, NULL, &st);
-    int code = rc ? 11 : st.cache_status ? 12 : st.inserted_pages != n / 4 ? 13 : 0;
+    int settled = eng_engine_settle(e); /* the insert is done before exit */
+    int code = rc ? 11 : st.cache_status ? 12 : st.inserted_pages != n / 4 ? 13
+             : settled ? 14 : 0;
     if (code)
-        fprintf(stderr, "engine child: rc %d, cache_status %d, inserted %zu\n",
-                rc, st.cache_status, st.inserted_pages);
+        fprintf(stderr, "engine child: rc %d, cache_status %d, inserted %zu, "
+                "insert reply %d\n", rc, st.cache_status, st.inserted_pages,
+                settled);
     eng_engine_destroy(e);
     eng_model_destroy(m);
     return code;
@@ -227,6 +232,8 @@ Test(engine, cross_process)
     cr_assert_eq(o.st.cached_tokens, 48);
     cr_assert_eq(o.st.computed_tokens, 2);
 
+    cr_assert_eq(eng_engine_settle(e), 0, "the last insert's reply");
+    cr_assert_eq(eng_engine_insert_errors(e), 0);
     no_leases_left(&d);
     eng_engine_destroy(e);
     eng_engine_destroy(ref);
@@ -255,6 +262,8 @@ Test(engine, generic_shape)
         same_output(&o, &r, s.vocab, i ? "warm" : "cold");
         cr_assert_eq(o.st.cached_tokens, i ? 39u : 0u);
     }
+    cr_assert_eq(eng_engine_settle(e), 0, "the last insert's reply");
+    cr_assert_eq(eng_engine_insert_errors(e), 0);
     no_leases_left(&d);
     eng_engine_destroy(e);
     eng_engine_destroy(ref);
@@ -286,6 +295,8 @@ Test(engine, no_space)
     same_output(&o, &r, s.vocab, "fits");
     cr_assert_eq(o.st.cache_status, 0);
     cr_assert_eq(o.st.inserted_pages, 3);
+    cr_assert_eq(eng_engine_settle(e), 0, "the last insert's reply");
+    cr_assert_eq(eng_engine_insert_errors(e), 0);
     no_leases_left(&d);
     eng_engine_destroy(e);
     eng_engine_destroy(ref);

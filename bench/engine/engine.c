@@ -373,12 +373,44 @@ struct eng_engine {
     /* scratch, sized for max_ctx rows */
     float *x, *xn, *qkv, *att, *tmp, *h13, *scores, *kt, *rmax, *logits;
     size_t scores_cap;     /* floats per score row                            */
+    /* The last request's insert(release), sent without waiting: its reply
+     * is taken after the next lookup (it arrives first, so no wait), or by
+     * eng_engine_settle. */
+    bool pending;
+    uint64_t pend_lease;
+    size_t insert_errors;
+    int first_insert_error;
 };
+
+int eng_engine_settle(eng_engine *e)
+{
+    if (!e || !e->pending)
+        return 0;
+    pc_client_reply r;
+    int rc = pc_client_recv(e->c, &r);
+    e->pending = false;
+    if (rc == 0 && r.status)
+        rc = r.status;
+    if (rc) {
+        e->insert_errors++;
+        if (!e->first_insert_error)
+            e->first_insert_error = rc;
+        if (rc != PC_E_TIMEOUT) /* a refused insert keeps its lease */
+            pc_client_release(e->c, e->pend_lease);
+    }
+    return rc;
+}
+
+size_t eng_engine_insert_errors(const eng_engine *e)
+{
+    return e ? e->insert_errors : 0;
+}
 
 void eng_engine_destroy(eng_engine *e)
 {
     if (!e)
         return;
+    eng_engine_settle(e); /* a request still queued would die with the socket */
     if (e->c)
         pc_client_close(e->c);
     free(e->koff);
@@ -747,6 +779,7 @@ int eng_generate(eng_engine *e, const uint32_t *prompt, size_t n, size_t n_gen,
             st->cache_status = rc;
         }
     }
+    eng_engine_settle(e); /* the previous insert's reply: already here */
     uint64_t t1 = eng_now_ns();
     st->lookup_ns = t1 - t0;
 
@@ -786,18 +819,25 @@ int eng_generate(eng_engine *e, const uint32_t *prompt, size_t n, size_t n_gen,
     uint64_t t3 = eng_now_ns();
     st->decode_ns = t3 - t2;
 
-    /* 5. insert the prompt's new full pages and end the lease */
+    /* 5. insert the prompt's new full pages and end the lease.  Sent
+     * without waiting for the reply (taken after the next request's lookup):
+     * the decode is over, nothing here reads the blocks any more, and an
+     * engine has no reason to sit through a round trip it does not need. */
     if (lease) {
-        int rc;
+        int rc = 0;
         if (have_alloc && n_alloc > 0) {
             memcpy(e->ids + mp, e->alloc_ids, n_alloc * sizeof(uint32_t));
-            pc_client_insert_result ir;
-            rc = pc_client_insert(e->c, e->ns, e->ns_len, prompt, n, e->ids,
-                                  lease, PC_CLIENT_RELEASE, NULL, &ir);
-            if (rc == 0)
-                st->inserted_pages = ir.inserted_pages;
-            else /* a rejected insert keeps the lease: end it */
+            int64_t id = pc_client_send_insert(e->c, e->ns, e->ns_len, prompt,
+                                               n, e->ids, lease, PC_CLIENT_RELEASE);
+            if (id > 0) {
+                e->pending = true;
+                e->pend_lease = lease;
+                st->inserted_pages = n_alloc; /* sent; a refusal is counted
+                                                 by eng_engine_insert_errors */
+            } else { /* not sent: the lease is still ours to end */
+                rc = (int)id;
                 pc_client_release(e->c, lease);
+            }
         } else {
             rc = pc_client_release(e->c, lease);
         }

@@ -76,6 +76,13 @@ int eng_engine_create(const eng_model *m, const char *endpoint, int timeout_ms,
                       eng_engine **out);
 void eng_engine_destroy(eng_engine *e);
 
+/* An engine sends each request's insert(release) without waiting and takes
+ * the reply after its next lookup.  settle: wait for a reply still due now
+ * (0, or that insert's error); destroy settles too.  insert_errors: how
+ * many such inserts the daemon refused (their leases were released). */
+int eng_engine_settle(eng_engine *e);
+size_t eng_engine_insert_errors(const eng_engine *e);
+
 /* What one request did, and where its time went. */
 typedef struct eng_stats {
     size_t prompt_tokens;
@@ -83,11 +90,12 @@ typedef struct eng_stats {
     size_t cached_tokens;   /* of those, used (at most the last full page
                                before the prompt's last token)             */
     size_t computed_tokens; /* prompt tokens whose K/V were computed here   */
-    size_t inserted_pages;  /* pages the insert gave the tree               */
+    size_t inserted_pages;  /* new pages sent with the insert               */
     size_t gen_tokens;
     uint64_t ttft_ns;       /* request start to the first token            */
     uint64_t lookup_ns;     /* the lookup(pin+alloc) round trip            */
-    uint64_t insert_ns;     /* insert(release) or release round trip       */
+    uint64_t insert_ns;     /* sending the insert(release), or a release's
+                               round trip when there was nothing to insert */
     uint64_t prefill_ns, decode_ns, total_ns;
     int cache_status;       /* 0, or the error after which this request ran
                                (partly) without the cache                  */

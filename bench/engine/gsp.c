@@ -298,6 +298,10 @@ static void worker_main(int id, int cmd, int res)
                                    &rec->st);
             rec->end_ns = bench_now_ns();
         }
+        /* the chunk's last insert is done before the chunk counts as done */
+        if (eng_engine_settle(e) || eng_engine_insert_errors(e))
+            fprintf(stderr, "gsp: engine %d: %zu inserts refused\n", id,
+                    eng_engine_insert_errors(e));
         wr(res, 'd');
     }
     eng_engine_destroy(eng[0]);
