@@ -101,6 +101,19 @@ static void no_leases_left(const hd_daemon *d)
     cr_assert_eq(hd_stat_req(&s, HD_ST_POOL_LEASED), 0);
 }
 
+/* The end of a test: the engine's last insert answered without error, no
+ * lease or leased block left in the daemon, everything freed. */
+static void finish(hd_daemon *d, eng_engine *e, eng_engine *ref, eng_model *m)
+{
+    cr_assert_eq(eng_engine_settle(e), 0, "the last insert's reply");
+    cr_assert_eq(eng_engine_insert_errors(e), 0);
+    no_leases_left(d);
+    eng_engine_destroy(e);
+    eng_engine_destroy(ref);
+    eng_model_destroy(m);
+    hd_stop(d);
+}
+
 Test(engine, reuse)
 {
     eng_shape s = tiny_shape();
@@ -157,13 +170,7 @@ Test(engine, reuse)
     cr_assert_eq(o.st.computed_tokens, 13);
     cr_assert_eq(o.st.inserted_pages, 3);
 
-    cr_assert_eq(eng_engine_settle(e), 0, "the last insert's reply");
-    cr_assert_eq(eng_engine_insert_errors(e), 0);
-    no_leases_left(&d);
-    eng_engine_destroy(e);
-    eng_engine_destroy(ref);
-    eng_model_destroy(m);
-    hd_stop(&d);
+    finish(&d, e, ref, m);
 }
 
 /* A forked engine process: runs p[0..n) through the daemon; exit 0 when it
@@ -232,13 +239,7 @@ Test(engine, cross_process)
     cr_assert_eq(o.st.cached_tokens, 48);
     cr_assert_eq(o.st.computed_tokens, 2);
 
-    cr_assert_eq(eng_engine_settle(e), 0, "the last insert's reply");
-    cr_assert_eq(eng_engine_insert_errors(e), 0);
-    no_leases_left(&d);
-    eng_engine_destroy(e);
-    eng_engine_destroy(ref);
-    eng_model_destroy(m);
-    hd_stop(&d);
+    finish(&d, e, ref, m);
 }
 
 Test(engine, generic_shape)
@@ -262,13 +263,7 @@ Test(engine, generic_shape)
         same_output(&o, &r, s.vocab, i ? "warm" : "cold");
         cr_assert_eq(o.st.cached_tokens, i ? 39u : 0u);
     }
-    cr_assert_eq(eng_engine_settle(e), 0, "the last insert's reply");
-    cr_assert_eq(eng_engine_insert_errors(e), 0);
-    no_leases_left(&d);
-    eng_engine_destroy(e);
-    eng_engine_destroy(ref);
-    eng_model_destroy(m);
-    hd_stop(&d);
+    finish(&d, e, ref, m);
 }
 
 Test(engine, no_space)
@@ -295,13 +290,7 @@ Test(engine, no_space)
     same_output(&o, &r, s.vocab, "fits");
     cr_assert_eq(o.st.cache_status, 0);
     cr_assert_eq(o.st.inserted_pages, 3);
-    cr_assert_eq(eng_engine_settle(e), 0, "the last insert's reply");
-    cr_assert_eq(eng_engine_insert_errors(e), 0);
-    no_leases_left(&d);
-    eng_engine_destroy(e);
-    eng_engine_destroy(ref);
-    eng_model_destroy(m);
-    hd_stop(&d);
+    finish(&d, e, ref, m);
 }
 
 Test(engine, bad_input)
