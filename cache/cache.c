@@ -653,15 +653,32 @@ int pc_cache_insert(pc_cache *c, const void *ns, size_t ns_len,
                     const uint32_t *blocks, uint64_t lease_id, uint32_t *canon,
                     pc_insert_result *out)
 {
+    return pc_cache_insert_pin(c, ns, ns_len, tokens, n_tokens, blocks,
+                               lease_id, 0, canon, out);
+}
+
+int pc_cache_insert_pin(pc_cache *c, const void *ns, size_t ns_len,
+                        const uint32_t *tokens, size_t n_tokens,
+                        const uint32_t *blocks, uint64_t lease_id, int pin,
+                        uint32_t *canon, pc_insert_result *out)
+{
     if (!c || !out)
         return PC_E_INVAL;
     memset(out, 0, sizeof(*out));
     size_t np = n_tokens / c->P;
-    if (np && (!blocks || !tokens))
+    if ((np && (!blocks || !tokens)) || (pin && !lease_id))
         return PC_E_INVAL;
     lease *l = NULL;
     if (lease_id && !(l = lease_live(c, lease_id)))
         return PC_E_LEASE;
+    /* Room for the pin first: once the tree has changed, nothing may fail
+     * for want of it. */
+    if (pin && np) {
+        if (l->npins + 1ull > c->cfg.max_pins_per_lease)
+            return PC_E_LIMIT;
+        if (lease_reserve(l, 1, 0))
+            return PC_E_NOMEM;
+    }
     if (!canon) {
         if (np > c->scratch_cap) {
             uint32_t *s = realloc(c->scratch, np * sizeof(*s));
@@ -692,10 +709,18 @@ int pc_cache_insert(pc_cache *c, const void *ns, size_t ns_len,
         }
         assert(rc == 0);
     }
-    if (l)
-        lease_renew(c, l);
     out->cached_tokens = ir.cached_tokens;
     out->inserted_pages = ir.inserted_pages;
+    if (l)
+        lease_renew(c, l);
+    /* ir.node covers exactly the full pages inserted (or found cached).
+     * Locking fails only past 2^32 locks on one path: the insert stands. */
+    if (pin && ir.node) {
+        if ((rc = pc_radix_lock(c->tree, ir.node)))
+            return rc;
+        l->pins[l->npins++] = ir.node;
+        c->npins++;
+    }
     return 0;
 }
 

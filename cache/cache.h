@@ -127,6 +127,20 @@ int pc_cache_insert(pc_cache *c, const void *ns, size_t ns_len,
                     const uint32_t *blocks, uint64_t lease, uint32_t *canon,
                     pc_insert_result *out);
 
+/*
+ * pc_cache_insert, and with pin: the inserted prefix (all its full pages)
+ * stays pinned under `lease` (required) until release or expiry, so an
+ * engine can insert right after its prefill, let others reuse the pages at
+ * once, and still read them safely while it decodes.  The pin is checked
+ * against max_pins_per_lease before anything changes (PC_E_LIMIT).
+ * PC_E_INVAL for pin without a lease.  PC_E_RANGE only past 2^32 locks on
+ * one path: then the insert is done but not pinned.
+ */
+int pc_cache_insert_pin(pc_cache *c, const void *ns, size_t ns_len,
+                        const uint32_t *tokens, size_t n_tokens,
+                        const uint32_t *blocks, uint64_t lease, int pin,
+                        uint32_t *canon, pc_insert_result *out);
+
 /* Unpin everything the lease pinned and free its blocks that were never
  * inserted; the lease ends.  PC_E_LEASE if unknown or already ended. */
 int pc_cache_release(pc_cache *c, uint64_t lease);

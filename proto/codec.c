@@ -446,8 +446,14 @@ int pc_request_decode(pc_decoder *d, const void *buf, size_t len,
                            &r->tokens, &r->n_tokens)) ||
             (rc = get_list(d, m, "blocks", max, &d->blk, &d->blk_cap,
                            &r->blocks, &r->n_blocks)) ||
-            (rc = opt_bool(d, m, "release", &r->release)))
+            (rc = opt_bool(d, m, "release", &r->release)) ||
+            (rc = opt_bool(d, m, "pin", &r->pin)))
             return rc;
+        if (r->pin && r->release)
+            FAIL(PC_E_INVAL, "insert: 'pin' and 'release' together (a pin "
+                             "lasts until its lease ends)");
+        if (r->pin && !r->lease)
+            FAIL(PC_E_INVAL, "insert: 'pin' needs a 'lease' to hold the pin");
         return 0;
     case PC_OP_FLUSH:
         return get_ns(d, m, r, false);

@@ -748,7 +748,8 @@ static uint64_t enc_insert(pc_client *c, const void *ns, size_t ns_len,
                            const uint32_t *blocks, uint64_t lease,
                            unsigned flags)
 {
-    size_t f = 3 + (lease != 0) + !!(flags & PC_CLIENT_RELEASE);
+    size_t f = 3 + (lease != 0) + !!(flags & PC_CLIENT_RELEASE) +
+               !!(flags & PC_CLIENT_PIN);
     uint64_t id = begin(c, PC_OP_INSERT, f);
     pack_ns(&c->pk, ns, ns_len);
     pc_pack_kv_u32s(&c->pk, "tokens", tokens, n);
@@ -757,6 +758,8 @@ static uint64_t enc_insert(pc_client *c, const void *ns, size_t ns_len,
         pc_pack_kv_u64(&c->pk, "lease", lease);
     if (flags & PC_CLIENT_RELEASE)
         pc_pack_kv_bool(&c->pk, "release", true);
+    if (flags & PC_CLIENT_PIN)
+        pc_pack_kv_bool(&c->pk, "pin", true);
     return id;
 }
 

@@ -76,8 +76,11 @@ typedef struct pc_client_insert_result {
     size_t cached_tokens, inserted_pages, freed_blocks;
 } pc_client_insert_result;
 
-/* flags: PC_CLIENT_RELEASE ends the lease after a successful insert.  canon
- * (may be NULL) receives n_tokens / page_tokens canonical ids. */
+/* flags: PC_CLIENT_RELEASE ends the lease after a successful insert;
+ * PC_CLIENT_PIN keeps the inserted prefix pinned under the lease until it
+ * is released (insert right after the prefill, read the pages safely while
+ * decoding; not with RELEASE, needs a lease).  canon (may be NULL) receives
+ * n_tokens / page_tokens canonical ids. */
 int pc_client_insert(pc_client *c, const void *ns, size_t ns_len,
                      const uint32_t *tokens, size_t n_tokens,
                      const uint32_t *blocks, uint64_t lease, unsigned flags,

@@ -396,8 +396,9 @@ static int op_insert(pc_rpc_server *s, const pc_request *r, uint64_t id)
     if (grow(&s->ids, &s->ids_cap, np))
         return fail(s, PC_E_NOMEM, "insert: out of memory for %zu ids", np);
     pc_insert_result ir;
-    int rc = pc_cache_insert(s->cache, r->ns, r->ns_len, r->tokens, r->n_tokens,
-                             r->blocks, r->lease, s->ids, &ir);
+    int rc = pc_cache_insert_pin(s->cache, r->ns, r->ns_len, r->tokens,
+                                 r->n_tokens, r->blocks, r->lease, r->pin,
+                                 s->ids, &ir);
     switch (rc) {
     case 0:
         break;

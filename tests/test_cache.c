@@ -1883,3 +1883,66 @@ Test(cache, flush_ns_returns_unpinned_blocks)
     COUNTS(c, 28, 0, 4);
     cache_del(c);
 }
+
+/* insert with pin: the inserted prefix stays pinned under the lease (an
+ * engine inserting after its prefill reads the pages safely while it
+ * decodes), others can reuse it at once, release ends the pin; refusals
+ * change nothing. */
+Test(cache, insert_pin_keeps_the_prefix_pinned)
+{
+    pc_cache *c = mk(8);
+    uint32_t a[12], b[8], own[3], canon[3], got[3], bb[2];
+    seq_fill(a, 12, 100);
+    seq_fill(b, 8, 200);
+    uint64_t la = 0;
+    al(c, 3, &la, own);
+
+    /* refused: a pin without a lease to hold it */
+    snap s0 = take(c);
+    pc_insert_result ir;
+    RC_EQ(pc_cache_insert_pin(c, NS, strlen(NS), a, 12, own, 0, 1, canon, &ir),
+          PC_E_INVAL);
+    SAME(c, s0);
+
+    RC_EQ(pc_cache_insert_pin(c, NS, strlen(NS), a, 12, own, la, 1, canon, &ir), 0);
+    CHECK(c);
+    cr_assert_eq(ir.inserted_pages, 3);
+    IDS_EQ(canon, own, 3, "adopted");
+    pc_cache_stats s = cstats(c);
+    cr_assert_eq(s.pins, 1);
+    cr_assert_eq(s.tree.protected_pages, 3);
+    COUNTS(c, 5, 0, 3);
+
+    /* another engine reuses it at once */
+    pc_lookup_result r = lk(c, NS, a, 12, 0, 0, got);
+    cr_assert_eq(r.pages, 3);
+    IDS_EQ(got, own, 3, "shared");
+
+    /* pressure: fill the pool, evict everything evictable: a stays */
+    put(c, NS, b, 8, bb);
+    cr_assert_eq(pc_cache_evict(c, SIZE_MAX), 2);
+    CHECK(c);
+    cr_assert_eq(lk_pages(c, NS, a, 12), 3, "pinned pages survive");
+
+    /* the pin limit is checked before anything changes */
+    pc_cache_config lim = cfg_of(8, PC_POOL_NONE);
+    lim.max_pins_per_lease = 1;
+    RC_EQ(pc_cache_set_limits(c, &lim), 0);
+    uint32_t own2[1], x[4];
+    seq_fill(x, 4, 300);
+    al(c, 1, &la, own2);
+    snap s1 = take(c);
+    RC_EQ(pc_cache_insert_pin(c, NS, strlen(NS), x, 4, own2, la, 1, canon, &ir),
+          PC_E_LIMIT);
+    SAME(c, s1);
+
+    /* release: the pin ends, a becomes evictable */
+    rel(c, la);
+    s = cstats(c);
+    cr_assert_eq(s.pins, 0);
+    cr_assert_eq(s.tree.protected_pages, 0);
+    cr_assert_eq(pc_cache_evict(c, SIZE_MAX), 3);
+    CHECK(c);
+    COUNTS(c, 8, 0, 0);
+    cache_del(c);
+}

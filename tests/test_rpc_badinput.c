@@ -344,6 +344,21 @@ BUILD(b_release_int)
     HEAD("insert", 5), NSKV(), KIDS("tokens", fx->tok_c, 4), KIDS("blocks", fx->l1_blocks, 1);
     KU("lease", fx->l1), KU("release", 1);
 }
+BUILD(b_ins_pin_int)
+{
+    HEAD("insert", 5), NSKV(), KIDS("tokens", fx->tok_c, 4), KIDS("blocks", fx->l1_blocks, 1);
+    KU("lease", fx->l1), KU("pin", 1);
+}
+BUILD(b_ins_pin_release)
+{
+    HEAD("insert", 6), NSKV(), KIDS("tokens", fx->tok_c, 4), KIDS("blocks", fx->l1_blocks, 1);
+    KU("lease", fx->l1), KB("pin", true), KB("release", true);
+}
+BUILD(b_ins_pin_no_lease)
+{
+    HEAD("insert", 4), NSKV(), KIDS("tokens", fx->tok_c, 4), KIDS("blocks", fx->l1_blocks, 1);
+    KB("pin", true);
+}
 BUILD(b_n_str) { HEAD("alloc", 1), KSTR("n", "3"); }
 BUILD(b_n_neg) { HEAD("alloc", 1), KI("n", -3); }
 BUILD(b_n_float) { HEAD("alloc", 1), KEY("n"), msgpack_pack_double(PK, 2.0); }
@@ -596,6 +611,9 @@ static const bad_case g_types[] = {
     E("lookup: pin a string", b_pin_str, PC_E_BADMSG, 226, true),
     E("lookup: alloc a string", b_alloc_str, PC_E_BADMSG, 227, true),
     E("insert: release an int", b_release_int, PC_E_BADMSG, 228, true),
+    E("insert: pin an int", b_ins_pin_int, PC_E_BADMSG, 614, true),
+    E("insert: pin and release together", b_ins_pin_release, PC_E_INVAL, 615, true),
+    E("insert: pin without a lease", b_ins_pin_no_lease, PC_E_INVAL, 616, true),
     E("alloc: n a string", b_n_str, PC_E_BADMSG, 229, true),
     E("alloc: n negative", b_n_neg, PC_E_BADMSG, 230, true),
     E("alloc: n a float", b_n_float, PC_E_BADMSG, 231, true),

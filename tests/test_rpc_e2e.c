@@ -543,6 +543,55 @@ Test(e2e, eviction_policy_reload)
     hd_stop(&d);
 }
 
+/* ---- insert with pin: insert after the prefill, read while decoding ---- */
+
+Test(e2e, insert_pin)
+{
+    hd_daemon d;
+    hd_start(&d, NULL);
+    pc_client *c;
+    client_open(&d, &c, NULL);
+    enum { T = 4 * P };
+    uint32_t t[T], ids[4], canon[4];
+    prompt(t, T, 7000);
+    pc_client_lookup_result r;
+    RC_EQ(c, pc_client_lookup(c, NS, NSL, t, T, PC_CLIENT_PIN | PC_CLIENT_ALLOC,
+                              0, &r), 0);
+    cr_assert_eq(r.n_alloc, 4);
+    memcpy(ids, r.alloc_blocks, sizeof(ids));
+    uint64_t lease = r.lease;
+    pc_client_insert_result ir;
+
+    /* pin with release, pin without a lease: refused, nothing changes */
+    int rc = pc_client_insert(c, NS, NSL, t, T, ids, lease,
+                              PC_CLIENT_PIN | PC_CLIENT_RELEASE, canon, &ir);
+    cr_assert_eq(rc, PC_E_INVAL, "%s", pc_errname(rc));
+    cr_assert(strstr(pc_client_last_error(c), "pin"), "%s", pc_client_last_error(c));
+    rc = pc_client_insert(c, NS, NSL, t, T, ids, 0, PC_CLIENT_PIN, canon, &ir);
+    cr_assert_eq(rc, PC_E_INVAL, "%s", pc_errname(rc));
+    cr_assert_eq(matched(c, NS, NSL, t, T), 0);
+
+    RC_EQ(c, pc_client_insert(c, NS, NSL, t, T, ids, lease, PC_CLIENT_PIN,
+                              canon, &ir), 0);
+    cr_assert_eq(ir.inserted_pages, 4);
+    cr_assert_eq(gauge(&d, "leases.pins"), 1);
+    cr_assert_eq(gauge(&d, "tree.protected_pages"), 4);
+
+    /* the rest of the pool churns: the pinned prompt stays */
+    for (uint32_t i = 0; i < CAP / 4 + 4; i++) {
+        uint32_t o[T], oc[4];
+        prompt(o, T, 7100 + i);
+        put_prompt(c, NS, NSL, o, T, 7100 + i, oc);
+    }
+    cr_assert_eq(matched(c, NS, NSL, t, T), T, "pinned pages survive eviction");
+    RC_EQ(c, pc_client_release(c, lease), 0);
+    cr_assert_eq(gauge(&d, "leases.pins"), 0);
+    hd_statmap st;
+    hd_stats_get(&d, &st);
+    pc_client_close(c);
+    hd_stop(&d);
+}
+
 /* ---- eviction under pressure ------------------------------------------------------------ */
 
 Test(e2e, eviction)
