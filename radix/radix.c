@@ -398,9 +398,28 @@ static int heap_grow(pc_radix *t, uint64_t nodes)
     return 0;
 }
 
+static void heaps_free(pc_radix *t)
+{
+    rx_free(t, t->heap[0]);
+    rx_free(t, t->heap[1]);
+    t->heap[0] = t->heap[1] = NULL;
+    t->hcap = 0;
+}
+
 static int heap_reserve(pc_radix *t, uint64_t nodes)
 {
     return t->policy == PC_POLICY_LRU ? 0 : heap_grow(t, nodes);
+}
+
+/* Index of ns's priority entry; t->nprios when it has none. */
+static uint32_t prio_find(const pc_radix *t, const void *ns, size_t len)
+{
+    uint32_t i = 0;
+    while (i < t->nprios &&
+           !(t->prios[i].len == len &&
+             (len == 0 || memcmp(t->prios[i].ns, ns, len) == 0)))
+        i++;
+    return i;
 }
 
 static uint64_t prio_key(int32_t prio)
@@ -1071,10 +1090,8 @@ static pc_radix_node *root_new(pc_radix *t, const void *ns, size_t len,
     r->hash = h;
     if (len)
         memcpy(r->data, ns, len);
-    r->pkey = prio_key(0);
-    for (uint32_t i = 0; i < t->nprios; i++)
-        if (t->prios[i].len == len && memcmp(t->prios[i].ns, ns, len) == 0)
-            r->pkey = prio_key(t->prios[i].prio);
+    uint32_t i = prio_find(t, ns, len);
+    r->pkey = prio_key(i < t->nprios ? t->prios[i].prio : 0);
     return r;
 }
 
@@ -1714,12 +1731,8 @@ int pc_radix_set_policy(pc_radix *t, pc_radix_policy p)
     int rc = auto_build(t); /* only for auto */
     t->policy = old;
     if (rc) { /* change nothing: drop heaps made for this call */
-        if (!had_heaps) {
-            rx_free(t, t->heap[0]);
-            rx_free(t, t->heap[1]);
-            t->heap[0] = t->heap[1] = NULL;
-            t->hcap = 0;
-        }
+        if (!had_heaps)
+            heaps_free(t);
         return rc;
     }
     if (p != PC_POLICY_AUTO) {
@@ -1738,10 +1751,7 @@ int pc_radix_set_policy(pc_radix *t, pc_radix_policy p)
     t->s3_pages[1] = t->st.pages; /* what is cached has proven itself */
     t->policy = p;
     if (p == PC_POLICY_LRU) {
-        rx_free(t, t->heap[0]);
-        rx_free(t, t->heap[1]);
-        t->heap[0] = t->heap[1] = NULL;
-        t->hcap = 0;
+        heaps_free(t);
         return 0;
     }
     pc_radix_node *r;
@@ -1782,11 +1792,7 @@ int pc_radix_set_ns_priority(pc_radix *t, const void *ns, size_t ns_len,
 {
     if (!t || ns_len > PC_RADIX_NS_MAX || (ns_len && !ns))
         return PC_E_INVAL;
-    uint32_t i = 0;
-    while (i < t->nprios &&
-           !(t->prios[i].len == ns_len &&
-             (ns_len == 0 || memcmp(t->prios[i].ns, ns, ns_len) == 0)))
-        i++;
+    uint32_t i = prio_find(t, ns, ns_len);
     if (i == t->nprios && priority != 0) { /* a new entry */
         if (t->nprios == t->cprios &&
             pc_radix_reserve_ns_priorities(t, t->cprios ? 2 * t->cprios : 4))
@@ -2092,12 +2098,11 @@ int pc_radix_check(const pc_radix *t)
               "heaps kept under lru");
     }
     /* The simulations: lists well linked, every live page findable. */
+    CHECK(!t->sim[0].slot == !t->sim[1].slot, "one simulation missing");
     for (int k = 0; k < 2; k++) {
         const mini *m = &t->sim[k];
-        if (!m->slot) {
-            CHECK(k == 0 ? 1 : !t->sim[0].slot, "one simulation missing");
+        if (!m->slot)
             continue;
-        }
         CHECK(t->policy == PC_POLICY_AUTO, "simulations kept under %s",
               pc_radix_policy_name(t->policy));
         uint32_t total = 0;
