@@ -541,13 +541,16 @@ static void lease_abort(pc_cache *c, lease_ref *r)
 
 /* ---- operations ----------------------------------------------------------- */
 
-int pc_cache_lookup(pc_cache *c, const void *ns, size_t ns_len,
-                    const uint32_t *tokens, size_t n_tokens, int pin,
-                    uint64_t lease_id, uint32_t *blocks, pc_lookup_result *out)
+/* pc_cache_lookup, and *node = the deepest matched node (NULL: none). */
+static int lookup(pc_cache *c, const void *ns, size_t ns_len,
+                  const uint32_t *tokens, size_t n_tokens, int pin,
+                  uint64_t lease_id, uint32_t *blocks, pc_lookup_result *out,
+                  pc_radix_node **node)
 {
     if (!c || !out || (n_tokens >= c->P && !blocks))
         return PC_E_INVAL;
     memset(out, 0, sizeof(*out));
+    *node = NULL;
     lease_ref r = {0};
     int rc;
     if (pin && (rc = lease_acquire(c, lease_id, 1, 0, &r)))
@@ -563,6 +566,7 @@ int pc_cache_lookup(pc_cache *c, const void *ns, size_t ns_len,
     }
     out->tokens = m.tokens;
     out->pages = m.pages;
+    *node = m.node;
     if (!pin) { /* a named lease is renewed, as by every op naming it */
         if (r.l)
             lease_renew(c, r.l);
@@ -581,6 +585,51 @@ int pc_cache_lookup(pc_cache *c, const void *ns, size_t ns_len,
     }
     lease_commit(c, &r);
     out->lease = r.l->id;
+    return 0;
+}
+
+int pc_cache_lookup(pc_cache *c, const void *ns, size_t ns_len,
+                    const uint32_t *tokens, size_t n_tokens, int pin,
+                    uint64_t lease_id, uint32_t *blocks, pc_lookup_result *out)
+{
+    pc_radix_node *node;
+    return lookup(c, ns, ns_len, tokens, n_tokens, pin, lease_id, blocks, out,
+                  &node);
+}
+
+int pc_cache_lookup_alloc(pc_cache *c, const void *ns, size_t ns_len,
+                          const uint32_t *tokens, size_t n_tokens, int pin,
+                          uint64_t lease_id, uint32_t *blocks, uint32_t *fresh,
+                          pc_lookup_result *out)
+{
+    if (!c || (n_tokens >= c->P && !fresh))
+        return PC_E_INVAL;
+    pc_radix_node *node;
+    int rc = lookup(c, ns, ns_len, tokens, n_tokens, pin, lease_id, blocks,
+                    out, &node);
+    size_t want = rc ? 0 : n_tokens / c->P - out->pages;
+    if (!want)
+        return rc;
+    /* Without a pin the matched pages are as evictable as any other, and an
+     * allocation that evicted them would hand out, as fresh, the very blocks
+     * this reply names as the cached prefix: hold the path for the length of
+     * the call.  (With a pin the lease holds it already.) */
+    int held = !pin && node;
+    if (held && (rc = pc_radix_lock(c->tree, node))) {
+        out->alloc_status = rc; /* 2^32 locks on one path: no allocation */
+        return 0;
+    }
+    uint64_t al = out->lease ? out->lease : lease_id;
+    rc = want > UINT32_MAX ? PC_E_TOOBIG
+                           : pc_cache_alloc(c, (uint32_t)want, &al, fresh);
+    if (held)
+        pc_radix_unlock(c->tree, node);
+    if (rc) {
+        out->alloc_status = rc;
+        return 0;
+    }
+    out->lease = al;
+    out->alloc_n = want;
     return 0;
 }
 

@@ -76,7 +76,10 @@ int pc_cache_set_limits(pc_cache *c, const pc_cache_config *cfg);
 typedef struct pc_lookup_result {
     size_t tokens;   /* matched tokens (multiple of page_tokens)            */
     size_t pages;    /* = block ids written to blocks[]                     */
-    uint64_t lease;  /* the lease holding the pin (pin requested), else 0   */
+    uint64_t lease;  /* the lease holding the pin and/or the allocation     */
+    /* pc_cache_lookup_alloc only: */
+    int alloc_status; /* 0, or why the allocation failed                    */
+    size_t alloc_n;   /* fresh block ids written (0 when it failed)         */
 } pc_lookup_result;
 
 /*
@@ -94,6 +97,23 @@ typedef struct pc_lookup_result {
 int pc_cache_lookup(pc_cache *c, const void *ns, size_t ns_len,
                     const uint32_t *tokens, size_t n_tokens, int pin,
                     uint64_t lease, uint32_t *blocks, pc_lookup_result *out);
+
+/*
+ * pc_cache_lookup, then fresh LEASED blocks for the remaining full pages
+ * (n_tokens / page_tokens - pages of them) into fresh[], under the lease
+ * that holds the pin (else the named lease, else a new one; out->lease).
+ * The matched pages are protected for the length of the call even without
+ * pin: the allocation never evicts them, so no id appears both in blocks[]
+ * and in fresh[] (when only they could have made room, the allocation
+ * fails with PC_E_NOSPACE).  A failed allocation never undoes the lookup
+ * or its pin: the call returns 0 with out->alloc_status < 0 (NOSPACE,
+ * LIMIT, LEASE, NOMEM) and nothing allocated.  Errors: those of
+ * pc_cache_lookup.
+ */
+int pc_cache_lookup_alloc(pc_cache *c, const void *ns, size_t ns_len,
+                          const uint32_t *tokens, size_t n_tokens, int pin,
+                          uint64_t lease, uint32_t *blocks, uint32_t *fresh,
+                          pc_lookup_result *out);
 
 /*
  * n blocks in state LEASED, owned by *lease (0 on entry = create a lease; its

@@ -234,6 +234,14 @@ int pcd_daemon_config_set(pcd_daemon *d, const msgpack_object *set, char *err,
             snprintf(err, errlen, "config set: %s", msg);
             return rc;
         }
+        /* A knob set twice is refused, not resolved by order.  The keys
+         * before this one are distinct known knobs, so this stays short. */
+        for (uint32_t j = 0; j < i; j++)
+            if (pcd_knob_find(set->via.map.ptr[j].key.via.str.ptr,
+                              set->via.map.ptr[j].key.via.str.size) == k) {
+                snprintf(err, errlen, "config set: %s is given twice", k->name);
+                return PC_E_INVAL;
+            }
         if (!k->reloadable) {
             snprintf(err, errlen, "config set: %s is not reloadable (change it "
                      "in the config file or on the command line and restart "

@@ -400,6 +400,41 @@ static int get_list(pc_decoder *d, const msgpack_object *m, const char *key,
     return 0;
 }
 
+/* Every key some request reads, with its length (compared first). */
+#define RK(s) {s, sizeof(s) - 1}
+static const struct { const char *s; uint32_t n; } request_keys[] = {
+    RK("id"), RK("op"), RK("ns"), RK("tokens"), RK("blocks"), RK("lease"),
+    RK("pin"), RK("alloc"), RK("release"), RK("n"), RK("version"),
+    RK("check"), RK("get"), RK("set"),
+};
+#undef RK
+
+/* The first key the request reads that appears twice in m, or NULL.
+ * Duplicates are refused rather than resolved: a proxy or another decoder
+ * that took the other copy would see a different request from ours.  Only
+ * known keys are counted (unknown ones are ignored anyway), so the cost is
+ * one pass of short compares, whatever the map holds. */
+static const char *twice_key(const msgpack_object *m)
+{
+    unsigned seen = 0;
+    _Static_assert(sizeof(request_keys) / sizeof(request_keys[0]) <= 32,
+                   "seen is a 32-bit set");
+    for (uint32_t i = 0; i < m->via.map.size; i++) {
+        const msgpack_object *key = &m->via.map.ptr[i].key;
+        if (key->type != MSGPACK_OBJECT_STR)
+            continue;
+        for (unsigned k = 0; k < sizeof(request_keys) / sizeof(request_keys[0]); k++)
+            if (key->via.str.size == request_keys[k].n &&
+                memcmp(key->via.str.ptr, request_keys[k].s, request_keys[k].n) == 0) {
+                if (seen & 1u << k)
+                    return request_keys[k].s;
+                seen |= 1u << k;
+                break;
+            }
+    }
+    return NULL;
+}
+
 int pc_request_decode(pc_decoder *d, const void *buf, size_t len,
                       const pc_proto_limits *lim, pc_request *r)
 {
@@ -409,9 +444,15 @@ int pc_request_decode(pc_decoder *d, const void *buf, size_t len,
     int rc = pc_payload_decode(d, buf, len, lim, &m);
     if (rc)
         return rc;
-    /* The id first, so that every later error can echo it. */
+    /* The id first, so that every later error can echo it -- unless the id
+     * itself is given twice: which one would the reply echo? */
+    const char *twice = twice_key(m);
+    if (twice && strcmp(twice, "id") == 0)
+        FAIL(PC_E_BADMSG, "key 'id' given twice");
     if ((rc = opt_u64(d, m, "id", &r->id, false)))
         return rc;
+    if (twice)
+        FAIL(PC_E_BADMSG, "key '%s' given twice", twice);
     if (!(o = pc_mp_get(m, "op")))
         FAIL(PC_E_BADMSG, "missing 'op'");
     if (o->type != MSGPACK_OBJECT_STR)
@@ -472,11 +513,80 @@ int pc_request_decode(pc_decoder *d, const void *buf, size_t len,
 
 /* ---- encoding ------------------------------------------------------------- */
 
+/* Length of the well-formed UTF-8 sequence that starts s[0..n), or 0 when
+ * none does: RFC 3629's rules, so no overlong forms, no surrogates
+ * (U+D800..U+DFFF) and nothing beyond U+10FFFF -- what strict decoders
+ * (Python's, Rust's, Java's) insist on. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned char b = s[0];
+    size_t k;
+    uint32_t cp;
+    if (b < 0x80)
+        return 1;
+    if ((b & 0xe0) == 0xc0)
+        k = 1, cp = b & 0x1f;
+    else if ((b & 0xf0) == 0xe0)
+        k = 2, cp = b & 0x0f;
+    else if ((b & 0xf8) == 0xf0)
+        k = 3, cp = b & 0x07;
+    else
+        return 0;
+    if (n - 1 < k)
+        return 0;
+    for (size_t j = 1; j <= k; j++) {
+        if ((s[j] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[j] & 0x3f);
+    }
+    if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) ||
+        (k == 3 && cp < 0x10000) || cp > 0x10ffff ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return k + 1;
+}
+
+bool pc_utf8_valid(const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    for (size_t i = 0, k; i < n; i += k)
+        if (!(k = utf8_seq(s + i, n - i)))
+            return false;
+    return true;
+}
+
+/* Every str the daemon sends must decode under a strict UTF-8 decoder, or
+ * the whole reply (id and status included) is unreadable to it; error texts
+ * quote request bytes (an unknown op, a knob name), so a byte that starts
+ * no valid sequence goes out as the four characters "\xNN".  Keys and
+ * texts are almost always ASCII: one pass decides, a second escapes. */
+void pc_pack_str(msgpack_packer *pk, const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    size_t out = 0, i, k;
+    for (i = 0; i < n; i += k)
+        out += (k = utf8_seq(s + i, n - i)) ? k : (k = 1, 4);
+    msgpack_pack_str(pk, out);
+    if (out == n) {
+        if (n)
+            msgpack_pack_str_body(pk, s, n);
+        return;
+    }
+    static const char hex[] = "0123456789abcdef";
+    for (i = 0; i < n; i += k) {
+        if ((k = utf8_seq(s + i, n - i))) {
+            msgpack_pack_str_body(pk, s + i, k);
+        } else {
+            char esc[4] = {'\\', 'x', hex[s[i] >> 4], hex[s[i] & 15]};
+            msgpack_pack_str_body(pk, esc, 4);
+            k = 1;
+        }
+    }
+}
+
 void pc_pack_cstr(msgpack_packer *pk, const char *s)
 {
-    size_t n = strlen(s);
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, s, n);
+    pc_pack_str(pk, s, strlen(s));
 }
 
 void pc_pack_kv_u64(msgpack_packer *pk, const char *key, uint64_t v)

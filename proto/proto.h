@@ -165,7 +165,13 @@ int pc_mp_get_i64(const msgpack_object *map, const char *key, int64_t *out);
 int pc_mp_get_u32s(const msgpack_object *map, const char *key, uint32_t **buf,
                    size_t *cap, size_t *n);
 
-/* Encoding helpers over msgpack-c's packer. */
+/* Is s[0..n) well-formed UTF-8 (RFC 3629: no overlongs, no surrogates)? */
+bool pc_utf8_valid(const void *s, size_t n);
+
+/* Encoding helpers over msgpack-c's packer.  Every str they write is valid
+ * UTF-8: a byte that starts no well-formed sequence is sent as the four
+ * characters \xNN (error texts quote request bytes). */
+void pc_pack_str(msgpack_packer *pk, const void *s, size_t n);
 void pc_pack_cstr(msgpack_packer *pk, const char *s);
 void pc_pack_kv_u64(msgpack_packer *pk, const char *key, uint64_t v);
 void pc_pack_kv_i64(msgpack_packer *pk, const char *key, int64_t v);

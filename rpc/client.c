@@ -128,45 +128,10 @@ static int zmq_code(void)
  * decoders in other languages reject anything else), so a namespace goes
  * as str when it is valid UTF-8, which keeps dumps readable, and as bin
  * otherwise; the daemon accepts both and compares the bytes only. */
-static bool utf8_ok(const unsigned char *s, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        unsigned char b = s[i];
-        size_t k;
-        uint32_t cp;
-        if (b < 0x80) {
-            i++;
-            continue;
-        } else if ((b & 0xe0) == 0xc0) {
-            k = 1, cp = b & 0x1f;
-        } else if ((b & 0xf0) == 0xe0) {
-            k = 2, cp = b & 0x0f;
-        } else if ((b & 0xf8) == 0xf0) {
-            k = 3, cp = b & 0x07;
-        } else {
-            return false;
-        }
-        if (n - i - 1 < k)
-            return false;
-        for (size_t j = 1; j <= k; j++) {
-            if ((s[i + j] & 0xc0) != 0x80)
-                return false;
-            cp = cp << 6 | (s[i + j] & 0x3f);
-        }
-        /* overlong forms, surrogates, beyond U+10FFFF */
-        if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) ||
-            (k == 3 && cp < 0x10000) || cp > 0x10ffff ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += k + 1;
-    }
-    return true;
-}
-
 static void pack_ns(msgpack_packer *pk, const void *ns, size_t len)
 {
     pc_pack_cstr(pk, "ns");
-    if (utf8_ok(ns, len)) {
+    if (pc_utf8_valid(ns, len)) {
         msgpack_pack_str(pk, len);
         if (len)
             msgpack_pack_str_body(pk, ns, len);
@@ -726,6 +691,13 @@ static int dec_lookup(pc_client *c, const msgpack_object *m,
     out->lease = lease;
     out->alloc_status = (int)ast;
     out->alloc_blocks = ids_or_empty(c->ablk);
+    if (ast < 0) { /* the call succeeded; its reason goes to last_error */
+        const msgpack_object *e = pc_mp_get(m, "alloc_error");
+        if (e && e->type == MSGPACK_OBJECT_STR)
+            fail(c, 0, "%.*s", (int)e->via.str.size, e->via.str.ptr);
+        else
+            fail(c, 0, "alloc: %s", pc_strerror((int)ast));
+    }
     return 0;
 }
 

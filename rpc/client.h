@@ -31,7 +31,8 @@ int pc_client_connect(const char *endpoint, int timeout_ms, pc_client **out);
 void pc_client_close(pc_client *c);
 void pc_client_set_timeout(pc_client *c, int timeout_ms);
 
-/* The daemon's message for the last failed call ("" if none). */
+/* The daemon's message for the last failed call, or for the allocation of
+ * the last lookup whose alloc_status was negative ("" if none). */
 const char *pc_client_last_error(const pc_client *c);
 
 typedef struct pc_hello {
@@ -60,7 +61,8 @@ typedef struct pc_client_lookup_result {
     size_t pages;             /* = entries in blocks                      */
     const uint32_t *blocks;   /* valid until the next call on c           */
     uint64_t lease;           /* 0 when nothing was pinned or allocated   */
-    int alloc_status;         /* with ALLOC: 0 or e.g. PC_E_NOSPACE       */
+    int alloc_status;         /* with ALLOC: 0 or e.g. PC_E_NOSPACE (the
+                                 reason: pc_client_last_error)            */
     size_t n_alloc;
     const uint32_t *alloc_blocks; /* valid until the next call on c       */
 } pc_client_lookup_result;

@@ -270,16 +270,23 @@ static int cache_fail(pc_rpc_server *s, int rc, uint64_t lease, const char *what
     }
 }
 
-static int alloc_fail(pc_rpc_server *s, int rc, uint64_t n, uint64_t lease)
+/* matched: pages a lookup+alloc matched, which its allocation may not evict */
+static int alloc_fail(pc_rpc_server *s, int rc, uint64_t n, uint64_t lease,
+                      size_t matched)
 {
     if (rc == PC_E_NOSPACE) {
         pc_cache_stats cs;
         pc_cache_stats_get(s->cache, &cs);
+        char held[96] = "";
+        if (matched)
+            snprintf(held, sizeof(held), "; the %zu matched page%s of this "
+                     "lookup may not be evicted for it", matched,
+                     matched == 1 ? "" : "s");
         return fail(s, rc,
                     "alloc of %" PRIu64 " blocks: no space (%" PRIu64
                     " free, %" PRIu64 " evictable, %" PRIu64 " pinned, %" PRIu64
-                    " leased)", n, cs.pool.free, cs.tree.evictable_pages,
-                    cs.tree.protected_pages, cs.pool.leased);
+                    " leased)%s", n, cs.pool.free, cs.tree.evictable_pages,
+                    cs.tree.protected_pages, cs.pool.leased, held);
     }
     return cache_fail(s, rc, lease, "alloc");
 }
@@ -325,44 +332,33 @@ static int op_hello(pc_rpc_server *s, const pc_request *r, uint64_t id)
 static int op_lookup(pc_rpc_server *s, const pc_request *r, uint64_t id)
 {
     size_t np = r->n_tokens / s->page_tokens;
-    if (grow(&s->ids, &s->ids_cap, np))
+    if (grow(&s->ids, &s->ids_cap, np) ||
+        (r->alloc && grow(&s->ids2, &s->ids2_cap, np)))
         return fail(s, PC_E_NOMEM, "lookup: out of memory for %zu block ids", np);
     pc_lookup_result lr;
-    int rc = pc_cache_lookup(s->cache, r->ns, r->ns_len, r->tokens, r->n_tokens,
-                             r->pin, r->lease, s->ids, &lr);
+    int rc = r->alloc
+                 ? pc_cache_lookup_alloc(s->cache, r->ns, r->ns_len, r->tokens,
+                                         r->n_tokens, r->pin, r->lease, s->ids,
+                                         s->ids2, &lr)
+                 : pc_cache_lookup(s->cache, r->ns, r->ns_len, r->tokens,
+                                   r->n_tokens, r->pin, r->lease, s->ids, &lr);
     if (rc)
         return cache_fail(s, rc, r->lease, r->pin ? "lookup with pin" : "lookup");
-    /* The lookup stands from here on: a failed alloc is reported in
-     * alloc_status, never undoes the match or the pin. */
-    uint64_t lease = lr.lease;
-    int arc = 0;
-    size_t nalloc = 0;
+    /* The lookup stands: a failed alloc is reported in alloc_status. */
     char aerr[ERR_MAX] = "";
-    if (r->alloc && np > lr.pages) {
-        size_t want = np - lr.pages;
-        uint64_t al = lr.lease ? lr.lease : r->lease;
-        if (grow(&s->ids2, &s->ids2_cap, want)) {
-            arc = PC_E_NOMEM;
-        } else {
-            arc = pc_cache_alloc(s->cache, (uint32_t)want, &al, s->ids2);
-        }
-        if (arc == 0) {
-            lease = al;
-            nalloc = want;
-        } else {
-            alloc_fail(s, arc, want, al);
-            snprintf(aerr, sizeof(aerr), "%s", s->err);
-            s->err[0] = 0;
-        }
+    if (lr.alloc_status) {
+        alloc_fail(s, lr.alloc_status, np - lr.pages, r->lease, lr.pages);
+        snprintf(aerr, sizeof(aerr), "%s", s->err);
+        s->err[0] = 0;
     }
     msgpack_packer *pk = &s->pk;
     pc_pack_reply_head(pk, id, 0, NULL, 3 + (r->alloc ? 2 : 0) + (aerr[0] ? 1 : 0));
     pc_pack_kv_u64(pk, "tokens", lr.tokens);
     pc_pack_kv_u32s(pk, "blocks", s->ids, lr.pages);
-    pc_pack_kv_u64(pk, "lease", lease);
+    pc_pack_kv_u64(pk, "lease", lr.lease);
     if (r->alloc) {
-        pc_pack_kv_i64(pk, "alloc_status", arc);
-        pc_pack_kv_u32s(pk, "alloc_blocks", s->ids2, nalloc);
+        pc_pack_kv_i64(pk, "alloc_status", lr.alloc_status);
+        pc_pack_kv_u32s(pk, "alloc_blocks", s->ids2, lr.alloc_n);
         if (aerr[0])
             pc_pack_kv_str(pk, "alloc_error", aerr);
     }
@@ -377,7 +373,7 @@ static int op_alloc(pc_rpc_server *s, const pc_request *r, uint64_t id)
     uint64_t lease = r->lease;
     int rc = pc_cache_alloc(s->cache, (uint32_t)r->n, &lease, s->ids2);
     if (rc)
-        return alloc_fail(s, rc, r->n, r->lease);
+        return alloc_fail(s, rc, r->n, r->lease, 0);
     pc_pack_reply_head(&s->pk, id, 0, NULL, 2);
     pc_pack_kv_u64(&s->pk, "lease", lease);
     pc_pack_kv_u32s(&s->pk, "blocks", s->ids2, (size_t)r->n);

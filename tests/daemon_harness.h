@@ -620,8 +620,70 @@ static inline void hd_reply_free(hd_reply *r)
     memset(r, 0, sizeof(*r));
 }
 
+/* Strict UTF-8, written from RFC 3629's grammar (section 4) rather than
+ * shared with the codec under test: the byte ranges of each well-formed
+ * sequence, so overlongs, surrogates and code points past U+10FFFF fail. */
+static inline bool hd_utf8_strict(const uint8_t *s, size_t n)
+{
+    static const struct { uint8_t lo, hi, n2lo, n2hi; int tails; } seq[] = {
+        {0x00, 0x7f, 0, 0, 0},       {0xc2, 0xdf, 0x80, 0xbf, 1},
+        {0xe0, 0xe0, 0xa0, 0xbf, 2}, {0xe1, 0xec, 0x80, 0xbf, 2},
+        {0xed, 0xed, 0x80, 0x9f, 2}, {0xee, 0xef, 0x80, 0xbf, 2},
+        {0xf0, 0xf0, 0x90, 0xbf, 3}, {0xf1, 0xf3, 0x80, 0xbf, 3},
+        {0xf4, 0xf4, 0x80, 0x8f, 3},
+    };
+    size_t i = 0;
+    while (i < n) {
+        size_t k = 0;
+        while (k < HD_NELEM(seq) && (s[i] < seq[k].lo || s[i] > seq[k].hi))
+            k++;
+        if (k == HD_NELEM(seq))
+            return false;
+        int t = seq[k].tails;
+        if ((size_t)t > n - i - 1)
+            return false;
+        if (t && (s[i + 1] < seq[k].n2lo || s[i + 1] > seq[k].n2hi))
+            return false;
+        for (int j = 2; j <= t; j++)
+            if (s[i + (size_t)j] < 0x80 || s[i + (size_t)j] > 0xbf)
+                return false;
+        i += (size_t)t + 1;
+    }
+    return true;
+}
+
+/* Every str anywhere in o (keys included) is strict UTF-8; else the first
+ * offender is copied, escaped, into bad. */
+static inline bool hd_strs_utf8(const msgpack_object *o, char *bad, size_t cap)
+{
+    switch (o->type) {
+    case MSGPACK_OBJECT_STR:
+        if (hd_utf8_strict((const uint8_t *)o->via.str.ptr, o->via.str.size))
+            return true;
+        for (size_t i = 0, w = 0; i < o->via.str.size && w + 5 < cap; i++)
+            w += (size_t)snprintf(bad + w, cap - w, "%02x ",
+                                  (uint8_t)o->via.str.ptr[i]);
+        return false;
+    case MSGPACK_OBJECT_ARRAY:
+        for (uint32_t i = 0; i < o->via.array.size; i++)
+            if (!hd_strs_utf8(&o->via.array.ptr[i], bad, cap))
+                return false;
+        return true;
+    case MSGPACK_OBJECT_MAP:
+        for (uint32_t i = 0; i < o->via.map.size; i++)
+            if (!hd_strs_utf8(&o->via.map.ptr[i].key, bad, cap) ||
+                !hd_strs_utf8(&o->via.map.ptr[i].val, bad, cap))
+                return false;
+        return true;
+    default:
+        return true;
+    }
+}
+
 /* Decode the last frame of m into r (asserting it is a well-formed reply:
- * a map with uint id, int status, and error text when status < 0). */
+ * a map with uint id, int status, and error text when status < 0, whose
+ * every str a strict UTF-8 decoder accepts -- otherwise such a client could
+ * not read even the id and status). */
 static inline void hd_reply_decode(hd_msg *m, hd_reply *r)
 {
     memset(r, 0, sizeof(*r));
@@ -638,6 +700,9 @@ static inline void hd_reply_decode(hd_msg *m, hd_reply *r)
     pc_decoder_init(&r->dec);
     r->rc = pc_payload_decode(&r->dec, r->payload, len, NULL, &r->map);
     cr_assert_eq(r->rc, 0, "reply does not decode: %d (%s)", r->rc, r->dec.err);
+    char bad[200] = "";
+    cr_assert(hd_strs_utf8(r->map, bad, sizeof(bad)),
+              "reply holds a str that is not UTF-8: %s", bad);
     cr_assert_eq(pc_mp_get_u64(r->map, "id", &r->id), 0, "reply without uint id");
     cr_assert_eq(pc_mp_get_i64(r->map, "status", &r->status), 0,
                  "reply without int status");

@@ -1651,3 +1651,75 @@ Test(codec_example, protocol_md_error_table_matches_the_header)
     cr_expect_eq(rows, n, "PROTOCOL.md lists %zu codes, proto.h %zu", rows, n);
     free(doc);
 }
+
+/* ---- strs the daemon sends are UTF-8 ------------------------------------ */
+
+Test(codec_utf8, valid_and_invalid_sequences)
+{
+    static const struct { const char *s; size_t n; bool ok; } t[] = {
+        {"", 0, true},
+        {"ascii", 5, true},
+        {"\xc3\xaf", 2, true},               /* U+00EF */
+        {"\xe2\x82\xac", 3, true},           /* U+20AC */
+        {"\xf0\x9f\x98\x80", 4, true},       /* U+1F600 */
+        {"\xf4\x8f\xbf\xbf", 4, true},       /* U+10FFFF, the last */
+        {"\xed\x9f\xbf", 3, true},           /* U+D7FF, before surrogates */
+        {"\xff", 1, false},
+        {"\x80", 1, false},                  /* a lone continuation */
+        {"\xc0\xaf", 2, false},              /* overlong '/' */
+        {"\xe0\x80\xaf", 3, false},          /* overlong, 3 bytes */
+        {"\xf0\x80\x80\xaf", 4, false},      /* overlong, 4 bytes */
+        {"\xed\xa0\x80", 3, false},          /* U+D800, a surrogate */
+        {"\xed\xbf\xbf", 3, false},          /* U+DFFF */
+        {"\xf4\x90\x80\x80", 4, false},      /* U+110000 */
+        {"\xe2\x82", 2, false},              /* truncated */
+        {"a\xc3", 2, false},
+        {"\xf8\x88\x80\x80\x80", 5, false},  /* 5-byte form */
+    };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+        cr_expect_eq(pc_utf8_valid(t[i].s, t[i].n), t[i].ok, "case %zu", i);
+}
+
+/* pc_pack_str: valid text unchanged, each bad byte as the 4 chars \xNN. */
+static void packed_as(const char *in, size_t n, const char *want)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    pc_pack_str(&pk, in, n);
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    size_t off = 0;
+    cr_assert_eq(msgpack_unpack_next(&up, sb.data, sb.size, &off),
+                 MSGPACK_UNPACK_SUCCESS);
+    cr_assert_eq(off, sb.size);
+    cr_assert_eq(up.data.type, MSGPACK_OBJECT_STR);
+    size_t len = up.data.via.str.size;
+    cr_assert(len == strlen(want) && memcmp(up.data.via.str.ptr, want, len) == 0,
+              "packed as '%.*s', want '%s'", (int)len, up.data.via.str.ptr, want);
+    cr_assert(pc_utf8_valid(up.data.via.str.ptr, len));
+    msgpack_unpacked_destroy(&up);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+Test(codec_utf8, pack_str_escapes_what_is_not_utf8)
+{
+    packed_as("ping", 4, "ping");
+    packed_as("", 0, "");
+    packed_as("p\xc3\xafng \xe2\x82\xac", 9, "p\xc3\xafng \xe2\x82\xac");
+    packed_as("\xff", 1, "\\xff");
+    packed_as("op '\xff'", 6, "op '\\xff'");
+    packed_as("\xed\xa0\x80", 3, "\\xed\\xa0\\x80");      /* a surrogate */
+    packed_as("\xc0\xafx", 3, "\\xc0\\xafx");              /* overlong */
+    packed_as("ab\xe2\x82", 4, "ab\\xe2\\x82");            /* truncated */
+    packed_as("\xe2\x82\xac\x80\xe2\x82\xac", 7, "\xe2\x82\xac\\x80\xe2\x82\xac");
+    /* long enough for a str8/str16 header, escapes changing the length */
+    char big[300], want[1200];
+    size_t w = 0;
+    for (size_t i = 0; i < sizeof(big); i++) {
+        big[i] = i % 3 ? 'a' : (char)0xfe;
+        w += (size_t)snprintf(want + w, sizeof(want) - w, "%s", i % 3 ? "a" : "\\xfe");
+    }
+    packed_as(big, sizeof(big), want);
+}

@@ -388,6 +388,35 @@ BUILD(b_op_long)
     s[sizeof(s) - 1] = 0;
     HEAD(s, 0);
 }
+/* strs that are not UTF-8: the daemon quotes them in its error text, which
+ * must still be UTF-8 (issue 11: a strict decoder could not read the reply) */
+#define RAWSTR(lit) (msgpack_pack_str(PK, sizeof(lit) - 1), \
+                     msgpack_pack_str_body(PK, lit, sizeof(lit) - 1))
+BUILD(b_issue11_bytes) /* the issue's exact payload: {op: "\xff", id: 1} */
+{
+    RAW(0x82, 0xa2, 'o', 'p', 0xa1, 0xff, 0xa2, 'i', 'd', 0x01);
+}
+BUILD(b_op_ff) { MAP(2), KEY("op"), RAWSTR("\xff"), KU("id", id); }
+BUILD(b_op_surrogate) { MAP(2), KEY("op"), RAWSTR("p\xed\xa0\x80g"), KU("id", id); }
+BUILD(b_op_overlong) { MAP(2), KEY("op"), RAWSTR("\xc0\xafping"), KU("id", id); }
+BUILD(b_op_truncated_seq) { MAP(2), KEY("op"), RAWSTR("ping\xe2\x82"), KU("id", id); }
+BUILD(b_op_beyond_10ffff) { MAP(2), KEY("op"), RAWSTR("\xf4\x90\x80\x80"), KU("id", id); }
+BUILD(b_op_valid_utf8) { MAP(2), KEY("op"), RAWSTR("p\xc3\xafng \xe2\x82\xac \xf0\x9f\x98\x80"), KU("id", id); }
+BUILD(b_set_knob_ff) { HEAD("config", 1), KEY("set"), MAP(1), RAWSTR("lease_ttl\xff"), msgpack_pack_uint8(PK, 5); }
+BUILD(b_get_knob_ff) { HEAD("config", 1), KEY("get"), ARR(1), RAWSTR("\xfe\xffknob"); }
+BUILD(b_lookup_ns_ff) /* a namespace is bytes: str or bin, any bytes */
+{
+    HEAD("lookup", 2), KEY("ns"), RAWSTR("\xff\xfe"), KIDS("tokens", fx->tok_a, 8);
+}
+BUILD(b_bad_key_ff) { HEAD("ping", 1), RAWSTR("\x80key"), msgpack_pack_uint8(PK, 1); }
+/* a key given twice: refused, not resolved by order (issue 11) */
+BUILD(b_dup_tokens)
+{
+    HEAD("lookup", 3), NSKV(), KIDS("tokens", fx->tok_a, 8), KIDS("tokens", fx->tok_b, 8);
+}
+BUILD(b_dup_op) { MAP(3), KSTR("op", "ping"), KU("id", id), KSTR("op", "flush"); }
+BUILD(b_dup_id) { MAP(3), KSTR("op", "ping"), KU("id", id), KU("id", id + 1); }
+BUILD(b_dup_unknown) { HEAD("ping", 2), KU("x", 1), KU("x", 2); }
 BUILD(b_missing_op) { MAP(1), KU("id", id); }
 BUILD(b_empty_map) { MAP(0); }
 BUILD(b_lookup_no_tokens) { HEAD("lookup", 1), NSKV(); }
@@ -538,6 +567,7 @@ BUILD(b_set_partly_bad) /* all or nothing: the good half is not applied */
 }
 BUILD(b_set_key_int) { HEAD("config", 1), KEY("set"), MAP(1), msgpack_pack_uint8(PK, 1), msgpack_pack_uint8(PK, 2); }
 BUILD(b_get_unknown) { HEAD("config", 1), KEY("get"), ARR(1), STR("no_such_knob"); }
+BUILD(b_set_twice) { HEAD("config", 1), KEY("set"), MAP(2), KU("lease_ttl_ms", 777), KU("lease_ttl_ms", 778); }
 BUILD(b_get_int_name) { HEAD("config", 1), KEY("get"), ARR(1), msgpack_pack_uint8(PK, 5); }
 
 /* --- frames -------------------------------------------------------------------------------- */
@@ -634,6 +664,19 @@ static const bad_case g_ops[] = {
     E("op 'ping\\0'", b_op_nul, PC_E_BADOP, 306, true),
     E("op of 299 bytes", b_op_long, PC_E_BADOP, 307, true),
     E("unknown op, id 2^64-1", b_unknown_op, PC_E_BADOP, UINT64_MAX, true),
+    E("op '\\xff' (the issue's bytes, id 1)", b_issue11_bytes, PC_E_BADOP, 1, true),
+    E("op '\\xff'", b_op_ff, PC_E_BADOP, 316, true),
+    E("op with a UTF-16 surrogate", b_op_surrogate, PC_E_BADOP, 317, true),
+    E("op with an overlong '/'", b_op_overlong, PC_E_BADOP, 318, true),
+    E("op ending in half a sequence", b_op_truncated_seq, PC_E_BADOP, 319, true),
+    E("op beyond U+10FFFF", b_op_beyond_10ffff, PC_E_BADOP, 320, true),
+    E("op of valid non-ASCII UTF-8", b_op_valid_utf8, PC_E_BADOP, 321, true),
+    E("lookup: ns str of bytes that are not UTF-8 (accepted)", b_lookup_ns_ff, 0, 322, true),
+    E("ping: an unknown key that is not UTF-8 (ignored)", b_bad_key_ff, 0, 323, true),
+    E("lookup: 'tokens' twice", b_dup_tokens, PC_E_BADMSG, 324, true),
+    E("'op' twice (ping, flush)", b_dup_op, PC_E_BADMSG, 325, true),
+    E("'id' twice (id 0 echoed)", b_dup_id, PC_E_BADMSG, 326, false),
+    E("an unknown key twice (ignored)", b_dup_unknown, 0, 327, true),
     E("missing op", b_missing_op, PC_E_BADMSG, 308, true),
     E("empty map", b_empty_map, PC_E_BADMSG, 0, false),
     E("lookup without tokens", b_lookup_no_tokens, PC_E_BADMSG, 309, true),
@@ -705,6 +748,9 @@ static const bad_case g_config[] = {
     E("config set: an int as name", b_set_key_int, PC_E_BADMSG, 606, true),
     E("config get: unknown knob", b_get_unknown, PC_E_NOENT, 607, true),
     E("config get: an int as name", b_get_int_name, PC_E_BADMSG, 608, true),
+    E("config set: a knob name that is not UTF-8", b_set_knob_ff, PC_E_NOENT, 614, true),
+    E("config set: the same knob twice", b_set_twice, PC_E_INVAL, 616, true),
+    E("config get: a knob name that is not UTF-8", b_get_knob_ff, PC_E_NOENT, 615, true),
 };
 
 static const bad_case g_frames[] = {
@@ -943,4 +989,143 @@ Test(badinput, burst_one_socket)
     cr_assert_eq(hd_stat_req(&s, HD_ST_TREE_PAGES), 4);
     cr_assert_eq(hd_stat_req(&s, HD_ST_LEASES), 2);
     fixture_down(&fx);
+}
+
+/* ---- mutations ------------------------------------------------------------------------ */
+
+/*
+ * A seeded mutation loop (issue 11): every payload of the tables above that
+ * gets a reply, mutated 1-3 times (random bytes, bytes >= 0x80, inserts,
+ * deletes, truncation, splices, +-1 on a byte), MUTATIONS of them pipelined
+ * on one DEALER.  Every reply must arrive, in order, and decode as a reply
+ * whose every str is strict UTF-8 (hd_reply_decode).  Mutants may be valid
+ * requests, admin ones included, so the state is not compared; at the end
+ * the daemon answers, its self-check passes and every block is accounted
+ * for.  PC_MUT_SEED / PC_MUT_N reproduce or lengthen a run.
+ */
+#define MUTATIONS 100000
+#define MUT_WINDOW 128
+#define MUT_MAX 8192
+
+static uint64_t mut_rng;
+
+static uint64_t mut_rnd(void) /* splitmix64 */
+{
+    uint64_t z = (mut_rng += UINT64_C(0x9e3779b97f4a7c15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+static size_t mut_below(size_t n) { return n ? (size_t)(mut_rnd() % n) : 0; }
+
+static size_t mutate(uint8_t *m, size_t n, const uint8_t *donor, size_t dn)
+{
+    for (size_t k = 1 + mut_below(3); k > 0; k--) {
+        size_t at = mut_below(n + 1), len = 1 + mut_below(8);
+        switch (mut_below(7)) {
+        case 0: if (at < n) m[at] = (uint8_t)mut_rnd(); break;
+        case 1: if (at < n) m[at] = (uint8_t)(0x80 | mut_rnd()); break;
+        case 2:
+            if (n + len > MUT_MAX)
+                break;
+            memmove(m + at + len, m + at, n - at);
+            for (size_t i = 0; i < len; i++)
+                m[at + i] = (uint8_t)mut_rnd();
+            n += len;
+            break;
+        case 3:
+            if (at + len > n)
+                len = n - at;
+            memmove(m + at, m + at + len, n - at - len);
+            n -= len;
+            break;
+        case 4: n = at; break;
+        case 5: /* splice a piece of another seed over this one */
+            if (!dn)
+                break;
+            for (size_t i = 0, from = mut_below(dn); i < len && at + i < n && from + i < dn; i++)
+                m[at + i] = donor[from + i];
+            break;
+        default: if (at < n) m[at] = (uint8_t)(m[at] + (mut_rnd() & 1 ? 1 : -1)); break;
+        }
+    }
+    return n;
+}
+
+Test(badinput, mutations_strict_utf8, .timeout = 300)
+{
+    fixture fx;
+    fixture_up(&fx);
+    const char *e = getenv("PC_MUT_SEED");
+    mut_rng = e && *e ? strtoull(e, NULL, 0) : UINT64_C(0x11badc0de);
+    e = getenv("PC_MUT_N");
+    size_t total = e && *e ? (size_t)strtoull(e, NULL, 0) : MUTATIONS;
+
+    /* the seeds: every table payload that is answered, small enough */
+    static const struct { const bad_case *t; size_t n; } tables[] = {
+        {g_malformed, HD_NELEM(g_malformed)}, {g_types, HD_NELEM(g_types)},
+        {g_ops, HD_NELEM(g_ops)},             {g_limits, HD_NELEM(g_limits)},
+        {g_semantic, HD_NELEM(g_semantic)},   {g_config, HD_NELEM(g_config)},
+    };
+    hd_buf seeds[256];
+    size_t ns = 0;
+    for (size_t t = 0; t < HD_NELEM(tables); t++)
+        for (size_t i = 0; i < tables[t].n; i++) {
+            const bad_case *k = &tables[t].t[i];
+            if (k->expect > 0 || k->frames != F_PAYLOAD)
+                continue;
+            cr_assert_lt(ns, HD_NELEM(seeds));
+            hd_buf_init(&seeds[ns]);
+            k->build(&seeds[ns], &fx, k->id);
+            if (seeds[ns].sb.size > MUT_MAX / 2)
+                hd_buf_free(&seeds[ns]);
+            else
+                ns++;
+        }
+    cr_assert_gt(ns, 100, "only %zu seeds", ns);
+
+    hd_conn c;
+    hd_conn_open(&c, fx.d.endpoint, ZMQ_DEALER);
+    static uint8_t msg[MUT_MAX];
+    size_t sent = 0, got = 0, errors = 0, ok = 0;
+    int64_t t0 = hd_now_ms();
+    while (got < total) {
+        while (sent < total && sent - got < MUT_WINDOW) {
+            const hd_buf *s = &seeds[mut_below(ns)], *d = &seeds[mut_below(ns)];
+            memcpy(msg, s->sb.data, s->sb.size);
+            size_t n = mutate(msg, s->sb.size, (const uint8_t *)d->sb.data, d->sb.size);
+            const void *f[1] = {msg};
+            size_t l[1] = {n};
+            hd_send(&c, f, l, 1);
+            sent++;
+        }
+        hd_msg m;
+        hd_recv(&c, HD_CALL_MS, &m);
+        cr_assert(m.n > 0, "no reply to mutant %zu (seed %#" PRIx64 ")", got,
+                  mut_rng);
+        hd_reply r;
+        hd_reply_decode(&m, &r); /* asserts the reply's shape and UTF-8 */
+        if (r.status < 0)
+            errors++;
+        else
+            ok++;
+        hd_reply_free(&r);
+        hd_msg_free(&m);
+        got++;
+        if (got % 25000 == 0)
+            fprintf(stderr, "mutations: %zu of %zu (%zu errors, %zu ok)\n", got,
+                    total, errors, ok);
+    }
+    hd_conn_close(&c);
+    fprintf(stderr, "mutations: %zu replies in %" PRId64 " ms: %zu errors, %zu "
+            "accepted; every str strict UTF-8\n", got, hd_now_ms() - t0, errors, ok);
+    cr_assert(hd_alive(&fx.d), "the daemon died");
+    hd_statmap st;
+    hd_stats_get(&fx.d, &st); /* asserts check == 0 */
+    cr_assert_eq(hd_stat_req(&st, HD_ST_POOL_FREE) + hd_stat_req(&st, HD_ST_POOL_LEASED) +
+                     hd_stat_req(&st, HD_ST_POOL_CACHED),
+                 HD_POOL_BLOCKS);
+    for (size_t i = 0; i < ns; i++)
+        hd_buf_free(&seeds[i]);
+    hd_stop(&fx.d);
 }

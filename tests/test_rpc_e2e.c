@@ -674,6 +674,58 @@ Test(e2e, eviction)
     hd_stop(&d);
 }
 
+/* Issue 11: pool of 4 blocks; insert 16 tokens; lookup(the 16 + 8 more,
+ * alloc) without pin answered blocks [0,1,2,3] and alloc_blocks [2,3].
+ * The matched pages are now held for the request: the allocation may not
+ * evict them, so with nothing else to evict it fails (NOSPACE) and the
+ * prefix stays.  Under every eviction policy, through a real daemon. */
+Test(e2e, lookup_alloc_never_returns_a_block_twice)
+{
+    static const char *const pols[] = {"lru", "lfu", "fifo", "s3fifo",
+                                       "priority", "auto"};
+    for (size_t pi = 0; pi < HD_NELEM(pols); pi++) {
+        char pol[64];
+        snprintf(pol, sizeof(pol), "--eviction_policy=%s", pols[pi]);
+        hd_daemon d;
+        hd_start(&d, "--pool_blocks=4", pol, NULL);
+        pc_client *c;
+        pc_hello h;
+        client_open(&d, &c, &h);
+        cr_assert_eq(h.capacity, 4);
+        uint32_t t[6 * P], canon[4];
+        prompt(t, 6 * P, 77);
+        put_prompt(c, NS, NSL, t, 4 * P, 77, canon);
+        pc_client_lookup_result r;
+        RC_EQ(c, pc_client_lookup(c, NS, NSL, t, 6 * P, PC_CLIENT_ALLOC, 0, &r), 0);
+        cr_assert_eq(r.pages, 4, "[%s] the prefix no longer matches", pols[pi]);
+        for (size_t i = 0; i < r.n_alloc; i++)
+            for (size_t j = 0; j < r.pages; j++)
+                cr_assert_neq(r.alloc_blocks[i], r.blocks[j], "[%s] block %u "
+                              "both matched and fresh", pols[pi], r.blocks[j]);
+        cr_assert_eq(r.alloc_status, PC_E_NOSPACE, "[%s] alloc_status %d",
+                     pols[pi], r.alloc_status);
+        cr_assert_eq(r.n_alloc, 0);
+        cr_assert_eq(r.lease, 0);
+        cr_assert(strstr(pc_client_last_error(c), "matched page"),
+                  "[%s] alloc_error: %s", pols[pi], pc_client_last_error(c));
+        /* the prefix and its bytes are intact */
+        RC_EQ(c, pc_client_lookup(c, NS, NSL, t, 4 * P, 0, 0, &r), 0);
+        cr_assert_eq(r.pages, 4);
+        cr_assert_eq(memcmp(r.blocks, canon, sizeof(canon)), 0);
+        for (size_t p = 0; p < 4; p++) {
+            const uint8_t *b = pc_client_block(c, r.blocks[p]);
+            for (size_t i = 0; i < BB; i += 61)
+                cr_assert_eq(b[i], kv_byte(77, p, i), "[%s]", pols[pi]);
+        }
+        cr_assert_eq(gauge(&d, HD_ST_POOL_CACHED), 4);
+        cr_assert_eq(gauge(&d, HD_ST_TREE_PROT), 0, "[%s] the hold outlived "
+                     "the request", pols[pi]);
+        cr_assert_eq(gauge(&d, HD_ST_LEASES), 0);
+        pc_client_close(c);
+        hd_stop(&d);
+    }
+}
+
 /* ---- lease expiry of an engine that vanished ----------------------------------------------- */
 
 #define TTL_SHORT 600
