@@ -1,5 +1,5 @@
 /* proto/errors.c - pc_strerror()/pc_errname() generated from PC_ERRNO_MAP. */
-#include "proto/proto.h"
+#include "proto/errors.h"
 
 const char *pc_strerror(int code)
 {

@@ -38,10 +38,14 @@
  * One deadline covers the whole call (waiting to send + waiting for the
  * reply), measured on CLOCK_MONOTONIC and enforced with zmq_poll.
  *
- * Memory: one sbuffer for requests, one decoder for replies, id buffers that
- * grow to the largest reply seen.  The reply message stays alive while it is
- * decoded (msgpack objects borrow from it) and is closed before a call
- * returns; everything handed to the caller is a copy in a client buffer.
+ * Wire: requests and replies are the typed messages of proto/wire.h,
+ * encoded and decoded from its one table; nothing here spells a key.
+ *
+ * Memory: one sbuffer for requests, one decoder for replies, whose two id
+ * buffers grow to the largest reply seen and hold the id lists handed to
+ * the caller until the next call.  The reply message stays alive while it
+ * is decoded (msgpack objects borrow from it) and is closed before a call
+ * returns; texts handed to callbacks are copies in a client buffer.
  */
 #include "rpc/client.h"
 
@@ -80,9 +84,7 @@ struct pc_client {
     zmq_msg_t reply;   /* the payload being decoded (objects borrow it) */
     bool have_reply;
 
-    /* result buffers, valid until the next call */
-    uint32_t *blk, *ablk, *canon;
-    size_t blk_cap, ablk_cap, canon_cap;
+    /* results, valid until the next call: id lists stay in dec's buffers */
     char *txt;          /* NUL-terminated copies for callbacks        */
     size_t txt_cap;
 
@@ -124,33 +126,21 @@ static int zmq_code(void)
     return errno == ENOMEM ? PC_E_NOMEM : PC_E_IO;
 }
 
-/* Namespaces are bytes.  msgpack's str is meant to be UTF-8 (strict
- * decoders in other languages reject anything else), so a namespace goes
- * as str when it is valid UTF-8, which keeps dumps readable, and as bin
- * otherwise; the daemon accepts both and compares the bytes only. */
-static void pack_ns(msgpack_packer *pk, const void *ns, size_t len)
-{
-    pc_pack_cstr(pk, "ns");
-    if (pc_utf8_valid(ns, len)) {
-        msgpack_pack_str(pk, len);
-        if (len)
-            msgpack_pack_str_body(pk, ns, len);
-    } else {
-        msgpack_pack_bin(pk, len);
-        if (len)
-            msgpack_pack_bin_body(pk, ns, len);
-    }
-}
-
-/* Start a request: {op, id, <fields more>}; returns the id. */
-static uint64_t begin(pc_client *c, int op, size_t fields)
+/* Start a request: the op's typed message, encoded from the wire table
+ * into c->sb; returns the id.  (Namespaces go as str when they are valid
+ * UTF-8, which keeps dumps readable, and as bin otherwise: the wire
+ * table's "bytes" type; the daemon compares the bytes only.) */
+static uint64_t begin(pc_client *c, int op, const void *req)
 {
     uint64_t id = c->next_id++;
     msgpack_sbuffer_clear(&c->sb);
-    msgpack_pack_map(&c->pk, 2 + fields);
-    pc_pack_kv_str(&c->pk, "op", pc_op_name(op));
-    pc_pack_kv_u64(&c->pk, "id", id);
+    pc_wire_encode_request(&c->pk, op, id, req);
     return id;
+}
+
+static pc_wire_str bytes_of(const void *p, size_t n)
+{
+    return (pc_wire_str){p, n};
 }
 
 static void reply_done(pc_client *c)
@@ -315,34 +305,34 @@ static int xrecv(pc_client *c, int64_t deadline, zmq_msg_t *out)
 }
 
 /* Decode the payload in c->reply; *id gets the reply's id (0 if absent). */
-static int decode(pc_client *c, const msgpack_object **map, uint64_t *id)
+static int decode(pc_client *c, const msgpack_object **map, pc_reply_head *h)
 {
     int rc = pc_payload_decode(&c->dec, zmq_msg_data(&c->reply),
                                zmq_msg_size(&c->reply), NULL, map);
+    if (!rc)
+        rc = pc_wire_read_head(&c->dec, *map, h);
     if (rc)
         return fail(c, rc, "malformed reply from %s: %s", c->endpoint,
                     c->dec.err);
-    *id = 0;
-    if (pc_mp_get_u64(*map, "id", id) == PC_E_BADMSG)
-        return fail(c, PC_E_BADMSG, "reply with a mistyped 'id'");
     return 0;
 }
 
 /* The reply's status; on an error, its text goes to c->err. */
-static int status_of(pc_client *c, const msgpack_object *map)
+static int status_of(pc_client *c, const pc_reply_head *h)
 {
-    int64_t st;
-    int rc = pc_mp_get_i64(map, "status", &st);
-    if (rc)
-        return fail(c, PC_E_BADMSG, "reply without an integer 'status'");
-    if (st >= 0)
+    if (h->status >= 0)
         return 0;
-    if (st < INT32_MIN)
-        st = INT32_MIN;
-    const msgpack_object *e = pc_mp_get(map, "error");
-    if (e && e->type == MSGPACK_OBJECT_STR)
-        return fail(c, (int)st, "%.*s", (int)e->via.str.size, e->via.str.ptr);
-    return fail(c, (int)st, "%s", pc_strerror((int)st));
+    if (h->error.p)
+        return fail(c, (int)h->status, "%.*s", (int)h->error.n, h->error.p);
+    return fail(c, (int)h->status, "%s", pc_strerror((int)h->status));
+}
+
+/* The rows of a successful reply to op into rep. */
+static int rows(pc_client *c, const msgpack_object *m, int op, void *rep)
+{
+    int rc = pc_wire_read_reply(&c->dec, m, op, rep);
+    return rc ? fail(c, rc, "malformed %s reply: %s", pc_op_name(op), c->dec.err)
+              : 0;
 }
 
 /*
@@ -358,23 +348,22 @@ static int call(pc_client *c, uint64_t id, const msgpack_object **map)
     if (rc)
         return rc;
     for (;;) {
-        uint64_t rid;
+        pc_reply_head h;
         if ((rc = xrecv(c, deadline, &c->reply)))
             return rc;
         c->have_reply = true;
-        if ((rc = decode(c, map, &rid))) {
+        if ((rc = decode(c, map, &h))) {
             reply_done(c);
             return rc;
         }
-        if (rid == id)
-            return 0;
+        if (h.id == id)
+            return status_of(c, &h);
         /* Id 0 with an error: the daemon could not read our id (say, a
          * message it refused before decoding).  Our requests always carry
          * one, so such a reply answers the request in flight. */
-        int64_t st;
-        if (rid == 0 && pc_mp_get_i64(*map, "status", &st) == 0 && st < 0)
-            return 0;
-        if (pend_find(c, rid) >= 0) {
+        if (h.id == 0 && h.status < 0)
+            return status_of(c, &h);
+        if (pend_find(c, h.id) >= 0) {
             rc = stash_push(c, &c->reply);
             c->have_reply = false;
             if (rc)
@@ -385,64 +374,30 @@ static int call(pc_client *c, uint64_t id, const msgpack_object **map)
     }
 }
 
-/* call + status: 0 with the reply map, or the failure (text in c->err). */
-static int rpc(pc_client *c, uint64_t id, const msgpack_object **map)
+/* call + the reply's rows: 0 with *rep filled (the reply stays alive for
+ * its str and maps until reply_done), or the failure (text in c->err). */
+static int rpc(pc_client *c, int op, uint64_t id, void *rep)
 {
-    int rc = call(c, id, map);
+    const msgpack_object *m;
+    int rc = call(c, id, &m);
+    if (!rc && rep)
+        rc = rows(c, m, op, rep);
     if (rc)
-        return rc;
-    if ((rc = status_of(c, *map)))
         reply_done(c);
     return rc;
 }
 
-static int need_u64(pc_client *c, const msgpack_object *m, const char *key,
-                    uint64_t *out)
+/* A reply str into a NUL-terminated buffer of cap bytes. */
+static int copy_str(pc_client *c, const char *key, pc_wire_str v, char *dst,
+                    size_t cap)
 {
-    int rc = pc_mp_get_u64(m, key, out);
-    if (rc == PC_E_NOENT)
-        return fail(c, PC_E_BADMSG, "reply lacks '%s'", key);
-    if (rc)
-        return fail(c, rc, "reply's '%s' is not a non-negative integer", key);
-    return 0;
-}
-
-static int opt_u64(pc_client *c, const msgpack_object *m, const char *key,
-                   uint64_t *out)
-{
-    *out = 0;
-    int rc = pc_mp_get_u64(m, key, out);
-    return rc == PC_E_NOENT ? 0 : rc ? need_u64(c, m, key, out) : 0;
-}
-
-static int get_ids(pc_client *c, const msgpack_object *m, const char *key,
-                   uint32_t **buf, size_t *cap, size_t *n, bool required)
-{
-    *n = 0;
-    int rc = pc_mp_get_u32s(m, key, buf, cap, n);
-    if (rc == PC_E_NOENT && !required)
-        return 0;
-    if (rc == PC_E_NOENT)
-        return fail(c, PC_E_BADMSG, "reply lacks '%s'", key);
-    if (rc)
-        return fail(c, rc, "reply's '%s' is not a list of uint32", key);
-    return 0;
-}
-
-static int get_str(pc_client *c, const msgpack_object *m, const char *key,
-                   char *dst, size_t cap, bool required)
-{
-    const msgpack_object *o = pc_mp_get(m, key);
     dst[0] = 0;
-    if (!o)
-        return required ? fail(c, PC_E_BADMSG, "reply lacks '%s'", key) : 0;
-    if (o->type != MSGPACK_OBJECT_STR)
-        return fail(c, PC_E_BADMSG, "reply's '%s' is not a string", key);
-    if (o->via.str.size >= cap)
+    if (v.n >= cap)
         return fail(c, PC_E_BADMSG, "reply's '%s' is longer than %zu bytes",
                     key, cap - 1);
-    memcpy(dst, o->via.str.ptr, o->via.str.size);
-    dst[o->via.str.size] = 0;
+    if (v.n)
+        memcpy(dst, v.p, v.n);
+    dst[v.n] = 0;
     return 0;
 }
 
@@ -516,9 +471,6 @@ void pc_client_close(pc_client *c)
     unmap_pool(c);
     msgpack_sbuffer_destroy(&c->sb);
     pc_decoder_free(&c->dec);
-    free(c->blk);
-    free(c->ablk);
-    free(c->canon);
     free(c->txt);
     free(c->pend);
     free(c->stash);
@@ -541,50 +493,37 @@ const char *pc_client_last_error(const pc_client *c)
 
 static int do_hello(pc_client *c, pc_hello *h, bool map_pool)
 {
-    const msgpack_object *m;
     memset(h, 0, sizeof(*h));
-    uint64_t id = begin(c, PC_OP_HELLO, 1);
-    pc_pack_kv_u64(&c->pk, "version", PC_PROTO_MAJOR);
-    int rc = rpc(c, id, &m);
+    pc_hello_req q = {0};
+    PC_SET(&q, hello_req, version, PC_PROTO_MAJOR);
+    pc_hello_rep o;
+    int rc = rpc(c, PC_OP_HELLO, begin(c, PC_OP_HELLO, &q), &o);
     if (rc)
         return rc;
-    uint64_t v[16] = {0};
-    static const char *const need[] = {"version", "page_tokens", "block_bytes",
-                                       "capacity"};
-    static const char *const opt[] = {"version_minor", "layers", "kv_heads",
-                                      "head_dim", "token_bytes", "kv_bytes",
-                                      "shm_bytes", "lease_ttl_ms",
-                                      "max_tokens", "max_msg"};
-    for (size_t i = 0; i < 4 && !rc; i++)
-        rc = need_u64(c, m, need[i], &v[i]);
-    for (size_t i = 0; i < 10 && !rc; i++)
-        rc = opt_u64(c, m, opt[i], &v[4 + i]);
-    if (!rc)
-        rc = get_str(c, m, "dtype", h->dtype, sizeof(h->dtype), false);
-    if (!rc)
-        rc = get_str(c, m, "backend", h->backend, sizeof(h->backend), true);
-    if (!rc)
-        rc = get_str(c, m, "shm_name", h->shm_name, sizeof(h->shm_name), false);
+    if (!(rc = copy_str(c, "dtype", o.dtype, h->dtype, sizeof(h->dtype))) &&
+        !(rc = copy_str(c, "backend", o.backend, h->backend, sizeof(h->backend))))
+        rc = copy_str(c, "shm_name", o.shm_name, h->shm_name, sizeof(h->shm_name));
     reply_done(c);
     if (rc)
         return rc;
-    if (v[0] > UINT32_MAX || v[1] == 0 || v[1] > UINT32_MAX || v[4] > UINT32_MAX ||
-        v[5] > UINT32_MAX || v[6] > UINT32_MAX || v[7] > UINT32_MAX)
+    if (o.version > UINT32_MAX || o.page_tokens == 0 || o.page_tokens > UINT32_MAX ||
+        o.version_minor > UINT32_MAX || o.layers > UINT32_MAX ||
+        o.kv_heads > UINT32_MAX || o.head_dim > UINT32_MAX)
         return fail(c, PC_E_BADMSG, "hello reply with out-of-range fields");
-    h->version = (uint32_t)v[0];
-    h->page_tokens = (uint32_t)v[1];
-    h->block_bytes = v[2];
-    h->capacity = v[3];
-    h->version_minor = (uint32_t)v[4];
-    h->layers = (uint32_t)v[5];
-    h->kv_heads = (uint32_t)v[6];
-    h->head_dim = (uint32_t)v[7];
-    h->token_bytes = v[8];
-    h->kv_bytes = v[9];
-    h->shm_bytes = v[10];
-    h->lease_ttl_ms = v[11];
-    h->max_tokens = v[12];
-    h->max_msg = v[13];
+    h->version = (uint32_t)o.version;
+    h->page_tokens = (uint32_t)o.page_tokens;
+    h->block_bytes = o.block_bytes;
+    h->capacity = o.capacity;
+    h->version_minor = (uint32_t)o.version_minor;
+    h->layers = (uint32_t)o.layers;
+    h->kv_heads = (uint32_t)o.kv_heads;
+    h->head_dim = (uint32_t)o.head_dim;
+    h->token_bytes = o.token_bytes;
+    h->kv_bytes = o.kv_bytes;
+    h->shm_bytes = o.shm_bytes;
+    h->lease_ttl_ms = o.lease_ttl_ms;
+    h->max_tokens = o.max_tokens;
+    h->max_msg = o.max_msg;
     /* A daemon that accepted our major but speaks another one itself: the
      * layout fields may mean something else, so trust none of them. */
     if (h->version != PC_PROTO_MAJOR)
@@ -648,18 +587,14 @@ static uint64_t enc_lookup(pc_client *c, const void *ns, size_t ns_len,
                            const uint32_t *tokens, size_t n, unsigned flags,
                            uint64_t lease)
 {
-    size_t f = 2 + !!(flags & PC_CLIENT_PIN) + !!(flags & PC_CLIENT_ALLOC) +
-               (lease != 0);
-    uint64_t id = begin(c, PC_OP_LOOKUP, f);
-    pack_ns(&c->pk, ns, ns_len);
-    pc_pack_kv_u32s(&c->pk, "tokens", tokens, n);
+    pc_lookup_req q = {.ns = bytes_of(ns, ns_len), .tokens = {tokens, n}};
     if (flags & PC_CLIENT_PIN)
-        pc_pack_kv_bool(&c->pk, "pin", true);
+        PC_SET(&q, lookup_req, pin, true);
     if (flags & PC_CLIENT_ALLOC)
-        pc_pack_kv_bool(&c->pk, "alloc", true);
+        PC_SET(&q, lookup_req, alloc, true);
     if (lease)
-        pc_pack_kv_u64(&c->pk, "lease", lease);
-    return id;
+        PC_SET(&q, lookup_req, lease, lease);
+    return begin(c, PC_OP_LOOKUP, &q);
 }
 
 /* Id lists handed out are never NULL, even when empty: callers memcpy them
@@ -670,35 +605,24 @@ static const uint32_t *ids_or_empty(const uint32_t *p)
     return p ? p : none;
 }
 
-static int dec_lookup(pc_client *c, const msgpack_object *m,
-                      pc_client_lookup_result *out)
+/* The id lists stay in the decoder's buffers until the next call on c. */
+static void dec_lookup(pc_client *c, const pc_lookup_rep *o,
+                       pc_client_lookup_result *out)
 {
-    uint64_t tokens, lease;
-    int64_t ast = 0;
-    int rc;
     memset(out, 0, sizeof(*out));
-    if ((rc = need_u64(c, m, "tokens", &tokens)) ||
-        (rc = get_ids(c, m, "blocks", &c->blk, &c->blk_cap, &out->pages, true)) ||
-        (rc = opt_u64(c, m, "lease", &lease)) ||
-        (rc = get_ids(c, m, "alloc_blocks", &c->ablk, &c->ablk_cap,
-                      &out->n_alloc, false)))
-        return rc;
-    rc = pc_mp_get_i64(m, "alloc_status", &ast);
-    if (rc == PC_E_BADMSG || ast > 0 || ast < INT32_MIN)
-        return fail(c, PC_E_BADMSG, "reply's 'alloc_status' is not a code");
-    out->tokens = tokens;
-    out->blocks = ids_or_empty(c->blk);
-    out->lease = lease;
-    out->alloc_status = (int)ast;
-    out->alloc_blocks = ids_or_empty(c->ablk);
-    if (ast < 0) { /* the call succeeded; its reason goes to last_error */
-        const msgpack_object *e = pc_mp_get(m, "alloc_error");
-        if (e && e->type == MSGPACK_OBJECT_STR)
-            fail(c, 0, "%.*s", (int)e->via.str.size, e->via.str.ptr);
+    out->tokens = o->tokens;
+    out->pages = o->blocks.n;
+    out->blocks = ids_or_empty(o->blocks.p);
+    out->lease = o->lease;
+    out->alloc_status = (int)o->alloc_status;
+    out->n_alloc = o->alloc_blocks.n;
+    out->alloc_blocks = ids_or_empty(o->alloc_blocks.p);
+    if (o->alloc_status < 0) { /* the call succeeded; the reason: last_error */
+        if (o->alloc_error.p)
+            fail(c, 0, "%.*s", (int)o->alloc_error.n, o->alloc_error.p);
         else
-            fail(c, 0, "alloc: %s", pc_strerror((int)ast));
+            fail(c, 0, "alloc: %s", pc_strerror((int)o->alloc_status));
     }
-    return 0;
 }
 
 static int chk_insert(pc_client *c, const void *ns, size_t ns_len,
@@ -720,36 +644,22 @@ static uint64_t enc_insert(pc_client *c, const void *ns, size_t ns_len,
                            const uint32_t *blocks, uint64_t lease,
                            unsigned flags)
 {
-    size_t f = 3 + (lease != 0) + !!(flags & PC_CLIENT_RELEASE) +
-               !!(flags & PC_CLIENT_PIN);
-    uint64_t id = begin(c, PC_OP_INSERT, f);
-    pack_ns(&c->pk, ns, ns_len);
-    pc_pack_kv_u32s(&c->pk, "tokens", tokens, n);
-    pc_pack_kv_u32s(&c->pk, "blocks", blocks, n / c->page_tokens);
+    pc_insert_req q = {.ns = bytes_of(ns, ns_len), .tokens = {tokens, n},
+                       .blocks = {blocks, n / c->page_tokens}};
     if (lease)
-        pc_pack_kv_u64(&c->pk, "lease", lease);
+        PC_SET(&q, insert_req, lease, lease);
     if (flags & PC_CLIENT_RELEASE)
-        pc_pack_kv_bool(&c->pk, "release", true);
+        PC_SET(&q, insert_req, release, true);
     if (flags & PC_CLIENT_PIN)
-        pc_pack_kv_bool(&c->pk, "pin", true);
-    return id;
+        PC_SET(&q, insert_req, pin, true);
+    return begin(c, PC_OP_INSERT, &q);
 }
 
-static int dec_insert(pc_client *c, const msgpack_object *m,
-                      pc_client_insert_result *out, size_t *n_canon)
+static void dec_insert(const pc_insert_rep *o, pc_client_insert_result *out)
 {
-    uint64_t v[3];
-    int rc;
-    memset(out, 0, sizeof(*out));
-    if ((rc = need_u64(c, m, "cached_tokens", &v[0])) ||
-        (rc = need_u64(c, m, "inserted_pages", &v[1])) ||
-        (rc = need_u64(c, m, "freed_blocks", &v[2])) ||
-        (rc = get_ids(c, m, "canon", &c->canon, &c->canon_cap, n_canon, false)))
-        return rc;
-    out->cached_tokens = v[0];
-    out->inserted_pages = v[1];
-    out->freed_blocks = v[2];
-    return 0;
+    out->cached_tokens = o->cached_tokens;
+    out->inserted_pages = o->inserted_pages;
+    out->freed_blocks = o->freed_blocks;
 }
 
 static bool lookup_args_ok(const void *ns, size_t ns_len, const uint32_t *t,
@@ -764,7 +674,6 @@ int pc_client_lookup(pc_client *c, const void *ns, size_t ns_len,
                      const uint32_t *tokens, size_t n_tokens, unsigned flags,
                      uint64_t lease, pc_client_lookup_result *out)
 {
-    const msgpack_object *m;
     pc_client_lookup_result tmp;
     if (!c)
         return PC_E_INVAL;
@@ -774,40 +683,35 @@ int pc_client_lookup(pc_client *c, const void *ns, size_t ns_len,
     if (!lookup_args_ok(ns, ns_len, tokens, n_tokens))
         return fail(c, PC_E_INVAL, "NULL namespace or tokens");
     uint64_t id = enc_lookup(c, ns, ns_len, tokens, n_tokens, flags, lease);
-    int rc = rpc(c, id, &m);
+    pc_lookup_rep o;
+    int rc = rpc(c, PC_OP_LOOKUP, id, &o);
     if (rc)
         return rc;
-    rc = dec_lookup(c, m, out);
+    dec_lookup(c, &o, out);
     reply_done(c);
-    return rc;
+    return 0;
 }
 
 int pc_client_alloc(pc_client *c, uint32_t n, uint64_t *lease, uint32_t *ids)
 {
-    const msgpack_object *m;
     if (!c)
         return PC_E_INVAL;
     if (!lease || (n && !ids))
         return fail(c, PC_E_INVAL, "NULL lease or ids");
-    uint64_t id = begin(c, PC_OP_ALLOC, 1 + (*lease != 0));
-    pc_pack_kv_u64(&c->pk, "n", n);
+    pc_alloc_req q = {.n = n};
     if (*lease)
-        pc_pack_kv_u64(&c->pk, "lease", *lease);
-    int rc = rpc(c, id, &m);
+        PC_SET(&q, alloc_req, lease, *lease);
+    pc_alloc_rep o;
+    int rc = rpc(c, PC_OP_ALLOC, begin(c, PC_OP_ALLOC, &q), &o);
     if (rc)
         return rc;
-    uint64_t l;
-    size_t got;
-    if (!(rc = need_u64(c, m, "lease", &l)) &&
-        !(rc = get_ids(c, m, "blocks", &c->ablk, &c->ablk_cap, &got, true))) {
-        if (got != n)
-            rc = fail(c, PC_E_BADMSG, "alloc of %u blocks answered with %zu",
-                      n, got);
-        else {
-            if (n)
-                memcpy(ids, c->ablk, n * sizeof(*ids));
-            *lease = l;
-        }
+    if (o.blocks.n != n) {
+        rc = fail(c, PC_E_BADMSG, "alloc of %u blocks answered with %zu", n,
+                  o.blocks.n);
+    } else {
+        if (n)
+            memcpy(ids, o.blocks.p, n * sizeof(*ids));
+        *lease = o.lease;
     }
     reply_done(c);
     return rc;
@@ -818,7 +722,6 @@ int pc_client_insert(pc_client *c, const void *ns, size_t ns_len,
                      const uint32_t *blocks, uint64_t lease, unsigned flags,
                      uint32_t *canon, pc_client_insert_result *out)
 {
-    const msgpack_object *m;
     pc_client_insert_result tmp;
     if (!c)
         return PC_E_INVAL;
@@ -828,83 +731,66 @@ int pc_client_insert(pc_client *c, const void *ns, size_t ns_len,
     int rc = chk_insert(c, ns, ns_len, tokens, n_tokens, blocks);
     if (rc)
         return rc;
-    size_t pages = n_tokens / c->page_tokens, n_canon;
+    size_t pages = n_tokens / c->page_tokens;
     uint64_t id = enc_insert(c, ns, ns_len, tokens, n_tokens, blocks, lease,
                              flags);
-    if ((rc = rpc(c, id, &m)))
+    pc_insert_rep o;
+    if ((rc = rpc(c, PC_OP_INSERT, id, &o)))
         return rc;
-    rc = dec_insert(c, m, out, &n_canon);
-    reply_done(c);
-    if (rc)
-        return rc;
-    if (canon) {
-        if (n_canon != pages)
-            return fail(c, PC_E_BADMSG, "insert of %zu pages answered with "
-                        "%zu canonical ids", pages, n_canon);
-        if (pages)
-            memcpy(canon, c->canon, pages * sizeof(*canon));
-    }
-    return 0;
-}
-
-/* An op whose request is {op, id[, lease]} and whose reply we only check. */
-static int simple(pc_client *c, int op, uint64_t lease, bool with_lease)
-{
-    const msgpack_object *m;
-    if (!c)
-        return PC_E_INVAL;
-    uint64_t id = begin(c, op, with_lease);
-    if (with_lease)
-        pc_pack_kv_u64(&c->pk, "lease", lease);
-    int rc = rpc(c, id, &m);
+    dec_insert(&o, out);
+    if (canon && o.canon.n != pages)
+        rc = fail(c, PC_E_BADMSG, "insert of %zu pages answered with %zu "
+                  "canonical ids", pages, o.canon.n);
+    else if (canon && pages)
+        memcpy(canon, o.canon.p, pages * sizeof(*canon));
     reply_done(c);
     return rc;
 }
 
 int pc_client_release(pc_client *c, uint64_t lease)
 {
-    return simple(c, PC_OP_RELEASE, lease, true);
+    if (!c)
+        return PC_E_INVAL;
+    pc_release_req q = {.lease = lease};
+    int rc = rpc(c, PC_OP_RELEASE, begin(c, PC_OP_RELEASE, &q), NULL);
+    reply_done(c);
+    return rc;
 }
 
 int pc_client_ping(pc_client *c)
 {
-    return simple(c, PC_OP_PING, 0, false);
+    if (!c)
+        return PC_E_INVAL;
+    int rc = rpc(c, PC_OP_PING, begin(c, PC_OP_PING, NULL), NULL);
+    reply_done(c);
+    return rc;
 }
 
 int pc_client_flush(pc_client *c, const void *ns, size_t ns_len,
                     uint64_t *evicted)
 {
-    const msgpack_object *m;
-    uint64_t ev = 0;
     if (!c)
         return PC_E_INVAL;
-    uint64_t id = begin(c, PC_OP_FLUSH, ns != NULL);
+    pc_flush_req q = {0};
     if (ns)
-        pack_ns(&c->pk, ns, ns_len);
-    int rc = rpc(c, id, &m);
-    if (rc)
-        return rc;
-    rc = need_u64(c, m, "evicted", &ev);
+        PC_SET(&q, flush_req, ns, bytes_of(ns, ns_len));
+    pc_flush_rep o;
+    int rc = rpc(c, PC_OP_FLUSH, begin(c, PC_OP_FLUSH, &q), &o);
     reply_done(c);
     if (!rc && evicted)
-        *evicted = ev;
+        *evicted = o.evicted;
     return rc;
 }
 
 int pc_client_stats(pc_client *c, pc_client_stat_fn fn, void *ctx)
 {
-    const msgpack_object *m;
     if (!c)
         return PC_E_INVAL;
-    uint64_t id = begin(c, PC_OP_STATS, 0);
-    int rc = rpc(c, id, &m);
+    pc_stats_rep o;
+    int rc = rpc(c, PC_OP_STATS, begin(c, PC_OP_STATS, NULL), &o);
     if (rc)
         return rc;
-    const msgpack_object *s = pc_mp_get(m, "stats");
-    if (!s || s->type != MSGPACK_OBJECT_MAP) {
-        reply_done(c);
-        return fail(c, PC_E_BADMSG, "reply lacks a 'stats' map");
-    }
+    const msgpack_object *s = o.stats.obj;
     for (uint32_t i = 0; i < s->via.map.size && fn; i++) {
         const msgpack_object *k = &s->via.map.ptr[i].key;
         const msgpack_object *v = &s->via.map.ptr[i].val;
@@ -963,12 +849,10 @@ static const char *render(pc_client *c, const msgpack_object *v, size_t at)
     return text(c, b, strlen(b), at);
 }
 
-static int config_reply(pc_client *c, const msgpack_object *m,
+static int config_reply(pc_client *c, const pc_config_rep *o,
                         pc_client_config_fn fn, void *ctx)
 {
-    const msgpack_object *cfg = pc_mp_get(m, "config");
-    if (!cfg || cfg->type != MSGPACK_OBJECT_MAP)
-        return fail(c, PC_E_BADMSG, "reply lacks a 'config' map");
+    const msgpack_object *cfg = o->config.obj;
     for (uint32_t i = 0; i < cfg->via.map.size && fn; i++) {
         const msgpack_object *k = &cfg->via.map.ptr[i].key;
         if (k->type != MSGPACK_OBJECT_STR)
@@ -985,45 +869,57 @@ static int config_reply(pc_client *c, const msgpack_object *m,
     return 0;
 }
 
+/* config with the request's get/set already built in q */
+static int config_call(pc_client *c, const pc_config_req *q,
+                       pc_client_config_fn fn, void *ctx)
+{
+    pc_config_rep o;
+    int rc = rpc(c, PC_OP_CONFIG, begin(c, PC_OP_CONFIG, q), &o);
+    if (rc)
+        return rc;
+    rc = config_reply(c, &o, fn, ctx);
+    reply_done(c);
+    return rc;
+}
+
 int pc_client_config_get(pc_client *c, const char *name,
                          pc_client_config_fn fn, void *ctx)
 {
-    const msgpack_object *m;
     if (!c)
         return PC_E_INVAL;
-    uint64_t id = begin(c, PC_OP_CONFIG, name != NULL);
+    pc_config_req q = {0};
+    msgpack_object key = {.type = MSGPACK_OBJECT_STR};
+    msgpack_object names = {.type = MSGPACK_OBJECT_ARRAY};
     if (name) {
-        pc_pack_cstr(&c->pk, "get");
-        msgpack_pack_array(&c->pk, 1);
-        pc_pack_cstr(&c->pk, name);
+        key.via.str.ptr = name;
+        key.via.str.size = (uint32_t)strlen(name);
+        names.via.array.size = 1;
+        names.via.array.ptr = &key;
+        PC_SET(&q, config_req, get, ((pc_wire_map){&names, NULL, NULL}));
     }
-    int rc = rpc(c, id, &m);
-    if (rc)
-        return rc;
-    rc = config_reply(c, m, fn, ctx);
-    reply_done(c);
-    return rc;
+    return config_call(c, &q, fn, ctx);
 }
 
 int pc_client_config_set(pc_client *c, const char *name, const char *value,
                          pc_client_config_fn fn, void *ctx)
 {
-    const msgpack_object *m;
     if (!c)
         return PC_E_INVAL;
     if (!name || !value)
         return fail(c, PC_E_INVAL, "NULL name or value");
-    uint64_t id = begin(c, PC_OP_CONFIG, 1);
     /* The value goes as text; the daemon parses it by the knob's type. */
-    pc_pack_cstr(&c->pk, "set");
-    msgpack_pack_map(&c->pk, 1);
-    pc_pack_kv_str(&c->pk, name, value);
-    int rc = rpc(c, id, &m);
-    if (rc)
-        return rc;
-    rc = config_reply(c, m, fn, ctx);
-    reply_done(c);
-    return rc;
+    msgpack_object_kv kv = {.key = {.type = MSGPACK_OBJECT_STR},
+                            .val = {.type = MSGPACK_OBJECT_STR}};
+    kv.key.via.str.ptr = name;
+    kv.key.via.str.size = (uint32_t)strlen(name);
+    kv.val.via.str.ptr = value;
+    kv.val.via.str.size = (uint32_t)strlen(value);
+    msgpack_object set = {.type = MSGPACK_OBJECT_MAP};
+    set.via.map.size = 1;
+    set.via.map.ptr = &kv;
+    pc_config_req q = {0};
+    PC_SET(&q, config_req, set, ((pc_wire_map){&set, NULL, NULL}));
+    return config_call(c, &q, fn, ctx);
 }
 
 /* ---- pipelined form ---------------------------------------------------------- */
@@ -1033,19 +929,17 @@ int pc_client_config_set(pc_client *c, const char *name, const char *value,
 static int pull_one(pc_client *c, int64_t deadline)
 {
     const msgpack_object *m;
-    uint64_t rid;
-    int64_t st;
+    pc_reply_head h;
     reply_done(c);
     int rc = xrecv(c, deadline, &c->reply);
     if (rc)
         return rc;
     c->have_reply = true;
-    if ((rc = decode(c, &m, &rid))) {
+    if ((rc = decode(c, &m, &h))) {
         reply_done(c);
         return rc;
     }
-    if (pend_find(c, rid) >= 0 ||
-        (rid == 0 && pc_mp_get_i64(m, "status", &st) == 0 && st < 0)) {
+    if (pend_find(c, h.id) >= 0 || (h.id == 0 && h.status < 0)) {
         rc = stash_push(c, &c->reply);
         c->have_reply = false;
         return rc ? fail(c, rc, "out of memory") : 0;
@@ -1123,7 +1017,7 @@ int pc_client_recv(pc_client *c, pc_client_reply *out)
     reply_done(c);
     for (;;) {
         const msgpack_object *m;
-        uint64_t rid;
+        pc_reply_head h;
         int rc;
         if (c->n_stash) {
             zmq_msg_init(&c->reply);
@@ -1134,17 +1028,16 @@ int pc_client_recv(pc_client *c, pc_client_reply *out)
             return rc;
         }
         c->have_reply = true;
-        if ((rc = decode(c, &m, &rid))) {
+        if ((rc = decode(c, &m, &h))) {
             reply_done(c);
             return rc;
         }
-        long i = pend_find(c, rid);
+        long i = pend_find(c, h.id);
         if (i < 0) {
-            int64_t st;
-            if (rid == 0 && pc_mp_get_i64(m, "status", &st) == 0 && st < 0) {
+            if (h.id == 0 && h.status < 0) {
                 /* A request the daemon refused before reading its id: it
                  * cannot be matched, but the caller must hear of it. */
-                out->status = status_of(c, m);
+                out->status = status_of(c, &h);
                 reply_done(c);
                 return 0;
             }
@@ -1153,13 +1046,19 @@ int pc_client_recv(pc_client *c, pc_client_reply *out)
         }
         int op = c->pend[i].op;
         pend_del(c, (size_t)i);
-        out->id = rid;
-        if ((out->status = status_of(c, m)) == 0) {
-            if (op == PC_OP_LOOKUP)
-                out->status = dec_lookup(c, m, &out->lookup);
-            else {
-                out->status = dec_insert(c, m, &out->insert, &out->n_canon);
-                out->canon = ids_or_empty(c->canon);
+        out->id = h.id;
+        if ((out->status = status_of(c, &h)) == 0) {
+            if (op == PC_OP_LOOKUP) {
+                pc_lookup_rep o;
+                if (!(out->status = rows(c, m, op, &o)))
+                    dec_lookup(c, &o, &out->lookup);
+            } else {
+                pc_insert_rep o;
+                if (!(out->status = rows(c, m, op, &o))) {
+                    dec_insert(&o, &out->insert);
+                    out->n_canon = o.canon.n;
+                    out->canon = ids_or_empty(o.canon.p);
+                }
             }
         }
         reply_done(c);

@@ -13,7 +13,7 @@
  *   │   │   identity, "" (REQ), ...         envelope, echoed unchanged
  *   │   │        │                │
  *   │   │        │                ▼
- *   │   │        │   pc_request_decode ─► dispatch by op ─► pc_cache_*
+ *   │   │        │   pc_wire_decode_request ─► op_* ─► pc_cache_*
  *   │   │        │    (limits first)        │ (rejected: nothing changed)
  *   │   │        │                          ▼
  *   │   │        │                 reply map into one reused sbuffer
@@ -68,6 +68,17 @@
 #define KNOB_REFRESH_MS 250  /* how stale the cached log level may be     */
 #define ERR_MAX 256
 
+/* One stats entry (names are static strings), and a reply's worth. */
+typedef struct stat_kv {
+    const char *name;
+    uint64_t v;
+} stat_kv;
+
+typedef struct stat_list {
+    stat_kv kv[64];
+    size_t n;
+} stat_list;
+
 struct pc_rpc_server {
     void *zctx, *sock;
     pc_cache *cache;
@@ -85,6 +96,9 @@ struct pc_rpc_server {
     size_t ids_cap, ids2_cap;
     zmq_msg_t env[ENV_MAX];
     char err[ERR_MAX]; /* the failing request's error text              */
+    char aerr[ERR_MAX]; /* lookup: the failed allocation's text         */
+    msgpack_sbuffer cfg_sb; /* config: the knobs, packed by the host    */
+    stat_list stats;        /* stats: the entries of the reply being sent */
 
     pc_rpc_stats st;
     uint64_t t0_ms;
@@ -291,7 +305,19 @@ static int alloc_fail(pc_rpc_server *s, int rc, uint64_t n, uint64_t lease,
     return cache_fail(s, rc, lease, "alloc");
 }
 
-static int op_hello(pc_rpc_server *s, const pc_request *r, uint64_t id)
+/* Every op's reply; the handler fills its member, handle() encodes it. */
+typedef union reply_any {
+#define PC__REP(NAME, wire, low) pc_##low##_rep low;
+    PC_OP_TABLE(PC__REP)
+#undef PC__REP
+} reply_any;
+
+static pc_wire_str cstr(const char *s)
+{
+    return (pc_wire_str){s, strlen(s)};
+}
+
+static int op_hello(pc_rpc_server *s, const pc_hello_req *r, pc_hello_rep *o)
 {
     if (r->version && r->version != PC_PROTO_MAJOR)
         return fail(s, PC_E_VERSION, "client speaks protocol %" PRIu64
@@ -301,71 +327,62 @@ static int op_hello(pc_rpc_server *s, const pc_request *r, uint64_t id)
     pc_pool_backend be = pc_pool_backend_get(pool);
     const char *shm = NULL;
     uint64_t shm_bytes = 0;
-    int host = pc_pool_shm_info(pool, &shm, &shm_bytes) == 0;
-    const char *bname = be == PC_POOL_HOST ? "host" : be == PC_POOL_NONE ? "none"
-                                                                         : "cuda";
-    uint64_t ttl = pc_cache_lease_ttl_ms(s->cache);
-    msgpack_packer *pk = &s->pk;
-    pc_pack_reply_head(pk, id, 0, NULL, 15 + (host ? 2 : 0));
-    pc_pack_kv_u64(pk, "version", PC_PROTO_MAJOR);
-    pc_pack_kv_u64(pk, "version_minor", PC_PROTO_MINOR);
-    pc_pack_kv_u64(pk, "page_tokens", l->page_tokens);
-    pc_pack_kv_u64(pk, "layers", l->layers);
-    pc_pack_kv_u64(pk, "kv_heads", l->kv_heads);
-    pc_pack_kv_u64(pk, "head_dim", l->head_dim);
-    pc_pack_kv_str(pk, "dtype", pc_dtype_name(l->dtype));
-    pc_pack_kv_u64(pk, "block_bytes", l->block_bytes);
-    pc_pack_kv_u64(pk, "token_bytes", l->token_bytes);
-    pc_pack_kv_u64(pk, "kv_bytes", l->kv_bytes);
-    pc_pack_kv_u64(pk, "capacity", pc_pool_capacity(pool));
-    pc_pack_kv_str(pk, "backend", bname);
-    if (host) {
-        pc_pack_kv_str(pk, "shm_name", shm);
-        pc_pack_kv_u64(pk, "shm_bytes", shm_bytes);
+    o->version = PC_PROTO_MAJOR;
+    o->version_minor = PC_PROTO_MINOR;
+    o->page_tokens = l->page_tokens;
+    o->layers = l->layers;
+    o->kv_heads = l->kv_heads;
+    o->head_dim = l->head_dim;
+    o->dtype = cstr(pc_dtype_name(l->dtype));
+    o->block_bytes = l->block_bytes;
+    o->token_bytes = l->token_bytes;
+    o->kv_bytes = l->kv_bytes;
+    o->capacity = pc_pool_capacity(pool);
+    o->backend = cstr(be == PC_POOL_HOST ? "host" : be == PC_POOL_NONE ? "none"
+                                                                       : "cuda");
+    if (pc_pool_shm_info(pool, &shm, &shm_bytes) == 0) {
+        PC_SET(o, hello_rep, shm_name, cstr(shm));
+        PC_SET(o, hello_rep, shm_bytes, shm_bytes);
     }
-    pc_pack_kv_u64(pk, "lease_ttl_ms", ttl);
-    pc_pack_kv_u64(pk, "max_tokens", s->lim.max_tokens);
-    pc_pack_kv_u64(pk, "max_msg", s->lim.max_msg);
+    o->lease_ttl_ms = pc_cache_lease_ttl_ms(s->cache);
+    o->max_tokens = s->lim.max_tokens;
+    o->max_msg = s->lim.max_msg;
     return 0;
 }
 
-static int op_lookup(pc_rpc_server *s, const pc_request *r, uint64_t id)
+static int op_lookup(pc_rpc_server *s, const pc_lookup_req *r, pc_lookup_rep *o)
 {
-    size_t np = r->n_tokens / s->page_tokens;
+    size_t np = r->tokens.n / s->page_tokens;
     if (grow(&s->ids, &s->ids_cap, np) ||
         (r->alloc && grow(&s->ids2, &s->ids2_cap, np)))
         return fail(s, PC_E_NOMEM, "lookup: out of memory for %zu block ids", np);
     pc_lookup_result lr;
     int rc = r->alloc
-                 ? pc_cache_lookup_alloc(s->cache, r->ns, r->ns_len, r->tokens,
-                                         r->n_tokens, r->pin, r->lease, s->ids,
+                 ? pc_cache_lookup_alloc(s->cache, r->ns.p, r->ns.n, r->tokens.p,
+                                         r->tokens.n, r->pin, r->lease, s->ids,
                                          s->ids2, &lr)
-                 : pc_cache_lookup(s->cache, r->ns, r->ns_len, r->tokens,
-                                   r->n_tokens, r->pin, r->lease, s->ids, &lr);
+                 : pc_cache_lookup(s->cache, r->ns.p, r->ns.n, r->tokens.p,
+                                   r->tokens.n, r->pin, r->lease, s->ids, &lr);
     if (rc)
         return cache_fail(s, rc, r->lease, r->pin ? "lookup with pin" : "lookup");
+    o->tokens = lr.tokens;
+    o->blocks = (pc_wire_ids){s->ids, lr.pages};
+    o->lease = lr.lease;
+    if (!r->alloc)
+        return 0;
     /* The lookup stands: a failed alloc is reported in alloc_status. */
-    char aerr[ERR_MAX] = "";
+    PC_SET(o, lookup_rep, alloc_status, lr.alloc_status);
+    PC_SET(o, lookup_rep, alloc_blocks, ((pc_wire_ids){s->ids2, lr.alloc_n}));
     if (lr.alloc_status) {
         alloc_fail(s, lr.alloc_status, np - lr.pages, r->lease, lr.pages);
-        snprintf(aerr, sizeof(aerr), "%s", s->err);
+        snprintf(s->aerr, sizeof(s->aerr), "%s", s->err);
         s->err[0] = 0;
-    }
-    msgpack_packer *pk = &s->pk;
-    pc_pack_reply_head(pk, id, 0, NULL, 3 + (r->alloc ? 2 : 0) + (aerr[0] ? 1 : 0));
-    pc_pack_kv_u64(pk, "tokens", lr.tokens);
-    pc_pack_kv_u32s(pk, "blocks", s->ids, lr.pages);
-    pc_pack_kv_u64(pk, "lease", lr.lease);
-    if (r->alloc) {
-        pc_pack_kv_i64(pk, "alloc_status", lr.alloc_status);
-        pc_pack_kv_u32s(pk, "alloc_blocks", s->ids2, lr.alloc_n);
-        if (aerr[0])
-            pc_pack_kv_str(pk, "alloc_error", aerr);
+        PC_SET(o, lookup_rep, alloc_error, cstr(s->aerr));
     }
     return 0;
 }
 
-static int op_alloc(pc_rpc_server *s, const pc_request *r, uint64_t id)
+static int op_alloc(pc_rpc_server *s, const pc_alloc_req *r, pc_alloc_rep *o)
 {
     /* n <= max_tokens <= UINT32_MAX: checked by the decoder and create */
     if (grow(&s->ids2, &s->ids2_cap, r->n))
@@ -374,26 +391,25 @@ static int op_alloc(pc_rpc_server *s, const pc_request *r, uint64_t id)
     int rc = pc_cache_alloc(s->cache, (uint32_t)r->n, &lease, s->ids2);
     if (rc)
         return alloc_fail(s, rc, r->n, r->lease, 0);
-    pc_pack_reply_head(&s->pk, id, 0, NULL, 2);
-    pc_pack_kv_u64(&s->pk, "lease", lease);
-    pc_pack_kv_u32s(&s->pk, "blocks", s->ids2, (size_t)r->n);
+    o->lease = lease;
+    o->blocks = (pc_wire_ids){s->ids2, (size_t)r->n};
     return 0;
 }
 
-static int op_insert(pc_rpc_server *s, const pc_request *r, uint64_t id)
+static int op_insert(pc_rpc_server *s, const pc_insert_req *r, pc_insert_rep *o)
 {
-    size_t np = r->n_tokens / s->page_tokens;
-    if (r->n_blocks != np)
+    size_t np = r->tokens.n / s->page_tokens;
+    if (r->blocks.n != np)
         return fail(s, PC_E_INVAL,
                     "insert: %zu tokens make %zu full page%s of %u tokens, but "
-                    "%zu block%s given (one per full page)", r->n_tokens, np,
-                    np == 1 ? "" : "s", s->page_tokens, r->n_blocks,
-                    r->n_blocks == 1 ? " was" : "s were");
+                    "%zu block%s given (one per full page)", r->tokens.n, np,
+                    np == 1 ? "" : "s", s->page_tokens, r->blocks.n,
+                    r->blocks.n == 1 ? " was" : "s were");
     if (grow(&s->ids, &s->ids_cap, np))
         return fail(s, PC_E_NOMEM, "insert: out of memory for %zu ids", np);
     pc_insert_result ir;
-    int rc = pc_cache_insert_pin(s->cache, r->ns, r->ns_len, r->tokens,
-                                 r->n_tokens, r->blocks, r->lease, r->pin,
+    int rc = pc_cache_insert_pin(s->cache, r->ns.p, r->ns.n, r->tokens.p,
+                                 r->tokens.n, r->blocks.p, r->lease, r->pin,
                                  s->ids, &ir);
     switch (rc) {
     case 0:
@@ -416,47 +432,43 @@ static int op_insert(pc_rpc_server *s, const pc_request *r, uint64_t id)
         assert(rr == 0); /* the insert just renewed it */
         (void)rr;
     }
-    pc_pack_reply_head(&s->pk, id, 0, NULL, 4);
-    pc_pack_kv_u64(&s->pk, "cached_tokens", ir.cached_tokens);
-    pc_pack_kv_u64(&s->pk, "inserted_pages", ir.inserted_pages);
-    pc_pack_kv_u64(&s->pk, "freed_blocks", ir.freed_blocks);
-    pc_pack_kv_u32s(&s->pk, "canon", s->ids, np);
+    o->cached_tokens = ir.cached_tokens;
+    o->inserted_pages = ir.inserted_pages;
+    o->freed_blocks = ir.freed_blocks;
+    o->canon = (pc_wire_ids){s->ids, np};
     return 0;
 }
 
-static int op_release(pc_rpc_server *s, const pc_request *r, uint64_t id)
+static int op_release(pc_rpc_server *s, const pc_release_req *r)
 {
     int rc = pc_cache_release(s->cache, r->lease);
-    if (rc)
-        return cache_fail(s, rc, r->lease, "release");
-    pc_pack_reply_head(&s->pk, id, 0, NULL, 0);
-    return 0;
+    return rc ? cache_fail(s, rc, r->lease, "release") : 0;
 }
 
-/* One stats entry; names are static strings. */
-typedef struct stat_kv {
-    const char *name;
-    uint64_t v;
-} stat_kv;
 
 static const char *const op_stat_names[PC_OP_COUNT] = {
-#define PC__OP_STAT(name, wire) "rpc.op." wire,
-    PC_OP_MAP(PC__OP_STAT)
+#define PC__OP_STAT(NAME, wire, low) "rpc.op." wire,
+    PC_OP_TABLE(PC__OP_STAT)
 #undef PC__OP_STAT
 };
 
-static int op_stats(pc_rpc_server *s, uint64_t id)
+static void pack_stats(msgpack_packer *pk, void *ctx)
 {
-    const msgpack_object *ck = pc_mp_get(&s->dec.up.data, "check");
-    if (ck && ck->type != MSGPACK_OBJECT_BOOLEAN)
-        return fail(s, PC_E_BADMSG, "'check' must be a bool");
-    int check = ck && ck->via.boolean;
-    int crc = check ? pc_cache_check(s->cache) : 0;
+    const stat_list *l = ctx;
+    msgpack_pack_map(pk, l->n);
+    for (size_t i = 0; i < l->n; i++)
+        pc_pack_kv_u64(pk, l->kv[i].name, l->kv[i].v);
+}
+
+static int op_stats(pc_rpc_server *s, const pc_stats_req *r, pc_stats_rep *o)
+{
+    if (r->check)
+        PC_SET(o, stats_rep, check, pc_cache_check(s->cache));
 
     pc_cache_stats c;
     pc_cache_stats_get(s->cache, &c);
     const pc_pool_layout *l = pc_pool_layout_get(pc_cache_pool(s->cache));
-    stat_kv kv[64];
+    stat_kv *kv = s->stats.kv;
     size_t n = 0;
 #define S(name_, val_) (kv[n].name = (name_), kv[n++].v = (uint64_t)(val_))
     S("tree.namespaces", c.tree.namespaces);
@@ -511,73 +523,75 @@ static int op_stats(pc_rpc_server *s, uint64_t id)
         S(op_stat_names[i], s->st.by_op[i]);
     S("uptime_ms", mono_ms(CLOCK_MONOTONIC) - s->t0_ms);
 #undef S
-    assert(n <= sizeof(kv) / sizeof(kv[0]));
-
-    pc_pack_reply_head(&s->pk, id, 0, NULL, 1 + (check ? 1 : 0));
-    pc_pack_cstr(&s->pk, "stats");
-    msgpack_pack_map(&s->pk, n);
-    for (size_t i = 0; i < n; i++)
-        pc_pack_kv_u64(&s->pk, kv[i].name, kv[i].v);
-    if (check)
-        pc_pack_kv_i64(&s->pk, "check", crc);
+    assert(n <= sizeof(s->stats.kv) / sizeof(s->stats.kv[0]));
+    s->stats.n = n;
+    o->stats = (pc_wire_map){NULL, pack_stats, &s->stats};
     return 0;
 }
 
-static int op_flush(pc_rpc_server *s, const pc_request *r, uint64_t id)
+static int op_flush(pc_rpc_server *s, const pc_flush_req *r, pc_flush_rep *o)
 {
     size_t evicted = 0;
     char nsb[160];
-    if (r->has_ns) {
-        int rc = pc_cache_flush_ns(s->cache, r->ns, r->ns_len, &evicted);
+    if (PC_IS_SET(r, flush_req, ns)) {
+        int rc = pc_cache_flush_ns(s->cache, r->ns.p, r->ns.n, &evicted);
         if (rc)
             return fail(s, rc, "flush of namespace %s: %s",
-                        ns_text(r->ns, r->ns_len, nsb, sizeof(nsb)),
+                        ns_text(r->ns.p, r->ns.n, nsb, sizeof(nsb)),
                         pc_strerror(rc));
         slog(s, PC_LOG_INFO, "flush namespace %s: %zu page%s evicted (pinned "
-             "pages stay)", ns_text(r->ns, r->ns_len, nsb, sizeof(nsb)), evicted,
+             "pages stay)", ns_text(r->ns.p, r->ns.n, nsb, sizeof(nsb)), evicted,
              evicted == 1 ? "" : "s");
     } else {
         evicted = pc_cache_evict(s->cache, SIZE_MAX);
         slog(s, PC_LOG_INFO, "flush all namespaces: %zu page%s evicted (pinned "
              "pages stay)", evicted, evicted == 1 ? "" : "s");
     }
-    pc_pack_reply_head(&s->pk, id, 0, NULL, 1);
-    pc_pack_kv_u64(&s->pk, "evicted", evicted);
+    o->evicted = evicted;
     return 0;
 }
 
-static int op_config(pc_rpc_server *s, const pc_request *r, uint64_t id)
+/* The host packs the knobs into s->cfg_sb first (it may fail half-way);
+ * the reply then copies those bytes as the value of "config". */
+static void pack_raw(msgpack_packer *pk, void *ctx)
 {
-    if (!s->hooks.config_get || (r->set && !s->hooks.config_set))
+    const msgpack_sbuffer *sb = ctx;
+    pk->callback(pk->data, sb->data, sb->size);
+}
+
+static int op_config(pc_rpc_server *s, const pc_config_req *r, pc_config_rep *o)
+{
+    const msgpack_object *set = r->set.obj;
+    if (!s->hooks.config_get || (set && !s->hooks.config_set))
         return fail(s, PC_E_BADOP, "config: this server has no configuration");
-    const msgpack_object *names = r->get;
+    const msgpack_object *names = r->get.obj;
     msgpack_object keys = {.type = MSGPACK_OBJECT_ARRAY};
     msgpack_object *kv = NULL;
-    if (r->set) {
+    if (set) {
         /* Checked as a whole by the host: all knobs or none. */
-        int rc = s->hooks.config_set(s->hooks.ctx, r->set, s->err, sizeof(s->err));
+        int rc = s->hooks.config_set(s->hooks.ctx, set, s->err, sizeof(s->err));
         knobs_refresh(s); /* log_level may have changed */
         if (rc)
             return s->err[0] ? rc : fail(s, rc, "config set: %s", pc_strerror(rc));
         if (!names) { /* reply with the new values of what was set */
-            uint32_t n = r->set->via.map.size;
+            uint32_t n = set->via.map.size;
             if (n && !(kv = malloc(n * sizeof(*kv))))
                 return fail(s, PC_E_NOMEM, "config: out of memory");
             for (uint32_t i = 0; i < n; i++)
-                kv[i] = r->set->via.map.ptr[i].key;
+                kv[i] = set->via.map.ptr[i].key;
             keys.via.array.size = n;
             keys.via.array.ptr = kv;
             names = &keys;
         }
     }
-    pc_pack_reply_head(&s->pk, id, 0, NULL, 1);
-    pc_pack_cstr(&s->pk, "config");
-    int rc = s->hooks.config_get(s->hooks.ctx, names, &s->pk, s->err, sizeof(s->err));
+    msgpack_sbuffer_clear(&s->cfg_sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &s->cfg_sb, msgpack_sbuffer_write);
+    int rc = s->hooks.config_get(s->hooks.ctx, names, &pk, s->err, sizeof(s->err));
     free(kv);
-    if (rc) {
-        msgpack_sbuffer_clear(&s->sb); /* drop the head: an error reply */
+    if (rc)
         return s->err[0] ? rc : fail(s, rc, "config get: %s", pc_strerror(rc));
-    }
+    o->config = (pc_wire_map){NULL, pack_raw, &s->cfg_sb};
     return 0;
 }
 
@@ -586,31 +600,31 @@ static int handle(pc_rpc_server *s, const void *buf, size_t len, pc_request *r)
 {
     s->err[0] = 0;
     msgpack_sbuffer_clear(&s->sb);
-    int rc = pc_request_decode(&s->dec, buf, len, &s->lim, r);
+    int rc = pc_wire_decode_request(&s->dec, buf, len, &s->lim, r);
     if (r->op >= 0 && r->op < PC_OP_COUNT)
         s->st.by_op[r->op]++; /* before running it: stats counts itself */
+    reply_any o;
+    memset(&o, 0, sizeof(o));
     if (rc) {
         snprintf(s->err, sizeof(s->err), "%s",
                  s->dec.err[0] ? s->dec.err : pc_strerror(rc));
     } else {
         switch (r->op) {
-        case PC_OP_HELLO: rc = op_hello(s, r, r->id); break;
-        case PC_OP_LOOKUP: rc = op_lookup(s, r, r->id); break;
-        case PC_OP_ALLOC: rc = op_alloc(s, r, r->id); break;
-        case PC_OP_INSERT: rc = op_insert(s, r, r->id); break;
-        case PC_OP_RELEASE: rc = op_release(s, r, r->id); break;
-        case PC_OP_STATS: rc = op_stats(s, r->id); break;
-        case PC_OP_PING: pc_pack_reply_head(&s->pk, r->id, 0, NULL, 0); break;
-        case PC_OP_FLUSH: rc = op_flush(s, r, r->id); break;
-        case PC_OP_CONFIG: rc = op_config(s, r, r->id); break;
+        case PC_OP_HELLO: rc = op_hello(s, &r->u.hello, &o.hello); break;
+        case PC_OP_LOOKUP: rc = op_lookup(s, &r->u.lookup, &o.lookup); break;
+        case PC_OP_ALLOC: rc = op_alloc(s, &r->u.alloc, &o.alloc); break;
+        case PC_OP_INSERT: rc = op_insert(s, &r->u.insert, &o.insert); break;
+        case PC_OP_RELEASE: rc = op_release(s, &r->u.release); break;
+        case PC_OP_STATS: rc = op_stats(s, &r->u.stats, &o.stats); break;
+        case PC_OP_PING: break;
+        case PC_OP_FLUSH: rc = op_flush(s, &r->u.flush, &o.flush); break;
+        case PC_OP_CONFIG: rc = op_config(s, &r->u.config, &o.config); break;
         default: rc = fail(s, PC_E_BADOP, "unknown op"); break; /* not reached */
         }
     }
-    if (rc) {
+    if (rc)
         s->st.errors++;
-        msgpack_sbuffer_clear(&s->sb);
-        pc_pack_reply_head(&s->pk, r->id, rc, s->err, 0);
-    }
+    pc_wire_encode_reply(&s->pk, r->op, r->id, rc, s->err, &o);
     return rc;
 }
 
@@ -703,10 +717,15 @@ static int serve_one(pc_rpc_server *s)
     int rc = handle(s, zmq_msg_data(&part), len, &r);
     if (s->log_level >= PC_LOG_DEBUG) {
         const char *op = pc_op_name(r.op);
+        size_t nt = r.op == PC_OP_LOOKUP ? r.u.lookup.tokens.n
+                    : r.op == PC_OP_INSERT ? r.u.insert.tokens.n : 0;
+        uint64_t lease = r.op == PC_OP_LOOKUP ? r.u.lookup.lease
+                         : r.op == PC_OP_INSERT ? r.u.insert.lease
+                         : r.op == PC_OP_ALLOC ? r.u.alloc.lease
+                         : r.op == PC_OP_RELEASE ? r.u.release.lease : 0;
         slog(s, PC_LOG_DEBUG, "request id=%" PRIu64 " op=%s bytes=%zu "
-             "tokens=%zu blocks=%zu lease=0x%" PRIx64 " -> %d%s%s", r.id,
-             op ? op : "?", len, r.n_tokens, r.n_blocks, r.lease, rc,
-             rc ? " " : "", rc ? s->err : "");
+             "tokens=%zu lease=0x%" PRIx64 " -> %d%s%s", r.id, op ? op : "?",
+             len, nt, lease, rc, rc ? " " : "", rc ? s->err : "");
     }
     send_reply(s, nenv);
     zmq_msg_close(&part);
@@ -880,6 +899,7 @@ int pc_rpc_server_create(const pc_rpc_config *cfg, pc_rpc_server **out)
     snprintf(s->endpoint, sizeof(s->endpoint), "%s", cfg->endpoint);
     pc_decoder_init(&s->dec);
     msgpack_sbuffer_init(&s->sb);
+    msgpack_sbuffer_init(&s->cfg_sb);
     msgpack_packer_init(&s->pk, &s->sb, msgpack_sbuffer_write);
     knobs_refresh(s);
 
@@ -948,6 +968,7 @@ void pc_rpc_server_destroy(pc_rpc_server *s)
     free(s->lock_path);
     pc_decoder_free(&s->dec);
     msgpack_sbuffer_destroy(&s->sb);
+    msgpack_sbuffer_destroy(&s->cfg_sb);
     free(s->ids);
     free(s->ids2);
     free(s);

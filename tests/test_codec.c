@@ -265,7 +265,7 @@ Test(codec_validate, hostile_lengths_never_reach_the_unpacker)
         cr_assert_eq(pc_payload_decode(&d, msgs[i].b, msgs[i].n, NULL, &m),
                      PC_E_BADMSG, "message %zu", i);
         cr_assert_null(m);
-        cr_assert_eq(pc_request_decode(&d, msgs[i].b, msgs[i].n, NULL, &r),
+        cr_assert_eq(pc_wire_decode_request(&d, msgs[i].b, msgs[i].n, NULL, &r),
                      PC_E_BADMSG, "message %zu", i);
         /* msgpack-c never ran: its zone (where the 2^32-entry table would
          * have been sized) was never created */
@@ -275,7 +275,7 @@ Test(codec_validate, hostile_lengths_never_reach_the_unpacker)
     }
 }
 
-/* ---- pc_request_decode ------------------------------------------------------ */
+/* ---- pc_wire_decode_request ------------------------------------------------------ */
 
 /* A request built with the packer; the decoder borrows from it. */
 typedef struct req {
@@ -296,7 +296,7 @@ static void req_begin(req *q, size_t pairs)
 
 static int req_decode(req *q)
 {
-    return pc_request_decode(&q->d, q->b.sb.data, q->b.sb.size, &q->lim, &q->r);
+    return pc_wire_decode_request(&q->d, q->b.sb.data, q->b.sb.size, &q->lim, &q->r);
 }
 
 static void req_end(req *q)
@@ -320,14 +320,14 @@ Test(codec_request, hello)
         cr_assert_eq(req_decode(&q), 0, "%s", q.d.err);
         cr_assert_eq(q.r.op, PC_OP_HELLO);
         cr_assert_eq(q.r.id, 1);
-        cr_assert_eq(q.r.version, 0, "version absent = 0");
+        cr_assert_eq(q.r.u.hello.version, 0, "version absent = 0");
     }
     REQ(q, 3) {
         pc_pack_kv_str(&q.b.pk, "op", "hello");
         pc_pack_kv_u64(&q.b.pk, "id", 2);
         pc_pack_kv_u64(&q.b.pk, "version", 7);
         cr_assert_eq(req_decode(&q), 0);
-        cr_assert_eq(q.r.version, 7, "the decoder does not judge versions");
+        cr_assert_eq(q.r.u.hello.version, 7, "the decoder does not judge versions");
     }
     REQ(q, 3) {
         pc_pack_kv_str(&q.b.pk, "op", "hello");
@@ -349,14 +349,14 @@ Test(codec_request, lookup_defaults_and_flags)
         pc_pack_kv_u32s(&q.b.pk, "tokens", toks8, 8);
         cr_assert_eq(req_decode(&q), 0, "%s", q.d.err);
         cr_assert_eq(q.r.op, PC_OP_LOOKUP);
-        cr_assert_eq(q.r.ns_len, 5);
-        cr_assert_eq(memcmp(q.r.ns, "llama", 5), 0);
-        cr_assert(q.r.has_ns);
-        cr_assert_eq(q.r.n_tokens, 8);
-        cr_assert_arr_eq(q.r.tokens, toks8, sizeof(toks8));
-        cr_assert_not(q.r.pin);
-        cr_assert_not(q.r.alloc);
-        cr_assert_eq(q.r.lease, 0);
+        cr_assert_eq(q.r.u.lookup.ns.n, 5);
+        cr_assert_eq(memcmp(q.r.u.lookup.ns.p, "llama", 5), 0);
+        cr_assert(PC_IS_SET(&q.r.u.lookup, lookup_req, ns));
+        cr_assert_eq(q.r.u.lookup.tokens.n, 8);
+        cr_assert_arr_eq(q.r.u.lookup.tokens.p, toks8, sizeof(toks8));
+        cr_assert_not(q.r.u.lookup.pin);
+        cr_assert_not(q.r.u.lookup.alloc);
+        cr_assert_eq(q.r.u.lookup.lease, 0);
     }
     REQ(q, 8) {
         pc_pack_kv_str(&q.b.pk, "op", "lookup");
@@ -368,11 +368,11 @@ Test(codec_request, lookup_defaults_and_flags)
         pc_pack_kv_u64(&q.b.pk, "lease", 0x9e3779b97f4a7c15ull);
         pc_pack_kv_str(&q.b.pk, "future_key", "ignored");
         cr_assert_eq(req_decode(&q), 0, "%s", q.d.err);
-        cr_assert_eq(q.r.ns_len, 2);
-        cr_assert_eq(memcmp(q.r.ns, "\x00\xff", 2), 0);
-        cr_assert(q.r.pin);
-        cr_assert(q.r.alloc);
-        cr_assert_eq(q.r.lease, 0x9e3779b97f4a7c15ull);
+        cr_assert_eq(q.r.u.lookup.ns.n, 2);
+        cr_assert_eq(memcmp(q.r.u.lookup.ns.p, "\x00\xff", 2), 0);
+        cr_assert(q.r.u.lookup.pin);
+        cr_assert(q.r.u.lookup.alloc);
+        cr_assert_eq(q.r.u.lookup.lease, 0x9e3779b97f4a7c15ull);
     }
     REQ(q, 4) { /* an empty namespace and an empty prompt are well formed */
         pc_pack_kv_str(&q.b.pk, "op", "lookup");
@@ -380,9 +380,9 @@ Test(codec_request, lookup_defaults_and_flags)
         pc_pack_kv_str(&q.b.pk, "ns", "");
         pc_pack_kv_u32s(&q.b.pk, "tokens", NULL, 0);
         cr_assert_eq(req_decode(&q), 0, "%s", q.d.err);
-        cr_assert_eq(q.r.ns_len, 0);
-        cr_assert(q.r.has_ns);
-        cr_assert_eq(q.r.n_tokens, 0);
+        cr_assert_eq(q.r.u.lookup.ns.n, 0);
+        cr_assert(PC_IS_SET(&q.r.u.lookup, lookup_req, ns));
+        cr_assert_eq(q.r.u.lookup.tokens.n, 0);
     }
 }
 
@@ -458,8 +458,8 @@ Test(codec_request, tokens_as_bin_and_as_array_agree)
             for (int i = 0; i < 8; i++)
                 msgpack_pack_uint32(&b.b.pk, toks8[i]);
             cr_assert_eq(req_decode(&b), 0, "%s", b.d.err);
-            cr_assert_eq(b.r.n_tokens, a.r.n_tokens);
-            cr_assert_arr_eq(b.r.tokens, a.r.tokens, 8 * sizeof(uint32_t));
+            cr_assert_eq(b.r.u.lookup.tokens.n, a.r.u.lookup.tokens.n);
+            cr_assert_arr_eq(b.r.u.lookup.tokens.p, a.r.u.lookup.tokens.p, 8 * sizeof(uint32_t));
         }
     }
 }
@@ -510,8 +510,8 @@ Test(codec_request, too_many_tokens_is_refused_before_allocating)
         pc_pack_kv_u32s(&q.b.pk, "tokens", t, 9);
         cr_assert_eq(req_decode(&q), PC_E_TOOBIG);
         cr_assert_eq(q.r.id, 31);
-        cr_assert_null(q.d.tok, "a token buffer was allocated");
-        cr_assert_eq(q.d.tok_cap, 0);
+        cr_assert_null(q.d.ids[0], "a token buffer was allocated");
+        cr_assert_eq(q.d.ids_cap[0], 0);
     }
     REQ(q, 4) { /* array */
         q.lim.max_tokens = 8;
@@ -523,7 +523,7 @@ Test(codec_request, too_many_tokens_is_refused_before_allocating)
         for (int i = 0; i < 9; i++)
             msgpack_pack_uint32(&q.b.pk, 1);
         cr_assert_eq(req_decode(&q), PC_E_TOOBIG);
-        cr_assert_null(q.d.tok);
+        cr_assert_null(q.d.ids[0]);
     }
     REQ(q, 4) { /* exactly the limit is fine */
         q.lim.max_tokens = 8;
@@ -541,7 +541,7 @@ Test(codec_request, too_many_tokens_is_refused_before_allocating)
         pc_pack_kv_u32s(&q.b.pk, "tokens", t, 8);
         pc_pack_kv_u32s(&q.b.pk, "blocks", t, 9);
         cr_assert_eq(req_decode(&q), PC_E_TOOBIG);
-        cr_assert_null(q.d.blk);
+        cr_assert_null(q.d.ids[1]);
     }
     /* the default limit, with a real 4 MiB message */
     size_t n = PC_PROTO_MAX_TOKENS_DEFAULT + 1;
@@ -554,7 +554,7 @@ Test(codec_request, too_many_tokens_is_refused_before_allocating)
         pc_pack_kv_u32s(&q.b.pk, "tokens", big, n);
         cr_assert_eq(req_decode(&q), PC_E_TOOBIG);
         cr_assert_eq(q.r.id, 35);
-        cr_assert_null(q.d.tok);
+        cr_assert_null(q.d.ids[0]);
     }
     free(big);
 }
@@ -614,8 +614,8 @@ Test(codec_request, alloc)
         pc_pack_kv_u64(&q.b.pk, "n", 4);
         cr_assert_eq(req_decode(&q), 0);
         cr_assert_eq(q.r.op, PC_OP_ALLOC);
-        cr_assert_eq(q.r.n, 4);
-        cr_assert_eq(q.r.lease, 0);
+        cr_assert_eq(q.r.u.alloc.n, 4);
+        cr_assert_eq(q.r.u.alloc.lease, 0);
     }
     REQ(q, 4) {
         pc_pack_kv_str(&q.b.pk, "op", "alloc");
@@ -623,7 +623,7 @@ Test(codec_request, alloc)
         pc_pack_kv_u64(&q.b.pk, "n", 4);
         pc_pack_kv_u64(&q.b.pk, "lease", 99);
         cr_assert_eq(req_decode(&q), 0);
-        cr_assert_eq(q.r.lease, 99);
+        cr_assert_eq(q.r.u.alloc.lease, 99);
     }
     REQ(q, 2) { /* n is required */
         pc_pack_kv_str(&q.b.pk, "op", "alloc");
@@ -660,13 +660,13 @@ Test(codec_request, insert)
         pc_pack_kv_u32s(&q.b.pk, "blocks", blk, 2);
         cr_assert_eq(req_decode(&q), 0, "%s", q.d.err);
         cr_assert_eq(q.r.op, PC_OP_INSERT);
-        cr_assert_eq(q.r.n_tokens, 8);
-        cr_assert_eq(q.r.n_blocks, 2);
-        cr_assert_eq(q.r.blocks[0], 7);
-        cr_assert_eq(q.r.blocks[1], 12);
-        cr_assert_not(q.r.release);
-        cr_assert_eq(q.r.lease, 0);
-        cr_assert_neq(q.r.tokens, q.r.blocks, "separate buffers");
+        cr_assert_eq(q.r.u.insert.tokens.n, 8);
+        cr_assert_eq(q.r.u.insert.blocks.n, 2);
+        cr_assert_eq(q.r.u.insert.blocks.p[0], 7);
+        cr_assert_eq(q.r.u.insert.blocks.p[1], 12);
+        cr_assert_not(q.r.u.insert.release);
+        cr_assert_eq(q.r.u.insert.lease, 0);
+        cr_assert_neq(q.r.u.insert.tokens.p, q.r.u.insert.blocks.p, "separate buffers");
     }
     REQ(q, 7) {
         pc_pack_kv_str(&q.b.pk, "op", "insert");
@@ -680,10 +680,10 @@ Test(codec_request, insert)
         pc_pack_kv_u64(&q.b.pk, "lease", 5);
         pc_pack_kv_bool(&q.b.pk, "release", true);
         cr_assert_eq(req_decode(&q), 0, "%s", q.d.err);
-        cr_assert(q.r.release);
-        cr_assert_eq(q.r.lease, 5);
-        cr_assert_eq(q.r.n_blocks, 2);
-        cr_assert_eq(q.r.blocks[1], 12);
+        cr_assert(q.r.u.insert.release);
+        cr_assert_eq(q.r.u.insert.lease, 5);
+        cr_assert_eq(q.r.u.insert.blocks.n, 2);
+        cr_assert_eq(q.r.u.insert.blocks.p[1], 12);
     }
     REQ(q, 4) { /* blocks required */
         pc_pack_kv_str(&q.b.pk, "op", "insert");
@@ -714,7 +714,7 @@ Test(codec_request, release_stats_ping)
         pc_pack_kv_u64(&q.b.pk, "lease", 0x1234);
         cr_assert_eq(req_decode(&q), 0);
         cr_assert_eq(q.r.op, PC_OP_RELEASE);
-        cr_assert_eq(q.r.lease, 0x1234);
+        cr_assert_eq(q.r.u.release.lease, 0x1234);
     }
     REQ(q, 2) { /* release needs its lease */
         pc_pack_kv_str(&q.b.pk, "op", "release");
@@ -755,15 +755,15 @@ Test(codec_request, flush)
         pc_pack_kv_u64(&q.b.pk, "id", 91);
         cr_assert_eq(req_decode(&q), 0);
         cr_assert_eq(q.r.op, PC_OP_FLUSH);
-        cr_assert_not(q.r.has_ns, "no ns: every namespace");
+        cr_assert_not(PC_IS_SET(&q.r.u.flush, flush_req, ns), "no ns: every namespace");
     }
     REQ(q, 3) {
         pc_pack_kv_str(&q.b.pk, "op", "flush");
         pc_pack_kv_u64(&q.b.pk, "id", 92);
         pc_pack_kv_str(&q.b.pk, "ns", "");
         cr_assert_eq(req_decode(&q), 0);
-        cr_assert(q.r.has_ns, "an empty namespace is a namespace");
-        cr_assert_eq(q.r.ns_len, 0);
+        cr_assert(PC_IS_SET(&q.r.u.flush, flush_req, ns), "an empty namespace is a namespace");
+        cr_assert_eq(q.r.u.flush.ns.n, 0);
     }
     REQ(q, 3) {
         pc_pack_kv_str(&q.b.pk, "op", "flush");
@@ -781,8 +781,8 @@ Test(codec_request, config)
         pc_pack_kv_u64(&q.b.pk, "id", 101);
         cr_assert_eq(req_decode(&q), 0);
         cr_assert_eq(q.r.op, PC_OP_CONFIG);
-        cr_assert_null(q.r.get);
-        cr_assert_null(q.r.set);
+        cr_assert_null(q.r.u.config.get.obj);
+        cr_assert_null(q.r.u.config.set.obj);
     }
     REQ(q, 4) {
         pc_pack_kv_str(&q.b.pk, "op", "config");
@@ -797,10 +797,10 @@ Test(codec_request, config)
         pc_pack_kv_u64(&q.b.pk, "low_watermark", 10);      /* native */
         pc_pack_kv_bool(&q.b.pk, "flag", true);
         cr_assert_eq(req_decode(&q), 0, "%s", q.d.err);
-        cr_assert_not_null(q.r.get);
-        cr_assert_eq(q.r.get->via.array.size, 2);
-        cr_assert_not_null(q.r.set);
-        cr_assert_eq(q.r.set->via.map.size, 3);
+        cr_assert_not_null(q.r.u.config.get.obj);
+        cr_assert_eq(q.r.u.config.get.obj->via.array.size, 2);
+        cr_assert_not_null(q.r.u.config.set.obj);
+        cr_assert_eq(q.r.u.config.set.obj->via.map.size, 3);
     }
     REQ(q, 3) {
         pc_pack_kv_str(&q.b.pk, "op", "config");
@@ -861,11 +861,11 @@ Test(codec_request, op_and_id_errors)
     pc_request r;
     pc_decoder_init(&d);
     const uint8_t arr[] = {0x92, 0xa2, 'o', 'p', 0xa4, 'p', 'i', 'n', 'g'};
-    cr_assert_eq(pc_request_decode(&d, arr, sizeof(arr), NULL, &r), PC_E_BADMSG);
+    cr_assert_eq(pc_wire_decode_request(&d, arr, sizeof(arr), NULL, &r), PC_E_BADMSG);
     cr_assert(strstr(d.err, "not a map"), "%s", d.err);
     /* a malformed payload */
     const uint8_t junk[] = {0x82, 0xc1};
-    cr_assert_eq(pc_request_decode(&d, junk, sizeof(junk), NULL, &r), PC_E_BADMSG);
+    cr_assert_eq(pc_wire_decode_request(&d, junk, sizeof(junk), NULL, &r), PC_E_BADMSG);
     cr_assert_eq(r.id, 0);
     pc_decoder_free(&d);
 }
@@ -885,9 +885,9 @@ Test(codec_request, decoder_is_reusable)
         pc_pack_kv_u64(&b.pk, "id", 1 + round);
         pc_pack_kv_str(&b.pk, "ns", "m");
         pc_pack_kv_u32s(&b.pk, "tokens", toks8 + (round ? 4 : 0), n);
-        cr_assert_eq(pc_request_decode(&d, b.sb.data, b.sb.size, NULL, &r), 0);
-        cr_assert_eq(r.n_tokens, n);
-        cr_assert_eq(r.tokens[0], toks8[round ? 4 : 0]);
+        cr_assert_eq(pc_wire_decode_request(&d, b.sb.data, b.sb.size, NULL, &r), 0);
+        cr_assert_eq(r.u.lookup.tokens.n, n);
+        cr_assert_eq(r.u.lookup.tokens.p[0], toks8[round ? 4 : 0]);
         mp_free(&b);
     }
     pc_decoder_free(&d);
@@ -1097,95 +1097,78 @@ Test(codec_pack, op_names)
 static const uint32_t ex_tokens[10] = {128000, 128006, 9125, 128007, 271,
                                        2675,   527,    264,  11190, 18328};
 
-/* Each builder packs exactly what rpc/client.c (requests) or rpc/server.c
- * (replies) packs, in the same order. */
+/* Each builder fills the typed message and packs it with the encoders of
+ * proto/wire.c, which rpc/client.c (requests) and rpc/server.c (replies)
+ * use: the bytes below pin the table's key order. */
+#define WSTR(s) ((pc_wire_str){(s), sizeof(s) - 1})
+
 static void ex_hello_req(msgpack_packer *pk)
 {
-    msgpack_pack_map(pk, 3);
-    pc_pack_kv_str(pk, "op", "hello");
-    pc_pack_kv_u64(pk, "id", 1);
-    pc_pack_kv_u64(pk, "version", PC_PROTO_MAJOR);
+    pc_hello_req q = {0};
+    PC_SET(&q, hello_req, version, PC_PROTO_MAJOR);
+    pc_wire_encode_request(pk, PC_OP_HELLO, 1, &q);
 }
 
 static void ex_hello_rep(msgpack_packer *pk)
 {
-    pc_pack_reply_head(pk, 1, 0, NULL, 17);
-    pc_pack_kv_u64(pk, "version", 1);
-    pc_pack_kv_u64(pk, "version_minor", 0);
-    pc_pack_kv_u64(pk, "page_tokens", 4);
-    pc_pack_kv_u64(pk, "layers", 32);
-    pc_pack_kv_u64(pk, "kv_heads", 8);
-    pc_pack_kv_u64(pk, "head_dim", 128);
-    pc_pack_kv_str(pk, "dtype", "fp16");
-    pc_pack_kv_u64(pk, "block_bytes", 524288);
-    pc_pack_kv_u64(pk, "token_bytes", 131072);
-    pc_pack_kv_u64(pk, "kv_bytes", 8192);
-    pc_pack_kv_u64(pk, "capacity", 4096);
-    pc_pack_kv_str(pk, "backend", "host");
-    pc_pack_kv_str(pk, "shm_name", "/prefixcache-4242");
-    pc_pack_kv_u64(pk, "shm_bytes", 2147483648ull);
-    pc_pack_kv_u64(pk, "lease_ttl_ms", 30000);
-    pc_pack_kv_u64(pk, "max_tokens", PC_PROTO_MAX_TOKENS_DEFAULT);
-    pc_pack_kv_u64(pk, "max_msg", PC_PROTO_MAX_MSG_DEFAULT);
+    pc_hello_rep o = {.version = 1, .version_minor = 0, .page_tokens = 4,
+                      .layers = 32, .kv_heads = 8, .head_dim = 128,
+                      .dtype = WSTR("fp16"), .block_bytes = 524288,
+                      .token_bytes = 131072, .kv_bytes = 8192, .capacity = 4096,
+                      .backend = WSTR("host"), .lease_ttl_ms = 30000,
+                      .max_tokens = PC_PROTO_MAX_TOKENS_DEFAULT,
+                      .max_msg = PC_PROTO_MAX_MSG_DEFAULT};
+    PC_SET(&o, hello_rep, shm_name, WSTR("/prefixcache-4242"));
+    PC_SET(&o, hello_rep, shm_bytes, 2147483648ull);
+    pc_wire_encode_reply(pk, PC_OP_HELLO, 1, 0, NULL, &o);
 }
 
 static void ex_lookup_req(msgpack_packer *pk)
 {
-    msgpack_pack_map(pk, 6);
-    pc_pack_kv_str(pk, "op", "lookup");
-    pc_pack_kv_u64(pk, "id", 2);
-    pc_pack_kv_str(pk, "ns", "llama3-8b");
-    pc_pack_kv_u32s(pk, "tokens", ex_tokens, 10);
-    pc_pack_kv_bool(pk, "pin", true);
-    pc_pack_kv_bool(pk, "alloc", true);
+    pc_lookup_req q = {.ns = WSTR("llama3-8b"), .tokens = {ex_tokens, 10}};
+    PC_SET(&q, lookup_req, pin, true);
+    PC_SET(&q, lookup_req, alloc, true);
+    pc_wire_encode_request(pk, PC_OP_LOOKUP, 2, &q);
 }
 
 static void ex_lookup_rep(msgpack_packer *pk)
 {
-    const uint32_t blocks[1] = {7}, alloc[1] = {12};
-    pc_pack_reply_head(pk, 2, 0, NULL, 5);
-    pc_pack_kv_u64(pk, "tokens", 4);
-    pc_pack_kv_u32s(pk, "blocks", blocks, 1);
-    pc_pack_kv_u64(pk, "lease", EX_LEASE);
-    pc_pack_kv_i64(pk, "alloc_status", 0);
-    pc_pack_kv_u32s(pk, "alloc_blocks", alloc, 1);
+    static const uint32_t blocks[1] = {7}, alloc[1] = {12};
+    pc_lookup_rep o = {.tokens = 4, .blocks = {blocks, 1}, .lease = EX_LEASE};
+    PC_SET(&o, lookup_rep, alloc_status, 0);
+    PC_SET(&o, lookup_rep, alloc_blocks, ((pc_wire_ids){alloc, 1}));
+    pc_wire_encode_reply(pk, PC_OP_LOOKUP, 2, 0, NULL, &o);
 }
 
 static void ex_insert_req(msgpack_packer *pk)
 {
-    const uint32_t blocks[2] = {7, 12};
-    msgpack_pack_map(pk, 7);
-    pc_pack_kv_str(pk, "op", "insert");
-    pc_pack_kv_u64(pk, "id", 3);
-    pc_pack_kv_str(pk, "ns", "llama3-8b");
-    pc_pack_kv_u32s(pk, "tokens", ex_tokens, 10);
-    pc_pack_kv_u32s(pk, "blocks", blocks, 2);
-    pc_pack_kv_u64(pk, "lease", EX_LEASE);
-    pc_pack_kv_bool(pk, "release", true);
+    static const uint32_t blocks[2] = {7, 12};
+    pc_insert_req q = {.ns = WSTR("llama3-8b"), .tokens = {ex_tokens, 10},
+                       .blocks = {blocks, 2}};
+    PC_SET(&q, insert_req, lease, EX_LEASE);
+    PC_SET(&q, insert_req, release, true);
+    pc_wire_encode_request(pk, PC_OP_INSERT, 3, &q);
 }
 
 static void ex_insert_rep(msgpack_packer *pk)
 {
-    const uint32_t canon[2] = {7, 12};
-    pc_pack_reply_head(pk, 3, 0, NULL, 4);
-    pc_pack_kv_u64(pk, "cached_tokens", 4);
-    pc_pack_kv_u64(pk, "inserted_pages", 1);
-    pc_pack_kv_u64(pk, "freed_blocks", 0);
-    pc_pack_kv_u32s(pk, "canon", canon, 2);
+    static const uint32_t canon[2] = {7, 12};
+    pc_insert_rep o = {.cached_tokens = 4, .inserted_pages = 1,
+                       .freed_blocks = 0, .canon = {canon, 2}};
+    pc_wire_encode_reply(pk, PC_OP_INSERT, 3, 0, NULL, &o);
 }
 
 static void ex_release_req(msgpack_packer *pk)
 {
-    msgpack_pack_map(pk, 3);
-    pc_pack_kv_str(pk, "op", "release");
-    pc_pack_kv_u64(pk, "id", 4);
-    pc_pack_kv_u64(pk, "lease", EX_LEASE);
+    pc_release_req q = {.lease = EX_LEASE};
+    pc_wire_encode_request(pk, PC_OP_RELEASE, 4, &q);
 }
 
 static void ex_release_rep(msgpack_packer *pk)
 {
-    pc_pack_reply_head(pk, 4, PC_E_LEASE,
-                       "release: lease 0x9e3779b97f4a7c15 unknown or expired", 0);
+    pc_wire_encode_reply(pk, PC_OP_RELEASE, 4, PC_E_LEASE,
+                         "release: lease 0x9e3779b97f4a7c15 unknown or expired",
+                         NULL);
 }
 
 /* The expected bytes, printed by the test itself: after a deliberate change
@@ -1278,7 +1261,7 @@ typedef struct example {
     void (*build)(msgpack_packer *);
     const uint8_t *bytes;
     size_t len;
-    int request; /* decoded with pc_request_decode as well */
+    int request; /* decoded with pc_wire_decode_request as well */
 } example;
 
 #define EX(name, fn, req) {name, fn, fn##_bytes, sizeof(fn##_bytes), req}
@@ -1572,7 +1555,7 @@ Test(codec_example, examples_decode_to_the_story)
         const example *x = &examples[i];
         cr_assert_eq(validate(x->bytes, x->len), 0, "%s", x->name);
         if (x->request) {
-            cr_assert_eq(pc_request_decode(&d, x->bytes, x->len, NULL, &r), 0,
+            cr_assert_eq(pc_wire_decode_request(&d, x->bytes, x->len, NULL, &r), 0,
                          "%s: %s", x->name, d.err);
             cr_assert_eq(r.id, i / 2 + 1, "%s", x->name);
         } else {
@@ -1583,18 +1566,18 @@ Test(codec_example, examples_decode_to_the_story)
         }
     }
     /* the lookup names the prompt; the insert hands over the lease */
-    cr_assert_eq(pc_request_decode(&d, examples[2].bytes, examples[2].len, NULL,
+    cr_assert_eq(pc_wire_decode_request(&d, examples[2].bytes, examples[2].len, NULL,
                                    &r), 0);
     cr_assert_eq(r.op, PC_OP_LOOKUP);
-    cr_assert_eq(r.n_tokens, 10);
-    cr_assert_arr_eq(r.tokens, ex_tokens, sizeof(ex_tokens));
-    cr_assert(r.pin && r.alloc);
-    cr_assert_eq(pc_request_decode(&d, examples[4].bytes, examples[4].len, NULL,
+    cr_assert_eq(r.u.lookup.tokens.n, 10);
+    cr_assert_arr_eq(r.u.lookup.tokens.p, ex_tokens, sizeof(ex_tokens));
+    cr_assert(r.u.lookup.pin && r.u.lookup.alloc);
+    cr_assert_eq(pc_wire_decode_request(&d, examples[4].bytes, examples[4].len, NULL,
                                    &r), 0);
     cr_assert_eq(r.op, PC_OP_INSERT);
-    cr_assert_eq(r.n_blocks, 2);
-    cr_assert_eq(r.lease, EX_LEASE);
-    cr_assert(r.release);
+    cr_assert_eq(r.u.insert.blocks.n, 2);
+    cr_assert_eq(r.u.insert.lease, EX_LEASE);
+    cr_assert(r.u.insert.release);
     pc_decoder_free(&d);
 }
 
@@ -1722,4 +1705,162 @@ Test(codec_utf8, pack_str_escapes_what_is_not_utf8)
         w += (size_t)snprintf(want + w, sizeof(want) - w, "%s", i % 3 ? "a" : "\\xfe");
     }
     packed_as(big, sizeof(big), want);
+}
+
+/* ---- the wire table and PROTOCOL.md section 5 ----------------------------- */
+
+/* The rows of the markdown table whose header starts with `head` inside
+ * section sec: for each row, every `key` of its first cell (a cell may name
+ * several: "`layers`, `kv_heads`") with the row's second and third cells. */
+typedef struct doc_row {
+    char key[48], type[200], req[200];
+} doc_row;
+
+static size_t doc_table(const char *sec, const char *end, const char *head,
+                        doc_row *out, size_t cap)
+{
+    const char *t = strstr(sec, head);
+    if (!t || t > end)
+        return 0;
+    size_t n = 0;
+    const char *line = strchr(t, '\n'); /* past the header */
+    line = line ? strchr(line + 1, '\n') : NULL; /* past |---| */
+    while (line && line[1] == '|' && line < end) {
+        line++;
+        const char *eol = strchr(line, '\n');
+        char cells[4][200] = {{0}};
+        const char *c = line + 1;
+        for (int k = 0; k < 4 && c < eol; k++) {
+            const char *bar = memchr(c, '|', (size_t)(eol - c));
+            if (!bar)
+                break;
+            size_t len = (size_t)(bar - c);
+            while (len && c[0] == ' ')
+                c++, len--;
+            while (len && c[len - 1] == ' ')
+                len--;
+            snprintf(cells[k], sizeof(cells[k]), "%.*s", (int)len, c);
+            c = bar + 1;
+        }
+        for (const char *q = cells[0]; (q = strchr(q, '`')) != NULL;) {
+            const char *e = strchr(q + 1, '`');
+            cr_assert_not_null(e, "unbalanced ` in %s", cells[0]);
+            cr_assert_lt(n, cap);
+            snprintf(out[n].key, sizeof(out[n].key), "%.*s", (int)(e - q - 1), q + 1);
+            snprintf(out[n].type, sizeof(out[n].type), "%s", cells[1]);
+            snprintf(out[n].req, sizeof(out[n].req), "%s", cells[2]);
+            n++;
+            q = e + 1;
+        }
+        line = eol;
+    }
+    return n;
+}
+
+Test(codec_wire, protocol_md_tables_match_the_wire_table)
+{
+    char *doc = read_doc();
+    for (int op = 0; op < PC_OP_COUNT; op++) {
+        char h[64];
+        snprintf(h, sizeof(h), "`%s`", pc_op_name(op));
+        /* the op's section: "### 5.N `op`" up to the next "### " */
+        const char *sec = doc, *end = NULL;
+        while ((sec = strstr(sec, "\n### 5.")) != NULL) {
+            const char *nl = strchr(sec + 1, '\n');
+            if (strstr(sec, h) && strstr(sec, h) < nl)
+                break;
+            sec = nl;
+        }
+        cr_assert_not_null(sec, "PROTOCOL.md has no section 5 for %s", h);
+        end = strstr(sec + 1, "\n### ");
+        if (!end)
+            end = sec + strlen(sec);
+        for (int reply = 0; reply < 2; reply++) {
+            doc_row rows[32];
+            size_t nd = doc_table(sec, end, reply ? "| reply key" : "| request key",
+                                  rows, 32), nw;
+            const pc_wire_field *f = pc_wire_fields(op, reply, &nw);
+            cr_assert_eq(nd, nw, "%s %s: PROTOCOL.md lists %zu keys, the wire "
+                         "table %zu", h, reply ? "reply" : "request", nd, nw);
+            for (size_t i = 0; i < nw; i++) {
+                cr_assert_str_eq(rows[i].key, f[i].key, "%s %s row %zu", h,
+                                 reply ? "reply" : "request", i);
+                const char *tn = pc_wire_type_name(f[i].type);
+                cr_assert(strncmp(rows[i].type, tn, strlen(tn)) == 0,
+                          "%s `%s`: PROTOCOL.md says %s, the table %s", h,
+                          f[i].key, rows[i].type, tn);
+                if (!reply)
+                    cr_assert_str_eq(rows[i].req, f[i].required ? "yes" : "no",
+                                     "%s `%s`: required?", h, f[i].key);
+            }
+        }
+    }
+    free(doc);
+}
+
+/* Every message round-trips through the encoder and decoder of the table. */
+Test(codec_wire, requests_and_replies_round_trip)
+{
+    static const uint32_t ids[3] = {3, 1, 4};
+    pc_lookup_req q = {.ns = {"\xff\x00n", 3}, .tokens = {ids, 3}};
+    PC_SET(&q, lookup_req, lease, 77);
+    mpbuf b;
+    mp_init(&b);
+    pc_wire_encode_request(&b.pk, PC_OP_LOOKUP, 9, &q);
+    pc_decoder d;
+    pc_decoder_init(&d);
+    pc_request r;
+    cr_assert_eq(pc_wire_decode_request(&d, b.sb.data, b.sb.size, NULL, &r), 0,
+                 "%s", d.err);
+    cr_assert_eq(r.op, PC_OP_LOOKUP);
+    cr_assert_eq(r.id, 9);
+    cr_assert_eq(r.u.lookup.ns.n, 3);
+    cr_assert_eq(memcmp(r.u.lookup.ns.p, "\xff\x00n", 3), 0, "bin namespace");
+    cr_assert_arr_eq(r.u.lookup.tokens.p, ids, sizeof(ids));
+    cr_assert_eq(r.u.lookup.lease, 77);
+    cr_assert(PC_IS_SET(&r.u.lookup, lookup_req, lease));
+    cr_assert_not(PC_IS_SET(&r.u.lookup, lookup_req, pin));
+    mp_free(&b);
+
+    pc_lookup_rep o = {.tokens = 8, .blocks = {ids, 2}, .lease = 5};
+    PC_SET(&o, lookup_rep, alloc_status, PC_E_NOSPACE);
+    PC_SET(&o, lookup_rep, alloc_blocks, ((pc_wire_ids){ids + 2, 1}));
+    PC_SET(&o, lookup_rep, alloc_error, ((pc_wire_str){"no \xff room", 9}));
+    mp_init(&b);
+    pc_wire_encode_reply(&b.pk, PC_OP_LOOKUP, 9, 0, NULL, &o);
+    pc_reply_head hd;
+    pc_lookup_rep back;
+    cr_assert_eq(pc_wire_decode_reply(&d, b.sb.data, b.sb.size, PC_OP_LOOKUP,
+                                      &hd, &back), 0, "%s", d.err);
+    cr_assert_eq(hd.id, 9);
+    cr_assert_eq(hd.status, 0);
+    cr_assert_eq(back.tokens, 8);
+    cr_assert_arr_eq(back.blocks.p, ids, 2 * sizeof(uint32_t));
+    cr_assert_eq(back.alloc_blocks.n, 1);
+    cr_assert_eq(back.alloc_blocks.p[0], 4);
+    cr_assert_neq(back.blocks.p, back.alloc_blocks.p, "two id buffers");
+    cr_assert_eq(back.alloc_status, PC_E_NOSPACE);
+    cr_assert_eq(back.alloc_error.n, 12, "the bad byte went out as \\xff");
+    cr_assert_eq(memcmp(back.alloc_error.p, "no \\xff room", 12), 0);
+    mp_free(&b);
+
+    /* an error reply: only the head; a reply without a required row */
+    mp_init(&b);
+    pc_wire_encode_reply(&b.pk, PC_OP_ALLOC, 3, PC_E_NOSPACE, "full", NULL);
+    pc_alloc_rep ar;
+    cr_assert_eq(pc_wire_decode_reply(&d, b.sb.data, b.sb.size, PC_OP_ALLOC,
+                                      &hd, &ar), 0);
+    cr_assert_eq(hd.status, PC_E_NOSPACE);
+    cr_assert_eq(hd.error.n, 4);
+    mp_free(&b);
+    mp_init(&b);
+    msgpack_pack_map(&b.pk, 3);
+    pc_pack_kv_u64(&b.pk, "id", 3);
+    pc_pack_kv_i64(&b.pk, "status", 0);
+    pc_pack_kv_u64(&b.pk, "lease", 1);
+    cr_assert_eq(pc_wire_decode_reply(&d, b.sb.data, b.sb.size, PC_OP_ALLOC,
+                                      &hd, &ar), PC_E_BADMSG);
+    cr_assert(strstr(d.err, "blocks"), "%s", d.err);
+    mp_free(&b);
+    pc_decoder_free(&d);
 }
