@@ -2,7 +2,7 @@
  * tests/test_engine.c - the reference engine (bench/engine/) reuses cached
  * prefills without changing its outputs.
  *
- * Every test starts its own prefixcached (tests/daemon_harness.h) with the
+ * Every test starts its own prefixcached (tests/harness/harness.h) with the
  * block layout of a tiny model (fp32, 2 layers), and compares generations
  * through the daemon with those of an engine without cache: the greedy
  * tokens must be identical and the logits (after the prompt and at the last
@@ -21,7 +21,7 @@
  *   bad_input        shapes, tokens, lengths; a daemon with another layout;
  *                    no daemon at all
  */
-#include "tests/daemon_harness.h"
+#include "tests/harness/harness.h"
 
 #include <math.h>
 

@@ -45,7 +45,7 @@
  * text; at the end the daemon must answer ping, the fixture's leases must
  * still release, and the daemon must exit 0 on SIGTERM with a clean log.
  */
-#include "tests/daemon_harness.h"
+#include "tests/harness/harness.h"
 
 #include "rpc/client.h"
 
