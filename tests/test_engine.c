@@ -53,10 +53,8 @@ static void start_for(hd_daemon *d, const eng_shape *s, unsigned pool_blocks)
 static void make_prompt(uint32_t *t, size_t n, uint32_t seed, uint32_t vocab)
 {
     uint64_t s = seed;
-    for (size_t i = 0; i < n; i++) {
-        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
-        t[i] = (uint32_t)(1 + (s >> 33) % (vocab - 1));
-    }
+    for (size_t i = 0; i < n; i++)
+        t[i] = eng_prompt_token(&s, vocab);
 }
 
 typedef struct gen_out {
