@@ -59,7 +59,6 @@
  */
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,8 +67,10 @@
 #include <unistd.h>
 
 
+#include "bench/common/cli.h"
+#include "bench/common/report.h"
+#include "bench/common/rng.h"
 #include "bench/hashchain.h"
-#include "bench/report.h"
 #include "cache/cache.h"
 #include "radix/radix.h"
 
@@ -89,40 +90,10 @@ static const char NS[] = "llama-3.1-8b-instruct|lora:none|tenant:bench";
 
 /* ---- small utilities ------------------------------------------------------ */
 
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("radix_bench: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(2);
-}
-
-static void progress(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("[radix_bench] ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    fflush(stderr);
-    va_end(ap);
-}
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p)
-        die("out of memory (%zu bytes)", n);
-    return p;
-}
-
 /* A sorted copy of v[0..n) (free it). */
 static double *sorted_copy(const double *v, size_t n)
 {
-    double *c = xmalloc(n * sizeof *c);
+    double *c = bench_xmalloc(n * sizeof *c);
     memcpy(c, v, n * sizeof *c);
     qsort(c, n, sizeof *c, bench_cmp_double);
     return c;
@@ -239,7 +210,7 @@ static void fill_blocks(const shape *w, size_t s, uint32_t *blocks)
 /* A random permutation of 0..n-1. */
 static size_t *shuffled(size_t n, uint64_t seed)
 {
-    size_t *v = xmalloc(n * sizeof *v);
+    size_t *v = bench_xmalloc(n * sizeof *v);
     for (size_t i = 0; i < n; i++)
         v[i] = i;
     uint64_t st = seed;
@@ -304,16 +275,6 @@ static void usage(FILE *f)
             MAX_REPS, BATCH, BATCH);
 }
 
-static uint64_t parse_u64(const char *s, const char *what)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 0);
-    if (errno || end == s || *end || s[0] == '-')
-        die("bad %s: '%s'", what, s);
-    return (uint64_t)v;
-}
-
 static void parse_args(int argc, char **argv, config *c)
 {
     int quick = 0;
@@ -327,15 +288,17 @@ static void parse_args(int argc, char **argv, config *c)
         if (!strcmp(a, "--quick")) {
             quick = 1;
         } else if (!strcmp(a, "--seed") && i + 1 < argc) {
-            c->seed = parse_u64(argv[++i], "seed");
+            c->seed = bench_arg_u64(argv[++i], "--seed", 0, UINT64_MAX);
         } else if (!strcmp(a, "--json") && i + 1 < argc) {
             c->json_path = argv[++i];
         } else if (!strcmp(a, "--reps") && i + 1 < argc) {
-            reps = (long long)parse_u64(argv[++i], "reps");
+            reps = (long long)bench_arg_u64(argv[++i], "--reps", 1, MAX_REPS);
         } else if (!strcmp(a, "--queries") && i + 1 < argc) {
-            queries = (long long)parse_u64(argv[++i], "queries");
+            queries = (long long)bench_arg_u64(argv[++i], "--queries", 0,
+                                                 UINT64_MAX);
         } else if (!strcmp(a, "--cycles") && i + 1 < argc) {
-            cycles = (long long)parse_u64(argv[++i], "cycles");
+            cycles = (long long)bench_arg_u64(argv[++i], "--cycles", 0,
+                                                UINT64_MAX);
         } else if (!strcmp(a, "--peek")) {
             c->radix_flags = PC_RADIX_MATCH_PEEK;
         } else if (!strcmp(a, "--phases") && i + 1 < argc) {
@@ -344,14 +307,12 @@ static void parse_args(int argc, char **argv, config *c)
             c->run_evict = strstr(l, "evict") != NULL;
             c->run_cycle = strstr(l, "cycle") != NULL;
             if (!c->run_w1 && !c->run_evict && !c->run_cycle)
-                die("--phases: expected some of w1, evict, cycle; got '%s'",
-                    l);
+                bench_die("--phases: expected some of w1, evict, cycle; got '%s'",
+                          l);
         } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            exit(0);
+            bench_help();
         } else {
-            usage(stderr);
-            die("unknown or incomplete argument '%s'", a);
+            bench_usage_die("unknown or incomplete argument '%s'", a);
         }
     }
     shape base = {.world = 1, .prefix_tokens = 2048, .suffix_tokens = 256,
@@ -381,21 +342,18 @@ static void parse_args(int argc, char **argv, config *c)
         c->ev_large.groups = 100; /* 1,000,000 pages */
     }
     c->reps = 3;
-    if (reps >= 0) {
-        if (reps < 1 || reps > MAX_REPS)
-            die("--reps must be 1..%d", MAX_REPS);
+    if (reps >= 0)
         c->reps = (size_t)reps;
-    }
     if (queries >= 0)
         c->queries = (size_t)queries;
     c->queries -= c->queries % BATCH;
     if (c->queries == 0)
-        die("--queries must be at least %d", BATCH);
+        bench_die("--queries must be at least %d", BATCH);
     if (cycles >= 0)
         c->cycles = (size_t)cycles;
     c->cycles -= c->cycles % BATCH;
     if (c->cycles == 0)
-        die("--cycles must be at least %d", BATCH);
+        bench_die("--cycles must be at least %d", BATCH);
     c->diverge_at = 2048 + 128 + 5;
     c->evict_fraction = 0.10;
 }
@@ -462,9 +420,9 @@ static void w1_init(w1_data *d, const shape *w, uint64_t seed)
 {
     d->w = w;
     size_t G = w->groups, N = sh_seqs(w);
-    d->prefix_store = xmalloc(G * w->prefix_tokens * sizeof(uint32_t));
-    d->qprefix = xmalloc(G * w->prefix_tokens * sizeof(uint32_t));
-    d->suffix_store = xmalloc(N * w->suffix_tokens * sizeof(uint32_t));
+    d->prefix_store = bench_xmalloc(G * w->prefix_tokens * sizeof(uint32_t));
+    d->qprefix = bench_xmalloc(G * w->prefix_tokens * sizeof(uint32_t));
+    d->suffix_store = bench_xmalloc(N * w->suffix_tokens * sizeof(uint32_t));
     for (size_t g = 0; g < G; g++) {
         gen_tokens(stream_base(seed, w->world, STREAM_PREFIX, g),
                    d->prefix_store + g * w->prefix_tokens, w->prefix_tokens);
@@ -496,14 +454,14 @@ static void build(const shape *w, uint64_t seed, const w1_data *d,
     size_t N = sh_seqs(w), T = sh_tokens(w);
     size_t np = T / w->P;
     size_t pp = sh_prefix_pages(w);
-    uint32_t *buf = xmalloc(T * sizeof *buf);
-    uint32_t *blocks = xmalloc(np * sizeof *blocks);
+    uint32_t *buf = bench_xmalloc(T * sizeof *buf);
+    uint32_t *blocks = bench_xmalloc(np * sizeof *blocks);
     uint32_t *prefixes = NULL;
     unsigned char *seen = calloc(w->groups, 1);
     if (!seen)
-        die("out of memory");
+        bench_die("out of memory");
     if (!d) {
-        prefixes = xmalloc(w->groups * w->prefix_tokens * sizeof(uint32_t));
+        prefixes = bench_xmalloc(w->groups * w->prefix_tokens * sizeof(uint32_t));
         for (size_t g = 0; g < w->groups; g++)
             gen_tokens(stream_base(seed, w->world, STREAM_PREFIX, g),
                        prefixes + g * w->prefix_tokens, w->prefix_tokens);
@@ -533,13 +491,13 @@ static void build(const shape *w, uint64_t seed, const w1_data *d,
         if (ins_ns)
             ins_ns[i] = (double)(t1 - t0);
         if (rc != 0)
-            die("pc_radix_insert failed: %s (sequence %zu)", pc_errname(rc), s);
+            bench_die("pc_radix_insert failed: %s (sequence %zu)", pc_errname(rc), s);
         size_t want_new = seen[g] ? np - pp : np;
         size_t want_cached = seen[g] ? w->prefix_tokens : 0;
         if (ir.inserted_pages != want_new || ir.cached_tokens != want_cached)
-            die("pc_radix_insert of sequence %zu: inserted %zu pages, cached "
-                "%zu tokens; expected %zu and %zu",
-                s, ir.inserted_pages, ir.cached_tokens, want_new, want_cached);
+            bench_die("pc_radix_insert of sequence %zu: inserted %zu pages, cached "
+                      "%zu tokens; expected %zu and %zu",
+                      s, ir.inserted_pages, ir.cached_tokens, want_new, want_cached);
         if (hc) {
             t0 = bench_now_ns();
             size_t added = hc_insert(hc, nsh, buf, T, blocks);
@@ -547,14 +505,14 @@ static void build(const shape *w, uint64_t seed, const w1_data *d,
             if (hc_ns)
                 hc_ns[i] = (double)(t1 - t0);
             if (added != want_new)
-                die("hc_insert of sequence %zu added %zu pages, expected %zu",
-                    s, added, want_new);
+                bench_die("hc_insert of sequence %zu added %zu pages, expected %zu",
+                          s, added, want_new);
         }
         if (hc2 && hc_insert(hc2, nsh, buf, T, blocks) != want_new)
-            die("hc_insert (second table) of sequence %zu failed", s);
+            bench_die("hc_insert (second table) of sequence %zu failed", s);
         seen[g] = 1;
         if (label && N >= 20000 && (i + 1) % step == 0)
-            progress("  %s: %zu/%zu inserts", label, i + 1, N);
+            bench_say("  %s: %zu/%zu inserts", label, i + 1, N);
     }
     free(buf);
     free(blocks);
@@ -620,11 +578,11 @@ static uint64_t run_batch(lookup_ctx *x, int ct, const size_t *qs,
                                  out + j * np, np, x->c->radix_flags, &mr[j]);
         t1 = bench_now_ns();
         if (rc)
-            die("pc_radix_match failed: %s", pc_errname(rc));
+            bench_die("pc_radix_match failed: %s", pc_errname(rc));
         for (size_t j = 0; j < BATCH; j++) {
             if (mr[j].tokens != mr[j].pages * w->P ||
                 (mr[j].pages != 0) != (mr[j].node != NULL))
-                die("pc_radix_match: inconsistent result");
+                bench_die("pc_radix_match: inconsistent result");
             pages[j] = mr[j].pages;
         }
         break;
@@ -687,22 +645,22 @@ static void lookup_phase(lookup_ctx *x, int k, results *r, size_t rep)
             for (int ct = 0; ct < NCONT; ct++) {
                 if (ct == C_MEMCMP) {
                     if (pages[ct][j] != (k == Q_FULL ? 0u : 1u))
-                        die("memcmp floor: unexpected result for sequence "
-                            "%zu", s);
+                        bench_die("memcmp floor: unexpected result for sequence "
+                                  "%zu", s);
                     continue;
                 }
                 if (pages[ct][j] != want_pages)
-                    die("%s: %s lookup of sequence %zu matched %zu pages, "
-                        "expected %zu",
-                        cont_name[ct], kind_name[k], s, pages[ct][j],
-                        want_pages);
+                    bench_die("%s: %s lookup of sequence %zu matched %zu pages, "
+                              "expected %zu",
+                              cont_name[ct], kind_name[k], s, pages[ct][j],
+                              want_pages);
                 const uint32_t *o = x->out[ct] + j * np;
                 for (size_t p = 0; p < want_pages; p++)
                     if (o[p] != expected_block(w, s, p))
-                        die("%s: %s lookup of sequence %zu: page %zu has "
-                            "block %u, expected %u",
-                            cont_name[ct], kind_name[k], s, p, o[p],
-                            expected_block(w, s, p));
+                        bench_die("%s: %s lookup of sequence %zu: page %zu has "
+                                  "block %u, expected %u",
+                                  cont_name[ct], kind_name[k], s, p, o[p],
+                                  expected_block(w, s, p));
             }
         }
     }
@@ -734,19 +692,19 @@ static double evict_run(const config *c, const shape *w, size_t rep,
     pc_radix *t;
     int rc = pc_radix_create(w->P, &t);
     if (rc)
-        die("pc_radix_create: %s", pc_errname(rc));
+        bench_die("pc_radix_create: %s", pc_errname(rc));
     size_t *order =
         shuffled(sh_seqs(w), c->seed ^ bench_mix64(0xe51c7 + w->world));
-    progress("rep %zu: building %s eviction tree (%zu pages, %zu inserts)",
-             rep + 1, label, sh_pages(w), sh_seqs(w));
+    bench_say("rep %zu: building %s eviction tree (%zu pages, %zu inserts)",
+              rep + 1, label, sh_pages(w), sh_seqs(w));
     build(w, c->seed, NULL, order, t, NULL, NULL, NULL, NULL, label);
     free(order);
 
     pc_radix_stats st;
     pc_radix_stats_get(t, &st);
     if (st.pages != sh_pages(w))
-        die("%s tree holds %llu pages, expected %zu", label,
-            (unsigned long long)st.pages, sh_pages(w));
+        bench_die("%s tree holds %llu pages, expected %zu", label,
+                  (unsigned long long)st.pages, sh_pages(w));
     *pages_out = (size_t)st.pages;
     *bytes_per_token = (double)st.metadata_bytes / (double)st.tokens;
 
@@ -755,8 +713,8 @@ static double evict_run(const config *c, const shape *w, size_t rep,
     evict_ctx e = {0, 0};
     size_t done = 0;
     uint64_t total = 0;
-    progress("rep %zu: evicting %zu of %llu pages (%s tree)", rep + 1, target,
-             (unsigned long long)st.pages, label);
+    bench_say("rep %zu: evicting %zu of %llu pages (%s tree)", rep + 1, target,
+              (unsigned long long)st.pages, label);
     while (done < target) {
         size_t want = target - done < EVICT_CHUNK ? target - done : EVICT_CHUNK;
         uint64_t t0 = bench_now_ns();
@@ -764,20 +722,20 @@ static double evict_run(const config *c, const shape *w, size_t rep,
         uint64_t t1 = bench_now_ns();
         total += t1 - t0;
         if (got == 0)
-            die("pc_radix_evict freed nothing with %zu pages to go", target - done);
+            bench_die("pc_radix_evict freed nothing with %zu pages to go", target - done);
         done += got;
     }
     if (e.n != done)
-        die("eviction callback saw %llu blocks, evict returned %zu",
-            (unsigned long long)e.n, done);
+        bench_die("eviction callback saw %llu blocks, evict returned %zu",
+                  (unsigned long long)e.n, done);
     g_sink += e.sum;
     pc_radix_stats_get(t, &st);
     if (st.pages != sh_pages(w) - done)
-        die("after evicting %zu pages the %s tree holds %llu pages, expected "
-            "%zu",
-            done, label, (unsigned long long)st.pages, sh_pages(w) - done);
+        bench_die("after evicting %zu pages the %s tree holds %llu pages, expected "
+                  "%zu",
+                  done, label, (unsigned long long)st.pages, sh_pages(w) - done);
     if (rep == 0 && pc_radix_check(t) != 0)
-        die("pc_radix_check failed after eviction (%s tree)", label);
+        bench_die("pc_radix_check failed after eviction (%s tree)", label);
     pc_radix_destroy(t);
     *evicted_out = done;
     return (double)total / (double)done;
@@ -822,19 +780,19 @@ static inline void cycle_once(cycle_ctx *y, const uint32_t *q, uint32_t *blk,
     pc_lookup_result lr;
     int rc = pc_cache_lookup(y->cache, NS, NS_LEN, q, y->T, 1, 0, blk, &lr);
     if (rc)
-        die("pc_cache_lookup (pin): %s", pc_errname(rc));
+        bench_die("pc_cache_lookup (pin): %s", pc_errname(rc));
     uint64_t lease = lr.lease;
     rc = pc_cache_alloc(y->cache, (uint32_t)(y->np - lr.pages), &lease,
                         blk + lr.pages);
     if (rc)
-        die("pc_cache_alloc(%zu): %s", y->np - lr.pages, pc_errname(rc));
+        bench_die("pc_cache_alloc(%zu): %s", y->np - lr.pages, pc_errname(rc));
     rc = pc_cache_insert(y->cache, NS, NS_LEN, q, y->T, blk, lease, canon,
                          &o->ir);
     if (rc)
-        die("pc_cache_insert: %s", pc_errname(rc));
+        bench_die("pc_cache_insert: %s", pc_errname(rc));
     rc = pc_cache_release(y->cache, lease);
     if (rc)
-        die("pc_cache_release: %s", pc_errname(rc));
+        bench_die("pc_cache_release: %s", pc_errname(rc));
     o->m = lr.pages;
 }
 
@@ -848,22 +806,22 @@ static void cycle_timed(cycle_ctx *y, const uint32_t *q, uint32_t *blk,
     int rc = pc_cache_lookup(y->cache, NS, NS_LEN, q, y->T, 1, 0, blk, &lr);
     ts[1] = bench_now_ns();
     if (rc)
-        die("pc_cache_lookup (pin): %s", pc_errname(rc));
+        bench_die("pc_cache_lookup (pin): %s", pc_errname(rc));
     uint64_t lease = lr.lease;
     rc = pc_cache_alloc(y->cache, (uint32_t)(y->np - lr.pages), &lease,
                         blk + lr.pages);
     ts[2] = bench_now_ns();
     if (rc)
-        die("pc_cache_alloc(%zu): %s", y->np - lr.pages, pc_errname(rc));
+        bench_die("pc_cache_alloc(%zu): %s", y->np - lr.pages, pc_errname(rc));
     rc = pc_cache_insert(y->cache, NS, NS_LEN, q, y->T, blk, lease, canon,
                          &o->ir);
     ts[3] = bench_now_ns();
     if (rc)
-        die("pc_cache_insert: %s", pc_errname(rc));
+        bench_die("pc_cache_insert: %s", pc_errname(rc));
     rc = pc_cache_release(y->cache, lease);
     ts[4] = bench_now_ns();
     if (rc)
-        die("pc_cache_release: %s", pc_errname(rc));
+        bench_die("pc_cache_release: %s", pc_errname(rc));
     o->m = lr.pages;
 }
 
@@ -876,15 +834,15 @@ static void cycle_verify(const cycle_ctx *y, const uint32_t *blk,
     size_t np = y->np, P = y->d->w->P;
     if (o->m > np || o->ir.cached_tokens != o->m * P ||
         o->ir.inserted_pages != np - o->m || o->ir.freed_blocks != 0)
-        die("cycle: lookup found %zu pages, then insert reported %zu cached "
-            "tokens, %zu inserted pages, %zu freed blocks",
-            o->m, o->ir.cached_tokens, o->ir.inserted_pages,
-            o->ir.freed_blocks);
+        bench_die("cycle: lookup found %zu pages, then insert reported %zu cached "
+                  "tokens, %zu inserted pages, %zu freed blocks",
+                  o->m, o->ir.cached_tokens, o->ir.inserted_pages,
+                  o->ir.freed_blocks);
     for (size_t p = 0; p < np; p++)
         if (canon[p] != blk[p])
-            die("cycle: page %zu (of %zu cached): insert's canonical id %u, "
-                "%s gave %u",
-                p, o->m, canon[p], p < o->m ? "lookup" : "alloc", blk[p]);
+            bench_die("cycle: page %zu (of %zu cached): insert's canonical id %u, "
+                      "%s gave %u",
+                      p, o->m, canon[p], p < o->m ? "lookup" : "alloc", blk[p]);
 }
 
 /* Outside the timing: prompt q is now fully cached under the ids canon.  A
@@ -896,12 +854,12 @@ static void cycle_peek(cycle_ctx *y, const uint32_t *q, const uint32_t *canon)
     int rc = pc_radix_match(pc_cache_tree(y->cache), NS, NS_LEN, q, y->T,
                             y->tmp, y->np, PC_RADIX_MATCH_PEEK, &mr);
     if (rc)
-        die("pc_radix_match (peek): %s", pc_errname(rc));
+        bench_die("pc_radix_match (peek): %s", pc_errname(rc));
     if (mr.pages != y->np)
-        die("cycle: the prompt just inserted matches %zu of %zu pages",
-            mr.pages, y->np);
+        bench_die("cycle: the prompt just inserted matches %zu of %zu pages",
+                  mr.pages, y->np);
     if (memcmp(y->tmp, canon, y->np * sizeof *canon) != 0)
-        die("cycle: the prompt just inserted has other ids than insert gave");
+        bench_die("cycle: the prompt just inserted has other ids than insert gave");
 }
 
 /* A W1 prompt, drawn uniformly over all sequences by the stream st. */
@@ -918,14 +876,14 @@ static void cycle_phase(cycle_ctx *y, results *r, size_t rep)
     size_t T = y->T, np = y->np;
     size_t cap = sh_pages(w) / 2;
     if (cap < 4 * np)
-        die("cycle: a pool of %zu blocks is too small", cap);
+        bench_die("cycle: a pool of %zu blocks is too small", cap);
 
     pc_cache_config cfg;
     pc_cache_config_defaults(&cfg);
     int rc = pc_pool_layout_init(&cfg.pool.layout, 1, 1, 1, w->P,
                                  PC_DTYPE_FP16);
     if (rc)
-        die("pc_pool_layout_init: %s", pc_errname(rc));
+        bench_die("pc_pool_layout_init: %s", pc_errname(rc));
     cfg.pool.backend = PC_POOL_NONE;
     cfg.pool.capacity_blocks = cap;
     cfg.lease_ttl_ms = UINT64_C(1) << 60; /* never expires */
@@ -937,7 +895,7 @@ static void cycle_phase(cycle_ctx *y, results *r, size_t rep)
     allocator_quiesce();
     rc = pc_cache_create(&cfg, &y->cache);
     if (rc)
-        die("pc_cache_create: %s", pc_errname(rc));
+        bench_die("pc_cache_create: %s", pc_errname(rc));
     r->cy_capacity = cap;
 
     /* Prompt streams, the same in every repetition. */
@@ -949,9 +907,9 @@ static void cycle_phase(cycle_ctx *y, results *r, size_t rep)
 
     /* -- warm-up: until 2x the capacity has been inserted (the pool filled
      * after about 1x, and the LRU order has turned over since) -- */
-    progress("rep %zu/%zu: cycle: warming up a cache of %zu blocks (50%% of "
-             "%zu pages)",
-             rep + 1, c->reps, cap, sh_pages(w));
+    bench_say("rep %zu/%zu: cycle: warming up a cache of %zu blocks (50%% of "
+              "%zu pages)",
+              rep + 1, c->reps, cap, sh_pages(w));
     size_t inserted = 0, warm = 0;
     while (inserted < 2 * cap) {
         cycle_prompt(y, &st_warm, y->qc);
@@ -959,26 +917,26 @@ static void cycle_phase(cycle_ctx *y, results *r, size_t rep)
         cycle_verify(y, y->blk, y->canon, &co[0]);
         inserted += co[0].ir.inserted_pages;
         if (++warm > 100 * cap)
-            die("cycle: the warm-up inserts nothing");
+            bench_die("cycle: the warm-up inserts nothing");
     }
     r->cy_warmup_cycles = warm;
     pc_cache_stats s0, s1;
     pc_cache_stats_get(y->cache, &s0);
     if (s0.evictions_alloc == 0 || s0.pool.free >= np || s0.leases != 0 ||
         s0.pool.leased != 0)
-        die("cycle: after warm-up: %llu evictions, %llu free, %llu leases, "
-            "%llu leased blocks",
-            (unsigned long long)s0.evictions_alloc,
-            (unsigned long long)s0.pool.free, (unsigned long long)s0.leases,
-            (unsigned long long)s0.pool.leased);
+        bench_die("cycle: after warm-up: %llu evictions, %llu free, %llu leases, "
+                  "%llu leased blocks",
+                  (unsigned long long)s0.evictions_alloc,
+                  (unsigned long long)s0.pool.free, (unsigned long long)s0.leases,
+                  (unsigned long long)s0.pool.leased);
     if (pc_cache_check(y->cache) != 0)
-        die("pc_cache_check failed after the warm-up; aborting");
+        bench_die("pc_cache_check failed after the warm-up; aborting");
 
     /* -- measured: batches of cycles and of bare lookups alternate -- */
     size_t nb = c->cycles / BATCH;
-    progress("rep %zu/%zu: cycle: %zu cycles + %zu bare lookups (after %zu "
-             "warm-up cycles)",
-             rep + 1, c->reps, nb * BATCH, nb * BATCH, warm);
+    bench_say("rep %zu/%zu: cycle: %zu cycles + %zu bare lookups (after %zu "
+              "warm-up cycles)",
+              rep + 1, c->reps, nb * BATCH, nb * BATCH, warm);
     uint64_t hit_c = 0, hit_l = 0;
     pc_lookup_result lr[BATCH];
     for (size_t b = 0; b < nb; b++) {
@@ -1002,7 +960,7 @@ static void cycle_phase(cycle_ctx *y, results *r, size_t rep)
                                          T, 0, 0, y->lout + j * np, &lr[j]);
                 uint64_t t1 = bench_now_ns();
                 if (e)
-                    die("pc_cache_lookup (bare): %s", pc_errname(e));
+                    bench_die("pc_cache_lookup (bare): %s", pc_errname(e));
                 y->sl[b] = (double)(t1 - t0) / BATCH;
             }
         }
@@ -1012,9 +970,9 @@ static void cycle_phase(cycle_ctx *y, results *r, size_t rep)
             hit_c += co[j].m;
             if (lr[j].pages > np || lr[j].tokens != lr[j].pages * w->P ||
                 lr[j].lease != 0)
-                die("bare lookup: %zu pages, %zu tokens, lease %llu",
-                    lr[j].pages, lr[j].tokens,
-                    (unsigned long long)lr[j].lease);
+                bench_die("bare lookup: %zu pages, %zu tokens, lease %llu",
+                          lr[j].pages, lr[j].tokens,
+                          (unsigned long long)lr[j].lease);
             hit_l += lr[j].pages;
         }
         /* the batch's last prompt: nothing evicted it since its cycle */
@@ -1033,14 +991,14 @@ static void cycle_phase(cycle_ctx *y, results *r, size_t rep)
     r->cy_evicted[rep] =
         (double)(s1.evictions_alloc - s0.evictions_alloc) / (double)ncy;
     if (s1.evictions_alloc == s0.evictions_alloc)
-        die("cycle: no eviction during the measured cycles");
+        bench_die("cycle: no eviction during the measured cycles");
 
     /* -- diagnostic: each call timed on its own, one cycle at a time, and a
      * bare lookup (another prompt) per cycle; the order alternates -- */
     size_t nd = ncy / 4 > BATCH ? ncy / 4 : BATCH;
     r->cy_diag_cycles = nd;
-    progress("rep %zu/%zu: cycle: %zu un-batched cycles (breakdown)", rep + 1,
-             c->reps, nd);
+    bench_say("rep %zu/%zu: cycle: %zu un-batched cycles (breakdown)", rep + 1,
+              c->reps, nd);
     uint64_t hit_d = 0;
     for (size_t i = 0; i < nd; i++) {
         cycle_prompt(y, &st_diag, y->qc);
@@ -1057,7 +1015,7 @@ static void cycle_phase(cycle_ctx *y, results *r, size_t rep)
                                      y->lout, &lr[0]);
                 uint64_t t1 = bench_now_ns();
                 if (rc)
-                    die("pc_cache_lookup (bare): %s", pc_errname(rc));
+                    bench_die("pc_cache_lookup (bare): %s", pc_errname(rc));
                 y->part[NPART][i] = (double)(t1 - t0) - r->clock_ns;
             }
         }
@@ -1073,7 +1031,7 @@ static void cycle_phase(cycle_ctx *y, results *r, size_t rep)
     r->cy_diag_hit[rep] = (double)hit_d / (double)(nd * np);
 
     if (pc_cache_check(y->cache) != 0)
-        die("pc_cache_check failed after the cycles; aborting");
+        bench_die("pc_cache_check failed after the cycles; aborting");
     if (rep == 0)
         pc_cache_stats_get(y->cache, &r->cy_stats);
     pc_cache_destroy(y->cache);
@@ -1082,7 +1040,7 @@ static void cycle_phase(cycle_ctx *y, results *r, size_t rep)
 
 /* ---- report ---------------------------------------------------------------- */
 
-/* The report's layout (bench/report.h). */
+/* The report's layout (bench/common/report.h). */
 static const rpt_style STYLE = {
     .label_w = 52, .ratio_w = 9, .target_w = 12, .small_digits = 3,
     .label_cap = 64, .note_cap = 96, .note_head = "baseline / ratio",
@@ -1367,11 +1325,13 @@ evict_rows:
 
 int main(int argc, char **argv)
 {
+    bench_cli_init("radix_bench");
+    bench_cli.usage = usage;
     config c;
     parse_args(argc, argv, &c);
     results *r = calloc(1, sizeof *r);
     if (!r)
-        die("out of memory");
+        bench_die("out of memory");
     r->reps = c.reps;
     r->jemalloc_tree_bytes = -1;
     for (size_t i = 0; i < MAX_REPS; i++) { /* null in the JSON if not run */
@@ -1394,43 +1354,44 @@ int main(int argc, char **argv)
     const shape *w = &c.w1;
     size_t N = sh_seqs(w), T = sh_tokens(w), np = T / w->P;
     if (c.diverge_at >= T || c.diverge_at < w->prefix_tokens)
-        die("bad diverge point");
+        bench_die("bad diverge point");
 
-    progress("preset %s, seed %llu: W1 = %zu prefixes x %zu suffixes (%zu "
-             "sequences, %zu unique pages), %zu queries x 2 kinds, %zu cache "
-             "cycles, %zu reps",
-             c.preset, (unsigned long long)c.seed, w->groups, w->suffixes, N,
-             sh_pages(w), c.queries, c.cycles, c.reps);
+    bench_say("preset %s, seed %llu: W1 = %zu prefixes x %zu suffixes (%zu "
+              "sequences, %zu unique pages), %zu queries x 2 kinds, %zu cache "
+              "cycles, %zu reps",
+              c.preset, (unsigned long long)c.seed, w->groups, w->suffixes, N,
+              sh_pages(w), c.queries, c.cycles, c.reps);
     w1_data d;
     w1_init(&d, w, c.seed);
 
     /* One query list for every contender and repetition. */
-    size_t *queries = xmalloc(c.queries * sizeof *queries);
+    size_t *queries = bench_xmalloc(c.queries * sizeof *queries);
     {
         uint64_t st = c.seed ^ 0x9ae16a3b2f90404fULL;
         for (size_t i = 0; i < c.queries; i++)
             queries[i] = (size_t)(bench_rng_next(&st) % N);
     }
-    double *ins[2] = {xmalloc(N * sizeof(double)), xmalloc(N * sizeof(double))};
+    double *ins[2] = {bench_xmalloc(N * sizeof(double)),
+                      bench_xmalloc(N * sizeof(double))};
     lookup_ctx x = {.c = &c, .d = &d, .queries = queries};
-    x.qbuf = xmalloc((size_t)BATCH * T * sizeof(uint32_t));
+    x.qbuf = bench_xmalloc((size_t)BATCH * T * sizeof(uint32_t));
     for (int ct = 0; ct < NCONT; ct++) {
-        x.out[ct] = xmalloc((size_t)BATCH * np * sizeof(uint32_t));
-        x.samples[ct] = xmalloc(c.queries / BATCH * sizeof(double));
+        x.out[ct] = bench_xmalloc((size_t)BATCH * np * sizeof(uint32_t));
+        x.samples[ct] = bench_xmalloc(c.queries / BATCH * sizeof(double));
     }
     cycle_ctx y = {.c = &c, .d = &d, .T = T, .np = np};
     if (c.run_cycle) {
         size_t nb = c.cycles / BATCH, nd = c.cycles / 4 + BATCH;
-        y.qc = xmalloc((size_t)BATCH * T * sizeof(uint32_t));
-        y.ql = xmalloc((size_t)BATCH * T * sizeof(uint32_t));
-        y.blk = xmalloc((size_t)BATCH * np * sizeof(uint32_t));
-        y.canon = xmalloc((size_t)BATCH * np * sizeof(uint32_t));
-        y.lout = xmalloc((size_t)BATCH * np * sizeof(uint32_t));
-        y.tmp = xmalloc(np * sizeof(uint32_t));
-        y.sc = xmalloc(nb * sizeof(double));
-        y.sl = xmalloc(nb * sizeof(double));
+        y.qc = bench_xmalloc((size_t)BATCH * T * sizeof(uint32_t));
+        y.ql = bench_xmalloc((size_t)BATCH * T * sizeof(uint32_t));
+        y.blk = bench_xmalloc((size_t)BATCH * np * sizeof(uint32_t));
+        y.canon = bench_xmalloc((size_t)BATCH * np * sizeof(uint32_t));
+        y.lout = bench_xmalloc((size_t)BATCH * np * sizeof(uint32_t));
+        y.tmp = bench_xmalloc(np * sizeof(uint32_t));
+        y.sc = bench_xmalloc(nb * sizeof(double));
+        y.sl = bench_xmalloc(nb * sizeof(double));
         for (int k = 0; k <= NPART; k++)
-            y.part[k] = xmalloc(nd * sizeof(double));
+            y.part[k] = bench_xmalloc(nd * sizeof(double));
     }
 
     for (size_t rep = 0; rep < c.reps; rep++) {
@@ -1439,14 +1400,14 @@ int main(int argc, char **argv)
             pc_radix *t;
             int rc = pc_radix_create(w->P, &t);
             if (rc)
-                die("pc_radix_create: %s", pc_errname(rc));
+                bench_die("pc_radix_create: %s", pc_errname(rc));
             hc_table *hc = hc_create(w->P, sh_pages(w));
             hc_table *hc2 = hc_create(w->P, sh_pages(w));
             if (!hc || !hc2)
-                die("hc_create: out of memory");
-            progress("rep %zu/%zu: building W1 (%zu inserts into the tree and the "
-                     "hash-chain table)",
-                     rep + 1, c.reps, N);
+                bench_die("hc_create: out of memory");
+            bench_say("rep %zu/%zu: building W1 (%zu inserts into the tree and the "
+                      "hash-chain table)",
+                      rep + 1, c.reps, N);
             allocator_quiesce();
             int64_t j0 = jemalloc_net_bytes();
             /* the table is allocated at its final size up front, so the net
@@ -1460,20 +1421,20 @@ int main(int argc, char **argv)
                 r->ins_p99[i][rep] = quantile(ins[i], N, 0.99);
             }
             if (rep == 0) {
-                progress("rep 1: pc_radix_check on the W1 tree");
+                bench_say("rep 1: pc_radix_check on the W1 tree");
                 if (pc_radix_check(t) != 0)
-                    die("pc_radix_check failed on the W1 tree; aborting");
+                    bench_die("pc_radix_check failed on the W1 tree; aborting");
                 pc_radix_stats_get(t, &r->w1);
                 if (r->w1.pages != sh_pages(w) ||
                     r->w1.tokens != sh_pages(w) * w->P)
-                    die("W1 tree holds %llu pages, expected %zu",
-                        (unsigned long long)r->w1.pages, sh_pages(w));
+                    bench_die("W1 tree holds %llu pages, expected %zu",
+                              (unsigned long long)r->w1.pages, sh_pages(w));
                 r->hc_bytes = hc_bytes(hc);
                 r->hc_entries = hc_entries(hc);
                 r->hc_capacity = hc_capacity(hc);
                 if (r->hc_entries != sh_pages(w))
-                    die("hash-chain table holds %zu pages, expected %zu",
-                        r->hc_entries, sh_pages(w));
+                    bench_die("hash-chain table holds %zu pages, expected %zu",
+                              r->hc_entries, sh_pages(w));
                 if (j0 >= 0 && j1 >= 0)
                     r->jemalloc_tree_bytes = j1 - j0; /* hc table predates j0 */
             }
@@ -1483,8 +1444,8 @@ int main(int argc, char **argv)
             x.hc = hc;
             x.hc2 = hc2;
             for (int k = 0; k < NKIND; k++) {
-                progress("rep %zu/%zu: %zu %s lookups x 4 contenders", rep + 1,
-                         c.reps, c.queries, kind_name[k]);
+                bench_say("rep %zu/%zu: %zu %s lookups x 4 contenders", rep + 1,
+                          c.reps, c.queries, kind_name[k]);
                 lookup_phase(&x, k, r, rep);
             }
             pc_radix_destroy(t);
@@ -1520,10 +1481,10 @@ int main(int argc, char **argv)
     if (c.json_path) {
         FILE *f = fopen(c.json_path, "w");
         if (!f)
-            die("cannot write %s: %s", c.json_path, strerror(errno));
+            bench_die("cannot write %s: %s", c.json_path, strerror(errno));
         print_json(f, &c, r, rows, nrows);
         if (fclose(f) != 0)
-            die("cannot write %s: %s", c.json_path, strerror(errno));
+            bench_die("cannot write %s: %s", c.json_path, strerror(errno));
     }
 
     w1_free(&d);

@@ -86,7 +86,9 @@
 #include <msgpack.h>
 #include <zmq.h>
 
-#include "bench/report.h"
+#include "bench/common/cli.h"
+#include "bench/common/report.h"
+#include "bench/common/rng.h"
 #include "proto/proto.h"
 #include "rpc/client.h"
 
@@ -150,7 +152,6 @@ static pid_t g_daemon = -1, g_echo = -1;
 static pid_t g_worker[MAX_CLIENTS];
 static int g_cmd_fd[MAX_CLIENTS], g_res_fd[MAX_CLIENTS]; /* -1: closed */
 static size_t g_nworkers;
-static int g_worker_id = -1; /* >= 0 in a worker process */
 static char g_dir[64];       /* the private socket directory */
 static char g_daemon_ep[128], g_echo_ep[128], g_shm_name[64];
 static int g_daemon_status = -1, g_echo_status = -1; /* after reaping */
@@ -249,33 +250,6 @@ static void install_cleanup(void)
     atexit(cleanup);
 }
 
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (g_worker_id >= 0)
-        fprintf(stderr, "rpc_bench[worker %d]: ", g_worker_id);
-    else
-        fputs("rpc_bench: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    if (g_worker_id >= 0)
-        _exit(2);
-    exit(2); /* atexit: cleanup() */
-}
-
-static void progress(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("[rpc_bench] ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    fflush(stderr);
-    va_end(ap);
-}
-
 /* memcpy of n block ids; the client hands NULL for an empty list */
 static inline void copy_ids(uint32_t *dst, const uint32_t *src, size_t n)
 {
@@ -283,21 +257,6 @@ static inline void copy_ids(uint32_t *dst, const uint32_t *src, size_t n)
         memcpy(dst, src, n * sizeof *dst);
 }
 
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p)
-        die("out of memory (%zu bytes)", n);
-    return p;
-}
-
-static void *xcalloc(size_t n, size_t sz)
-{
-    void *p = calloc(n ? n : 1, sz ? sz : 1);
-    if (!p)
-        die("out of memory (%zu x %zu bytes)", n, sz);
-    return p;
-}
 
 /* fork + exec argv[0]; stdin from /dev/null, stdout and stderr inherited. */
 static pid_t spawn(char *const argv[])
@@ -306,7 +265,7 @@ static pid_t spawn(char *const argv[])
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0)
-        die("fork: %s", strerror(errno));
+        bench_die("fork: %s", strerror(errno));
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != parent)
@@ -338,8 +297,8 @@ static void check_alive(pid_t pid, const char *what)
         if (pid == g_echo)
             g_echo = -1;
         if (WIFEXITED(st))
-            die("%s exited with status %d", what, WEXITSTATUS(st));
-        die("%s died of signal %d", what, WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+            bench_die("%s exited with status %d", what, WEXITSTATUS(st));
+        bench_die("%s died of signal %d", what, WIFSIGNALED(st) ? WTERMSIG(st) : 0);
     }
 }
 
@@ -351,7 +310,7 @@ static int g_cpu[2] = {-1, -1};
 static int allowed_cpus(void)
 {
     if (sched_getaffinity(0, sizeof g_allowed, &g_allowed))
-        die("sched_getaffinity: %s", strerror(errno));
+        bench_die("sched_getaffinity: %s", strerror(errno));
     int n = 0;
     for (int i = 0; i < CPU_SETSIZE; i++)
         if (CPU_ISSET(i, &g_allowed)) {
@@ -375,13 +334,13 @@ static void pin_process(pid_t pid, int cpu)
     snprintf(dir, sizeof dir, "/proc/%ld/task", (long)(pid ? pid : getpid()));
     DIR *d = opendir(dir);
     if (!d)
-        die("%s: %s", dir, strerror(errno));
+        bench_die("%s: %s", dir, strerror(errno));
     struct dirent *e;
     while ((e = readdir(d)))
         if (e->d_name[0] != '.' &&
             sched_setaffinity((pid_t)atol(e->d_name), sizeof set, &set) &&
             errno != ESRCH)
-            die("sched_setaffinity(%s): %s", e->d_name, strerror(errno));
+            bench_die("sched_setaffinity(%s): %s", e->d_name, strerror(errno));
     closedir(d);
 }
 
@@ -532,7 +491,7 @@ static uint32_t get_le32(const unsigned char *p)
 static buf echo_req(const msgpack_sbuffer *sb, uint32_t reply_len,
                     uint32_t tag)
 {
-    buf b = {xmalloc(HDR + sb->size), HDR + sb->size};
+    buf b = {bench_xmalloc(HDR + sb->size), HDR + sb->size};
     put_le32(b.p, reply_len);
     put_le32(b.p + 4, tag);
     memcpy(b.p + HDR, sb->data, sb->size);
@@ -555,7 +514,7 @@ static buf echo_lookup(uint64_t id, const uint32_t *tok, bool pin_alloc,
 static buf echo_insert(uint64_t id, const uint32_t *tok, uint64_t lease,
                        uint32_t reply_len, uint32_t tag)
 {
-    uint32_t *blocks = xmalloc(C.pages * sizeof *blocks);
+    uint32_t *blocks = bench_xmalloc(C.pages * sizeof *blocks);
     for (size_t i = 0; i < C.pages; i++)
         blocks[i] = (uint32_t)(C.pool_blocks - 1 - i); /* full-width ids */
     msgpack_sbuffer sb;
@@ -579,7 +538,7 @@ static void *raw_open(void *ctx, const char *ep)
         zmq_setsockopt(s, ZMQ_IMMEDIATE, &one, sizeof one) ||
         zmq_setsockopt(s, ZMQ_RCVHWM, &zero, sizeof zero) ||
         zmq_connect(s, ep))
-        die("raw DEALER to %s: %s", ep, zmq_strerror(zmq_errno()));
+        bench_die("raw DEALER to %s: %s", ep, zmq_strerror(zmq_errno()));
     return s;
 }
 
@@ -594,7 +553,7 @@ static int raw_wait(void *s, short events, uint64_t deadline)
         if (n > 0)
             return 0;
         if (n < 0 && zmq_errno() != EINTR)
-            die("zmq_poll: %s", zmq_strerror(zmq_errno()));
+            bench_die("zmq_poll: %s", zmq_strerror(zmq_errno()));
         if (n == 0 && bench_now_ns() >= deadline)
             return -1;
     }
@@ -607,7 +566,7 @@ static int raw_send(void *s, const void *p, size_t len, int timeout_ms)
         return -1;
     if (zmq_send(s, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
         zmq_send(s, p, len, ZMQ_DONTWAIT) < 0)
-        die("zmq_send: %s", zmq_strerror(zmq_errno()));
+        bench_die("zmq_send: %s", zmq_strerror(zmq_errno()));
     return 0;
 }
 
@@ -620,7 +579,7 @@ static int raw_recv(void *s, zmq_msg_t *m, int timeout_ms)
     zmq_msg_init(m);
     for (;;) {
         if (zmq_msg_recv(m, s, ZMQ_DONTWAIT) < 0)
-            die("zmq_msg_recv: %s", zmq_strerror(zmq_errno()));
+            bench_die("zmq_msg_recv: %s", zmq_strerror(zmq_errno()));
         if (!zmq_msg_more(m))
             return 0;
     }
@@ -653,7 +612,7 @@ static void xwrite(int fd, const void *p, size_t n)
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
-            die("pipe write: %s", strerror(errno));
+            bench_die("pipe write: %s", strerror(errno));
         c += w;
         n -= (size_t)w;
     }
@@ -668,7 +627,7 @@ static int xread(int fd, void *p, size_t n)
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
-            die("pipe read: %s", strerror(errno));
+            bench_die("pipe read: %s", strerror(errno));
         if (r == 0)
             return -1;
         c += r;
@@ -724,7 +683,7 @@ static pc_client *wconnect(wctx *w)
 
 static void w_lookup_daemon(wctx *w, const wcmd *cmd)
 {
-    uint32_t *tok = xmalloc(RING * C.prompt_tokens * sizeof *tok);
+    uint32_t *tok = bench_xmalloc(RING * C.prompt_tokens * sizeof *tok);
     uint64_t s = stream(S_WORKER_QUERY, (uint64_t)cmd->round << 16 | (uint64_t)w->id);
     for (size_t i = 0; i < RING; i++)
         warm_prompt(bench_rng_next(&s) % C.prompts, tok + i * C.prompt_tokens);
@@ -774,8 +733,8 @@ out:
 
 static void w_lookup_echo(wctx *w, const wcmd *cmd)
 {
-    buf *req = xmalloc(RING * sizeof *req);
-    uint32_t *tok = xmalloc(C.prompt_tokens * sizeof *tok);
+    buf *req = bench_xmalloc(RING * sizeof *req);
+    uint32_t *tok = bench_xmalloc(C.prompt_tokens * sizeof *tok);
     uint64_t s = stream(S_WORKER_QUERY, (uint64_t)cmd->round << 16 | (uint64_t)w->id);
     for (size_t i = 0; i < RING; i++) {
         warm_prompt(bench_rng_next(&s) % C.prompts, tok);
@@ -840,13 +799,13 @@ typedef struct slot {
 static void w_cycle_daemon(wctx *w, const wcmd *cmd)
 {
     size_t depth = C.depth < cmd->count ? C.depth : cmd->count;
-    slot *sl = xcalloc(depth, sizeof *sl);
-    uint32_t *ids = xmalloc(C.pages * sizeof *ids);
+    slot *sl = bench_xcalloc(depth, sizeof *sl);
+    uint32_t *ids = bench_xmalloc(C.pages * sizeof *ids);
     uint64_t strm = 1 + MAX_PINS + (uint64_t)cmd->round * C.clients +
                     (uint64_t)w->id;
     uint64_t next_uid = 0;
     for (size_t i = 0; i < depth; i++) {
-        sl[i].tok = xmalloc(C.prompt_tokens * sizeof(uint32_t));
+        sl[i].tok = bench_xmalloc(C.prompt_tokens * sizeof(uint32_t));
         fresh_prompt_init(sl[i].tok);
     }
     pc_client *c = wconnect(w);
@@ -940,8 +899,8 @@ out:
 static void w_cycle_echo(wctx *w, const wcmd *cmd)
 {
     size_t depth = C.depth < cmd->count ? C.depth : cmd->count;
-    buf *lk = xmalloc(depth * sizeof *lk), *in = xmalloc(depth * sizeof *in);
-    uint32_t *tok = xmalloc(C.prompt_tokens * sizeof *tok);
+    buf *lk = bench_xmalloc(depth * sizeof *lk), *in = bench_xmalloc(depth * sizeof *in);
+    uint32_t *tok = bench_xmalloc(C.prompt_tokens * sizeof *tok);
     uint64_t strm = 1 + MAX_PINS + (uint64_t)cmd->round * C.clients +
                     (uint64_t)w->id;
     fresh_prompt_init(tok);
@@ -1015,7 +974,8 @@ out:
 
 static void worker_main(int id, int cmd_fd, int res_fd)
 {
-    g_worker_id = id;
+    snprintf(bench_cli.die_prefix, sizeof bench_cli.die_prefix,
+             "rpc_bench[worker %d]: ", id);
     wctx w = {.id = id, .cmd_fd = cmd_fd, .res_fd = res_fd};
     for (;;) {
         wcmd cmd;
@@ -1039,11 +999,11 @@ static void start_workers(void)
     for (size_t i = 0; i < C.clients; i++) {
         int cp[2], rp[2];
         if (pipe2(cp, O_CLOEXEC) || pipe2(rp, O_CLOEXEC))
-            die("pipe: %s", strerror(errno));
+            bench_die("pipe: %s", strerror(errno));
         fflush(NULL);
         pid_t pid = fork();
         if (pid < 0)
-            die("fork: %s", strerror(errno));
+            bench_die("fork: %s", strerror(errno));
         if (pid == 0) {
             prctl(PR_SET_PDEATHSIG, SIGKILL);
             if (getppid() != g_main_pid)
@@ -1089,22 +1049,22 @@ static tput run_workers(const wcmd *cmd)
     int bad = -1;
     for (size_t i = 0; i < C.clients; i++) {
         if (xread(g_res_fd[i], &r[i], sizeof r[i]))
-            die("worker %zu died while preparing %s", i, wkind_name[cmd->kind]);
+            bench_die("worker %zu died while preparing %s", i, wkind_name[cmd->kind]);
         if (r[i].status && bad < 0)
             bad = (int)i;
     }
     if (bad >= 0)
-        die("worker %d: %s: %s", bad, wkind_name[cmd->kind], r[bad].err);
+        bench_die("worker %d: %s: %s", bad, wkind_name[cmd->kind], r[bad].err);
     for (size_t i = 0; i < C.clients; i++)
         xwrite(g_cmd_fd[i], "g", 1);
     for (size_t i = 0; i < C.clients; i++) {
         if (xread(g_res_fd[i], &r[i], sizeof r[i]))
-            die("worker %zu died during %s", i, wkind_name[cmd->kind]);
+            bench_die("worker %zu died during %s", i, wkind_name[cmd->kind]);
         if (r[i].status)
-            die("worker %zu: %s: %s", i, wkind_name[cmd->kind], r[i].err);
+            bench_die("worker %zu: %s: %s", i, wkind_name[cmd->kind], r[i].err);
         if (r[i].done != cmd->count)
-            die("worker %zu: %s: %llu of %u done", i, wkind_name[cmd->kind],
-                (unsigned long long)r[i].done, cmd->count);
+            bench_die("worker %zu: %s: %llu of %u done", i, wkind_name[cmd->kind],
+                      (unsigned long long)r[i].done, cmd->count);
     }
     uint64_t t0 = UINT64_MAX, t1 = 0, done = 0;
     double fast = INFINITY, slow = 0;
@@ -1178,7 +1138,7 @@ static void make_dir(void)
 {
     char tmpl[] = "/tmp/rpc_bench.XXXXXX";
     if (!mkdtemp(tmpl))
-        die("mkdtemp: %s", strerror(errno));
+        bench_die("mkdtemp: %s", strerror(errno));
     snprintf(g_dir, sizeof g_dir, "%s", tmpl);
     snprintf(g_daemon_ep, sizeof g_daemon_ep, "ipc://%s/daemon.sock", g_dir);
     snprintf(g_echo_ep, sizeof g_echo_ep, "ipc://%s/echo.sock", g_dir);
@@ -1226,7 +1186,7 @@ static void wait_servers(void)
     /* echo: one message, queued until the connection is up */
     g_zctx = zmq_ctx_new();
     if (!g_zctx)
-        die("zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
+        bench_die("zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
     g_esock = raw_open(g_zctx, g_echo_ep);
     g_dsock = raw_open(g_zctx, g_daemon_ep);
     unsigned char hello[HDR];
@@ -1243,33 +1203,33 @@ static void wait_servers(void)
                       get_le32((unsigned char *)zmq_msg_data(&m) + 4) == 0xfeedu;
             zmq_msg_close(&m);
             if (!ok)
-                die("echo_server: unexpected reply");
+                bench_die("echo_server: unexpected reply");
             break;
         }
         if (bench_now_ns() > deadline)
-            die("echo_server did not answer within %d ms", C.timeout_ms * 3);
+            bench_die("echo_server did not answer within %d ms", C.timeout_ms * 3);
     }
     int rc = pc_client_connect(g_daemon_ep, 100, &g_client);
     if (rc)
-        die("pc_client_connect(%s): %s", g_daemon_ep, pc_strerror(rc));
+        bench_die("pc_client_connect(%s): %s", g_daemon_ep, pc_strerror(rc));
     for (;;) {
         check_alive(g_daemon, "prefixcached");
         if ((rc = pc_client_ping(g_client)) == 0)
             break;
         if (rc != PC_E_TIMEOUT)
-            die("ping: %s (%s)", pc_strerror(rc), pc_client_last_error(g_client));
+            bench_die("ping: %s (%s)", pc_strerror(rc), pc_client_last_error(g_client));
         if (bench_now_ns() > deadline)
-            die("prefixcached did not answer within %d ms", C.timeout_ms * 3);
+            bench_die("prefixcached did not answer within %d ms", C.timeout_ms * 3);
     }
     pc_client_set_timeout(g_client, C.timeout_ms);
     if ((rc = pc_client_hello(g_client, &R.hello)))
-        die("hello: %s (%s)", pc_strerror(rc), pc_client_last_error(g_client));
+        bench_die("hello: %s (%s)", pc_strerror(rc), pc_client_last_error(g_client));
     if (R.hello.page_tokens != PT || R.hello.capacity < C.pool_blocks ||
         strcmp(R.hello.backend, C.backend))
-        die("hello: page_tokens %u, capacity %llu, backend %s; asked for %u, "
-            "%llu, %s", R.hello.page_tokens,
-            (unsigned long long)R.hello.capacity, R.hello.backend, PT,
-            (unsigned long long)C.pool_blocks, C.backend);
+        bench_die("hello: page_tokens %u, capacity %llu, backend %s; asked for %u, "
+                  "%llu, %s", R.hello.page_tokens,
+                  (unsigned long long)R.hello.capacity, R.hello.backend, PT,
+                  (unsigned long long)C.pool_blocks, C.backend);
 }
 
 /* Insert the warm prompts through the client (lookup pin+alloc, insert
@@ -1277,9 +1237,9 @@ static void wait_servers(void)
 static void warm_up(void)
 {
     uint64_t t0 = bench_now_ns();
-    g_prompts = xmalloc(C.prompts * C.prompt_tokens * sizeof *g_prompts);
-    g_canon = xmalloc(C.prompts * C.pages * sizeof *g_canon);
-    uint32_t *ids = xmalloc(C.pages * sizeof *ids);
+    g_prompts = bench_xmalloc(C.prompts * C.prompt_tokens * sizeof *g_prompts);
+    g_canon = bench_xmalloc(C.prompts * C.pages * sizeof *g_canon);
+    uint32_t *ids = bench_xmalloc(C.pages * sizeof *ids);
     for (size_t i = 0; i < C.prompts; i++) {
         uint32_t *p = g_prompts + i * C.prompt_tokens;
         warm_prompt(i, p);
@@ -1287,12 +1247,12 @@ static void warm_up(void)
         int rc = pc_client_lookup(g_client, NS, NS_LEN, p, C.prompt_tokens,
                                   PC_CLIENT_PIN | PC_CLIENT_ALLOC, 0, &l);
         if (rc || l.alloc_status)
-            die("warm-up lookup %zu: %s / alloc %s (%s)", i, pc_strerror(rc),
-                pc_strerror(l.alloc_status), pc_client_last_error(g_client));
+            bench_die("warm-up lookup %zu: %s / alloc %s (%s)", i, pc_strerror(rc),
+                      pc_strerror(l.alloc_status), pc_client_last_error(g_client));
         size_t want = i ? C.sys_pages : 0;
         if (l.pages != want || l.n_alloc != C.pages - want)
-            die("warm-up lookup %zu: %zu pages hit, %zu allocated; expected "
-                "%zu + %zu", i, l.pages, l.n_alloc, want, C.pages - want);
+            bench_die("warm-up lookup %zu: %zu pages hit, %zu allocated; expected "
+                      "%zu + %zu", i, l.pages, l.n_alloc, want, C.pages - want);
         copy_ids(ids, l.blocks, l.pages);
         copy_ids(ids + l.pages, l.alloc_blocks, l.n_alloc);
         pc_client_insert_result ir;
@@ -1300,13 +1260,13 @@ static void warm_up(void)
         rc = pc_client_insert(g_client, NS, NS_LEN, p, C.prompt_tokens, ids,
                               l.lease, PC_CLIENT_RELEASE, canon, &ir);
         if (rc)
-            die("warm-up insert %zu: %s (%s)", i, pc_strerror(rc),
-                pc_client_last_error(g_client));
+            bench_die("warm-up insert %zu: %s (%s)", i, pc_strerror(rc),
+                      pc_client_last_error(g_client));
         if (ir.cached_tokens != want * PT || ir.inserted_pages != C.pages - want ||
             ir.freed_blocks || memcmp(canon, ids, C.pages * sizeof *ids))
-            die("warm-up insert %zu: %zu cached tokens, %zu inserted, %zu "
-                "freed, or canonical ids that differ from the ones given",
-                i, ir.cached_tokens, ir.inserted_pages, ir.freed_blocks);
+            bench_die("warm-up insert %zu: %zu cached tokens, %zu inserted, %zu "
+                      "freed, or canonical ids that differ from the ones given",
+                      i, ir.cached_tokens, ir.inserted_pages, ir.freed_blocks);
     }
     for (size_t i = 0; i < C.prompts; i++) {
         pc_client_lookup_result l;
@@ -1315,8 +1275,8 @@ static void warm_up(void)
                                   C.prompt_tokens, 0, 0, &l);
         if (rc || l.tokens != C.prompt_tokens || l.pages != C.pages ||
             l.lease || memcmp(l.blocks, g_canon + i * C.pages, C.pages * 4))
-            die("warm prompt %zu is not cached as inserted (%s: %zu tokens)",
-                i, pc_strerror(rc), l.tokens);
+            bench_die("warm prompt %zu is not cached as inserted (%s: %zu tokens)",
+                      i, pc_strerror(rc), l.tokens);
     }
     free(ids);
     R.warm_seconds = (double)(bench_now_ns() - t0) / 1e9;
@@ -1329,12 +1289,12 @@ static size_t raw_daemon(const msgpack_sbuffer *sb, pc_decoder *dec,
 {
     if (raw_send(g_dsock, sb->data, sb->size, timeout_ms) ||
         raw_recv(g_dsock, m, timeout_ms))
-        die("raw request to the daemon timed out");
+        bench_die("raw request to the daemon timed out");
     size_t len = zmq_msg_size(m);
     int rc = pc_payload_decode(dec, zmq_msg_data(m), len, NULL, map);
     int64_t st = -1;
     if (rc || pc_mp_get_i64(*map, "status", &st) || st != 0)
-        die("raw request: bad reply (decode %d, status %lld)", rc, (long long)st);
+        bench_die("raw request: bad reply (decode %d, status %lld)", rc, (long long)st);
     return len;
 }
 
@@ -1367,7 +1327,7 @@ static void probe_sizes(void)
                &z->lookup_rep_max);
         zmq_msg_close(&m);
     }
-    uint32_t *tok = xmalloc(C.prompt_tokens * sizeof *tok);
+    uint32_t *tok = bench_xmalloc(C.prompt_tokens * sizeof *tok);
     uint32_t *ids = NULL;
     size_t ids_cap = 0, n_blk = 0, n_alloc = 0;
     fresh_prompt_init(tok);
@@ -1380,13 +1340,13 @@ static void probe_sizes(void)
         uint64_t lease = 0;
         if (pc_mp_get_u64(map, "lease", &lease) ||
             pc_mp_get_u32s(map, "blocks", &ids, &ids_cap, &n_blk))
-            die("probe: lookup reply without lease or blocks");
-        uint32_t *all = xmalloc(C.pages * sizeof *all);
+            bench_die("probe: lookup reply without lease or blocks");
+        uint32_t *all = bench_xmalloc(C.pages * sizeof *all);
         if (n_blk <= C.pages)
             copy_ids(all, ids, n_blk);
         if (pc_mp_get_u32s(map, "alloc_blocks", &ids, &ids_cap, &n_alloc) ||
             n_blk != C.sys_pages || n_alloc != C.tail_pages)
-            die("probe: lookup(pin+alloc) gave %zu + %zu pages", n_blk, n_alloc);
+            bench_die("probe: lookup(pin+alloc) gave %zu + %zu pages", n_blk, n_alloc);
         copy_ids(all + n_blk, ids, n_alloc);
         zmq_msg_close(&m);
         msgpack_sbuffer_clear(&sb);
@@ -1395,7 +1355,7 @@ static void probe_sizes(void)
         minmax(raw_daemon(&sb, &dec, &m, &map, C.timeout_ms), &z->ci_rep_min, &z->ci_rep_max);
         uint64_t ins = 0;
         if (pc_mp_get_u64(map, "inserted_pages", &ins) || ins != C.tail_pages)
-            die("probe: insert adopted %llu pages", (unsigned long long)ins);
+            bench_die("probe: insert adopted %llu pages", (unsigned long long)ins);
         zmq_msg_close(&m);
         free(all);
     }
@@ -1416,25 +1376,25 @@ static inline void echo_rt(const buf *b, uint32_t want)
     zmq_msg_t m;
     if (raw_send(g_esock, b->p, b->len, C.timeout_ms) ||
         raw_recv(g_esock, &m, C.timeout_ms))
-        die("echo round trip timed out");
+        bench_die("echo round trip timed out");
     size_t len = zmq_msg_size(&m);
     zmq_msg_close(&m);
     if (len != want)
-        die("echo reply of %zu bytes, expected %u", len, want);
+        bench_die("echo reply of %zu bytes, expected %u", len, want);
 }
 
 static void lookup_latency(size_t pl)
 {
     size_t N = C.lookups;
-    size_t *q = xmalloc(N * sizeof *q);
+    size_t *q = bench_xmalloc(N * sizeof *q);
     uint64_t s = stream(S_QUERY, 0);
     for (size_t i = 0; i < N; i++)
         q[i] = bench_rng_next(&s) % C.prompts;
-    buf *req = xmalloc(C.prompts * sizeof *req);
+    buf *req = bench_xmalloc(C.prompts * sizeof *req);
     for (size_t i = 0; i < C.prompts; i++)
         req[i] = echo_lookup(1000 + i, g_prompts + i * C.prompt_tokens, false,
                              R.sz.lookup_rep, (uint32_t)i);
-    double *dl = xmalloc(N * sizeof *dl), *el = xmalloc(N * sizeof *el);
+    double *dl = bench_xmalloc(N * sizeof *dl), *el = bench_xmalloc(N * sizeof *el);
     for (size_t b = 0; b * LAT_BLOCK < N; b++) {
         size_t lo = b * LAT_BLOCK, hi = lo + LAT_BLOCK < N ? lo + LAT_BLOCK : N;
         for (int side = 0; side < 2; side++) {
@@ -1451,8 +1411,8 @@ static void lookup_latency(size_t pl)
                     uint64_t t1 = bench_now_ns();
                     if (rc || l.pages != C.pages || l.lease ||
                         memcmp(l.blocks, g_canon + q[i] * C.pages, C.pages * 4))
-                        die("lookup %zu (prompt %zu): %s, %zu pages, or wrong "
-                            "ids", i, q[i], pc_strerror(rc), l.pages);
+                        bench_die("lookup %zu (prompt %zu): %s, %zu pages, or wrong "
+                                  "ids", i, q[i], pc_strerror(rc), l.pages);
                     dl[i] = (double)(t1 - t0);
                 } else {
                     uint64_t t0 = bench_now_ns();
@@ -1475,14 +1435,14 @@ static void lookup_latency(size_t pl)
 static void cycle_latency(size_t pl)
 {
     size_t N = C.cycles;
-    uint32_t *tok = xmalloc(C.prompt_tokens * sizeof *tok);
-    uint32_t *ids = xmalloc(C.pages * sizeof *ids);
-    uint32_t *canon = xmalloc(C.pages * sizeof *canon);
+    uint32_t *tok = bench_xmalloc(C.prompt_tokens * sizeof *tok);
+    uint32_t *ids = bench_xmalloc(C.pages * sizeof *ids);
+    uint32_t *canon = bench_xmalloc(C.pages * sizeof *canon);
     fresh_prompt_init(tok);
     fresh_prompt_set(tok, uid_of(0, UINT32_MAX)); /* used by no cycle */
     buf lk = echo_lookup(1000, tok, true, R.sz.cl_rep, 0);
     buf in = echo_insert(1001, tok, 1000, R.sz.ci_rep, 1);
-    double *dl = xmalloc(N * sizeof *dl), *el = xmalloc(N * sizeof *el);
+    double *dl = bench_xmalloc(N * sizeof *dl), *el = bench_xmalloc(N * sizeof *el);
     for (size_t b = 0; b * LAT_BLOCK < N; b++) {
         size_t lo = b * LAT_BLOCK, hi = lo + LAT_BLOCK < N ? lo + LAT_BLOCK : N;
         for (int side = 0; side < 2; side++) {
@@ -1506,9 +1466,9 @@ static void cycle_latency(size_t pl)
                                           PC_CLIENT_PIN | PC_CLIENT_ALLOC, 0, &l);
                 if (rc || l.alloc_status || l.pages != C.sys_pages ||
                     l.n_alloc != C.tail_pages)
-                    die("cycle %zu lookup: %s, alloc %s, %zu + %zu pages", i,
-                        pc_strerror(rc), pc_strerror(l.alloc_status), l.pages,
-                        l.n_alloc);
+                    bench_die("cycle %zu lookup: %s, alloc %s, %zu + %zu pages", i,
+                              pc_strerror(rc), pc_strerror(l.alloc_status), l.pages,
+                              l.n_alloc);
                 copy_ids(ids, l.blocks, l.pages);
                 copy_ids(ids + l.pages, l.alloc_blocks, l.n_alloc);
                 rc = pc_client_insert(g_client, NS, NS_LEN, tok,
@@ -1518,12 +1478,12 @@ static void cycle_latency(size_t pl)
                 if (rc || ir.cached_tokens != C.system_tokens ||
                     ir.inserted_pages != C.tail_pages || ir.freed_blocks ||
                     memcmp(canon, ids, C.pages * sizeof *ids))
-                    die("cycle %zu insert: %s (%s), %zu cached tokens, %zu "
-                        "inserted, %zu freed, or other canonical ids", i,
-                        pc_strerror(rc), pc_client_last_error(g_client),
-                        ir.cached_tokens, ir.inserted_pages, ir.freed_blocks);
+                    bench_die("cycle %zu insert: %s (%s), %zu cached tokens, %zu "
+                              "inserted, %zu freed, or other canonical ids", i,
+                              pc_strerror(rc), pc_client_last_error(g_client),
+                              ir.cached_tokens, ir.inserted_pages, ir.freed_blocks);
                 if (memcmp(ids, g_canon, C.sys_pages * sizeof *ids))
-                    die("cycle %zu: the system prompt's ids changed", i);
+                    bench_die("cycle %zu: the system prompt's ids changed", i);
                 dl[i] = (double)(t1 - t0);
             }
         }
@@ -1560,9 +1520,9 @@ static void throughput(bool cycles)
             };
             tput t = run_workers(&cmd);
             out[daemon ? 0 : 1][r] = t;
-            progress("  round %zu %s: %.0f/s (%.2f s, slowest/fastest process "
-                     "%.2f)", r, wkind_name[cmd.kind], t.rate, t.seconds,
-                     t.spread);
+            bench_say("  round %zu %s: %.0f/s (%.2f s, slowest/fastest process "
+                      "%.2f)", r, wkind_name[cmd.kind], t.rate, t.seconds,
+                      t.spread);
             check_alive(g_daemon, "prefixcached");
             check_alive(g_echo, "echo_server");
         }
@@ -1593,11 +1553,11 @@ static void final_stats(void)
     raw_daemon(&sb, &dec, &m, &map, C.timeout_ms * 6);
     int64_t check = -1;
     if (pc_mp_get_i64(map, "check", &check) || check != 0)
-        die("the daemon's consistency check (stats check: true) says %lld",
-            (long long)check);
+        bench_die("the daemon's consistency check (stats check: true) says %lld",
+                  (long long)check);
     const msgpack_object *st = pc_mp_get(map, "stats");
     if (!st || st->type != MSGPACK_OBJECT_MAP)
-        die("stats: no map");
+        bench_die("stats: no map");
     for (uint32_t i = 0; i < st->via.map.size && R.n_stats < MAX_STATS; i++) {
         const msgpack_object *k = &st->via.map.ptr[i].key;
         const msgpack_object *v = &st->via.map.ptr[i].val;
@@ -1623,7 +1583,7 @@ static uint64_t stat_of(const char *name)
 
 /* ---- report ---------------------------------------------------------------------------- */
 
-/* The report's layout (bench/report.h). */
+/* The report's layout (bench/common/report.h). */
 static const rpt_style STYLE = {
     .label_w = 56, .ratio_w = 8, .target_w = 10, .small_digits = 2,
     .label_cap = 96, .note_cap = 128, .note_head = "baseline; ratio",
@@ -1764,7 +1724,7 @@ static size_t g_ntxt;
 static const char *txt(const char *fmt, ...)
 {
     if (g_ntxt == sizeof g_txt / sizeof g_txt[0])
-        die("too many rows");
+        bench_die("too many rows");
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(g_txt[g_ntxt], sizeof g_txt[0], fmt, ap);
@@ -1863,16 +1823,6 @@ static void usage(FILE *f)
         "  --timeout-ms N    per call, and x3 for start-up (default 10000)\n");
 }
 
-static uint64_t parse_u64(const char *s, const char *what)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 0);
-    if (errno || end == s || *end || s[0] == '-')
-        die("bad %s: '%s'", what, s);
-    return (uint64_t)v;
-}
-
 static void parse_args(int argc, char **argv)
 {
     int quick = 0;
@@ -1896,7 +1846,8 @@ static void parse_args(int argc, char **argv)
         int hit = 0;
         for (int k = 0; k < 8 && !hit; k++)
             if (!strcmp(a, oname[k]) && i + 1 < argc) {
-                v[k] = (long long)parse_u64(argv[++i], oname[k]);
+                v[k] = (long long)bench_arg_u64(argv[++i], oname[k], 0,
+                                                INT64_MAX);
                 hit = 1;
             }
         if (hit)
@@ -1904,7 +1855,7 @@ static void parse_args(int argc, char **argv)
         if (!strcmp(a, "--quick"))
             quick = 1;
         else if (!strcmp(a, "--seed") && i + 1 < argc)
-            C.seed = parse_u64(argv[++i], "seed");
+            C.seed = bench_arg_u64(argv[++i], "--seed", 0, UINT64_MAX);
         else if (!strcmp(a, "--json") && i + 1 < argc)
             C.json_path = argv[++i];
         else if (!strcmp(a, "--daemon") && i + 1 < argc)
@@ -1916,32 +1867,31 @@ static void parse_args(int argc, char **argv)
         else if (!strcmp(a, "--phases") && i + 1 < argc)
             phases = argv[++i];
         else if (!strcmp(a, "--pool-blocks") && i + 1 < argc)
-            pool_opt = parse_u64(argv[++i], "pool-blocks");
+            pool_opt = bench_arg_u64(argv[++i], "--pool-blocks", 0, UINT64_MAX);
         else if (!strcmp(a, "--side") && i + 1 < argc) {
             const char *v = argv[++i];
             C.side[0] = !strcmp(v, "daemon") || !strcmp(v, "both");
             C.side[1] = !strcmp(v, "echo") || !strcmp(v, "both");
             if (!C.side[0] && !C.side[1])
-                die("--side: daemon, echo or both");
+                bench_die("--side: daemon, echo or both");
         }
         else if (!strcmp(a, "--backend") && i + 1 < argc)
             C.backend = argv[++i];
         else if (!strcmp(a, "--timeout-ms") && i + 1 < argc)
-            C.timeout_ms = (int)parse_u64(argv[++i], "timeout");
+            C.timeout_ms = (int)bench_arg_u64(argv[++i], "--timeout-ms", 0,
+                                                INT_MAX);
         else if (!strcmp(a, "--daemon-arg") && i + 1 < argc) {
             if (C.n_dargs == MAX_DARGS)
-                die("at most %d --daemon-arg", MAX_DARGS);
+                bench_die("at most %d --daemon-arg", MAX_DARGS);
             C.dargs[C.n_dargs++] = argv[++i];
         } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            exit(0);
+            bench_help();
         } else {
-            usage(stderr);
-            die("unknown or incomplete argument '%s'", a);
+            bench_usage_die("unknown or incomplete argument '%s'", a);
         }
     }
     if (strcmp(C.backend, "none") && strcmp(C.backend, "host"))
-        die("--backend: none or host");
+        bench_die("--backend: none or host");
     /* Latency placements: the first one carries the targets. */
     static char pinbuf[64];
     int ncpu = allowed_cpus();
@@ -1950,15 +1900,15 @@ static void parse_args(int argc, char **argv)
     for (char *save = NULL, *t = strtok_r(pinbuf, ",", &save); t;
          t = strtok_r(NULL, ",", &save)) {
         if (strcmp(t, "same") && strcmp(t, "split") && strcmp(t, "none"))
-            die("--pin: a list of same, split, none; got '%s'", t);
+            bench_die("--pin: a list of same, split, none; got '%s'", t);
         if (!strcmp(t, "split") && ncpu < 2)
-            die("--pin split needs 2 CPUs");
+            bench_die("--pin split needs 2 CPUs");
         if (C.n_pins == MAX_PINS)
-            die("--pin: at most %d placements", MAX_PINS);
+            bench_die("--pin: at most %d placements", MAX_PINS);
         C.pins[C.n_pins++] = t;
     }
     if (!C.n_pins)
-        die("--pin: empty list");
+        bench_die("--pin: empty list");
     static char phbuf[128];
     snprintf(phbuf, sizeof phbuf, "%s", phases);
     for (char *save = NULL, *t = strtok_r(phbuf, ",", &save); t;
@@ -1972,8 +1922,8 @@ static void parse_args(int argc, char **argv)
         else if (!strcmp(t, "cycle-tput"))
             C.ph_cycle_tput = true;
         else
-            die("--phases: a list of lookup, lookup-tput, cycle, cycle-tput; "
-                "got '%s'", t);
+            bench_die("--phases: a list of lookup, lookup-tput, cycle, cycle-tput; "
+                      "got '%s'", t);
     }
     C.prompt_tokens = 4096;
     C.system_tokens = 2048;
@@ -2002,17 +1952,17 @@ static void parse_args(int argc, char **argv)
         if (v[k] >= 0)
             *dst[k] = (size_t)v[k];
     if (C.reps < 1 || C.reps > MAX_REPS)
-        die("--reps must be 1..%d", MAX_REPS);
+        bench_die("--reps must be 1..%d", MAX_REPS);
     if (C.clients < 1 || C.clients > MAX_CLIENTS)
-        die("--clients must be 1..%d", MAX_CLIENTS);
+        bench_die("--clients must be 1..%d", MAX_CLIENTS);
     if (C.depth < 1 || C.depth > MAX_DEPTH)
-        die("--depth must be 1..%d", MAX_DEPTH);
+        bench_die("--depth must be 1..%d", MAX_DEPTH);
     if (C.prompts < 1 || C.lookups < 1 || C.cycles < 1 || C.tput_lookups < 1 ||
         C.tput_cycles < 1)
-        die("counts must be at least 1");
+        bench_die("counts must be at least 1");
     if (C.tput_lookups > UINT32_MAX || C.tput_cycles > UINT32_MAX ||
         C.cycles > UINT32_MAX - 1)
-        die("counts too large");
+        bench_die("counts too large");
     C.pages = C.prompt_tokens / PT;
     C.sys_pages = C.system_tokens / PT;
     C.tail_tokens = C.prompt_tokens - C.system_tokens;
@@ -2030,9 +1980,9 @@ static void parse_args(int argc, char **argv)
         uint64_t floor_ = 2 * (C.sys_pages + C.prompts * C.tail_pages +
                                (uint64_t)C.clients * C.depth * C.pages);
         if (pool_opt < floor_)
-            die("--pool-blocks %llu: at least %llu (twice the warm prompts "
-                "and the cycles in flight)", (unsigned long long)pool_opt,
-                (unsigned long long)floor_);
+            bench_die("--pool-blocks %llu: at least %llu (twice the warm prompts "
+                      "and the cycles in flight)", (unsigned long long)pool_opt,
+                      (unsigned long long)floor_);
         C.pool_blocks = pool_opt;
         C.pool_fits = false;
     } else if (pool_opt) {
@@ -2043,73 +1993,77 @@ static void parse_args(int argc, char **argv)
 int main(int argc, char **argv)
 {
     g_main_pid = getpid();
+    bench_cli_init("rpc_bench");
+    bench_cli.usage = usage;
+    /* bench_die in a worker: _exit; here: exit, and atexit runs cleanup() */
+    bench_cli.main_pid = g_main_pid;
     parse_args(argc, argv);
     uint64_t t_start = bench_now_ns();
     install_cleanup();
 
-    progress("preset %s: %zu warm prompts of %zu tokens (%zu shared), pool of "
-             "%llu blocks (%s backend), %zu clients x %zu in flight",
-             C.preset, C.prompts, C.prompt_tokens, C.system_tokens,
-             (unsigned long long)C.pool_blocks, C.backend, C.clients, C.depth);
+    bench_say("preset %s: %zu warm prompts of %zu tokens (%zu shared), pool of "
+              "%llu blocks (%s backend), %zu clients x %zu in flight",
+              C.preset, C.prompts, C.prompt_tokens, C.system_tokens,
+              (unsigned long long)C.pool_blocks, C.backend, C.clients, C.depth);
     for (size_t i = 0; i < MAX_CLIENTS; i++)
         g_cmd_fd[i] = g_res_fd[i] = -1;
     make_dir();
     start_workers();
     start_servers();
     wait_servers();
-    progress("daemon %s (pid %ld) and echo_server (pid %ld) up in %s; "
-             "this process is pid %ld", C.daemon_path, (long)g_daemon,
-             (long)g_echo, g_dir, (long)getpid());
+    bench_say("daemon %s (pid %ld) and echo_server (pid %ld) up in %s; "
+              "this process is pid %ld", C.daemon_path, (long)g_daemon,
+              (long)g_echo, g_dir, (long)getpid());
 
     warm_up();
-    progress("warm-up: %zu prompts inserted and checked in %.2f s", C.prompts,
-             R.warm_seconds);
+    bench_say("warm-up: %zu prompts inserted and checked in %.2f s", C.prompts,
+              R.warm_seconds);
     probe_sizes();
-    progress("bytes: lookup %zu -> %zu..%zu, cycle lookup %zu -> %zu..%zu, "
-             "cycle insert %zu -> %zu..%zu", R.sz.lookup_req,
-             R.sz.lookup_rep_min, R.sz.lookup_rep_max, R.sz.cl_req,
-             R.sz.cl_rep_min, R.sz.cl_rep_max, R.sz.ci_req, R.sz.ci_rep_min,
-             R.sz.ci_rep_max);
+    bench_say("bytes: lookup %zu -> %zu..%zu, cycle lookup %zu -> %zu..%zu, "
+              "cycle insert %zu -> %zu..%zu", R.sz.lookup_req,
+              R.sz.lookup_rep_min, R.sz.lookup_rep_max, R.sz.cl_req,
+              R.sz.cl_rep_min, R.sz.cl_rep_max, R.sz.ci_req, R.sz.ci_rep_min,
+              R.sz.ci_rep_max);
 
     for (size_t p = 0; C.ph_lookup && p < C.n_pins; p++) {
-        progress("lookup latency, %s: %zu lookups per side",
-                 pin_desc(C.pins[p]), C.lookups);
+        bench_say("lookup latency, %s: %zu lookups per side",
+                  pin_desc(C.pins[p]), C.lookups);
         pin_latency(C.pins[p]);
         lookup_latency(p);
         pin_latency(NULL);
-        progress("  p50 %.1f us (echo %.1f), p99 %.1f us (echo %.1f)",
-                 R.lk[p][0].p50, R.lk[p][1].p50, R.lk[p][0].p99,
-                 R.lk[p][1].p99);
+        bench_say("  p50 %.1f us (echo %.1f), p99 %.1f us (echo %.1f)",
+                  R.lk[p][0].p50, R.lk[p][1].p50, R.lk[p][0].p99,
+                  R.lk[p][1].p99);
     }
     if (C.ph_lookup_tput) {
-        progress("lookup throughput: %zu rounds per side", C.reps);
+        bench_say("lookup throughput: %zu rounds per side", C.reps);
         throughput(false);
     }
     for (size_t p = 0; C.ph_cycle && p < C.n_pins; p++) {
-        progress("cycle latency, %s: %zu cycles per side", pin_desc(C.pins[p]),
-                 C.cycles);
+        bench_say("cycle latency, %s: %zu cycles per side", pin_desc(C.pins[p]),
+                  C.cycles);
         pin_latency(C.pins[p]);
         cycle_latency(p);
         pin_latency(NULL);
-        progress("  p50 %.1f us (echo %.1f), p99 %.1f us (echo %.1f)",
-                 R.cy[p][0].p50, R.cy[p][1].p50, R.cy[p][0].p99,
-                 R.cy[p][1].p99);
+        bench_say("  p50 %.1f us (echo %.1f), p99 %.1f us (echo %.1f)",
+                  R.cy[p][0].p50, R.cy[p][1].p50, R.cy[p][0].p99,
+                  R.cy[p][1].p99);
     }
     if (C.ph_cycle_tput) {
-        progress("cycle throughput: %zu rounds per side", C.reps);
+        bench_say("cycle throughput: %zu rounds per side", C.reps);
         throughput(true);
     }
 
     final_stats();
     uint64_t ev = stat_of("tree.evicted_pages");
     if (ev == UINT64_MAX)
-        die("stats: no tree.evicted_pages");
+        bench_die("stats: no tree.evicted_pages");
     if (ev && C.pool_fits)
-        die("the daemon evicted %llu pages: the pool should hold the run",
-            (unsigned long long)ev);
+        bench_die("the daemon evicted %llu pages: the pool should hold the run",
+                  (unsigned long long)ev);
     if (!C.pool_fits)
-        progress("pool smaller than the run: %llu pages evicted",
-                 (unsigned long long)ev);
+        bench_say("pool smaller than the run: %llu pages evicted",
+                  (unsigned long long)ev);
 
     pc_client_close(g_client);
     g_client = NULL;
@@ -2120,11 +2074,11 @@ int main(int argc, char **argv)
     free(g_canon);
     cleanup();
     if (g_daemon_status != 0)
-        die("prefixcached exited with wait status 0x%x after SIGTERM",
-            g_daemon_status);
+        bench_die("prefixcached exited with wait status 0x%x after SIGTERM",
+                  g_daemon_status);
     if (g_echo_status != 0)
-        die("echo_server exited with wait status 0x%x after SIGTERM",
-            g_echo_status);
+        bench_die("echo_server exited with wait status 0x%x after SIGTERM",
+                  g_echo_status);
     R.seconds = (double)(bench_now_ns() - t_start) / 1e9;
 
     rpt_row rows[64];
@@ -2144,10 +2098,10 @@ int main(int argc, char **argv)
     if (C.json_path) {
         FILE *f = fopen(C.json_path, "w");
         if (!f)
-            die("%s: %s", C.json_path, strerror(errno));
+            bench_die("%s: %s", C.json_path, strerror(errno));
         print_json(f, rows, n);
         if (fclose(f))
-            die("%s: %s", C.json_path, strerror(errno));
+            bench_die("%s: %s", C.json_path, strerror(errno));
     }
     return 0;
 }

@@ -50,6 +50,7 @@
 #include <unistd.h>
 
 #include "cache/cache.h"
+#include "tests/harness/prng.h"
 
 #define DEFAULT_SEED UINT64_C(0xcafe5eed2024)
 #define DEFAULT_OPS 100000
@@ -65,17 +66,11 @@
 #define NGROUPS 6
 #define NSUFFIX 8
 
-/* ---- PRNG: splitmix64 ---------------------------------------------------- */
+/* ---- PRNG (tests/harness/prng.h) ----------------------------------------- */
 
 static uint64_t rng_state;
 
-static uint64_t rnd(void)
-{
-    uint64_t z = (rng_state += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
+static uint64_t rnd(void) { return test_rng_next(&rng_state); }
 static uint32_t below(uint32_t n) { return (uint32_t)(rnd() % n); }
 static bool chance(unsigned per_mille) { return below(1000) < per_mille; }
 

@@ -2,7 +2,7 @@
  * tests/test_engine.c - the reference engine (bench/engine/) reuses cached
  * prefills without changing its outputs.
  *
- * Every test starts its own prefixcached (tests/daemon_harness.h) with the
+ * Every test starts its own prefixcached (tests/harness/harness.h) with the
  * block layout of a tiny model (fp32, 2 layers), and compares generations
  * through the daemon with those of an engine without cache: the greedy
  * tokens must be identical and the logits (after the prompt and at the last
@@ -21,7 +21,7 @@
  *   bad_input        shapes, tokens, lengths; a daemon with another layout;
  *                    no daemon at all
  */
-#include "tests/daemon_harness.h"
+#include "tests/harness/harness.h"
 
 #include <math.h>
 
@@ -53,10 +53,8 @@ static void start_for(hd_daemon *d, const eng_shape *s, unsigned pool_blocks)
 static void make_prompt(uint32_t *t, size_t n, uint32_t seed, uint32_t vocab)
 {
     uint64_t s = seed;
-    for (size_t i = 0; i < n; i++) {
-        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
-        t[i] = (uint32_t)(1 + (s >> 33) % (vocab - 1));
-    }
+    for (size_t i = 0; i < n; i++)
+        t[i] = eng_prompt_token(&s, vocab);
 }
 
 typedef struct gen_out {

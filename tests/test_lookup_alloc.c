@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "cache/cache.h"
+#include "tests/harness/prng.h"
 
 #define P 4u
 #define NS "la"
@@ -42,15 +43,7 @@
 #define MAXCAP 16u
 
 static uint64_t rng;
-
-static uint64_t rnd(void) /* splitmix64 */
-{
-    uint64_t z = (rng += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
-static uint32_t below(uint32_t n) { return (uint32_t)(rnd() % n); }
+static uint32_t below(uint32_t n) { return (uint32_t)(test_rng_next(&rng) % n); }
 
 static uint64_t g_now = 1000;
 static uint64_t clock_fn(void *ctx)

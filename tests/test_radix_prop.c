@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "radix/radix.h"
+#include "tests/harness/prng.h"
 
 #define DEFAULT_SEED UINT64_C(0x5eed0f0ddba11)
 #define DEFAULT_OPS 100000 /* per P: 3 x 100,000 = 300,000 operations */
@@ -36,17 +37,11 @@
 #define SOFT_CAP 240 /* model pages: evict down to 2/3 of it */
 #define ALPHABET 3u  /* tokens 0..2: plenty of accidental sharing */
 
-/* ---- PRNG: splitmix64 ---------------------------------------------------- */
+/* ---- PRNG (tests/harness/prng.h) ----------------------------------------- */
 
 static uint64_t rng_state;
 
-static uint64_t rnd(void)
-{
-    uint64_t z = (rng_state += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
+static uint64_t rnd(void) { return test_rng_next(&rng_state); }
 
 /* uniform in [0, n) for n > 0 */
 static uint32_t below(uint32_t n) { return (uint32_t)(rnd() % n); }

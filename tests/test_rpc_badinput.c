@@ -45,7 +45,8 @@
  * text; at the end the daemon must answer ping, the fixture's leases must
  * still release, and the daemon must exit 0 on SIGTERM with a clean log.
  */
-#include "tests/daemon_harness.h"
+#include "tests/harness/harness.h"
+#include "tests/harness/prng.h"
 
 #include "rpc/client.h"
 
@@ -1009,13 +1010,7 @@ Test(badinput, burst_one_socket)
 
 static uint64_t mut_rng;
 
-static uint64_t mut_rnd(void) /* splitmix64 */
-{
-    uint64_t z = (mut_rng += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
+static uint64_t mut_rnd(void) { return test_rng_next(&mut_rng); }
 static size_t mut_below(size_t n) { return n ? (size_t)(mut_rnd() % n) : 0; }
 
 static size_t mutate(uint8_t *m, size_t n, const uint8_t *donor, size_t dn)

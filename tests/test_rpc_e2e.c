@@ -1,7 +1,7 @@
 /*
  * tests/test_rpc_e2e.c - prefixcached end to end, through the C client.
  *
- * Every test starts its own daemon (tests/daemon_harness.h: a private ipc
+ * Every test starts its own daemon (tests/harness/harness.h: a private ipc
  * endpoint, a private shm name, a 64-block pool of 1 KiB blocks, 4 tokens a
  * page) and stops it with SIGTERM, asserting exit status 0, that the socket,
  * lock and shm object are gone and that its log holds no sanitizer report.
@@ -30,9 +30,9 @@
  * Children forked here use only pc_client and report through their exit
  * status (and a pipe, and a line on stderr): no Criterion assertion runs
  * outside the test worker.  Before such a fork the test closes its own
- * ZeroMQ contexts (hd_quiesce, see daemon_harness.h).
+ * ZeroMQ contexts (hd_quiesce, see tests/harness/harness.h).
  */
-#include "tests/daemon_harness.h"
+#include "tests/harness/harness.h"
 
 #include "rpc/client.h"
 
@@ -386,7 +386,7 @@ Test(e2e, shared_prefix)
     uint32_t t[24];
     prompt(t, 24, 7);
 
-    hd_quiesce(); /* see daemon_harness.h: no busy ZeroMQ thread at fork */
+    hd_quiesce(); /* see harness.h: no busy ZeroMQ thread at fork */
     fflush(NULL);
     pid_t pid = fork();
     cr_assert(pid >= 0);

@@ -20,6 +20,7 @@
 
 #include "bench/trace_replay/trace.h"
 #include "cache/cache.h"
+#include "tests/harness/prng.h"
 
 #ifndef TR_DATA_DIR
 #define TR_DATA_DIR "tests/data/traces"
@@ -244,14 +245,6 @@ Test(expand, distinct_and_deterministic)
 
 /* ---- random traces ------------------------------------------------------------ */
 
-static uint64_t mix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 static uint64_t base_seed(void)
 {
     const char *e = getenv("PC_TR_SEED");
@@ -306,28 +299,29 @@ static char *gen_trace(uint64_t seed, size_t n_req, uint32_t P, int n_ns,
     for (size_t r = 0; r < n_req; r++) {
         uint64_t blocks[GEN_MAXB];
         int nb = 0, ns;
-        if (n_conv > 0 && mix(&s) % 100 < 65) {
-            int c = (int)(mix(&s) % (uint64_t)n_conv);
+        if (n_conv > 0 && test_rng_next(&s) % 100 < 65) {
+            int c = (int)(test_rng_next(&s) % (uint64_t)n_conv);
             ns = conv_ns[c];
             nb = conv_len[c];
-            if (mix(&s) % 4 == 0 && nb > 0)
-                nb = (int)(mix(&s) % (uint64_t)nb);
+            if (test_rng_next(&s) % 4 == 0 && nb > 0)
+                nb = (int)(test_rng_next(&s) % (uint64_t)nb);
             memcpy(blocks, conv[c], (size_t)nb * sizeof(uint64_t));
         } else {
-            ns = (int)(mix(&s) % (uint64_t)n_ns);
-            int sys = (int)(mix(&s) % 3);
+            ns = (int)(test_rng_next(&s) % (uint64_t)n_ns);
+            int sys = (int)(test_rng_next(&s) % 3);
             for (int i = 0; i <= sys; i++)
                 blocks[nb++] = 100 + (uint64_t)sys * 10 + (uint64_t)i;
         }
-        int add = 1 + (int)(mix(&s) % 3);
+        int add = 1 + (int)(test_rng_next(&s) % 3);
         while (add-- > 0 && nb < GEN_MAXB)
             blocks[nb++] = fresh++;
-        int slot = n_conv < 64 ? n_conv++ : (int)(mix(&s) % 64);
+        int slot = n_conv < 64 ? n_conv++ : (int)(test_rng_next(&s) % 64);
         memcpy(conv[slot], blocks, (size_t)nb * sizeof(uint64_t));
         conv_len[slot] = nb;
         conv_ns[slot] = ns;
         /* the last block partly full most of the time */
-        uint64_t n_tokens = (uint64_t)nb * P - (mix(&s) % 3 ? mix(&s) % P : 0);
+        uint64_t n_tokens = (uint64_t)nb * P -
+                            (test_rng_next(&s) % 3 ? test_rng_next(&s) % P : 0);
         if (nb == 0)
             n_tokens = 0;
         if (!tokens_kind) {
@@ -761,11 +755,11 @@ Test(parse, mutated_input_never_crashes)
         char buf[512];
         cr_assert_lt(n + 8, sizeof buf);
         memcpy(buf, g, n + 1);
-        int edits = 1 + (int)(mix(&s) % 4);
+        int edits = 1 + (int)(test_rng_next(&s) % 4);
         for (int e = 0; e < edits; e++) {
-            size_t at = (size_t)(mix(&s) % n);
-            char c = alphabet[mix(&s) % (sizeof alphabet - 1)];
-            switch (mix(&s) % 3) {
+            size_t at = (size_t)(test_rng_next(&s) % n);
+            char c = alphabet[test_rng_next(&s) % (sizeof alphabet - 1)];
+            switch (test_rng_next(&s) % 3) {
             case 0: buf[at] = c; break;                              /* replace */
             case 1: memmove(buf + at, buf + at + 1, n - at); n--; break; /* delete */
             default:                                                 /* insert */

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/common/cli.h"
 #include "bench/engine/engine.h"
 
 static void usage(FILE *f)
@@ -37,25 +38,16 @@ static void usage(FILE *f)
         ENG_SHAPE_USAGE);
 }
 
-static bool parse_u64(const char *s, unsigned long long *v)
-{
-    char *end;
-    if (!s || !*s || *s == '-')
-        return false;
-    *v = strtoull(s, &end, 10);
-    return *end == '\0';
-}
-
 int main(int argc, char **argv)
 {
     eng_shape shape = ENG_SHAPE_DEFAULT;
     const char *endpoint = NULL, *tokens = NULL;
-    unsigned long long len = 2048, gen = 16, seed = 1, plen = 0, pseed = 7,
-                       repeat = 1, timeout = 5000;
+    uint64_t len = 2048, gen = 16, seed = 1, plen = 0, pseed = 7, repeat = 1,
+             timeout = 5000;
     bool daemon_args = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        unsigned long long *num = NULL;
+        uint64_t *num = NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return 0;
@@ -96,7 +88,7 @@ int main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
-        if (num && !parse_u64(v, num)) {
+        if (num && (!v || !bench_parse_u64(v, num))) {
             fprintf(stderr, "eng_run: %s needs a number\n", a);
             return 2;
         }
@@ -142,9 +134,7 @@ int main(int argc, char **argv)
         prompt = malloc(n * sizeof(uint32_t));
         uint64_t s1 = pseed * 1000003 + 11, s2 = seed * 1000003 + 17;
         for (size_t i = 0; prompt && i < n; i++) {
-            uint64_t *s = i < plen ? &s1 : &s2;
-            *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
-            prompt[i] = (uint32_t)(1 + (*s >> 33) % (shape.vocab - 1));
+            prompt[i] = eng_prompt_token(i < plen ? &s1 : &s2, shape.vocab);
         }
     }
     if (!prompt || n == 0 || gen == 0 || n + gen > shape.max_ctx) {

@@ -59,6 +59,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench/common/rng.h"
 #include "blockpool/blockpool.h"
 #include "rpc/client.h"
 
@@ -75,14 +76,6 @@ static uint64_t eng_now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t eng_rng(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
 }
 
 /* exp(x), ~2 ulp, elementwise and branch-free so that loops over it
@@ -172,6 +165,14 @@ void eng_namespace(const eng_shape *s, char *buf, size_t n)
              (unsigned long long)s->seed);
 }
 
+uint32_t eng_prompt_token(uint64_t *s, uint32_t vocab)
+{
+    /* Knuth's MMIX LCG, its high bits.  Not splitmix64: eng_run's prompt
+     * for a given --seed stays what it was. */
+    *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (uint32_t)(1 + (*s >> 33) % (vocab - 1));
+}
+
 double eng_prefill_flops(const eng_shape *s, size_t cached, size_t n)
 {
     double hd = eng_head_dim(s), d = s->dim;
@@ -211,7 +212,8 @@ const eng_shape *eng_model_shape(const eng_model *m) { return &m->s; }
 static void eng_fill(float *w, size_t n, float scale, uint64_t *rng)
 {
     for (size_t i = 0; i < n; i++) /* uniform in [-scale, scale) */
-        w[i] = scale * ((float)(eng_rng(rng) >> 40) * (2.0f / 16777216.0f) - 1.0f);
+        w[i] = scale * ((float)(bench_rng_next(rng) >> 40) * (2.0f / 16777216.0f) -
+                        1.0f);
 }
 
 int eng_model_create(const eng_shape *s, eng_model **out)

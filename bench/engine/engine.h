@@ -54,6 +54,10 @@ void eng_daemon_args(const eng_shape *s, char out[ENG_DAEMON_NARGS][48]);
 /* The namespace engines of this model share (the shape and the seed). */
 void eng_namespace(const eng_shape *s, char *buf, size_t n);
 
+/* The next token of a test prompt (eng_run's, tests/test_engine.c's) from
+ * the generator state *s: a pseudo-random token in [1, vocab), vocab >= 2. */
+uint32_t eng_prompt_token(uint64_t *s, uint32_t vocab);
+
 /* Model FLOPs (2 per multiply-add; norms, RoPE and softmax left out) of a
  * prefill that computes positions [cached, n) of an n-token prompt, the LM
  * head once.  The "ideal speedup" of the gsp bench is a ratio of these. */

@@ -42,7 +42,6 @@
 #include <fcntl.h>
 #include <math.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -57,8 +56,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/common/cli.h"
+#include "bench/common/report.h"
+#include "bench/common/rng.h"
 #include "bench/engine/engine.h"
-#include "bench/report.h"
 #include "rpc/client.h"
 
 #ifndef PC_DAEMON_PATH
@@ -125,20 +126,6 @@ static int g_cmd[GSP_MAX_ENGINES], g_res[GSP_MAX_ENGINES];
 static char g_dir[64], g_endpoint[128], g_shm[64], g_log[128];
 static int g_daemon_status = -1;
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void progress(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "gsp: ");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
-
 /* Stop the workers and the daemon, remove the run's files.  Idempotent. */
 static void cleanup(void)
 {
@@ -176,20 +163,6 @@ static void cleanup(void)
         shm_unlink(g_shm); /* normally the daemon's job */
         g_shm[0] = '\0';
     }
-}
-
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "gsp: error: ");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    if (getpid() != g_main_pid)
-        _exit(1);
-    cleanup();
-    exit(1);
 }
 
 static void on_signal(int sig)
@@ -316,11 +289,11 @@ static void start_workers(void)
     for (size_t i = 0; i < C.E; i++) {
         int a[2], b[2];
         if (pipe(a) || pipe(b))
-            die("pipe: %s", strerror(errno));
+            bench_die("pipe: %s", strerror(errno));
         fflush(NULL);
         pid_t pid = fork();
         if (pid < 0)
-            die("fork: %s", strerror(errno));
+            bench_die("fork: %s", strerror(errno));
         if (pid == 0) {
             close(a[1]);
             close(b[0]);
@@ -339,8 +312,8 @@ static void expect_all(char want)
     for (size_t i = 0; i < C.E; i++) {
         char c;
         if (rd(g_res[i], &c) || c != want)
-            die("engine %zu: %s", i, c == 'e' ? "could not start (see above)"
-                                              : "died");
+            bench_die("engine %zu: %s", i,
+                      c == 'e' ? "could not start (see above)" : "died");
     }
 }
 
@@ -371,7 +344,7 @@ static void start_daemon(uint64_t pool_blocks)
 {
     char tmpl[] = "/tmp/gsp-XXXXXX";
     if (!mkdtemp(tmpl))
-        die("mkdtemp: %s", strerror(errno));
+        bench_die("mkdtemp: %s", strerror(errno));
     snprintf(g_dir, sizeof g_dir, "%s", tmpl);
     snprintf(g_endpoint, sizeof g_endpoint, "ipc://%s/d.sock", g_dir);
     snprintf(g_shm, sizeof g_shm, "/gsp-%ld", (long)getpid());
@@ -397,7 +370,7 @@ static void start_daemon(uint64_t pool_blocks)
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0)
-        die("fork: %s", strerror(errno));
+        bench_die("fork: %s", strerror(errno));
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         int in = open("/dev/null", O_RDONLY);
@@ -420,18 +393,18 @@ static void wait_daemon(void)
 {
     int rc = pc_client_connect(g_endpoint, 200, &g_client);
     if (rc)
-        die("pc_client_connect: %s", pc_strerror(rc));
+        bench_die("pc_client_connect: %s", pc_strerror(rc));
     for (int tries = 0;; tries++) {
         int st;
         if (waitpid(g_daemon, &st, WNOHANG) == g_daemon) {
             g_daemon = -1;
             g_daemon_status = st;
-            die("prefixcached exited at start (status 0x%x); log: %s", st, g_log);
+            bench_die("prefixcached exited at start (status 0x%x); log: %s", st, g_log);
         }
         if (pc_client_ping(g_client) == 0)
             break;
         if (tries > 100)
-            die("prefixcached does not answer on %s", g_endpoint);
+            bench_die("prefixcached does not answer on %s", g_endpoint);
     }
     pc_client_set_timeout(g_client, C.timeout_ms);
 }
@@ -454,9 +427,9 @@ static uint64_t daemon_stat(const char *name)
     gsp_statq q[2] = {{name, 0, false}, {NULL, 0, false}};
     int rc = pc_client_stats(g_client, stat_cb, q);
     if (rc)
-        die("stats: %s", pc_strerror(rc));
+        bench_die("stats: %s", pc_strerror(rc));
     if (!q[0].found)
-        die("stats: no %s", name);
+        bench_die("stats: no %s", name);
     return q[0].v;
 }
 
@@ -482,13 +455,13 @@ static void mode_stats(int mode, double wall, gsp_mode_stats *s)
     double *lk = malloc(g_nreq * sizeof(double));
     double *in = malloc(g_nreq * sizeof(double));
     if (!t || !ov || !ovt || !lk || !in)
-        die("out of memory");
+        bench_die("out of memory");
     double calls = 0, ttft = 0;
     for (size_t i = 0; i < g_nreq; i++) {
         const gsp_rec *r = &g_rec[mode][i];
         if (r->rc)
-            die("mode %s, request %zu: eng_generate: %s", gsp_mode_name[mode],
-                i, pc_strerror(r->rc));
+            bench_die("mode %s, request %zu: eng_generate: %s", gsp_mode_name[mode],
+                      i, pc_strerror(r->rc));
         t[i] = r->st.ttft_ns / 1e6;
         double c = (double)r->st.lookup_ns + (double)r->st.insert_ns;
         ov[i] = c / r->st.ttft_ns;
@@ -531,7 +504,7 @@ static double ideal_speedup(double (*cost)(size_t c, size_t n))
 {
     double *a = malloc(g_nreq * sizeof(double)), *b = malloc(g_nreq * sizeof(double));
     if (!a || !b)
-        die("out of memory");
+        bench_die("out of memory");
     for (size_t i = 0; i < g_nreq; i++) {
         a[i] = cost(0, g_n);
         b[i] = cost(gsp_ideal_cached(i), g_n);
@@ -561,10 +534,10 @@ static void calibrate(void)
     eng_model *m;
     eng_engine *e;
     if (eng_model_create(&C.shape, &m) || eng_engine_create(m, NULL, 0, &e))
-        die("calibration: cannot create an engine");
+        bench_die("calibration: cannot create an engine");
     uint32_t *p = malloc(g_n * sizeof(uint32_t)), out[1];
     if (!p)
-        die("out of memory");
+        bench_die("out of memory");
     gsp_prompt(0, p);
     size_t len[2] = {g_n, g_n / 2};
     double t[2];
@@ -573,7 +546,7 @@ static void calibrate(void)
         for (int rep = 0; rep < 3; rep++) {
             eng_stats st;
             if (eng_generate(e, p, len[k], 1, out, NULL, NULL, &st))
-                die("calibration: eng_generate failed");
+                bench_die("calibration: eng_generate failed");
             t[k] = fmin(t[k], st.prefill_ns / 1e9);
         }
     }
@@ -583,9 +556,9 @@ static void calibrate(void)
     double det = n1 * p2 - n2 * p1;
     g_ta = (t[0] * p2 - t[1] * p1) / det;
     g_tb = (n1 * t[1] - n2 * t[0]) / det;
-    progress("calibration: no-cache prefill %.1f ms (%zu tokens), %.1f ms "
-             "(%zu): %.2f us/token + %.3f ns/(query,key) pair", t[0] * 1e3,
-             len[0], t[1] * 1e3, len[1], g_ta * 1e6, g_tb * 1e9);
+    bench_say("calibration: no-cache prefill %.1f ms (%zu tokens), %.1f ms "
+              "(%zu): %.2f us/token + %.3f ns/(query,key) pair", t[0] * 1e3,
+              len[0], t[1] * 1e3, len[1], g_ta * 1e6, g_tb * 1e9);
     free(p);
     eng_engine_destroy(e);
     eng_model_destroy(m);
@@ -627,7 +600,7 @@ static void write_plot(const gsp_mode_stats *ms, double ideal)
     snprintf(gp, sizeof gp, "%s/ttft.gp", g_dir);
     FILE *f = fopen(dat, "w");
     if (!f)
-        die("%s: %s", dat, strerror(errno));
+        bench_die("%s: %s", dat, strerror(errno));
     for (int mode = 0; mode < 2; mode++) {
         fprintf(f, "# cache %s: ttft_ms fraction\n", gsp_mode_name[mode]);
         for (size_t i = 0; i < g_nreq; i++)
@@ -638,7 +611,7 @@ static void write_plot(const gsp_mode_stats *ms, double ideal)
     fclose(f);
     f = fopen(gp, "w");
     if (!f)
-        die("%s: %s", gp, strerror(errno));
+        bench_die("%s: %s", gp, strerror(errno));
     fprintf(f,
             "set terminal pngcairo size 960,600 font ',11'\n"
             "set output '%s'\n"
@@ -662,7 +635,7 @@ static void write_plot(const gsp_mode_stats *ms, double ideal)
     if (st != 0)
         fprintf(stderr, "gsp: warning: gnuplot failed (status 0x%x): no plot\n", st);
     else
-        progress("plot: %s", C.plot_path);
+        bench_say("plot: %s", C.plot_path);
     unlink(dat);
     unlink(gp);
 }
@@ -756,19 +729,19 @@ static void usage(FILE *f)
 
 static size_t parse_size(const char *opt, const char *v)
 {
-    char *end;
-    if (!v || !*v || *v == '-')
-        die("%s needs a number", opt);
-    errno = 0;
-    unsigned long long x = strtoull(v, &end, 10);
-    if (*end || errno)
-        die("%s: bad number %s", opt, v);
-    return (size_t)x;
+    return (size_t)bench_arg_u64(v, opt, 0, SIZE_MAX);
 }
 
 int main(int argc, char **argv)
 {
     g_main_pid = getpid();
+    bench_cli_init("gsp");
+    snprintf(bench_cli.die_prefix, sizeof bench_cli.die_prefix, "gsp: error: ");
+    snprintf(bench_cli.say_prefix, sizeof bench_cli.say_prefix, "gsp: ");
+    bench_cli.die_status = 1;
+    bench_cli.main_pid = g_main_pid; /* a worker's bench_die: _exit(1) */
+    bench_cli.on_die = cleanup;
+    bench_cli.usage = usage;
     C.preset = "medium";
     C.E = 2;
     C.seed = 1;
@@ -785,10 +758,8 @@ int main(int argc, char **argv)
     for (size_t k = 0; k < sizeof gsp_presets / sizeof gsp_presets[0]; k++)
         if (!strcmp(gsp_presets[k].name, C.preset))
             pr = &gsp_presets[k];
-    if (!pr) {
-        usage(stderr);
-        die("unknown preset %s", C.preset);
-    }
+    if (!pr)
+        bench_usage_die("unknown preset %s", C.preset);
     C.G = pr->G, C.R = pr->R, C.S = pr->S, C.Q = pr->Q, C.O = pr->O;
     C.shape = ENG_SHAPE_DEFAULT;
     if (pr->tiny_model) {
@@ -799,16 +770,13 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
+            bench_help();
         } else if (!strcmp(a, "--no-plot")) {
             C.plot = false;
             continue;
         }
-        if (!v) {
-            usage(stderr);
-            die("%s: missing value", a);
-        }
+        if (!v)
+            bench_usage_die("%s: missing value", a);
         i++;
         if (!strcmp(a, "--preset"))
             ;
@@ -831,7 +799,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--pool-frac")) {
             C.pool_frac = strtod(v, NULL);
             if (!(C.pool_frac > 0))
-                die("--pool-frac: a positive number");
+                bench_die("--pool-frac: a positive number");
         } else if (!strcmp(a, "--seed"))
             C.seed = parse_size(a, v);
         else if (!strcmp(a, "--json"))
@@ -842,21 +810,19 @@ int main(int argc, char **argv)
             C.daemon_path = v;
         else if (!strcmp(a, "--daemon-arg")) {
             if (!v || g_ndargs == MAX_DARGS)
-                die("--daemon-arg needs a value (at most %d)", MAX_DARGS);
+                bench_die("--daemon-arg needs a value (at most %d)", MAX_DARGS);
             g_dargs[g_ndargs++] = v;
         }
         else if (!strcmp(a, "--timeout-ms"))
             C.timeout_ms = (int)parse_size(a, v);
         else if (!strncmp(a, "--", 2)) {
             int rc = eng_shape_set(&C.shape, a + 2, v);
-            if (rc) {
-                usage(stderr);
-                die("%s %s: %s", a, v, rc == PC_E_NOENT ? "unknown option" : "bad value");
-            }
+            if (rc)
+                bench_usage_die("%s %s: %s", a, v,
+                                rc == PC_E_NOENT ? "unknown option" : "bad value");
             shape_set = true;
         } else {
-            usage(stderr);
-            die("bad argument %s", a);
+            bench_usage_die("bad argument %s", a);
         }
     }
     (void)shape_set;
@@ -865,12 +831,12 @@ int main(int argc, char **argv)
     if (!C.chunk)
         C.chunk = C.G; /* one round over the groups */
     if (!C.G || !C.R || !g_n || !C.O || !C.E || C.E > GSP_MAX_ENGINES)
-        die("need G, R, S + Q, O >= 1 and 1 <= engines <= %d", GSP_MAX_ENGINES);
+        bench_die("need G, R, S + Q, O >= 1 and 1 <= engines <= %d", GSP_MAX_ENGINES);
     if (g_n + C.O > C.shape.max_ctx)
         C.shape.max_ctx = (uint32_t)(g_n + C.O);
     int rc = eng_shape_check(&C.shape);
     if (rc)
-        die("bad model shape: %s", pc_strerror(rc));
+        bench_die("bad model shape: %s", pc_strerror(rc));
 
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
@@ -883,7 +849,7 @@ int main(int argc, char **argv)
     void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED)
-        die("mmap %zu bytes: %s", bytes, strerror(errno));
+        bench_die("mmap %zu bytes: %s", bytes, strerror(errno));
     g_sh = mem;
     atomic_init(&g_sh->next, 0);
     uint8_t *p = (uint8_t *)mem + sizeof(gsp_shared);
@@ -902,14 +868,14 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < g_nreq; i++)
         ideal_hit += (double)gsp_ideal_cached(i);
     ideal_hit /= (double)g_nreq * (double)g_n;
-    progress("preset %s: G=%zu R=%zu S=%zu Q=%zu O=%zu, %zu engines; %zu "
-             "requests of %zu tokens; ideal hit rate %.4f", C.preset, C.G, C.R,
-             C.S, C.Q, C.O, C.E, g_nreq, g_n, ideal_hit);
-    progress("model: %u layers, dim %u, %u heads on %u KV heads, ffn %u, vocab "
-             "%u, %u-token pages; pool %llu blocks (working set %llu pages)",
-             C.shape.layers, C.shape.dim, C.shape.n_heads, C.shape.kv_heads,
-             C.shape.ffn, C.shape.vocab, C.shape.page_tokens,
-             (unsigned long long)pool, (unsigned long long)ws);
+    bench_say("preset %s: G=%zu R=%zu S=%zu Q=%zu O=%zu, %zu engines; %zu "
+              "requests of %zu tokens; ideal hit rate %.4f", C.preset, C.G, C.R,
+              C.S, C.Q, C.O, C.E, g_nreq, g_n, ideal_hit);
+    bench_say("model: %u layers, dim %u, %u heads on %u KV heads, ffn %u, vocab "
+              "%u, %u-token pages; pool %llu blocks (working set %llu pages)",
+              C.shape.layers, C.shape.dim, C.shape.n_heads, C.shape.kv_heads,
+              C.shape.ffn, C.shape.vocab, C.shape.page_tokens,
+              (unsigned long long)pool, (unsigned long long)ws);
 
     /* order: the daemon (fork+exec), the workers (fork, before any ZeroMQ
      * context exists here), then this process's client */
@@ -931,8 +897,8 @@ int main(int argc, char **argv)
             wall[mode] += run_chunk(mode, b, e);
         }
         if (k % 4 == 3 || k + 1 == nchunks)
-            progress("%zu/%zu requests; %.1f s off, %.1f s on", e, g_nreq,
-                     wall[0], wall[1]);
+            bench_say("%zu/%zu requests; %.1f s off, %.1f s on", e, g_nreq,
+                      wall[0], wall[1]);
     }
     uint64_t evicted = daemon_stat("tree.evicted_pages");
     uint64_t leases = daemon_stat("leases.live");
@@ -987,8 +953,8 @@ int main(int argc, char **argv)
         ok = false;
     }
     if (ms[1].cache_errors)
-        progress("%zu requests met a cache error (ran without it)",
-                 ms[1].cache_errors);
+        bench_say("%zu requests met a cache error (ran without it)",
+                  ms[1].cache_errors);
     double id_flops = ideal_speedup(cost_flops);
     double id_time = ideal_speedup(cost_time);
     double ideal = fmax(id_flops, id_time); /* the stricter target */
@@ -1051,7 +1017,7 @@ int main(int argc, char **argv)
     if (C.json_path) {
         FILE *f = fopen(C.json_path, "w");
         if (!f)
-            die("%s: %s", C.json_path, strerror(errno));
+            bench_die("%s: %s", C.json_path, strerror(errno));
         print_json(f, rows, nrows, ms, pool, ws, evicted, max_rel);
         fclose(f);
     }

@@ -36,7 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bench/report.h"
+#include "bench/common/report.h"
 #include "bench/trace_replay/trace.h"
 
 typedef struct heap {

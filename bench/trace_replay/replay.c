@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bench/report.h"
+#include "bench/common/report.h"
 #include "bench/trace_replay/trace.h"
 #include "cache/cache.h"
 #include "rpc/client.h"

@@ -14,17 +14,12 @@
 
 #include <xxhash.h>
 
+#include "bench/common/rng.h"
+
 #define DEFAULT_PAGE_TOKENS 512u
 #define JSON_MAX_DEPTH 32
 #define TAG_BLOCK 0x426c6f636b486173ull /* content key tag of a "blocks" page */
 #define ROOT_FLAG (1ull << 32)          /* parent key of a namespace root    */
-
-static uint64_t mix64(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
 
 void tr_expand_block(uint64_t h, uint32_t page_tokens, uint32_t *out)
 {
@@ -35,9 +30,10 @@ void tr_expand_block(uint64_t h, uint32_t page_tokens, uint32_t *out)
         out[1] = (uint32_t)(h >> 32);
         i = 2;
     }
-    uint64_t base = mix64(h + 0x9e3779b97f4a7c15ULL);
+    uint64_t base = bench_mix64(h + 0x9e3779b97f4a7c15ULL);
     for (; i < page_tokens; i++)
-        out[i] = (uint32_t)mix64(base + (uint64_t)i * 0x9e3779b97f4a7c15ULL);
+        out[i] = (uint32_t)bench_mix64(base +
+                                       (uint64_t)i * 0x9e3779b97f4a7c15ULL);
 }
 
 const uint32_t *tr_request_tokens(const tr_trace *t, size_t i, uint32_t *buf)
@@ -87,7 +83,8 @@ typedef struct interner {
 
 static uint64_t ikey_hash(const ikey *k)
 {
-    return mix64(k->parent * 0x9e3779b97f4a7c15ULL ^ mix64(k->a ^ mix64(k->b)));
+    return bench_mix64(k->parent * 0x9e3779b97f4a7c15ULL ^
+                       bench_mix64(k->a ^ bench_mix64(k->b)));
 }
 
 static int interner_grow(interner *in)

@@ -28,7 +28,6 @@
 #include <inttypes.h>
 #include <math.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -41,7 +40,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bench/report.h"
+#include "bench/common/cli.h"
+#include "bench/common/report.h"
 #include "bench/trace_replay/trace.h"
 #include "cache/cache.h"
 #include "rpc/client.h"
@@ -69,7 +69,6 @@ static struct {
     bool belady;
     int jobs;
     bool check;
-    bool quiet;
     const char *json_path, *md_path, *plot_dir;
     tr_priority prio[MAX_PRIO];
     size_t n_prio;
@@ -125,49 +124,13 @@ static void usage(FILE *f)
     fputc('\n', f);
 }
 
-static void die_usage(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("trace_replay: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputs("\n(--help for usage)\n", stderr);
-    va_end(ap);
-    exit(2);
-}
-
-static void say(const char *fmt, ...)
-{
-    if (O.quiet)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("[trace_replay] ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    fflush(stderr);
-    va_end(ap);
-}
-
-static uint64_t parse_u64(const char *s, const char *what)
-{
-    char *end;
-    errno = 0;
-    if (!*s || *s == '-')
-        die_usage("%s: '%s' is not a non-negative integer", what, s);
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end)
-        die_usage("%s: '%s' is not a non-negative integer", what, s);
-    return v;
-}
-
 /* Comma-separated list: each element to fn. */
 static void parse_list(const char *s, const char *what,
                        void (*fn)(const char *elem, const char *what))
 {
     char *dup = strdup(s);
     if (!dup)
-        die_usage("out of memory");
+        bench_die("out of memory");
     char *save = NULL;
     for (char *e = strtok_r(dup, ",", &save); e; e = strtok_r(NULL, ",", &save))
         fn(e, what);
@@ -179,19 +142,19 @@ static void add_fraction(const char *e, const char *what)
     char *end;
     double v = strtod(e, &end);
     if (*end || !(v > 0) || v > 100)
-        die_usage("%s: '%s' must be a number in (0, 100]", what, e);
+        bench_die("%s: '%s' must be a number in (0, 100]", what, e);
     if (O.n_fractions == MAX_CAPS)
-        die_usage("%s: more than %d values", what, MAX_CAPS);
+        bench_die("%s: more than %d values", what, MAX_CAPS);
     O.fractions[O.n_fractions++] = v;
 }
 
 static void add_capacity(const char *e, const char *what)
 {
-    uint64_t v = parse_u64(e, what);
+    uint64_t v = bench_arg_u64(e, what, 0, UINT64_MAX);
     if (v < 2)
-        die_usage("%s: %s pages: the pool needs at least 2", what, e);
+        bench_die("%s: %s pages: the pool needs at least 2", what, e);
     if (O.n_capacities == MAX_CAPS)
-        die_usage("%s: more than %d values", what, MAX_CAPS);
+        bench_die("%s: more than %d values", what, MAX_CAPS);
     O.capacities[O.n_capacities++] = v;
 }
 
@@ -199,7 +162,7 @@ static void add_policy(const char *e, const char *what)
 {
     pc_radix_policy p;
     if (pc_radix_policy_parse(e, &p))
-        die_usage("%s: unknown policy '%s'", what, e);
+        bench_die("%s: unknown policy '%s'", what, e);
     O.want[p] = true;
 }
 
@@ -242,15 +205,13 @@ static void parse_args(int argc, char **argv)
             else if (!strcmp(optarg, "simple"))
                 O.load.format = TR_FMT_SIMPLE;
             else
-                die_usage("--format: auto, mooncake or simple");
+                bench_die("--format: auto, mooncake or simple");
             break;
-        case OPT_PT: {
-            uint64_t v = parse_u64(optarg, "--page-tokens");
-            if (v < PC_RADIX_PAGE_TOKENS_MIN || v > PC_RADIX_PAGE_TOKENS_MAX)
-                die_usage("--page-tokens: 1..1024");
-            O.load.page_tokens = (uint32_t)v;
+        case OPT_PT:
+            O.load.page_tokens = (uint32_t)bench_arg_u64(
+                optarg, "--page-tokens", PC_RADIX_PAGE_TOKENS_MIN,
+                PC_RADIX_PAGE_TOKENS_MAX);
             break;
-        }
         case OPT_FRAC: parse_list(optarg, "--fractions", add_fraction); break;
         case OPT_CAP: parse_list(optarg, "--capacity", add_capacity); break;
         case OPT_POL:
@@ -261,58 +222,53 @@ static void parse_args(int argc, char **argv)
         case OPT_PRIO: {
             const char *eq = strrchr(optarg, '=');
             if (!eq || eq == optarg || O.n_prio == MAX_PRIO)
-                die_usage("--priority NS=P");
+                bench_die("--priority NS=P");
             char *end;
             errno = 0;
             long v = strtol(eq + 1, &end, 10);
             if (errno || *end || !eq[1] || v < INT32_MIN || v > INT32_MAX)
-                die_usage("--priority %s: P must be a 32-bit integer", optarg);
+                bench_die("--priority %s: P must be a 32-bit integer", optarg);
             char *ns = strndup(optarg, (size_t)(eq - optarg));
             if (!ns)
-                die_usage("out of memory");
+                bench_die("out of memory");
             O.prio[O.n_prio].ns = ns;
             O.prio[O.n_prio++].priority = (int32_t)v;
             break;
         }
-        case OPT_JOBS: {
-            uint64_t v = parse_u64(optarg, "--jobs");
-            if (v < 1 || v > 64)
-                die_usage("--jobs: 1..64");
-            O.jobs = (int)v;
+        case OPT_JOBS:
+            O.jobs = (int)bench_arg_u64(optarg, "--jobs", 1, 64);
             break;
-        }
         case OPT_CHECK: O.check = true; break;
-        case OPT_LIMIT: O.load.limit = parse_u64(optarg, "--limit"); break;
+        case OPT_LIMIT:
+            O.load.limit = bench_arg_u64(optarg, "--limit", 0, UINT64_MAX);
+            break;
         case OPT_SKIP: O.load.skip_bad = true; break;
         case OPT_JSON: O.json_path = optarg; break;
         case OPT_MD: O.md_path = optarg; break;
         case OPT_PLOT: O.plot_dir = optarg; break;
-        case OPT_QUIET: O.quiet = true; break;
+        case OPT_QUIET: bench_cli.quiet = true; break;
         case OPT_EP: O.endpoint = optarg; break;
         case OPT_SPAWN: O.spawn = true; break;
         case OPT_DAEMON: O.daemon_path = optarg; break;
         case OPT_POLICY:
             if (pc_radix_policy_parse(optarg, &O.policy))
-                die_usage("--policy: unknown policy '%s'", optarg);
+                bench_die("--policy: unknown policy '%s'", optarg);
             break;
         case OPT_FLUSH: O.flush = true; break;
-        case OPT_TIMEOUT: {
-            uint64_t v = parse_u64(optarg, "--timeout-ms");
-            if (v < 1 || v > 3600000)
-                die_usage("--timeout-ms: 1..3600000");
-            O.timeout_ms = (int)v;
+        case OPT_TIMEOUT:
+            O.timeout_ms =
+                (int)bench_arg_u64(optarg, "--timeout-ms", 1, 3600000);
             break;
-        }
         case 'h':
-        case OPT_HELP: usage(stdout); exit(0);
-        default: die_usage("bad option");
+        case OPT_HELP: bench_help();
+        default: bench_die("bad option");
         }
     }
     if (!any_pol)
         for (int p = 0; p < N_POL; p++)
             O.want[p] = true;
     if (O.n_fractions && O.n_capacities)
-        die_usage("--fractions and --capacity exclude each other");
+        bench_die("--fractions and --capacity exclude each other");
     O.caps_given = O.n_fractions || O.n_capacities;
     if (!O.n_fractions && !O.n_capacities) {
         static const double def[] = {1, 2, 5, 10, 20, 50, 100};
@@ -320,11 +276,11 @@ static void parse_args(int argc, char **argv)
             O.fractions[O.n_fractions++] = def[i];
     }
     if (O.endpoint && O.spawn)
-        die_usage("--endpoint and --spawn-daemon exclude each other");
+        bench_die("--endpoint and --spawn-daemon exclude each other");
     if (optind >= argc)
-        die_usage("no trace given");
+        bench_die("no trace given");
     if (argc - optind > MAX_TRACES)
-        die_usage("at most %d traces", MAX_TRACES);
+        bench_die("at most %d traces", MAX_TRACES);
 }
 
 /* ---- the sweep ---------------------------------------------------------------- */
@@ -395,12 +351,12 @@ static void report_job(const job *j, const job_out *o, size_t done, size_t n)
                 tr->t->name, alg_name(j->alg), tr->caps[j->cap],
                 pc_strerror(o->rc));
     else
-        say("%zu/%zu  %-20s %-8s %5.3g%% (%" PRIu64 " pages): hit rate "
-            "%6.2f%%  (%.2f s)%s",
-            done, n, tr->t->name, alg_name(j->alg), tr->pct[j->cap],
-            tr->caps[j->cap], 100 * tr_hit_rate(&o->r), o->r.seconds,
-            o->r.truncated ? "  [requests larger than the pool: prefix inserted]"
-                           : "");
+        bench_say("%zu/%zu  %-20s %-8s %5.3g%% (%" PRIu64 " pages): hit rate "
+                  "%6.2f%%  (%.2f s)%s",
+                  done, n, tr->t->name, alg_name(j->alg), tr->pct[j->cap],
+                  tr->caps[j->cap], 100 * tr_hit_rate(&o->r), o->r.seconds,
+                  o->r.truncated ? "  [requests larger than the pool: prefix inserted]"
+                                 : "");
 }
 
 /* Runs every job; returns the shared results (never unmapped: exit frees). */
@@ -866,7 +822,7 @@ static int plot(const shared *sh, const job *jobs, size_t n_jobs, size_t ti)
                 path);
         return 1;
     }
-    say("plot: %s", path);
+    bench_say("plot: %s", path);
     return 0;
 }
 
@@ -887,10 +843,10 @@ static void load_traces(int argc, char **argv)
             fprintf(stderr, "trace_replay: %s: %zu malformed lines skipped\n",
                     argv[i], t->skipped);
         tr_ideal(t, &tr->ideal);
-        say("%s: %zu requests, %" PRIu64 " full pages, working set %u pages, "
-            "largest request %u pages, ideal %.2f%% (loaded in %.2f s)",
-            t->name, t->n_req, tr_total_pages(t), t->n_distinct, t->max_req_pages,
-            100 * tr_hit_rate(&tr->ideal), (double)(bench_now_ns() - t0) / 1e9);
+        bench_say("%s: %zu requests, %" PRIu64 " full pages, working set %u pages, "
+                  "largest request %u pages, ideal %.2f%% (loaded in %.2f s)",
+                  t->name, t->n_req, tr_total_pages(t), t->n_distinct, t->max_req_pages,
+                  100 * tr_hit_rate(&tr->ideal), (double)(bench_now_ns() - t0) / 1e9);
         if (O.n_capacities) {
             for (size_t c = 0; c < O.n_capacities; c++) {
                 tr->caps[c] = O.capacities[c];
@@ -949,7 +905,7 @@ static int sweep(void)
                     continue;
                 jobs[n_jobs++] = (job){.trace = ti, .cap = c, .alg = a};
             }
-    say("%zu runs on %d worker%s", n_jobs, O.jobs, O.jobs == 1 ? "" : "s");
+    bench_say("%zu runs on %d worker%s", n_jobs, O.jobs, O.jobs == 1 ? "" : "s");
     uint64_t t0 = bench_now_ns();
     shared *sh = run_jobs(jobs, n_jobs);
     double secs = (double)(bench_now_ns() - t0) / 1e9;
@@ -1166,8 +1122,8 @@ static int spawn_daemon(uint64_t capacity, uint32_t max_tokens)
         argv[n++] = a_prio;
     }
     argv[n] = NULL;
-    say("spawning %s %s %s %s %s ...", argv[0], a_ep, a_pt, a_cap,
-        O.policy != PC_POLICY_LRU ? a_pol : "");
+    bench_say("spawning %s %s %s %s %s ...", argv[0], a_ep, a_pt, a_cap,
+              O.policy != PC_POLICY_LRU ? a_pol : "");
     fflush(NULL);
     pid_t parent = getpid();
     pid_t pid = fork();
@@ -1222,7 +1178,7 @@ static void on_cfg(void *ctx, const char *name, const char *value)
 
 static void progress_cb(void *ctx, size_t done, size_t total)
 {
-    say("%s: %zu/%zu requests", (const char *)ctx, done, total);
+    bench_say("%s: %zu/%zu requests", (const char *)ctx, done, total);
 }
 
 static int daemon_mode(void)
@@ -1326,15 +1282,15 @@ static int daemon_mode(void)
         goto fail;
     }
     if (O.n_prio && O.endpoint)
-        say("note: --priority applies in-process only; the daemon must have been "
-            "started with the same --namespace_priorities");
+        bench_say("note: --priority applies in-process only; the daemon must have been "
+                  "started with the same --namespace_priorities");
     if (rc || !cc.seen) {
         if (O.policy != PC_POLICY_LRU) {
             fprintf(stderr, "trace_replay: the daemon has no eviction_policy knob "
                             "(%s): only lru can be compared\n", pc_strerror(rc));
             goto fail;
         }
-        say("the daemon has no eviction_policy knob yet: assuming lru");
+        bench_say("the daemon has no eviction_policy knob yet: assuming lru");
     }
     stat_ctx sc = {0};
     if ((rc = pc_client_stats(c, on_stat, &sc)))
@@ -1353,8 +1309,8 @@ static int daemon_mode(void)
                         "empties it, pinned pages excepted)\n", sc.pages, sc.leases);
         goto fail;
     }
-    say("%s: replaying %zu requests through %s (policy %s, %" PRIu64 " pages)",
-        t->name, t->n_req, ep, pc_radix_policy_name(O.policy), cap);
+    bench_say("%s: replaying %zu requests through %s (policy %s, %" PRIu64 " pages)",
+              t->name, t->n_req, ep, pc_radix_policy_name(O.policy), cap);
     uint32_t *hd = calloc(t->n_req + 1, sizeof(*hd));
     uint32_t *hi = calloc(t->n_req + 1, sizeof(*hi));
     if (!hd || !hi) {
@@ -1428,6 +1384,9 @@ fail:
 
 int main(int argc, char **argv)
 {
+    bench_cli_init("trace_replay");
+    bench_cli.die_hint = "(--help for usage)";
+    bench_cli.usage = usage;
     parse_args(argc, argv);
     load_traces(argc, argv);
     int st = (O.endpoint || O.spawn) ? daemon_mode() : sweep();

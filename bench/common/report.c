@@ -1,8 +1,8 @@
 /*
- * bench/report.c - the benchmarks' shared report and statistics (see
- * bench/report.h).
+ * bench/common/report.c - the benchmarks' shared report and statistics (see
+ * report.h).
  */
-#include "bench/report.h"
+#include "bench/common/report.h"
 
 #include <errno.h>
 #include <math.h>

@@ -1,18 +1,17 @@
 /*
- * bench/report.h - what the benchmarks share: the result table and its JSON
- * form, a few statistics, a clock, a splitmix64 generator and the reaping of
- * child processes.
+ * bench/common/report.h - the benchmarks' result table and its JSON form, a
+ * few statistics, a clock and the reaping of child processes.
  *
- * A private helper of the benchmarks (linked into both as the static library
- * bench_report, see bench/CMakeLists.txt), not part of the project's API.
+ * Part of bench_common, the benchmarks' own library (bench/common/: this,
+ * cli.h and rng.h), not part of the project's API.
  *
  * A report is an array of rpt_row, one per metric: a value, optionally a
  * baseline and a ratio, and optionally a target on the ratio or the value.
- * The two programs print it in slightly different layouts; rpt_style says
- * which (see RPT_STYLE_* below for the fields).
+ * Each program (radix_bench, rpc_bench, gsp_bench) prints it in a slightly
+ * different layout; its rpt_style says which (the fields below).
  */
-#ifndef BENCH_REPORT_H
-#define BENCH_REPORT_H
+#ifndef BENCH_COMMON_REPORT_H
+#define BENCH_COMMON_REPORT_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -34,21 +33,6 @@ static inline uint64_t bench_now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* The splitmix64 finaliser. */
-static inline uint64_t bench_mix64(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-/* splitmix64 generator: advances *s by the golden gamma, returns the mix. */
-static inline uint64_t bench_rng_next(uint64_t *s)
-{
-    *s += 0x9e3779b97f4a7c15ULL;
-    return bench_mix64(*s);
 }
 
 /* qsort comparator for doubles, ascending. */
