@@ -435,42 +435,31 @@ typedef struct buf {
     size_t len;
 } buf;
 
-/* The same map, in the same order, as rpc/client.c's enc_lookup. */
+/* The messages libprefixcache sends, from the same wire table. */
 static void pack_lookup(msgpack_packer *pk, uint64_t id, const uint32_t *tok,
                         size_t n, bool pin, bool alloc, uint64_t lease)
 {
-    msgpack_pack_map(pk, 2 + 2 + pin + alloc + (lease != 0));
-    pc_pack_kv_str(pk, "op", "lookup");
-    pc_pack_kv_u64(pk, "id", id);
-    pc_pack_cstr(pk, "ns");
-    msgpack_pack_str(pk, NS_LEN);
-    msgpack_pack_str_body(pk, NS, NS_LEN);
-    pc_pack_kv_u32s(pk, "tokens", tok, n);
+    pc_lookup_req q = {.ns = {NS, NS_LEN}, .tokens = {tok, n}};
     if (pin)
-        pc_pack_kv_bool(pk, "pin", true);
+        PC_SET(&q, lookup_req, pin, true);
     if (alloc)
-        pc_pack_kv_bool(pk, "alloc", true);
+        PC_SET(&q, lookup_req, alloc, true);
     if (lease)
-        pc_pack_kv_u64(pk, "lease", lease);
+        PC_SET(&q, lookup_req, lease, lease);
+    pc_wire_encode_request(pk, PC_OP_LOOKUP, id, &q);
 }
 
-/* The same as rpc/client.c's enc_insert. */
 static void pack_insert(msgpack_packer *pk, uint64_t id, const uint32_t *tok,
                         size_t n, const uint32_t *blocks, uint64_t lease,
                         bool release)
 {
-    msgpack_pack_map(pk, 2 + 3 + (lease != 0) + release);
-    pc_pack_kv_str(pk, "op", "insert");
-    pc_pack_kv_u64(pk, "id", id);
-    pc_pack_cstr(pk, "ns");
-    msgpack_pack_str(pk, NS_LEN);
-    msgpack_pack_str_body(pk, NS, NS_LEN);
-    pc_pack_kv_u32s(pk, "tokens", tok, n);
-    pc_pack_kv_u32s(pk, "blocks", blocks, n / PT);
+    pc_insert_req q = {.ns = {NS, NS_LEN}, .tokens = {tok, n},
+                       .blocks = {blocks, n / PT}};
     if (lease)
-        pc_pack_kv_u64(pk, "lease", lease);
+        PC_SET(&q, insert_req, lease, lease);
     if (release)
-        pc_pack_kv_bool(pk, "release", true);
+        PC_SET(&q, insert_req, release, true);
+    pc_wire_encode_request(pk, PC_OP_INSERT, id, &q);
 }
 
 static void put_le32(unsigned char *p, uint32_t v)
@@ -1282,19 +1271,20 @@ static void warm_up(void)
     R.warm_seconds = (double)(bench_now_ns() - t0) / 1e9;
 }
 
-/* A raw request to the daemon: its reply's size; *map decoded in dec. */
+/* A raw request (op) to the daemon: its reply's size; the reply's rows
+ * decoded into rep (they borrow from m and dec). */
 static size_t raw_daemon(const msgpack_sbuffer *sb, pc_decoder *dec,
-                         zmq_msg_t *m, const msgpack_object **map,
-                         int timeout_ms)
+                         zmq_msg_t *m, int op, void *rep, int timeout_ms)
 {
     if (raw_send(g_dsock, sb->data, sb->size, timeout_ms) ||
         raw_recv(g_dsock, m, timeout_ms))
         bench_die("raw request to the daemon timed out");
     size_t len = zmq_msg_size(m);
-    int rc = pc_payload_decode(dec, zmq_msg_data(m), len, NULL, map);
-    int64_t st = -1;
-    if (rc || pc_mp_get_i64(*map, "status", &st) || st != 0)
-        bench_die("raw request: bad reply (decode %d, status %lld)", rc, (long long)st);
+    pc_reply_head h;
+    int rc = pc_wire_decode_reply(dec, zmq_msg_data(m), len, op, &h, rep);
+    if (rc || h.status != 0)
+        bench_die("raw request: bad reply (decode %d: %s, status %lld)", rc,
+                  dec->err, (long long)h.status);
     return len;
 }
 
@@ -1316,46 +1306,43 @@ static void probe_sizes(void)
     pc_decoder dec;
     pc_decoder_init(&dec);
     zmq_msg_t m;
-    const msgpack_object *map;
+    pc_lookup_rep lr;
+    pc_insert_rep ir;
     size_t np = C.prompts < N_PROBE ? C.prompts : N_PROBE;
     for (size_t i = 0; i < np; i++) {
         msgpack_sbuffer_clear(&sb);
         pack_lookup(&pk, 1000 + i, g_prompts + i * C.prompt_tokens,
                     C.prompt_tokens, false, false, 0);
         z->lookup_req = sb.size;
-        minmax(raw_daemon(&sb, &dec, &m, &map, C.timeout_ms), &z->lookup_rep_min,
-               &z->lookup_rep_max);
+        minmax(raw_daemon(&sb, &dec, &m, PC_OP_LOOKUP, &lr, C.timeout_ms),
+               &z->lookup_rep_min, &z->lookup_rep_max);
         zmq_msg_close(&m);
     }
     uint32_t *tok = bench_xmalloc(C.prompt_tokens * sizeof *tok);
-    uint32_t *ids = NULL;
-    size_t ids_cap = 0, n_blk = 0, n_alloc = 0;
     fresh_prompt_init(tok);
     for (size_t i = 0; i < N_PROBE; i++) {
         fresh_prompt_set(tok, uid_of(0, i));
         msgpack_sbuffer_clear(&sb);
         pack_lookup(&pk, 1000 + 2 * i, tok, C.prompt_tokens, true, true, 0);
         z->cl_req = sb.size;
-        minmax(raw_daemon(&sb, &dec, &m, &map, C.timeout_ms), &z->cl_rep_min, &z->cl_rep_max);
-        uint64_t lease = 0;
-        if (pc_mp_get_u64(map, "lease", &lease) ||
-            pc_mp_get_u32s(map, "blocks", &ids, &ids_cap, &n_blk))
-            bench_die("probe: lookup reply without lease or blocks");
-        uint32_t *all = bench_xmalloc(C.pages * sizeof *all);
-        if (n_blk <= C.pages)
-            copy_ids(all, ids, n_blk);
-        if (pc_mp_get_u32s(map, "alloc_blocks", &ids, &ids_cap, &n_alloc) ||
-            n_blk != C.sys_pages || n_alloc != C.tail_pages)
+        minmax(raw_daemon(&sb, &dec, &m, PC_OP_LOOKUP, &lr, C.timeout_ms),
+               &z->cl_rep_min, &z->cl_rep_max);
+        uint64_t lease = lr.lease;
+        size_t n_blk = lr.blocks.n, n_alloc = lr.alloc_blocks.n;
+        if (n_blk != C.sys_pages || n_alloc != C.tail_pages)
             bench_die("probe: lookup(pin+alloc) gave %zu + %zu pages", n_blk, n_alloc);
-        copy_ids(all + n_blk, ids, n_alloc);
+        uint32_t *all = bench_xmalloc(C.pages * sizeof *all);
+        copy_ids(all, lr.blocks.p, n_blk);
+        copy_ids(all + n_blk, lr.alloc_blocks.p, n_alloc);
         zmq_msg_close(&m);
         msgpack_sbuffer_clear(&sb);
         pack_insert(&pk, 1001 + 2 * i, tok, C.prompt_tokens, all, lease, true);
         z->ci_req = sb.size;
-        minmax(raw_daemon(&sb, &dec, &m, &map, C.timeout_ms), &z->ci_rep_min, &z->ci_rep_max);
-        uint64_t ins = 0;
-        if (pc_mp_get_u64(map, "inserted_pages", &ins) || ins != C.tail_pages)
-            bench_die("probe: insert adopted %llu pages", (unsigned long long)ins);
+        minmax(raw_daemon(&sb, &dec, &m, PC_OP_INSERT, &ir, C.timeout_ms),
+               &z->ci_rep_min, &z->ci_rep_max);
+        if (ir.inserted_pages != C.tail_pages)
+            bench_die("probe: insert adopted %llu pages",
+                      (unsigned long long)ir.inserted_pages);
         zmq_msg_close(&m);
         free(all);
     }
@@ -1364,7 +1351,6 @@ static void probe_sizes(void)
     z->lookup_rep = (uint32_t)z->lookup_rep_max;
     z->cl_rep = (uint32_t)z->cl_rep_max;
     z->ci_rep = (uint32_t)z->ci_rep_max;
-    free(ids);
     free(tok);
     pc_decoder_free(&dec);
     msgpack_sbuffer_destroy(&sb);
@@ -1542,22 +1528,18 @@ static void final_stats(void)
     msgpack_packer pk;
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 3);
-    pc_pack_kv_str(&pk, "op", "stats");
-    pc_pack_kv_u64(&pk, "id", 4242);
-    pc_pack_kv_bool(&pk, "check", true);
+    pc_stats_req q = {0};
+    PC_SET(&q, stats_req, check, true);
+    pc_wire_encode_request(&pk, PC_OP_STATS, 4242, &q);
     pc_decoder dec;
     pc_decoder_init(&dec);
     zmq_msg_t m;
-    const msgpack_object *map;
-    raw_daemon(&sb, &dec, &m, &map, C.timeout_ms * 6);
-    int64_t check = -1;
-    if (pc_mp_get_i64(map, "check", &check) || check != 0)
+    pc_stats_rep o;
+    raw_daemon(&sb, &dec, &m, PC_OP_STATS, &o, C.timeout_ms * 6);
+    if (!PC_IS_SET(&o, stats_rep, check) || o.check != 0)
         bench_die("the daemon's consistency check (stats check: true) says %lld",
-                  (long long)check);
-    const msgpack_object *st = pc_mp_get(map, "stats");
-    if (!st || st->type != MSGPACK_OBJECT_MAP)
-        bench_die("stats: no map");
+                  (long long)o.check);
+    const msgpack_object *st = o.stats.obj;
     for (uint32_t i = 0; i < st->via.map.size && R.n_stats < MAX_STATS; i++) {
         const msgpack_object *k = &st->via.map.ptr[i].key;
         const msgpack_object *v = &st->via.map.ptr[i].val;

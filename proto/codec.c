@@ -341,13 +341,3 @@ void pc_pack_u32s(msgpack_packer *pk, const uint32_t *v, size_t n)
     }
 #endif
 }
-
-void pc_pack_reply_head(msgpack_packer *pk, uint64_t id, int status,
-                        const char *error, size_t fields)
-{
-    msgpack_pack_map(pk, 2 + (status ? 1 : 0) + fields);
-    pc_pack_kv_u64(pk, "id", id);
-    pc_pack_kv_i64(pk, "status", status);
-    if (status)
-        pc_pack_kv_str(pk, "error", error && *error ? error : pc_strerror(status));
-}

@@ -72,8 +72,5 @@ void pc_pack_kv_bool(msgpack_packer *pk, const char *key, bool v);
 void pc_pack_u32s(msgpack_packer *pk, const uint32_t *v, size_t n);
 void pc_pack_kv_u32s(msgpack_packer *pk, const char *key, const uint32_t *v,
                      size_t n);
-/* Start a reply map of `fields` more pairs after id, status (and error). */
-void pc_pack_reply_head(msgpack_packer *pk, uint64_t id, int status,
-                        const char *error, size_t fields);
 
 #endif /* PC_PROTO_H */

@@ -65,6 +65,13 @@ const pc_wire_field *pc_wire_fields(int op, bool reply, size_t *n)
     return msgs[op].f[reply];
 }
 
+const char *pc_wire_key(unsigned msg, unsigned field)
+{
+    if (msg >= 2 * PC_OP_COUNT || field >= msgs[msg / 2].n[msg % 2])
+        return "?";
+    return msgs[msg / 2].f[msg % 2][field].key;
+}
+
 const char *pc_wire_type_name(pc_wire_type t)
 {
     static const char *const names[PC_WT_COUNT] = {

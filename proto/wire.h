@@ -252,6 +252,15 @@ typedef struct pc_wire_field {
  * count.  NULL for an unknown op. */
 const pc_wire_field *pc_wire_fields(int op, bool reply, size_t *n);
 
+/* The key of a row: PC_WIRE_KEY(hello_rep, dtype) is "dtype", for texts
+ * that name a field without spelling it again. */
+#define PC_WIRE_KEY(s, m) pc_wire_key(PC__W_MSG_##s, PC_F_##s##_##m)
+/* msg: 2 * op + (reply ? 1 : 0), as the PC__W_MSG_* names number them */
+const char *pc_wire_key(unsigned msg, unsigned field);
+#define PC__W_MSGNO(NAME, wire, low) PC__W_MSG_##low##_req, PC__W_MSG_##low##_rep,
+enum { PC_OP_TABLE(PC__W_MSGNO) PC__W_MSG_COUNT };
+#undef PC__W_MSGNO
+
 /* The type's name as PROTOCOL.md's tables spell it ("uint", "ids", ...). */
 const char *pc_wire_type_name(pc_wire_type t);
 

@@ -500,9 +500,10 @@ static int do_hello(pc_client *c, pc_hello *h, bool map_pool)
     int rc = rpc(c, PC_OP_HELLO, begin(c, PC_OP_HELLO, &q), &o);
     if (rc)
         return rc;
-    if (!(rc = copy_str(c, "dtype", o.dtype, h->dtype, sizeof(h->dtype))) &&
-        !(rc = copy_str(c, "backend", o.backend, h->backend, sizeof(h->backend))))
-        rc = copy_str(c, "shm_name", o.shm_name, h->shm_name, sizeof(h->shm_name));
+#define COPY(m) copy_str(c, PC_WIRE_KEY(hello_rep, m), o.m, h->m, sizeof(h->m))
+    if (!(rc = COPY(dtype)) && !(rc = COPY(backend)))
+        rc = COPY(shm_name);
+#undef COPY
     reply_done(c);
     if (rc)
         return rc;

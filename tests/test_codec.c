@@ -1048,27 +1048,25 @@ Test(codec_pack, reply_head)
         mp_init(&b);
         int status = k == 0 ? 0 : PC_E_LEASE;
         const char *err = k == 1 ? "lease 0x5 unknown or expired" : NULL;
-        pc_pack_reply_head(&b.pk, 77, status, err, 1);
-        pc_pack_kv_u64(&b.pk, "extra", 5);
+        pc_flush_rep o = {.evicted = 5};
+        pc_wire_encode_reply(&b.pk, PC_OP_FLUSH, 77, status, err, &o);
         cr_assert_eq(pc_payload_decode(&d, b.sb.data, b.sb.size, NULL, &m), 0,
                      "the field count must match what was packed");
-        uint64_t id, extra;
-        int64_t st;
-        cr_assert_eq(pc_mp_get_u64(m, "id", &id), 0);
-        cr_assert_eq(id, 77);
-        cr_assert_eq(pc_mp_get_i64(m, "status", &st), 0);
-        cr_assert_eq(st, status);
-        cr_assert_eq(pc_mp_get_u64(m, "extra", &extra), 0);
-        const msgpack_object *e = pc_mp_get(m, "error");
+        pc_reply_head h;
+        cr_assert_eq(pc_wire_read_head(&d, m, &h), 0);
+        cr_assert_eq(h.id, 77);
+        cr_assert_eq(h.status, status);
         if (!status) {
-            cr_assert_null(e, "no error text on success");
-            cr_assert_eq(m->via.map.size, 3);
+            cr_assert_null(h.error.p, "no error text on success");
+            cr_assert_eq(m->via.map.size, 3, "id, status, evicted");
+            pc_flush_rep back;
+            cr_assert_eq(pc_wire_read_reply(&d, m, PC_OP_FLUSH, &back), 0);
+            cr_assert_eq(back.evicted, 5);
         } else {
-            cr_assert_eq(e->type, MSGPACK_OBJECT_STR);
             const char *want = err ? err : pc_strerror(status);
-            cr_assert_eq(e->via.str.size, strlen(want));
-            cr_assert_eq(memcmp(e->via.str.ptr, want, strlen(want)), 0);
-            cr_assert_eq(m->via.map.size, 4);
+            cr_assert_eq(h.error.n, strlen(want));
+            cr_assert_eq(memcmp(h.error.p, want, strlen(want)), 0);
+            cr_assert_eq(m->via.map.size, 3, "id, status, error: no rows");
         }
         mp_free(&b);
     }
@@ -1863,4 +1861,12 @@ Test(codec_wire, requests_and_replies_round_trip)
     cr_assert(strstr(d.err, "blocks"), "%s", d.err);
     mp_free(&b);
     pc_decoder_free(&d);
+}
+
+Test(codec_wire, keys_by_name)
+{
+    cr_assert_str_eq(PC_WIRE_KEY(hello_rep, dtype), "dtype");
+    cr_assert_str_eq(PC_WIRE_KEY(lookup_req, lease), "lease");
+    cr_assert_str_eq(PC_WIRE_KEY(config_rep, config), "config");
+    cr_assert_str_eq(pc_wire_key(2 * PC_OP_COUNT, 0), "?");
 }

@@ -199,20 +199,19 @@ void hd_reply_decode(hd_msg *m, hd_reply *r)
     char bad[200] = "";
     cr_assert(hd_strs_utf8(r->map, bad, sizeof(bad)),
               "reply holds a str that is not UTF-8: %s", bad);
-    cr_assert_eq(pc_mp_get_u64(r->map, "id", &r->id), 0, "reply without uint id");
-    cr_assert_eq(pc_mp_get_i64(r->map, "status", &r->status), 0,
-                 "reply without int status");
-    const msgpack_object *e = pc_mp_get(r->map, "error");
-    if (r->status != 0) {
-        cr_assert(e && e->type == MSGPACK_OBJECT_STR && e->via.str.size > 0,
-                  "error reply (status %" PRId64 ") without error text", r->status);
-    }
-    if (e && e->type == MSGPACK_OBJECT_STR) {
-        size_t n = e->via.str.size < sizeof(r->error) - 1 ? e->via.str.size
-                                                           : sizeof(r->error) - 1;
-        memcpy(r->error, e->via.str.ptr, n);
-        r->error[n] = '\0';
-    }
+    cr_assert_not_null(pc_mp_get(r->map, PC_WIRE_KEY_ID), "reply without an id");
+    pc_reply_head h;
+    cr_assert_eq(pc_wire_read_head(&r->dec, r->map, &h), 0, "reply head: %s",
+                 r->dec.err);
+    r->id = h.id;
+    r->status = h.status;
+    if (r->status != 0)
+        cr_assert(h.error.n > 0, "error reply (status %" PRId64 ") without "
+                  "error text", r->status);
+    size_t n = h.error.n < sizeof(r->error) - 1 ? h.error.n : sizeof(r->error) - 1;
+    if (n)
+        memcpy(r->error, h.error.p, n);
+    r->error[n] = '\0';
 }
 
 void hd_call_on(hd_conn *c, const void *payload, size_t len,
@@ -237,8 +236,8 @@ void hd_pack_op(hd_buf *b, const char *op, uint64_t id,
                 size_t more_fields)
 {
     msgpack_pack_map(&b->pk, 2 + more_fields);
-    pc_pack_kv_str(&b->pk, "op", op);
-    pc_pack_kv_u64(&b->pk, "id", id);
+    pc_pack_kv_str(&b->pk, PC_WIRE_KEY_OP, op);
+    pc_pack_kv_u64(&b->pk, PC_WIRE_KEY_ID, id);
 }
 
 bool hd_ping(const char *endpoint, int timeout_ms)
@@ -247,7 +246,7 @@ bool hd_ping(const char *endpoint, int timeout_ms)
     hd_conn_open(&c, endpoint, ZMQ_DEALER);
     hd_buf b;
     hd_buf_init(&b);
-    hd_pack_op(&b, "ping", 1, 0);
+    pc_wire_encode_request(&b.pk, PC_OP_PING, 1, NULL);
     const void *f[1] = {b.sb.data};
     size_t l[1] = {b.sb.size};
     hd_send(&c, f, l, 1);
@@ -287,16 +286,19 @@ void hd_stats_on(hd_conn *c, hd_statmap *s)
 {
     hd_buf b;
     hd_buf_init(&b);
-    hd_pack_op(&b, "stats", 424242, 1);
-    pc_pack_kv_bool(&b.pk, "check", true);
+    pc_stats_req q = {0};
+    PC_SET(&q, stats_req, check, true);
+    pc_wire_encode_request(&b.pk, PC_OP_STATS, 424242, &q);
     hd_reply r;
     hd_call_buf(c, &b, &r);
     hd_buf_free(&b);
     cr_assert_eq(r.status, 0, "stats: %" PRId64 " %s", r.status, r.error);
     cr_assert_eq(r.id, 424242);
     memset(s, 0, sizeof(*s));
-    const msgpack_object *m = pc_mp_get(r.map, "stats");
-    cr_assert(m && m->type == MSGPACK_OBJECT_MAP, "stats reply without a map");
+    pc_stats_rep o;
+    cr_assert_eq(pc_wire_read_reply(&r.dec, r.map, PC_OP_STATS, &o), 0,
+                 "stats reply: %s", r.dec.err);
+    const msgpack_object *m = o.stats.obj;
     for (uint32_t i = 0; i < m->via.map.size; i++) {
         const msgpack_object *k = &m->via.map.ptr[i].key;
         const msgpack_object *v = &m->via.map.ptr[i].val;
@@ -308,12 +310,8 @@ void hd_stats_on(hd_conn *c, hd_statmap *s)
         s->name[s->n][kl] = '\0';
         s->value[s->n++] = v->via.u64;
     }
-    const msgpack_object *ck = pc_mp_get(r.map, "check");
-    if (ck && (ck->type == MSGPACK_OBJECT_POSITIVE_INTEGER ||
-               ck->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)) {
-        s->has_check = true;
-        s->check = ck->via.i64;
-    }
+    s->has_check = PC_IS_SET(&o, stats_rep, check);
+    s->check = o.check;
     hd_reply_free(&r);
     cr_assert(s->has_check, "stats reply without 'check' (asked check: true)");
     cr_assert_eq(s->check, 0, "the daemon's consistency check failed: %" PRId64
