@@ -72,6 +72,7 @@
 #include "bench/common/rng.h"
 #include "bench/hashchain.h"
 #include "cache/cache.h"
+#include "cache/inspect.h"
 #include "radix/radix.h"
 
 /* jemalloc's mallctl, when jemalloc is linked (release builds): used only to

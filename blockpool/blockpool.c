@@ -100,9 +100,15 @@ static const pc_pool_ops *backend_ops(pc_pool_backend b)
     switch (b) {
     case PC_POOL_HOST: return &pc_pool_host_ops;
     case PC_POOL_NONE: return &none_ops;
-    case PC_POOL_CUDA: return NULL; /* registered by gpu/ when built */
+    case PC_POOL_CUDA: return NULL; /* no CUDA backend is built yet */
     }
     return NULL;
+}
+
+const char *pc_pool_backend_name(pc_pool_backend b)
+{
+    const pc_pool_ops *ops = backend_ops(b);
+    return ops ? ops->name : b == PC_POOL_CUDA ? "cuda" : NULL;
 }
 
 /* ---- pool ----------------------------------------------------------------- */
@@ -253,6 +259,22 @@ void pc_pool_stats_get(const pc_pool *p, pc_pool_stats *out)
     out->allocs = p->allocs;
     out->frees = p->frees;
     out->bytes = p->bytes;
+}
+
+void pc_pool_stats_visit(const pc_pool *p, pc_stat_fn fn, void *ctx)
+{
+    pc_pool_stats s;
+    pc_pool_stats_get(p, &s);
+    /* Block counts are gauges under pool.blocks.*; transitions and sizes
+     * directly under pool.* */
+    fn(ctx, "pool.blocks.capacity", s.capacity);
+    fn(ctx, "pool.blocks.free", s.free);
+    fn(ctx, "pool.blocks.leased", s.leased);
+    fn(ctx, "pool.blocks.cached", s.cached);
+    fn(ctx, "pool.allocs", s.allocs);
+    fn(ctx, "pool.frees", s.frees);
+    fn(ctx, "pool.bytes", s.bytes);
+    fn(ctx, "pool.block_bytes", p ? p->layout.block_bytes : 0);
 }
 
 #define CHECK(cond, ...) PC_CHECK_OR_OUT("pc_pool_check", cond, __VA_ARGS__)

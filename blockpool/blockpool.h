@@ -23,7 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "proto/proto.h"
+#include "proto/errors.h"
+#include "proto/stats.h"
 
 /* ---- layout --------------------------------------------------------------- */
 
@@ -112,6 +113,8 @@ void pc_pool_destroy(pc_pool *p);
 
 const pc_pool_layout *pc_pool_layout_get(const pc_pool *p);
 pc_pool_backend pc_pool_backend_get(const pc_pool *p);
+/* "host", "none", "cuda"; NULL for an invalid value. */
+const char *pc_pool_backend_name(pc_pool_backend b);
 uint32_t pc_pool_capacity(const pc_pool *p);
 
 /* Allocate n blocks (FREE -> LEASED), all or nothing: PC_E_NOSPACE and no
@@ -131,6 +134,8 @@ int pc_pool_free(pc_pool *p, uint32_t id);
 int pc_pool_state(const pc_pool *p, uint32_t id, pc_block_state *out);
 
 void pc_pool_stats_get(const pc_pool *p, pc_pool_stats *out);
+/* The same, and the block size, by name (pool.*). */
+void pc_pool_stats_visit(const pc_pool *p, pc_stat_fn fn, void *ctx);
 
 /* Verify counts (free + leased + cached = capacity), the free list (every
  * entry FREE, no duplicates, exactly the FREE blocks) and the backend.

@@ -21,6 +21,7 @@
  * cache as it was.
  */
 #include "cache/cache.h"
+#include "cache/inspect.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -831,6 +832,57 @@ void pc_cache_stats_get(const pc_cache *c, pc_cache_stats *out)
     pc_pool_stats_get(c->pool, &out->pool);
     out->leases = c->nleases;
     out->pins = c->npins;
+}
+
+void pc_cache_stats_visit(const pc_cache *c, pc_stat_fn fn, void *ctx)
+{
+    pc_radix_stats_visit(c->tree, fn, ctx);
+    pc_pool_stats_visit(c->pool, fn, ctx);
+    fn(ctx, "leases.live", c->nleases);
+    fn(ctx, "leases.created", c->st.leases_created);
+    fn(ctx, "leases.released", c->st.leases_released);
+    fn(ctx, "leases.expired", c->st.leases_expired);
+    fn(ctx, "leases.pins", c->npins);
+    fn(ctx, "cache.evictions_alloc", c->st.evictions_alloc);
+    fn(ctx, "cache.evictions_watermark", c->st.evictions_watermark);
+    fn(ctx, "cache.nospace", c->st.nospace);
+}
+
+void pc_cache_describe(const pc_cache *c, pc_cache_desc *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->layout = *pc_pool_layout_get(c->pool);
+    out->capacity = c->capacity;
+    out->backend = pc_pool_backend_name(pc_pool_backend_get(c->pool));
+    if (pc_pool_shm_info(c->pool, &out->shm_name, &out->shm_bytes) != 0) {
+        out->shm_name = NULL;
+        out->shm_bytes = 0;
+    }
+    out->lease_ttl_ms = c->cfg.lease_ttl_ms;
+    out->policy = pc_radix_get_policy(c->tree);
+}
+
+const char *pc_cache_policy_name(int policy)
+{
+    return policy >= 0 && policy < PC_POLICY_COUNT
+               ? pc_radix_policy_name((pc_radix_policy)policy)
+               : NULL;
+}
+
+int pc_cache_reserve_ns_priorities(pc_cache *c, uint32_t n)
+{
+    return pc_radix_reserve_ns_priorities(c->tree, n);
+}
+
+void pc_cache_clear_ns_priorities(pc_cache *c)
+{
+    pc_radix_clear_ns_priorities(c->tree);
+}
+
+int pc_cache_set_ns_priority(pc_cache *c, const void *ns, size_t ns_len,
+                             int32_t prio)
+{
+    return pc_radix_set_ns_priority(c->tree, ns, ns_len, prio);
 }
 
 /* ---- pc_cache_check ------------------------------------------------------- */

@@ -63,9 +63,7 @@ void pc_cache_config_defaults(pc_cache_config *cfg);
 int pc_cache_create(const pc_cache_config *cfg, pc_cache **out);
 void pc_cache_destroy(pc_cache *c);
 
-pc_pool *pc_cache_pool(const pc_cache *c);
 uint64_t pc_cache_lease_ttl_ms(const pc_cache *c); /* the TTL in force */
-pc_radix *pc_cache_tree(const pc_cache *c);
 
 /* Change the reloadable knobs (TTL, limits, watermarks, eviction policy).  Limits apply to
  * new requests; existing leases keep what they hold. */
@@ -200,6 +198,35 @@ typedef struct pc_cache_stats {
 } pc_cache_stats;
 
 void pc_cache_stats_get(const pc_cache *c, pc_cache_stats *out);
+
+/* Every counter of the tree, the pool and the cache, by dotted name, each
+ * named once by the layer that owns it (proto/stats.h). */
+void pc_cache_stats_visit(const pc_cache *c, pc_stat_fn fn, void *ctx);
+
+/* What an engine must know to use the pool (the hello reply). */
+typedef struct pc_cache_desc {
+    pc_pool_layout layout;
+    uint32_t capacity;     /* blocks                                     */
+    const char *backend;   /* "host", "none", ...                        */
+    const char *shm_name;  /* host backend: the object to map; else NULL */
+    uint64_t shm_bytes;
+    uint64_t lease_ttl_ms; /* in force now                               */
+    pc_radix_policy policy;
+} pc_cache_desc;
+
+void pc_cache_describe(const pc_cache *c, pc_cache_desc *out);
+
+/* An eviction policy's name ("lru", "auto", ...); NULL past the last, so
+ * that a config parser can list them. */
+const char *pc_cache_policy_name(int policy);
+
+/* Namespace priorities for the priority eviction policy (radix.h): reserve
+ * room for n first (the one step that can fail), then clear and set, which
+ * cannot fail once reserved. */
+int pc_cache_reserve_ns_priorities(pc_cache *c, uint32_t n);
+void pc_cache_clear_ns_priorities(pc_cache *c);
+int pc_cache_set_ns_priority(pc_cache *c, const void *ns, size_t ns_len,
+                             int32_t prio);
 
 /*
  * pc_radix_check + pc_pool_check + the cross-checks: every CACHED block is

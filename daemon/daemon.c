@@ -112,7 +112,7 @@ static void cache_limits(const pcd_config *c, pc_cache_config *cc)
 
 static int prio_set(void *ctx, const char *ns, size_t len, int32_t prio)
 {
-    return pc_radix_set_ns_priority(ctx, ns, len, prio);
+    return pc_cache_set_ns_priority(ctx, ns, len, prio);
 }
 
 static int prio_count(void *ctx, const char *ns, size_t len, int32_t prio)
@@ -130,7 +130,7 @@ static int reserve_priorities(pcd_daemon *d, const pcd_config *c, char *err,
     uint32_t n = 0;
     int rc = pcd_ns_priorities_parse(c->namespace_priorities, prio_count, &n,
                                      err, errlen);
-    if (rc == 0 && (rc = pc_radix_reserve_ns_priorities(pc_cache_tree(d->cache), n)))
+    if (rc == 0 && (rc = pc_cache_reserve_ns_priorities(d->cache, n)))
         snprintf(err, errlen, "namespace_priorities: %s", pc_strerror(rc));
     return rc;
 }
@@ -140,10 +140,9 @@ static int reserve_priorities(pcd_daemon *d, const pcd_config *c, char *err,
 static void apply_priorities(pcd_daemon *d, const pcd_config *c)
 {
     char err[256];
-    pc_radix *t = pc_cache_tree(d->cache);
-    pc_radix_clear_ns_priorities(t);
-    int rc = pcd_ns_priorities_parse(c->namespace_priorities, prio_set, t, err,
-                                     sizeof(err));
+    pc_cache_clear_ns_priorities(d->cache);
+    int rc = pcd_ns_priorities_parse(c->namespace_priorities, prio_set, d->cache,
+                                     err, sizeof(err));
     assert(rc == 0); /* checked by pcd_config_check, room reserved */
     (void)rc;
 }
@@ -279,10 +278,11 @@ static int hook_set(void *ctx, const msgpack_object *set, char *err, size_t errl
 static void log_startup(const pcd_daemon *d)
 {
     const pcd_config *c = &d->cfg;
-    const pc_pool *pool = pc_cache_pool(d->cache);
-    const pc_pool_layout *l = pc_pool_layout_get(pool);
+    pc_cache_desc desc;
+    pc_cache_describe(d->cache, &desc);
+    const pc_pool_layout *l = &desc.layout;
     char total[32], block[32], tok[32], msg[32];
-    uint32_t cap = pc_pool_capacity(pool);
+    uint32_t cap = desc.capacity;
     pcd_format_size((uint64_t)cap * l->block_bytes, total, sizeof(total));
     pcd_format_size(l->block_bytes, block, sizeof(block));
     pcd_format_size(l->token_bytes, tok, sizeof(tok));
@@ -291,11 +291,10 @@ static void log_startup(const pcd_daemon *d)
     pcd_log(PC_LOG_INFO, "prefixcached %s (protocol %d.%d) pid %ld listening on %s",
             PCD_VERSION, PC_PROTO_MAJOR, PC_PROTO_MINOR, (long)getpid(),
             pc_rpc_server_endpoint(d->srv));
-    const char *shm = NULL;
-    uint64_t shm_bytes = 0;
-    if (pc_pool_shm_info(pool, &shm, &shm_bytes) == 0)
+    if (desc.shm_name)
         pcd_log(PC_LOG_INFO, "pool: host shared memory %s, %u blocks x %s = %s "
-                "(mapped, resident only as engines write)", shm, cap, block, total);
+                "(mapped, resident only as engines write)", desc.shm_name, cap,
+                block, total);
     else
         pcd_log(PC_LOG_INFO, "pool: index only (backend none), %u block ids "
                 "for blocks of %s", cap, block);
@@ -313,7 +312,7 @@ static void log_startup(const pcd_daemon *d)
             c->lease_ttl_ms, c->max_leases, c->max_pins_per_lease,
             c->max_blocks_per_lease, wm, msg, c->max_tokens);
     pcd_log(PC_LOG_INFO, "eviction: %s%s%s",
-            pc_radix_policy_name((pc_radix_policy)c->eviction_policy),
+            pc_cache_policy_name((pc_radix_policy)c->eviction_policy),
             c->namespace_priorities[0] ? ", namespace priorities " : "",
             c->namespace_priorities);
     if (d->cl && (d->cl->config_path || d->cl->n_over))

@@ -16,7 +16,7 @@
  * Lock it at once if you need it longer.
  *
  * Errors: every int-returning function returns 0 or a negative PC_E_* code
- * (proto/proto.h).  A failed call leaves the tree exactly as it was.
+ * (proto/errors.h).  A failed call leaves the tree exactly as it was.
  */
 #ifndef PC_RADIX_H
 #define PC_RADIX_H
@@ -25,7 +25,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "proto/proto.h"
+#include "proto/errors.h"
+#include "proto/stats.h"
 
 #define PC_RADIX_PAGE_TOKENS_MIN 1u
 #define PC_RADIX_PAGE_TOKENS_MAX 1024u
@@ -250,6 +251,9 @@ typedef struct pc_radix_stats {
 } pc_radix_stats;
 
 void pc_radix_stats_get(const pc_radix *t, pc_radix_stats *out);
+
+/* The counters above and the eviction policy's (evict.*), by name. */
+void pc_radix_stats_visit(const pc_radix *t, pc_stat_fn fn, void *ctx);
 
 /*
  * Verify every invariant: structure (parent/child links, child keys, page

@@ -75,7 +75,7 @@ typedef struct stat_kv {
 } stat_kv;
 
 typedef struct stat_list {
-    stat_kv kv[64];
+    stat_kv kv[96];
     size_t n;
 } stat_list;
 
@@ -84,7 +84,7 @@ struct pc_rpc_server {
     pc_cache *cache;
     pc_rpc_hooks hooks;
     pc_proto_limits lim;
-    uint32_t page_tokens;
+    uint32_t page_tokens, capacity;
     char endpoint[512];        /* ZMQ_LAST_ENDPOINT                     */
     char *ipc_path, *lock_path; /* ipc file endpoints only (else NULL)  */
     int lock_fd;
@@ -99,6 +99,7 @@ struct pc_rpc_server {
     char aerr[ERR_MAX]; /* lookup: the failed allocation's text         */
     msgpack_sbuffer cfg_sb; /* config: the knobs, packed by the host    */
     stat_list stats;        /* stats: the entries of the reply being sent */
+    pc_cache_desc desc;     /* hello: the pool as the cache describes it */
 
     pc_rpc_stats st;
     uint64_t t0_ms;
@@ -247,17 +248,16 @@ static void housekeeping(pc_rpc_server *s)
     /* The common case (no deadline due) costs one heap peek and one
      * clock read: this runs after every request. */
     if (pc_cache_next_deadline_ms(s->cache) == 0) {
-        pc_pool *pool = pc_cache_pool(s->cache);
-        pc_pool_stats before, after;
-        pc_pool_stats_get(pool, &before);
+        pc_cache_stats before, after;
+        pc_cache_stats_get(s->cache, &before);
         size_t n = pc_cache_expire(s->cache);
-        pc_pool_stats_get(pool, &after);
+        pc_cache_stats_get(s->cache, &after);
+        uint64_t freed = after.pool.free - before.pool.free;
         if (n)
             slog(s, PC_LOG_INFO,
                  "expired %zu lease%s (not renewed within the TTL: a client "
                  "gone away?); %" PRIu64 " un-inserted block%s freed",
-                 n, n == 1 ? "" : "s", after.free - before.free,
-                 after.free - before.free == 1 ? "" : "s");
+                 n, n == 1 ? "" : "s", freed, freed == 1 ? "" : "s");
     }
     size_t ev = pc_cache_maintain(s->cache);
     if (ev)
@@ -322,29 +322,25 @@ static int op_hello(pc_rpc_server *s, const pc_hello_req *r, pc_hello_rep *o)
     if (r->version && r->version != PC_PROTO_MAJOR)
         return fail(s, PC_E_VERSION, "client speaks protocol %" PRIu64
                     ", daemon speaks %d", r->version, PC_PROTO_MAJOR);
-    const pc_pool *pool = pc_cache_pool(s->cache);
-    const pc_pool_layout *l = pc_pool_layout_get(pool);
-    pc_pool_backend be = pc_pool_backend_get(pool);
-    const char *shm = NULL;
-    uint64_t shm_bytes = 0;
+    pc_cache_desc *d = &s->desc; /* its strings must outlive the encoding */
+    pc_cache_describe(s->cache, d);
     o->version = PC_PROTO_MAJOR;
     o->version_minor = PC_PROTO_MINOR;
-    o->page_tokens = l->page_tokens;
-    o->layers = l->layers;
-    o->kv_heads = l->kv_heads;
-    o->head_dim = l->head_dim;
-    o->dtype = cstr(pc_dtype_name(l->dtype));
-    o->block_bytes = l->block_bytes;
-    o->token_bytes = l->token_bytes;
-    o->kv_bytes = l->kv_bytes;
-    o->capacity = pc_pool_capacity(pool);
-    o->backend = cstr(be == PC_POOL_HOST ? "host" : be == PC_POOL_NONE ? "none"
-                                                                       : "cuda");
-    if (pc_pool_shm_info(pool, &shm, &shm_bytes) == 0) {
-        PC_SET(o, hello_rep, shm_name, cstr(shm));
-        PC_SET(o, hello_rep, shm_bytes, shm_bytes);
+    o->page_tokens = d->layout.page_tokens;
+    o->layers = d->layout.layers;
+    o->kv_heads = d->layout.kv_heads;
+    o->head_dim = d->layout.head_dim;
+    o->dtype = cstr(pc_dtype_name(d->layout.dtype));
+    o->block_bytes = d->layout.block_bytes;
+    o->token_bytes = d->layout.token_bytes;
+    o->kv_bytes = d->layout.kv_bytes;
+    o->capacity = d->capacity;
+    o->backend = cstr(d->backend);
+    if (d->shm_name) {
+        PC_SET(o, hello_rep, shm_name, cstr(d->shm_name));
+        PC_SET(o, hello_rep, shm_bytes, d->shm_bytes);
     }
-    o->lease_ttl_ms = pc_cache_lease_ttl_ms(s->cache);
+    o->lease_ttl_ms = d->lease_ttl_ms;
     o->max_tokens = s->lim.max_tokens;
     o->max_msg = s->lim.max_msg;
     return 0;
@@ -419,7 +415,7 @@ static int op_insert(pc_rpc_server *s, const pc_insert_req *r, pc_insert_rep *o)
                     "nor LEASED by lease 0x%" PRIx64 " (allocate it first)", r->lease);
     case PC_E_RANGE:
         return fail(s, rc, "insert: a block id is beyond the pool (capacity %u)",
-                    pc_pool_capacity(pc_cache_pool(s->cache)));
+                    s->capacity);
     case PC_E_INVAL: /* all else was checked before: the vetting's verdict */
         return fail(s, rc, "insert: the same block id is given for two pages");
     default:
@@ -460,72 +456,30 @@ static void pack_stats(msgpack_packer *pk, void *ctx)
         pc_pack_kv_u64(pk, l->kv[i].name, l->kv[i].v);
 }
 
+static void add_stat(void *ctx, const char *name, uint64_t v)
+{
+    stat_list *l = ctx;
+    assert(l->n < sizeof(l->kv) / sizeof(l->kv[0]));
+    if (l->n < sizeof(l->kv) / sizeof(l->kv[0]))
+        l->kv[l->n++] = (stat_kv){name, v};
+}
+
 static int op_stats(pc_rpc_server *s, const pc_stats_req *r, pc_stats_rep *o)
 {
     if (r->check)
         PC_SET(o, stats_rep, check, pc_cache_check(s->cache));
-
-    pc_cache_stats c;
-    pc_cache_stats_get(s->cache, &c);
-    const pc_pool_layout *l = pc_pool_layout_get(pc_cache_pool(s->cache));
-    stat_kv *kv = s->stats.kv;
-    size_t n = 0;
-#define S(name_, val_) (kv[n].name = (name_), kv[n++].v = (uint64_t)(val_))
-    S("tree.namespaces", c.tree.namespaces);
-    S("tree.nodes", c.tree.nodes);
-    S("tree.pages", c.tree.pages);
-    S("tree.tokens", c.tree.tokens);
-    S("tree.evictable_pages", c.tree.evictable_pages);
-    S("tree.protected_pages", c.tree.protected_pages);
-    S("tree.metadata_bytes", c.tree.metadata_bytes);
-    S("tree.lookups", c.tree.lookups);
-    S("tree.hit_pages", c.tree.hit_pages);
-    S("tree.miss_pages", c.tree.miss_pages);
-    S("tree.inserts", c.tree.inserts);
-    S("tree.inserted_pages", c.tree.inserted_pages);
-    S("tree.duplicate_pages", c.tree.duplicate_pages);
-    S("tree.splits", c.tree.splits);
-    S("tree.evicted_pages", c.tree.evicted_pages);
-    S("tree.evicted_nodes", c.tree.evicted_nodes);
-    pc_radix *tree = pc_cache_tree(s->cache);
-    pc_radix_auto_stats as;
-    pc_radix_auto_stats_get(tree, &as);
-    S("evict.policy", pc_radix_get_policy(tree)); /* pc_radix_policy */
-    S("evict.auto.using_s3fifo", as.using_s3fifo);
-    S("evict.auto.switches", as.switches);
-    S("evict.auto.sampled", as.sampled);
-    S("evict.auto.lru_hits", as.lru_hits);
-    S("evict.auto.s3fifo_hits", as.s3fifo_hits);
-    /* Block counts are gauges under pool.blocks.* (as rpc.h names them);
-     * transitions and sizes directly under pool.* */
-    S("pool.blocks.capacity", c.pool.capacity);
-    S("pool.blocks.free", c.pool.free);
-    S("pool.blocks.leased", c.pool.leased);
-    S("pool.blocks.cached", c.pool.cached);
-    S("pool.allocs", c.pool.allocs);
-    S("pool.frees", c.pool.frees);
-    S("pool.bytes", c.pool.bytes);
-    S("pool.block_bytes", l->block_bytes);
-    S("leases.live", c.leases);
-    S("leases.created", c.leases_created);
-    S("leases.released", c.leases_released);
-    S("leases.expired", c.leases_expired);
-    S("leases.pins", c.pins);
-    S("cache.evictions_alloc", c.evictions_alloc);
-    S("cache.evictions_watermark", c.evictions_watermark);
-    S("cache.nospace", c.nospace);
-    S("rpc.requests", s->st.requests);
-    S("rpc.errors", s->st.errors);
-    S("rpc.dropped", s->st.dropped);
-    S("rpc.bytes_in", s->st.bytes_in);
-    S("rpc.bytes_out", s->st.bytes_out);
+    stat_list *l = &s->stats;
+    l->n = 0;
+    pc_cache_stats_visit(s->cache, add_stat, l); /* tree, evict, pool, leases, cache */
+    add_stat(l, "rpc.requests", s->st.requests);
+    add_stat(l, "rpc.errors", s->st.errors);
+    add_stat(l, "rpc.dropped", s->st.dropped);
+    add_stat(l, "rpc.bytes_in", s->st.bytes_in);
+    add_stat(l, "rpc.bytes_out", s->st.bytes_out);
     for (int i = 0; i < PC_OP_COUNT; i++)
-        S(op_stat_names[i], s->st.by_op[i]);
-    S("uptime_ms", mono_ms(CLOCK_MONOTONIC) - s->t0_ms);
-#undef S
-    assert(n <= sizeof(s->stats.kv) / sizeof(s->stats.kv[0]));
-    s->stats.n = n;
-    o->stats = (pc_wire_map){NULL, pack_stats, &s->stats};
+        add_stat(l, op_stat_names[i], s->st.by_op[i]);
+    add_stat(l, "uptime_ms", mono_ms(CLOCK_MONOTONIC) - s->t0_ms);
+    o->stats = (pc_wire_map){NULL, pack_stats, l};
     return 0;
 }
 
@@ -894,7 +848,9 @@ int pc_rpc_server_create(const pc_rpc_config *cfg, pc_rpc_server **out)
         s->lim.max_msg = PC_PROTO_MAX_MSG_DEFAULT;
     if (!s->lim.max_tokens)
         s->lim.max_tokens = PC_PROTO_MAX_TOKENS_DEFAULT;
-    s->page_tokens = pc_pool_layout_get(pc_cache_pool(s->cache))->page_tokens;
+    pc_cache_describe(s->cache, &s->desc);
+    s->page_tokens = s->desc.layout.page_tokens;
+    s->capacity = s->desc.capacity;
     s->t0_ms = mono_ms(CLOCK_MONOTONIC);
     snprintf(s->endpoint, sizeof(s->endpoint), "%s", cfg->endpoint);
     pc_decoder_init(&s->dec);

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "cache/cache.h"
+#include "cache/inspect.h"
 #include "tests/shm_guard.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))

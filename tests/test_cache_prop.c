@@ -50,6 +50,7 @@
 #include <unistd.h>
 
 #include "cache/cache.h"
+#include "cache/inspect.h"
 #include "tests/harness/prng.h"
 
 #define DEFAULT_SEED UINT64_C(0xcafe5eed2024)

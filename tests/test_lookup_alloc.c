@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "cache/cache.h"
+#include "cache/inspect.h"
 #include "tests/harness/prng.h"
 
 #define P 4u

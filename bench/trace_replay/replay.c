@@ -9,6 +9,7 @@
 #include "bench/common/report.h"
 #include "bench/trace_replay/trace.h"
 #include "cache/cache.h"
+#include "cache/inspect.h"
 #include "rpc/client.h"
 
 /* Pages of the request that fit: all n - m missing ones, or what the pool

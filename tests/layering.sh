@@ -1,0 +1,34 @@
+#!/bin/sh
+# layering.sh SOURCE_DIR: the rooms' one-way dependencies, checked on the
+# sources (docs/architecture.md):
+#   - rpc/ and daemon/ reach the tree and the pool only through cache/: no
+#     radix/ header, no cache/inspect.h, no pc_radix_* call, no
+#     pc_cache_tree/pc_cache_pool;
+#   - radix/ and blockpool/ include no msgpack (proto/errors.h, not proto.h);
+#   - nothing includes daemon/ but daemon/ itself (and its tests);
+#   - no file outside proto/ spells a request or reply key of the wire
+#     table in a pack or get call (they go through proto/wire.h), save the
+#     tests that build malformed messages on purpose.
+set -u
+src=$1
+fail=0
+bad() { echo "layering: $*"; fail=1; }
+
+for f in "$src"/rpc/*.[ch] "$src"/daemon/*.[ch]; do
+    grep -Hn '#include "radix/\|#include "cache/inspect.h"' "$f" && bad "$f reaches past cache/"
+    grep -Hn 'pc_radix_[a-z_]*(\|pc_cache_tree(\|pc_cache_pool(' "$f" && bad "$f calls past cache/"
+done
+for f in "$src"/radix/*.[ch] "$src"/blockpool/*.[ch]; do
+    grep -Hn '#include "proto/proto.h"\|#include <msgpack.h>' "$f" && bad "$f sees msgpack"
+done
+for f in $(find "$src" -name '*.[ch]' -not -path "$src/daemon/*" -not -path "$src/tests/*" -not -path "$src/build/*"); do
+    grep -Hn '#include "daemon/' "$f" && bad "$f includes daemon/"
+done
+keys=$(sed -n 's/^ *F([a-z_]*, [a-z_]*, "\([a-z_]*\)".*/\1/p' "$src/proto/wire.h" | sort -u | tr '\n' '|' | sed 's/|$//')
+[ -n "$keys" ] || bad "no keys read from proto/wire.h"
+for f in "$src"/rpc/*.c "$src"/daemon/*.c "$src"/bench/*.c "$src"/bench/*/*.c "$src"/tests/harness/*.c; do
+    grep -HnE "pc_(pack_kv_[a-z0-9]+|mp_get[a-z0-9_]*|pack_cstr)\([^,]*, *\"($keys|op|id|status|error)\"" "$f" \
+        && bad "$f spells a wire key"
+done
+[ $fail = 0 ] && echo "layering: ok"
+exit $fail
