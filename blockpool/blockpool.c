@@ -62,7 +62,7 @@ int pc_pool_layout_init(pc_pool_layout *l, uint32_t layers, uint32_t kv_heads,
     if (!l || !layers || !kv_heads || !head_dim || !page_tokens ||
         !pc_dtype_bytes(dtype))
         return PC_E_INVAL;
-    if (page_tokens > 1024)
+    if (page_tokens > PC_PAGE_TOKENS_MAX)
         return PC_E_RANGE;
     pc_pool_layout x = {layers, kv_heads, head_dim, page_tokens, dtype,
                         pc_dtype_bytes(dtype), 0, 0, 0};

@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "proto/errors.h"
+#include "proto/limits.h"
 #include "proto/stats.h"
 
 /* ---- layout --------------------------------------------------------------- */
@@ -54,7 +55,7 @@ typedef struct pc_pool_layout {
 
 /* Fill *l from the model shape.  PC_E_INVAL for a zero dimension or an
  * invalid dtype, PC_E_RANGE when a size overflows 64 bits or page_tokens is
- * beyond 1024 (the radix tree's limit). */
+ * beyond PC_PAGE_TOKENS_MAX (proto/limits.h). */
 int pc_pool_layout_init(pc_pool_layout *l, uint32_t layers, uint32_t kv_heads,
                         uint32_t head_dim, uint32_t page_tokens, pc_dtype dtype);
 

@@ -343,10 +343,10 @@ static void lease_end(pc_cache *c, lease *l)
 void pc_cache_config_defaults(pc_cache_config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
-    cfg->lease_ttl_ms = 30000;
-    cfg->max_leases = 65536;
-    cfg->max_pins_per_lease = 256;
-    cfg->max_blocks_per_lease = 65536;
+    cfg->lease_ttl_ms = PC_CACHE_LEASE_TTL_MS_DEFAULT;
+    cfg->max_leases = PC_CACHE_MAX_LEASES_DEFAULT;
+    cfg->max_pins_per_lease = PC_CACHE_MAX_PINS_PER_LEASE_DEFAULT;
+    cfg->max_blocks_per_lease = PC_CACHE_MAX_BLOCKS_PER_LEASE_DEFAULT;
 }
 
 static int limits_ok(const pc_cache_config *cfg, uint64_t capacity)

@@ -38,12 +38,18 @@ typedef struct pc_cache pc_cache;
 /* Milliseconds on a monotonic clock; injectable so tests need no sleeps. */
 typedef uint64_t (*pc_clock_fn)(void *ctx);
 
+/* The defaults (plain integers: the daemon's knob table prints them). */
+#define PC_CACHE_LEASE_TTL_MS_DEFAULT 30000
+#define PC_CACHE_MAX_LEASES_DEFAULT 65536
+#define PC_CACHE_MAX_PINS_PER_LEASE_DEFAULT 256
+#define PC_CACHE_MAX_BLOCKS_PER_LEASE_DEFAULT 65536
+
 typedef struct pc_cache_config {
     pc_pool_config pool;           /* the pool the cache creates and owns    */
-    uint64_t lease_ttl_ms;         /* default 30000                          */
-    uint32_t max_leases;           /* default 65536                          */
-    uint32_t max_pins_per_lease;   /* default 256                            */
-    uint32_t max_blocks_per_lease; /* default 65536                          */
+    uint64_t lease_ttl_ms;         /* the defaults: PC_CACHE_*_DEFAULT       */
+    uint32_t max_leases;
+    uint32_t max_pins_per_lease;
+    uint32_t max_blocks_per_lease;
     /* Watermarks in free blocks, for pc_cache_maintain(): when free < low,
      * evict until free >= high.  0/0 disables; default 0/0. */
     uint64_t low_watermark, high_watermark;

@@ -35,22 +35,22 @@
 
 /* ---- the table ------------------------------------------------------------ */
 
-static const char *const backend_names[] = {"host", "none", NULL};
-static const char *const dtype_names[] = {"fp32", "fp16", "bf16", "fp8", "int8", NULL};
-static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
-static const char *const policy_names[] = {"lru", "lfu", "fifo", "s3fifo",
-                                           "priority", "auto", NULL};
+/* Enum knobs take their names from the libraries that own the values (an
+ * index is the library's own value; NULL ends the list). */
+static const char *backend_name(int i)
+{
+    /* the backends built into this daemon: host and none (CUDA is last) */
+    return i == PC_POOL_CUDA ? NULL : pc_pool_backend_name((pc_pool_backend)i);
+}
 
-/* Enum indices are the library's own values. */
-_Static_assert(PC_POOL_HOST == 0 && PC_POOL_NONE == 1, "backend_names order");
-_Static_assert(PC_DTYPE_FP32 == 0 && PC_DTYPE_FP16 == 1 && PC_DTYPE_BF16 == 2 &&
-                   PC_DTYPE_FP8 == 3 && PC_DTYPE_INT8 == 4, "dtype_names order");
-_Static_assert(PC_LOG_ERROR == 0 && PC_LOG_WARN == 1 && PC_LOG_INFO == 2 &&
-                   PC_LOG_DEBUG == 3, "level_names order");
-_Static_assert(PC_POLICY_LRU == 0 && PC_POLICY_LFU == 1 && PC_POLICY_FIFO == 2 &&
-                   PC_POLICY_S3FIFO == 3 && PC_POLICY_PRIORITY == 4 &&
-                   PC_POLICY_AUTO == 5 && PC_POLICY_COUNT == 6,
-               "policy_names order");
+static const char *dtype_name(int i)
+{
+    return pc_dtype_name((pc_dtype)i);
+}
+
+/* Defaults and bounds from the libraries' constants, printed as text. */
+#define PCD_STR_(x) #x
+#define PCD_STR(x) PCD_STR_(x)
 /* A string knob's max is its field's size - 1. */
 _Static_assert(PCD_ENDPOINT_MAX == 256, "endpoint max below");
 _Static_assert(PC_POOL_SHM_NAME_MAX == 200, "shm_name max below");
@@ -65,7 +65,7 @@ static const pcd_knob KNOBS[] = {
      "`ipc://$XDG_RUNTIME_DIR/prefixcache.sock` when XDG_RUNTIME_DIR is set and "
      "writable, else `ipc:///tmp/prefixcache-<uid>.sock`."},
     {"pool_backend", PCD_ENUM, F(pool_backend), "host", NULL, NULL, 0, 0,
-     backend_names, false,
+     backend_name, false,
      "Where KV blocks live. host: a POSIX shared-memory pool that engines map "
      "(HELLO tells them its name and size); none: an index only, the block ids "
      "are handles into the engines' own memory."},
@@ -86,21 +86,26 @@ static const pcd_knob KNOBS[] = {
      "Model shape: key/value heads per layer (after GQA)."},
     {"head_dim", PCD_INT, F(head_dim), "128", NULL, NULL, 1, 65536, NULL, false,
      "Model shape: dimension of one head."},
-    {"dtype", PCD_ENUM, F(dtype), "fp16", NULL, NULL, 0, 0, dtype_names, false,
+    {"dtype", PCD_ENUM, F(dtype), "fp16", NULL, NULL, 0, 0, dtype_name, false,
      "Model shape: element type of the KV cache."},
-    {"page_tokens", PCD_INT, F(page_tokens), "16", NULL, NULL, 1, 1024, NULL,
+    {"page_tokens", PCD_INT, F(page_tokens), PCD_STR(PC_PAGE_TOKENS_DEFAULT),
+     NULL, NULL, 1, PC_PAGE_TOKENS_MAX, NULL,
      false,
      "Tokens per page = per block. Only whole pages are cached and matched. "
      "Block size = 2 x layers x kv_heads x head_dim x page_tokens x dtype size."},
-    {"lease_ttl_ms", PCD_INT, F(lease_ttl_ms), "30000", NULL, NULL, 1, 86400000,
+    {"lease_ttl_ms", PCD_INT, F(lease_ttl_ms),
+     PCD_STR(PC_CACHE_LEASE_TTL_MS_DEFAULT), NULL, NULL, 1, 86400000,
      NULL, true,
      "A lease that no request names for this long expires (its engine is "
      "presumed dead): its pins drop and its un-inserted blocks are freed."},
-    {"max_leases", PCD_INT, F(max_leases), "65536", NULL, NULL, 1, 1u << 30,
+    {"max_leases", PCD_INT, F(max_leases), PCD_STR(PC_CACHE_MAX_LEASES_DEFAULT),
+     NULL, NULL, 1, 1u << 30,
      NULL, true, "Live leases at most; beyond, pin and alloc fail with PC_E_LIMIT."},
-    {"max_pins_per_lease", PCD_INT, F(max_pins_per_lease), "256", NULL, NULL, 1,
+    {"max_pins_per_lease", PCD_INT, F(max_pins_per_lease),
+     PCD_STR(PC_CACHE_MAX_PINS_PER_LEASE_DEFAULT), NULL, NULL, 1,
      UINT32_MAX, NULL, true, "Pinned prefixes one lease may hold."},
-    {"max_blocks_per_lease", PCD_INT, F(max_blocks_per_lease), "65536", NULL,
+    {"max_blocks_per_lease", PCD_INT, F(max_blocks_per_lease),
+     PCD_STR(PC_CACHE_MAX_BLOCKS_PER_LEASE_DEFAULT), NULL,
      NULL, 1, UINT32_MAX, NULL, true,
      "Allocated, not yet inserted blocks one lease may hold."},
     {"low_watermark", PCD_INT, F(low_watermark), "0", NULL, NULL, 0, UINT32_MAX,
@@ -113,7 +118,7 @@ static const pcd_knob KNOBS[] = {
      "Free blocks to reach when low_watermark is crossed; at least "
      "low_watermark, at most the pool's capacity."},
     {"eviction_policy", PCD_ENUM, F(eviction_policy), "lru", NULL, NULL, 0, 0,
-     policy_names, true,
+     pc_cache_policy_name, true,
      "Which unpinned pages go first when blocks are needed (only unpinned "
      "leaves, deepest page first, under every policy). lru: least recently "
      "used. lfu: least frequently used, with ageing. fifo: oldest inserted. "
@@ -129,14 +134,16 @@ static const pcd_knob KNOBS[] = {
      "For eviction_policy = priority: `NS=PRIO,NS=PRIO,...` (PRIO an integer "
      "in [-1000000, 1000000]; higher is evicted later; namespaces not listed "
      "have 0). Namespaces are matched as text bytes."},
-    {"max_msg_bytes", PCD_SIZE, F(max_msg_bytes), "16MiB", NULL, NULL, 4 * KiB,
+    {"max_msg_bytes", PCD_SIZE, F(max_msg_bytes), PCD_STR(PC_PROTO_MAX_MSG_DEFAULT),
+     NULL, NULL, 4 * KiB,
      1 * GiB, NULL, false,
      "Largest request payload. Up to 64 KiB more still gets a PC_E_TOOBIG "
      "reply; anything larger makes ZeroMQ drop the sender's connection "
      "(ZMQ_MAXMSGSIZE)."},
-    {"max_tokens", PCD_INT, F(max_tokens), "1048576", NULL, NULL, 1, 1u << 28,
+    {"max_tokens", PCD_INT, F(max_tokens), PCD_STR(PC_PROTO_MAX_TOKENS_DEFAULT),
+     NULL, NULL, 1, 1u << 28,
      NULL, false, "Most tokens (and block ids) in one request."},
-    {"log_level", PCD_ENUM, F(log_level), "info", NULL, NULL, 0, 0, level_names,
+    {"log_level", PCD_ENUM, F(log_level), "info", NULL, NULL, 0, 0, pc_rpc_log_level_name,
      true, "Log verbosity (stderr). debug adds one line per request."},
     {"log_utc", PCD_BOOL, F(log_utc), "false", NULL, NULL, 0, 0, NULL, true,
      "Log timestamps in UTC (`Z`) instead of local time with its offset."},
@@ -239,7 +246,7 @@ void pcd_config_format(const pcd_config *c, const pcd_knob *k, char *buf,
     case PCD_INT: snprintf(buf, len, "%" PRIu64, *cu64_of(c, k)); break;
     case PCD_SIZE: pcd_format_size(*cu64_of(c, k), buf, len); break;
     case PCD_STR: snprintf(buf, len, "%s", cstr_of(c, k)); break;
-    case PCD_ENUM: snprintf(buf, len, "%s", k->choices[*cint_of(c, k)]); break;
+    case PCD_ENUM: snprintf(buf, len, "%s", k->choice(*cint_of(c, k))); break;
     case PCD_BOOL: snprintf(buf, len, "%s", *cbool_of(c, k) ? "true" : "false"); break;
     }
 }
@@ -312,8 +319,8 @@ static void choices_text(const pcd_knob *k, const char *sep, char *buf, size_t l
 {
     size_t o = 0;
     buf[0] = 0;
-    for (int i = 0; k->choices[i] && o < len; i++)
-        o += (size_t)snprintf(buf + o, len - o, "%s%s", i ? sep : "", k->choices[i]);
+    for (int i = 0; k->choice(i) && o < len; i++)
+        o += (size_t)snprintf(buf + o, len - o, "%s%s", i ? sep : "", k->choice(i));
 }
 
 static void bound_text(const pcd_knob *k, uint64_t v, char *buf, size_t len)
@@ -382,8 +389,8 @@ static int set_text(pcd_config *c, const pcd_knob *k, const char *value,
         return 0;
     }
     case PCD_ENUM:
-        for (int i = 0; k->choices[i]; i++)
-            if (strcmp(value, k->choices[i]) == 0) {
+        for (int i = 0; k->choice(i); i++)
+            if (strcmp(value, k->choice(i)) == 0) {
                 *int_of(c, k) = i;
                 return 0;
             }
@@ -579,9 +586,9 @@ static int prio_items(const char *text, pcd_prio_fn fn, void *ctx, char *err,
         while (ne > ns && (ne[-1] == ' ' || ne[-1] == '\t'))
             ne--;
         size_t len = (size_t)(ne - ns);
-        if (len == 0 || len > 256)
+        if (len == 0 || len > PC_NS_MAX)
             return errf(err, errlen, PC_E_RANGE, "namespace_priorities: a "
-                        "namespace has 1..256 bytes, '%.*s' has %zu",
+                        "namespace has 1..%d bytes, '%.*s' has %zu", PC_NS_MAX,
                         (int)(len > 40 ? 40 : len), ns, len);
         char num[32];
         const char *v = eq + 1;
@@ -807,7 +814,7 @@ static void pack_value(const pcd_config *c, const pcd_knob *k, msgpack_packer *p
     case PCD_INT:
     case PCD_SIZE: msgpack_pack_uint64(pk, *cu64_of(c, k)); break;
     case PCD_STR: pc_pack_cstr(pk, cstr_of(c, k)); break;
-    case PCD_ENUM: pc_pack_cstr(pk, k->choices[*cint_of(c, k)]); break;
+    case PCD_ENUM: pc_pack_cstr(pk, k->choice(*cint_of(c, k))); break;
     case PCD_BOOL:
         if (*cbool_of(c, k))
             msgpack_pack_true(pk);
@@ -937,10 +944,13 @@ static void strip_ticks(const char *in, char *out, size_t len)
 
 static void default_text(const pcd_knob *k, char *buf, size_t len)
 {
+    uint64_t v;
     if (!k->def)
         snprintf(buf, len, "%s", k->def_doc);
     else if (k->type == PCD_STR && !k->def[0])
         snprintf(buf, len, "\"\"");
+    else if (k->type == PCD_SIZE && parse_size(k->def, &v) == 0)
+        pcd_format_size(v, buf, len); /* as the bounds are shown: 16MiB */
     else
         snprintf(buf, len, "%s", k->def);
 }

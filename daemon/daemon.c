@@ -184,6 +184,7 @@ static int apply(pcd_daemon *d, const pcd_config *next, const char *why,
     rc = pcd_config_reload(&d->cfg, next, true, NULL, err, errlen);
     assert(rc >= 0); /* the very check that passed above */
     pcd_log_set_level(d->cfg.log_level);
+    pc_rpc_server_set_log_level(d->srv, d->cfg.log_level);
     pcd_log_set_utc(d->cfg.log_utc);
     return 0;
 }
@@ -401,6 +402,7 @@ int pcd_daemon_create(const pcd_config *cfg, const pcd_cmdline *cl,
                      pc_strerror(rc));
         goto fail;
     }
+    pc_rpc_server_set_log_level(d->srv, cfg->log_level);
     log_startup(d);
     *out = d;
     return 0;

@@ -72,7 +72,7 @@ typedef enum pcd_type {
     PCD_SIZE, /* bytes: integer with an optional K/M/G/T or KiB/MiB/GiB/TiB
                  suffix (all powers of 1024), within [min, max]         */
     PCD_STR,  /* text of at most max bytes (min: at least min bytes)     */
-    PCD_ENUM, /* one of choices[]; stored as its index                   */
+    PCD_ENUM, /* one of choice(i); stored as its index i                 */
     PCD_BOOL, /* true/false, yes/no, on/off, 1/0                         */
 } pcd_type;
 
@@ -84,7 +84,8 @@ typedef struct pcd_knob {
     void (*def_fn)(char *buf, size_t len); /* computes the default text */
     const char *def_doc;        /* what the docs show for a NULL def    */
     uint64_t min, max;
-    const char *const *choices; /* PCD_ENUM: NULL-terminated            */
+    const char *(*choice)(int i); /* PCD_ENUM: the name of value i, NULL
+                                     past the last (the owning library's)  */
     bool reloadable;            /* SIGHUP and CONFIG set may change it  */
     const char *help;
 } pcd_knob;

@@ -23,8 +23,8 @@
 #define PC_PROTO_MINOR 0
 #define PC_PROTO_NS_MAX PC_WIRE_NS_MAX /* bytes in a namespace                */
 #define PC_PROTO_DEPTH_MAX 4u         /* nesting of a request or reply        */
-#define PC_PROTO_MAX_MSG_DEFAULT (16u << 20)
-#define PC_PROTO_MAX_TOKENS_DEFAULT (1u << 20)
+#define PC_PROTO_MAX_MSG_DEFAULT 16777216    /* 16 MiB                     */
+#define PC_PROTO_MAX_TOKENS_DEFAULT 1048576 /* 2^20                        */
 
 typedef enum pc_op {
 #define PC__OP_ENUM(NAME, wire, low) PC_OP_##NAME,

@@ -36,6 +36,7 @@
 #include <msgpack.h>
 
 #include "proto/errors.h"
+#include "proto/limits.h"
 
 /* ---- field types ------------------------------------------------------------ */
 
@@ -184,7 +185,7 @@ typedef struct pc_wire_map {
 #define PC_WIRE_KEY_ID "id"
 #define PC_WIRE_KEY_STATUS "status"
 #define PC_WIRE_KEY_ERROR "error"
-#define PC_WIRE_NS_MAX 256u
+#define PC_WIRE_NS_MAX PC_NS_MAX
 
 /* ---- generated: structs, presence bits ------------------------------------------ */
 

@@ -26,12 +26,13 @@
 #include <stdio.h>
 
 #include "proto/errors.h"
+#include "proto/limits.h"
 #include "proto/stats.h"
 
 #define PC_RADIX_PAGE_TOKENS_MIN 1u
-#define PC_RADIX_PAGE_TOKENS_MAX 1024u
-#define PC_RADIX_PAGE_TOKENS_DEFAULT 16u
-#define PC_RADIX_NS_MAX 256u /* bytes in a namespace */
+#define PC_RADIX_PAGE_TOKENS_MAX PC_PAGE_TOKENS_MAX
+#define PC_RADIX_PAGE_TOKENS_DEFAULT PC_PAGE_TOKENS_DEFAULT
+#define PC_RADIX_NS_MAX PC_NS_MAX /* bytes in a namespace */
 
 typedef struct pc_radix pc_radix;
 typedef struct pc_radix_node pc_radix_node;

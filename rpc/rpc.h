@@ -59,6 +59,9 @@ typedef struct pc_rpc_server pc_rpc_server;
 
 enum { PC_LOG_ERROR = 0, PC_LOG_WARN, PC_LOG_INFO, PC_LOG_DEBUG };
 
+/* "error", "warn", "info", "debug"; NULL past the last (for config tables). */
+const char *pc_rpc_log_level_name(int level);
+
 /* What the server needs from its host (the daemon) without including it. */
 typedef struct pc_rpc_hooks {
     void *ctx;
@@ -109,6 +112,11 @@ int pc_rpc_server_poll(pc_rpc_server *s, int timeout_ms);
 
 /* Close the socket (ZMQ_LINGER 0), remove the ipc socket and lock files. */
 void pc_rpc_server_destroy(pc_rpc_server *s);
+
+/* The most verbose level the server formats lines for (PC_LOG_*): the host
+ * pushes its own, at start and whenever it changes, so that a request at
+ * INFO costs no formatting of DEBUG lines and nothing is polled. */
+void pc_rpc_server_set_log_level(pc_rpc_server *s, int level);
 
 /* The endpoint actually bound (e.g. "tcp://127.0.0.1:43521" for port *). */
 const char *pc_rpc_server_endpoint(const pc_rpc_server *s);

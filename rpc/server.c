@@ -65,7 +65,6 @@
                                 TOOBIG reply; far too big ones cost the
                                 sender its connection (libzmq's rule)     */
 #define DRAIN_MAX 4096       /* requests per poll call                    */
-#define KNOB_REFRESH_MS 250  /* how stale the cached log level may be     */
 #define ERR_MAX 256
 
 /* One stats entry (names are static strings), and a reply's worth. */
@@ -103,11 +102,9 @@ struct pc_rpc_server {
 
     pc_rpc_stats st;
     uint64_t t0_ms;
-    /* Cached from the host's config (hooks.config_get "log_level") so that
-     * a request costs no formatting when DEBUG is off; refreshed every
-     * KNOB_REFRESH_MS and after every config request. */
+    /* Lines above it are not even formatted (a request costs no formatting
+     * when DEBUG is off); the host pushes changes (set_log_level). */
     int log_level;
-    uint64_t knobs_at_ms;
     uint64_t dropped_logged_ms, dropped_unlogged;
     /* Lease deadlines wake the loop through a timerfd rather than a poll
      * timeout: poll can then sleep without a timer of its own (no hrtimer,
@@ -127,7 +124,19 @@ static uint64_t mono_ms(clockid_t id)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static const char *const level_names[] = {"error", "warn", "info", "debug"};
+static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
+
+const char *pc_rpc_log_level_name(int level)
+{
+    return level >= PC_LOG_ERROR && level <= PC_LOG_DEBUG ? level_names[level]
+                                                          : NULL;
+}
+
+void pc_rpc_server_set_log_level(pc_rpc_server *s, int level)
+{
+    if (s && level >= PC_LOG_ERROR && level <= PC_LOG_DEBUG)
+        s->log_level = level;
+}
 
 static void slog(pc_rpc_server *s, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -193,52 +202,6 @@ static const char *ns_text(const char *ns, size_t len, char *buf, size_t cap)
     for (i = 0; i < len && o + 3 < cap && i < 32; i++)
         o += (size_t)snprintf(buf + o, cap - o, "%02x", (unsigned char)ns[i]);
     return buf;
-}
-
-/* ---- the host's knobs, read through hooks.config_get ---------------------- */
-
-/* Ask the host for one knob's value into *up (NULL when not available). */
-static const msgpack_object *knob_get(pc_rpc_server *s, const char *name,
-                                      msgpack_sbuffer *sb, msgpack_unpacked *up)
-{
-    if (!s->hooks.config_get)
-        return NULL;
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    msgpack_object key = {.type = MSGPACK_OBJECT_STR};
-    key.via.str.ptr = name;
-    key.via.str.size = (uint32_t)strlen(name);
-    msgpack_object names = {.type = MSGPACK_OBJECT_ARRAY};
-    names.via.array.size = 1;
-    names.via.array.ptr = &key;
-    char err[64];
-    if (s->hooks.config_get(s->hooks.ctx, &names, &pk, err, sizeof(err)))
-        return NULL;
-    size_t off = 0;
-    if (msgpack_unpack_next(up, sb->data, sb->size, &off) !=
-        MSGPACK_UNPACK_SUCCESS)
-        return NULL;
-    return pc_mp_get(&up->data, name);
-}
-
-static void knobs_refresh(pc_rpc_server *s)
-{
-    msgpack_sbuffer sb;
-    msgpack_unpacked up;
-    msgpack_sbuffer_init(&sb);
-    msgpack_unpacked_init(&up);
-    /* No host config: format everything and let the log hook filter. */
-    int level = s->hooks.log ? PC_LOG_DEBUG : PC_LOG_INFO;
-    const msgpack_object *v = knob_get(s, "log_level", &sb, &up);
-    if (v && v->type == MSGPACK_OBJECT_STR)
-        for (int i = 0; i <= PC_LOG_DEBUG; i++)
-            if (strlen(level_names[i]) == v->via.str.size &&
-                memcmp(level_names[i], v->via.str.ptr, v->via.str.size) == 0)
-                level = i;
-    s->log_level = level;
-    s->knobs_at_ms = mono_ms(CLOCK_MONOTONIC_COARSE);
-    msgpack_unpacked_destroy(&up);
-    msgpack_sbuffer_destroy(&sb);
 }
 
 /* ---- housekeeping --------------------------------------------------------- */
@@ -524,7 +487,6 @@ static int op_config(pc_rpc_server *s, const pc_config_req *r, pc_config_rep *o)
     if (set) {
         /* Checked as a whole by the host: all knobs or none. */
         int rc = s->hooks.config_set(s->hooks.ctx, set, s->err, sizeof(s->err));
-        knobs_refresh(s); /* log_level may have changed */
         if (rc)
             return s->err[0] ? rc : fail(s, rc, "config set: %s", pc_strerror(rc));
         if (!names) { /* reply with the new values of what was set */
@@ -705,10 +667,7 @@ int pc_rpc_server_poll(pc_rpc_server *s, int timeout_ms)
 {
     if (!s)
         return PC_E_INVAL;
-    uint64_t now = mono_ms(CLOCK_MONOTONIC_COARSE);
-    if (now - s->knobs_at_ms >= KNOB_REFRESH_MS)
-        knobs_refresh(s);
-    arm_deadline(s, now);
+    arm_deadline(s, mono_ms(CLOCK_MONOTONIC_COARSE));
     zmq_pollitem_t it[3] = {{s->sock, 0, ZMQ_POLLIN, 0},
                             {NULL, s->tfd, ZMQ_POLLIN, 0},
                             {NULL, s->wakeup_fd, ZMQ_POLLIN, 0}};
@@ -857,7 +816,9 @@ int pc_rpc_server_create(const pc_rpc_config *cfg, pc_rpc_server **out)
     msgpack_sbuffer_init(&s->sb);
     msgpack_sbuffer_init(&s->cfg_sb);
     msgpack_packer_init(&s->pk, &s->sb, msgpack_sbuffer_write);
-    knobs_refresh(s);
+    /* No host logger: stderr, INFO and up; a host's logger filters by
+     * itself until the host says its level (set_log_level). */
+    s->log_level = s->hooks.log ? PC_LOG_DEBUG : PC_LOG_INFO;
 
     int rc = PC_E_INVAL;
     if (s->lim.max_tokens > UINT32_MAX || s->lim.max_msg > INT64_MAX - MSG_SLACK) {
