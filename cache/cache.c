@@ -24,6 +24,8 @@
 #include "cache/inspect.h"
 
 #include <assert.h>
+#include <inttypes.h>
+#include <stdarg.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +63,7 @@ struct pc_cache {
     uint64_t ids[64];   /* random lease ids, drawn in batches     */
     unsigned nids;
     struct lease *spare; /* ended leases kept for reuse              */
+    char why[200];       /* the last refusal's reason (pc_cache_why) */
     uint32_t nspare;
     uint64_t npins;
     pc_cache_stats st;
@@ -503,22 +506,64 @@ typedef struct lease_ref {
     int fresh;
 } lease_ref;
 
+/* Refuse with code and say why (pc_cache_why): which limit, which value. */
+static int refuse(pc_cache *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int refuse(pc_cache *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->why, sizeof(c->why), fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+static int no_lease(pc_cache *c, uint64_t id)
+{
+    return refuse(c, PC_E_LEASE, "lease 0x%" PRIx64 " unknown or expired", id);
+}
+
+const char *pc_cache_why(const pc_cache *c)
+{
+    return c ? c->why : "";
+}
+
+/* The lease limits a pin or an allocation must stay within. */
+static int over_limits(pc_cache *c, const lease *l, uint32_t pins,
+                       uint32_t blocks)
+{
+    uint64_t np = (l ? l->npins : 0) + (uint64_t)pins;
+    uint64_t nb = (l ? l->nblocks : 0) + (uint64_t)blocks;
+    if (!l && c->nleases >= c->cfg.max_leases)
+        return refuse(c, PC_E_LIMIT, "max_leases (%u) reached: %u leases are "
+                      "live", c->cfg.max_leases, c->nleases);
+    if (np > c->cfg.max_pins_per_lease)
+        return refuse(c, PC_E_LIMIT, "max_pins_per_lease (%u) reached: the "
+                      "lease would hold %" PRIu64 " pins", c->cfg.max_pins_per_lease,
+                      np);
+    if (nb > c->cfg.max_blocks_per_lease)
+        return refuse(c, PC_E_LIMIT, "max_blocks_per_lease (%u) reached: the "
+                      "lease would hold %" PRIu64 " blocks",
+                      c->cfg.max_blocks_per_lease, nb);
+    return 0;
+}
+
 static int lease_acquire(pc_cache *c, uint64_t id, uint32_t pins,
                          uint32_t blocks, lease_ref *r)
 {
+    int rc;
     r->l = NULL;
     r->fresh = 0;
     if (id) {
         if (!(r->l = lease_live(c, id)))
-            return PC_E_LEASE;
-        if (r->l->npins + (uint64_t)pins > c->cfg.max_pins_per_lease ||
-            r->l->nblocks + (uint64_t)blocks > c->cfg.max_blocks_per_lease)
-            return PC_E_LIMIT;
+            return no_lease(c, id);
+        if ((rc = over_limits(c, r->l, pins, blocks)))
+            return rc;
         return lease_reserve(r->l, pins, blocks);
     }
-    if (c->nleases >= c->cfg.max_leases || pins > c->cfg.max_pins_per_lease ||
-        blocks > c->cfg.max_blocks_per_lease)
-        return PC_E_LIMIT;
+    if ((rc = over_limits(c, NULL, pins, blocks)))
+        return rc;
     if (tab_reserve(c) || !(r->l = lease_new(c, pins, blocks)))
         return PC_E_NOMEM;
     r->fresh = 1;
@@ -552,12 +597,13 @@ static int lookup(pc_cache *c, const void *ns, size_t ns_len,
         return PC_E_INVAL;
     memset(out, 0, sizeof(*out));
     *node = NULL;
+    c->why[0] = 0;
     lease_ref r = {0};
     int rc;
     if (pin && (rc = lease_acquire(c, lease_id, 1, 0, &r)))
         return rc;
     if (!pin && lease_id && !(r.l = lease_live(c, lease_id)))
-        return PC_E_LEASE;
+        return no_lease(c, lease_id);
     pc_radix_match_result m;
     rc = pc_radix_match(c->tree, ns, ns_len, tokens, n_tokens, blocks,
                         n_tokens / c->P, pin ? PC_RADIX_MATCH_SPLIT : 0, &m);
@@ -626,6 +672,12 @@ int pc_cache_lookup_alloc(pc_cache *c, const void *ns, size_t ns_len,
     if (held)
         pc_radix_unlock(c->tree, node);
     if (rc) {
+        if (rc == PC_E_NOSPACE && held) {
+            size_t k = strlen(c->why);
+            snprintf(c->why + k, sizeof(c->why) - k, "; the %zu matched page%s "
+                     "of this lookup may not be evicted for it", out->pages,
+                     out->pages == 1 ? "" : "s");
+        }
         out->alloc_status = rc;
         return 0;
     }
@@ -638,6 +690,7 @@ int pc_cache_alloc(pc_cache *c, uint32_t n, uint64_t *lease_id, uint32_t *ids)
 {
     if (!c || !lease_id || (n && !ids))
         return PC_E_INVAL;
+    c->why[0] = 0;
     pc_pool_stats ps;
     pc_radix_stats ts;
     pc_pool_stats_get(c->pool, &ps);
@@ -649,7 +702,10 @@ int pc_cache_alloc(pc_cache *c, uint32_t n, uint64_t *lease_id, uint32_t *ids)
     if (n > ps.free + ts.evictable_pages) {
         lease_abort(c, &r);
         c->st.nospace++;
-        return PC_E_NOSPACE;
+        return refuse(c, PC_E_NOSPACE, "no space for %u blocks: %" PRIu64
+                      " free, %" PRIu64 " evictable, %" PRIu64 " pinned, %"
+                      PRIu64 " leased", n, ps.free, ts.evictable_pages,
+                      ts.protected_pages, ps.leased);
     }
     if (n > ps.free) {
         size_t need = n - ps.free, got = pc_cache_evict(c, need);
@@ -715,17 +771,19 @@ int pc_cache_insert_pin(pc_cache *c, const void *ns, size_t ns_len,
     if (!c || !out)
         return PC_E_INVAL;
     memset(out, 0, sizeof(*out));
+    c->why[0] = 0;
     size_t np = n_tokens / c->P;
     if ((np && (!blocks || !tokens)) || (pin && !lease_id))
         return PC_E_INVAL;
     lease *l = NULL;
+    int rc;
     if (lease_id && !(l = lease_live(c, lease_id)))
-        return PC_E_LEASE;
+        return no_lease(c, lease_id);
     /* Room for the pin first: once the tree has changed, nothing may fail
      * for want of it. */
     if (pin && np) {
-        if (l->npins + 1ull > c->cfg.max_pins_per_lease)
-            return PC_E_LIMIT;
+        if ((rc = over_limits(c, l, 1, 0)))
+            return rc;
         if (lease_reserve(l, 1, 0))
             return PC_E_NOMEM;
     }
@@ -742,7 +800,7 @@ int pc_cache_insert_pin(pc_cache *c, const void *ns, size_t ns_len,
 
     insert_vet_ctx vet = {c, l, blocks, np};
     pc_radix_insert_result ir;
-    int rc = pc_radix_insert_checked(c->tree, ns, ns_len, tokens, n_tokens,
+    rc = pc_radix_insert_checked(c->tree, ns, ns_len, tokens, n_tokens,
                                      blocks, canon, insert_vet, &vet, &ir);
     if (rc)
         return rc;
@@ -780,7 +838,7 @@ int pc_cache_release(pc_cache *c, uint64_t lease_id)
         return PC_E_INVAL;
     lease *l = lease_live(c, lease_id);
     if (!l)
-        return PC_E_LEASE;
+        return no_lease(c, lease_id);
     lease_end(c, l);
     c->st.leases_released++;
     return 0;
@@ -792,7 +850,7 @@ int pc_cache_touch(pc_cache *c, uint64_t lease_id)
         return PC_E_INVAL;
     lease *l = lease_live(c, lease_id);
     if (!l)
-        return PC_E_LEASE;
+        return no_lease(c, lease_id);
     lease_renew(c, l);
     return 0;
 }

@@ -231,41 +231,13 @@ static void housekeeping(pc_rpc_server *s)
 /* ---- per-op handlers: pack the reply's fields after the head, or return a
  * negative code with s->err set (and nothing packed, nothing changed) ---- */
 
-static int cache_fail(pc_rpc_server *s, int rc, uint64_t lease, const char *what)
+/* The cache says which lease, limit or count refused the call. */
+static int cache_fail(pc_rpc_server *s, int rc, const char *what)
 {
-    switch (rc) {
-    case PC_E_LEASE:
-        return fail(s, rc, "%s: lease 0x%" PRIx64 " unknown or expired", what, lease);
-    case PC_E_LIMIT:
-        return fail(s, rc,
-                    "%s: a configured limit was reached (max_leases, "
-                    "max_pins_per_lease or max_blocks_per_lease)", what);
-    case PC_E_NOMEM:
+    const char *why = pc_cache_why(s->cache);
+    if (rc == PC_E_NOMEM)
         return fail(s, rc, "%s: out of memory in the daemon", what);
-    default:
-        return fail(s, rc, "%s: %s", what, pc_strerror(rc));
-    }
-}
-
-/* matched: pages a lookup+alloc matched, which its allocation may not evict */
-static int alloc_fail(pc_rpc_server *s, int rc, uint64_t n, uint64_t lease,
-                      size_t matched)
-{
-    if (rc == PC_E_NOSPACE) {
-        pc_cache_stats cs;
-        pc_cache_stats_get(s->cache, &cs);
-        char held[96] = "";
-        if (matched)
-            snprintf(held, sizeof(held), "; the %zu matched page%s of this "
-                     "lookup may not be evicted for it", matched,
-                     matched == 1 ? "" : "s");
-        return fail(s, rc,
-                    "alloc of %" PRIu64 " blocks: no space (%" PRIu64
-                    " free, %" PRIu64 " evictable, %" PRIu64 " pinned, %" PRIu64
-                    " leased)%s", n, cs.pool.free, cs.tree.evictable_pages,
-                    cs.tree.protected_pages, cs.pool.leased, held);
-    }
-    return cache_fail(s, rc, lease, "alloc");
+    return fail(s, rc, "%s: %s", what, why[0] ? why : pc_strerror(rc));
 }
 
 /* Every op's reply; the handler fills its member, handle() encodes it. */
@@ -323,7 +295,7 @@ static int op_lookup(pc_rpc_server *s, const pc_lookup_req *r, pc_lookup_rep *o)
                  : pc_cache_lookup(s->cache, r->ns.p, r->ns.n, r->tokens.p,
                                    r->tokens.n, r->pin, r->lease, s->ids, &lr);
     if (rc)
-        return cache_fail(s, rc, r->lease, r->pin ? "lookup with pin" : "lookup");
+        return cache_fail(s, rc, r->pin ? "lookup with pin" : "lookup");
     o->tokens = lr.tokens;
     o->blocks = (pc_wire_ids){s->ids, lr.pages};
     o->lease = lr.lease;
@@ -333,7 +305,7 @@ static int op_lookup(pc_rpc_server *s, const pc_lookup_req *r, pc_lookup_rep *o)
     PC_SET(o, lookup_rep, alloc_status, lr.alloc_status);
     PC_SET(o, lookup_rep, alloc_blocks, ((pc_wire_ids){s->ids2, lr.alloc_n}));
     if (lr.alloc_status) {
-        alloc_fail(s, lr.alloc_status, np - lr.pages, r->lease, lr.pages);
+        cache_fail(s, lr.alloc_status, "alloc");
         snprintf(s->aerr, sizeof(s->aerr), "%s", s->err);
         s->err[0] = 0;
         PC_SET(o, lookup_rep, alloc_error, cstr(s->aerr));
@@ -349,7 +321,7 @@ static int op_alloc(pc_rpc_server *s, const pc_alloc_req *r, pc_alloc_rep *o)
     uint64_t lease = r->lease;
     int rc = pc_cache_alloc(s->cache, (uint32_t)r->n, &lease, s->ids2);
     if (rc)
-        return alloc_fail(s, rc, r->n, r->lease, 0);
+        return cache_fail(s, rc, "alloc");
     o->lease = lease;
     o->blocks = (pc_wire_ids){s->ids2, (size_t)r->n};
     return 0;
@@ -382,7 +354,7 @@ static int op_insert(pc_rpc_server *s, const pc_insert_req *r, pc_insert_rep *o)
     case PC_E_INVAL: /* all else was checked before: the vetting's verdict */
         return fail(s, rc, "insert: the same block id is given for two pages");
     default:
-        return cache_fail(s, rc, r->lease, "insert");
+        return cache_fail(s, rc, "insert");
     }
     /* Release only after a successful insert: a rejected insert must leave
      * the lease (and its blocks) for the client to retry. */
@@ -401,7 +373,7 @@ static int op_insert(pc_rpc_server *s, const pc_insert_req *r, pc_insert_rep *o)
 static int op_release(pc_rpc_server *s, const pc_release_req *r)
 {
     int rc = pc_cache_release(s->cache, r->lease);
-    return rc ? cache_fail(s, rc, r->lease, "release") : 0;
+    return rc ? cache_fail(s, rc, "release") : 0;
 }
 
 

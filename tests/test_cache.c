@@ -1947,3 +1947,42 @@ Test(cache, insert_pin_keeps_the_prefix_pinned)
     COUNTS(c, 8, 0, 0);
     cache_del(c);
 }
+
+/* Every refusal says which lease or limit, and with what value. */
+Test(cache, refusals_say_why)
+{
+    pc_cache_config cfg = cfg_of(8, PC_POOL_NONE);
+    cfg.max_pins_per_lease = 1;
+    cfg.max_blocks_per_lease = 3;
+    cfg.max_leases = 2;
+    pc_cache *c = mk_cfg(&cfg);
+    uint32_t t[8], ids[8];
+    for (uint32_t i = 0; i < 8; i++)
+        t[i] = 500 + i;
+    uint64_t l = 0;
+    RC_EQ(pc_cache_alloc(c, 4, &l, ids), PC_E_LIMIT);
+    cr_assert(strstr(pc_cache_why(c), "max_blocks_per_lease (3)"), "%s",
+              pc_cache_why(c));
+    RC_EQ(pc_cache_alloc(c, 2, &l, ids), 0);
+    RC_EQ(pc_cache_insert(c, NS, strlen(NS), t, 2 * P, ids, l, NULL,
+                          &(pc_insert_result){0}), 0);
+    pc_lookup_result r;
+    RC_EQ(pc_cache_lookup(c, NS, strlen(NS), t, 2 * P, 1, l, ids, &r), 0);
+    cr_assert_str_eq(pc_cache_why(c), "", "a success says nothing");
+    RC_EQ(pc_cache_lookup(c, NS, strlen(NS), t, 2 * P, 1, l, ids, &r), PC_E_LIMIT);
+    cr_assert(strstr(pc_cache_why(c), "max_pins_per_lease (1)"), "%s",
+              pc_cache_why(c));
+    uint64_t l2 = 0, l3 = 0;
+    RC_EQ(pc_cache_alloc(c, 1, &l2, ids), 0);
+    RC_EQ(pc_cache_alloc(c, 1, &l3, ids), PC_E_LIMIT);
+    cr_assert(strstr(pc_cache_why(c), "max_leases (2)"), "%s", pc_cache_why(c));
+    RC_EQ(pc_cache_release(c, 0x5eed), PC_E_LEASE);
+    cr_assert(strstr(pc_cache_why(c), "lease 0x5eed unknown or expired"), "%s",
+              pc_cache_why(c));
+    CHECK(c);
+    pc_cache *small = mk(2);
+    uint64_t l4 = 0;
+    RC_EQ(pc_cache_alloc(small, 3, &l4, ids), PC_E_NOSPACE);
+    cr_assert(strstr(pc_cache_why(small), "no space for 3 blocks: 2 free"), "%s",
+              pc_cache_why(small));
+}
