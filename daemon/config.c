@@ -110,7 +110,8 @@ static const pcd_knob KNOBS[] = {
      "Allocated, not yet inserted blocks one lease may hold."},
     {"low_watermark", PCD_INT, F(low_watermark), "0", NULL, NULL, 0, UINT32_MAX,
      NULL, true,
-     "Free blocks: when fewer are free, the daemon evicts LRU pages until "
+     "Free blocks: when fewer are free, the daemon evicts unpinned pages (by "
+     "eviction_policy) until "
      "high_watermark blocks are free (between requests). 0 and 0: off (alloc "
      "still evicts what it needs)."},
     {"high_watermark", PCD_INT, F(high_watermark), "0", NULL, NULL, 0,

@@ -6,7 +6,7 @@
  *                                 │ cache + pool          │
  *                                 │ server (bind, lock)   │ loop:
  *                                 ▼                       │  flags? (signals)
- *                              INFO: where, what layout   │  pc_rpc_server_poll(500 ms)
+ *                              INFO: where, what layout   │  pc_rpc_server_poll(no timeout)
  *                                                         ▼
  *                 SIGHUP flag ─► pcd_daemon_reload: re-read file + options,
  *                                apply reloadable knobs, log each change
@@ -15,8 +15,9 @@
  *
  * Signal handlers only set sig_atomic_t flags: everything else (logging,
  * re-reading files, touching the cache) happens in the loop, on the one
- * thread that owns all state.  The poll timeout (500 ms) bounds how long a
- * flag waits when the signal lands on a thread other than ours.
+ * thread that owns all state.  A handler also writes a byte to a pipe that
+ * the server polls, so the loop wakes at once wherever the signal landed,
+ * and poll needs no timeout (100 ms only if the pipe could not be made).
  */
 #include "daemon/daemon.h"
 

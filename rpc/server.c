@@ -224,7 +224,7 @@ static void housekeeping(pc_rpc_server *s)
     }
     size_t ev = pc_cache_maintain(s->cache);
     if (ev)
-        slog(s, PC_LOG_DEBUG, "watermark: evicted %zu LRU page%s", ev,
+        slog(s, PC_LOG_DEBUG, "watermark: evicted %zu page%s", ev,
              ev == 1 ? "" : "s");
 }
 

@@ -16,9 +16,6 @@
  * Caches are registered and the suite's .fini destroys what a failed test
  * left behind (host pools: their shm names are unlinked); a crash guard
  * unlinks the names on a fatal signal too.
- *
- * Two tests fail against the implementation as written (search for
- * "FAILS AGAINST"): they document a bug and a divergence from DESIGN.md.
  */
 #include <criterion/criterion.h>
 
@@ -686,8 +683,7 @@ Test(cache, lookup_with_unknown_lease)
  * renews it, and lookup's errors include PC_E_LEASE for an unknown lease.
  * A lookup WITHOUT pin that names a lease must therefore check and renew it
  * too (an engine may name its lease on a plain lookup as a heartbeat).
- * FAILS AGAINST the current cache.c: pc_cache_lookup() ignores `lease`
- * entirely when pin == 0 (no renewal, an unknown lease is not refused). */
+ * (Written against a cache.c that ignored `lease` without pin.) */
 Test(cache, lookup_without_pin_naming_a_lease)
 {
     pc_cache *c = mk(8);
@@ -1513,12 +1509,9 @@ Test(cache, limit_max_blocks_per_lease)
 
 /* Reloading a SHORTER TTL, then renewing a lease: its new deadline is
  * earlier than those of leases that were not renewed, so the lease must
- * move up in the expiry heap.
- * FAILS AGAINST the current cache.c: lease_renew() only calls heap_down()
- * ("a later deadline only ever moves a lease down"), which no longer holds
- * once pc_cache_set_limits() lowered lease_ttl_ms; pc_cache_check() reports
- * "heap order at 1", and pc_cache_expire() would not reap the renewed lease
- * when due (it sits below a later deadline). */
+ * move up in the expiry heap (a renewal that only moved leases down the
+ * heap, as cache.c once did, leaves it out of order: pc_cache_check says
+ * "heap order", and the renewed lease is not reaped when due). */
 Test(cache, shorter_ttl_reload_then_renew)
 {
     pc_cache_config cfg = cfg_of(8, PC_POOL_NONE);
