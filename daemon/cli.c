@@ -26,7 +26,8 @@
 static void usage(FILE *f)
 {
     char ep[PCD_ENDPOINT_MAX];
-    pcd_default_endpoint(ep, sizeof(ep));
+    if (pc_rpc_default_endpoint(ep, sizeof(ep)))
+        snprintf(ep, sizeof(ep), "none usable: give --endpoint");
     fprintf(f,
         "usage: " PROG " [--endpoint E] [--timeout MS] <command> [args]\n"
         "\n"
@@ -582,7 +583,14 @@ int main(int argc, char **argv)
         }
     char def_ep[PCD_ENDPOINT_MAX];
     if (!ep) {
-        pcd_default_endpoint(def_ep, sizeof(def_ep));
+        /* the daemon's own rule, so both pick the same private directory */
+        if (pc_rpc_default_endpoint(def_ep, sizeof(def_ep))) {
+            fprintf(stderr, PROG ": no default endpoint: none of "
+                    "$XDG_RUNTIME_DIR, /run/prefixcache (root), "
+                    "/tmp/prefixcache-<uid>, $HOME/.prefixcache is a private "
+                    "directory of ours; give --endpoint\n");
+            return 1;
+        }
         ep = def_ep;
     }
 
