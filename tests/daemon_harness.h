@@ -1,8 +1,9 @@
 /*
  * tests/daemon_harness.h - a real prefixcached process for end-to-end tests.
  *
- * Header-only (static functions), included by test_rpc_e2e.c and
- * test_rpc_badinput.c, which link libprefixcache (+ libzmq) and pc_proto.
+ * Header-only (static functions), included by test_rpc_e2e.c,
+ * test_rpc_badinput.c and test_daemon_start.c, which link libprefixcache
+ * (+ libzmq) and pc_proto.
  *
  *   hd_start(&d, "--lease_ttl_ms=300", NULL)
  *       fork + exec $PREFIXCACHED on a private endpoint
@@ -20,6 +21,13 @@
  *
  * A daemon also dies with the test worker that started it (PR_SET_PDEATHSIG),
  * so a crashed test leaves no process behind.
+ *
+ *   hd_wait_child(pid, ms, &st)  bounded waitpid of any child (SIGKILLs a
+ *       hung one)
+ *   hd_child_setup (a hook, NULL by default) runs in the daemon's process
+ *       just before exec, after its stdio is set up: to start it under
+ *       another uid or environment (it must re-arm PR_SET_PDEATHSIG after a
+ *       uid change, which clears it); nonzero makes the child exit 126
  *
  * Raw messaging (libzmq + msgpack, no client library) so that tests can talk
  * to the daemon without trusting the code under test: hd_conn_* (a DEALER or
@@ -117,6 +125,21 @@ static inline void hd_sleep_ms(int ms)
         ;
 }
 
+/* Wait up to timeout_ms for child pid; true with *status once it exited,
+ * false after SIGKILLing and reaping one that did not (a hung child). */
+static inline bool hd_wait_child(pid_t pid, int timeout_ms, int *status)
+{
+    int64_t end = hd_now_ms() + timeout_ms;
+    pid_t r;
+    while ((r = waitpid(pid, status, WNOHANG)) == 0 && hd_now_ms() < end)
+        hd_sleep_ms(5);
+    if (r != 0)
+        return true;
+    kill(pid, SIGKILL);
+    waitpid(pid, status, 0);
+    return false;
+}
+
 /* ---- files ----------------------------------------------------------------- */
 
 /* Whole file as a NUL-terminated malloc'd string ("" when absent). */
@@ -182,6 +205,8 @@ typedef struct hd_daemon {
 static hd_daemon hd_live[8];
 static pid_t hd_owner; /* the process that started them */
 static int hd_seq;
+static int (*hd_child_setup)(void *ctx);
+static void *hd_child_ctx;
 
 static inline const char *hd_env(const char *name)
 {
@@ -425,6 +450,8 @@ static inline void hd_spawn(hd_daemon *d, bool with_defaults,
         for (int fd = 3; fd < 4096; fd++)
             close(fd);
         signal(SIGPIPE, SIG_DFL);
+        if (hd_child_setup && hd_child_setup(hd_child_ctx) != 0)
+            _exit(126);
         execv(bin, (char *const *)argv);
         fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
         _exit(127);

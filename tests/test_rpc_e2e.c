@@ -1481,15 +1481,8 @@ static cli_out cli_run(const char *const *args)
         _exit(127);
     }
     int st;
-    int64_t end = hd_now_ms() + 20000;
-    pid_t r;
-    while ((r = waitpid(pid, &st, WNOHANG)) == 0 && hd_now_ms() < end)
-        hd_sleep_ms(5);
-    if (r == 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &st, 0);
+    if (!hd_wait_child(pid, 20000, &st))
         cr_assert_fail("the CLI hung");
-    }
     cli_out o;
     o.status = WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
     o.out = hd_read_file(outp, NULL);
