@@ -132,9 +132,16 @@ static int claim(pc_pool *p, int *out)
                 return rc;
             continue;
         }
-        if (flock(fd, LOCK_EX | LOCK_NB) == 0 && name_is(p->shm_name, fd)) {
-            *out = fd;
-            return 0;
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            if (name_is(p->shm_name, fd)) {
+                *out = fd;
+                return 0;
+            }
+        } else if (errno != EWOULDBLOCK) {
+            if (name_is(p->shm_name, fd)) /* no lock, no pool: leave nothing */
+                shm_unlink(p->shm_name);
+            close(fd);
+            return PC_E_IO;
         }
         /* Locked or replaced by a creator that took ours for a dead pool
          * (it unlinks it, or already has): start over. */
