@@ -25,9 +25,8 @@
 
 static void usage(FILE *f)
 {
-    char ep[PCD_ENDPOINT_MAX];
-    if (pc_rpc_default_endpoint(ep, sizeof(ep)))
-        snprintf(ep, sizeof(ep), "none usable: give --endpoint");
+    /* The rule, not its result: resolving it may create a directory, which
+     * printing help should not do (`ping` shows the endpoint it used). */
     fprintf(f,
         "usage: " PROG " [--endpoint E] [--timeout MS] <command> [args]\n"
         "\n"
@@ -43,10 +42,13 @@ static void usage(FILE *f)
         "  config set NAME VALUE   change a reloadable knob (VALUE as text)\n"
         "\n"
         "options:\n"
-        "  --endpoint E   the daemon's endpoint (default %s)\n"
+        "  --endpoint E   the daemon's endpoint (default: the daemon's own,\n"
+        "                 ipc://DIR/prefixcache.sock in the first directory of\n"
+        "                 ours that others cannot write among $XDG_RUNTIME_DIR,\n"
+        "                 /run/prefixcache (root), /tmp/prefixcache-<uid>,\n"
+        "                 $HOME/.prefixcache)\n"
         "  --timeout MS   how long one request may take (default 5000)\n"
-        "  --help         this text\n",
-        ep);
+        "  --help         this text\n");
 }
 
 static int usage_error(const char *fmt, const char *arg)
