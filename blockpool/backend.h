@@ -25,7 +25,8 @@ struct pc_pool {
     /* memory */
     void *base;
     uint64_t bytes;
-    int fd;
+    int fd;              /* host: the object, flock'ed while we live   */
+    bool reclaimed;      /* host: a dead creator's object was replaced */
     char shm_name[PC_POOL_SHM_NAME_MAX + 1];
 };
 

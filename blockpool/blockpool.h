@@ -20,6 +20,7 @@
 #ifndef PC_BLOCKPOOL_H
 #define PC_BLOCKPOOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -85,8 +86,16 @@ typedef struct pc_pool_config {
     pc_pool_backend backend;
     uint64_t capacity_blocks;  /* one of these two; blocks wins if both    */
     uint64_t capacity_bytes;   /* rounded down to whole blocks             */
-    /* host: the POSIX shm name ("/name"); NULL or "" picks a unique one.  */
+    /* host: the POSIX shm name ("/name"); NULL or "" picks an unpredictable
+     * one, "/prefixcache-<euid>-<16 random hex digits>".                  */
     const char *shm_name;
+    /* host: the object's permission bits, set with fchmod whatever the
+     * umask (0: 0600; at most 0777); with shm_chgrp, its group becomes
+     * shm_gid first (fchown), so that engines under another uid in that
+     * group can map the pool.                                             */
+    uint32_t shm_mode;
+    bool shm_chgrp;
+    uint32_t shm_gid;
 } pc_pool_config;
 
 typedef struct pc_pool pc_pool;
@@ -102,10 +111,17 @@ typedef struct pc_pool_stats {
 /*
  * Create a pool.  The host backend creates the shm object, sizes it and maps
  * it without touching a page (a 64 GiB pool starts instantly on a small
- * machine; pages are faulted in as engines write them).
+ * machine; pages are faulted in as engines write them), and holds an
+ * flock on it until pc_pool_destroy: the lock says the pool is alive.
+ * An object of the same name that belongs to our euid and that nobody
+ * locks is a dead creator's (kill -9, a crash): it is unlinked and the pool
+ * created afresh, all zero (pc_pool_shm_reclaimed() then says true).
  * Errors: PC_E_INVAL (bad layout/backend, name too long or not starting with
- * '/'), PC_E_RANGE (fewer than 2 blocks, more than 2^32-1, size overflow),
- * PC_E_BUSY (a shm object of that name exists), PC_E_IO, PC_E_NOMEM.
+ * '/'), PC_E_RANGE (fewer than 2 blocks, more than 2^32-1, size overflow,
+ * shm_mode beyond 0777), PC_E_BUSY (a live pool of that name: its lock is
+ * held), PC_E_PERM (an object of that name belongs to another user, or is
+ * not a plain shm object: never touched; pc_pool_shm_owner() tells whose),
+ * PC_E_IO, PC_E_NOMEM.
  */
 int pc_pool_create(const pc_pool_config *cfg, pc_pool **out);
 
@@ -155,8 +171,17 @@ void *pc_pool_block_ptr(const pc_pool *p, uint32_t id);
  * other backends. */
 int pc_pool_shm_info(const pc_pool *p, const char **name, uint64_t *bytes);
 
+/* Host backend: true when create replaced a dead creator's object. */
+bool pc_pool_shm_reclaimed(const pc_pool *p);
+
+/* The uid owning the shm object shm_name (for messages): 0, PC_E_NOENT,
+ * PC_E_INVAL (a bad name), PC_E_IO. */
+int pc_pool_shm_owner(const char *shm_name, uint32_t *uid);
+
 /* Map an existing host pool read-write from another process (engines, the
- * client library, tests).  *base must later go to pc_pool_unmap(). */
+ * client library, tests).  *base must later go to pc_pool_unmap().
+ * PC_E_NOENT (no such pool), PC_E_PERM (its mode or group does not let this
+ * user map it), PC_E_RANGE (smaller than bytes), PC_E_INVAL, PC_E_IO. */
 int pc_pool_map(const char *shm_name, uint64_t bytes, void **base);
 void pc_pool_unmap(void *base, uint64_t bytes);
 

@@ -916,6 +916,7 @@ void pc_cache_describe(const pc_cache *c, pc_cache_desc *out)
         out->shm_name = NULL;
         out->shm_bytes = 0;
     }
+    out->shm_reclaimed = out->shm_name && pc_pool_shm_reclaimed(c->pool);
     out->lease_ttl_ms = c->cfg.lease_ttl_ms;
     out->policy = pc_radix_get_policy(c->tree);
 }

@@ -26,6 +26,7 @@
 #ifndef PC_CACHE_H
 #define PC_CACHE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -221,6 +222,7 @@ typedef struct pc_cache_desc {
     const char *backend;   /* "host", "none", ...                        */
     const char *shm_name;  /* host backend: the object to map; else NULL */
     uint64_t shm_bytes;
+    bool shm_reclaimed;    /* a dead daemon's pool of that name was replaced */
     uint64_t lease_ttl_ms; /* in force now                               */
     pc_radix_policy policy;
 } pc_cache_desc;

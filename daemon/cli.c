@@ -25,8 +25,8 @@
 
 static void usage(FILE *f)
 {
-    char ep[PCD_ENDPOINT_MAX];
-    pcd_default_endpoint(ep, sizeof(ep));
+    /* The rule, not its result: resolving it may create a directory, which
+     * printing help should not do (`ping` shows the endpoint it used). */
     fprintf(f,
         "usage: " PROG " [--endpoint E] [--timeout MS] <command> [args]\n"
         "\n"
@@ -42,10 +42,13 @@ static void usage(FILE *f)
         "  config set NAME VALUE   change a reloadable knob (VALUE as text)\n"
         "\n"
         "options:\n"
-        "  --endpoint E   the daemon's endpoint (default %s)\n"
+        "  --endpoint E   the daemon's endpoint (default: the daemon's own,\n"
+        "                 ipc://DIR/prefixcache.sock in the first directory of\n"
+        "                 ours that others cannot write among $XDG_RUNTIME_DIR,\n"
+        "                 /run/prefixcache (root), /tmp/prefixcache-<uid>,\n"
+        "                 $HOME/.prefixcache)\n"
         "  --timeout MS   how long one request may take (default 5000)\n"
-        "  --help         this text\n",
-        ep);
+        "  --help         this text\n");
 }
 
 static int usage_error(const char *fmt, const char *arg)
@@ -582,7 +585,14 @@ int main(int argc, char **argv)
         }
     char def_ep[PCD_ENDPOINT_MAX];
     if (!ep) {
-        pcd_default_endpoint(def_ep, sizeof(def_ep));
+        /* the daemon's own rule, so both pick the same private directory */
+        if (pc_rpc_default_endpoint(def_ep, sizeof(def_ep))) {
+            fprintf(stderr, PROG ": no default endpoint: none of "
+                    "$XDG_RUNTIME_DIR, /run/prefixcache (root), "
+                    "/tmp/prefixcache-<uid>, $HOME/.prefixcache is a private "
+                    "directory of ours; give --endpoint\n");
+            return 1;
+        }
         ep = def_ep;
     }
 

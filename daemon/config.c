@@ -3,7 +3,9 @@
  *
  *   KNOBS[] ──► pcd_config_defaults   (each default is TEXT, parsed by the
  *          │                           same code as a file value, so the
- *          │                           docs show exactly what is applied)
+ *          │                           docs show exactly what is applied;
+ *          │                           a computed one, the endpoint, is
+ *          │                           only computed when nothing set it)
  *          ├──► pcd_config_load_file  "key = value" lines
  *          ├──► pcd_cmdline_parse     --name=value, --name value
  *          ├──► pcd_config_pack / pcd_config_set_object   (CONFIG rpc)
@@ -17,6 +19,7 @@
  * help text and doc page drift apart within a month; a table cannot.
  */
 #include "daemon/daemon.h"
+#include "rpc/client.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -54,16 +57,32 @@ static const char *dtype_name(int i)
 /* A string knob's max is its field's size - 1. */
 _Static_assert(PCD_ENDPOINT_MAX == 256, "endpoint max below");
 _Static_assert(PC_POOL_SHM_NAME_MAX == 200, "shm_name max below");
+_Static_assert(PCD_GROUP_MAX == 64, "socket_group, pool_group max below");
 
 #define F(field) offsetof(pcd_config, field)
 
 static const pcd_knob KNOBS[] = {
-    {"endpoint", PCD_STR, F(endpoint), NULL, pcd_default_endpoint, "auto", 1, 255,
-     NULL, false,
+    {"endpoint", PCD_STR, F(endpoint), NULL, pc_rpc_default_endpoint, "auto", 1,
+     255, NULL, false,
      "Where the daemon listens: `ipc://PATH` (a Unix socket; a `PATH.lock` file "
      "keeps a second daemon off it) or `tcp://HOST:PORT`. auto: "
-     "`ipc://$XDG_RUNTIME_DIR/prefixcache.sock` when XDG_RUNTIME_DIR is set and "
-     "writable, else `ipc:///tmp/prefixcache-<uid>.sock`."},
+     "`ipc://DIR/prefixcache.sock` in the first of `$XDG_RUNTIME_DIR`, "
+     "`/run/prefixcache` (root only), `/tmp/prefixcache-<uid>`, "
+     "`$HOME/.prefixcache` that is a directory of ours which group and others "
+     "cannot write (the last three are created 0700 when missing, by the "
+     "daemon and by clients alike), so that no other local user can squat the "
+     "path or impersonate the daemon; prefixcache-cli and libprefixcache's "
+     "pc_rpc_default_endpoint() find the same one."},
+    {"socket_mode", PCD_MODE, F(socket_mode), "0600", NULL, NULL, 0, 0777, NULL,
+     false,
+     "Permission bits of the ipc socket file, set explicitly whatever the "
+     "umask (whoever may connect may also flush and change the config). Must "
+     "include 0600. 0660 with socket_group lets engines under other uids in "
+     "that group connect; the socket's directory must let them search it "
+     "(the daemon warns when it does not)."},
+    {"socket_group", PCD_STR, F(socket_group), "", NULL, NULL, 0, 64, NULL, false,
+     "Group (a name or a number) the ipc socket file is given to; empty: the "
+     "daemon's own group. The daemon must be root or a member of it."},
     {"pool_backend", PCD_ENUM, F(pool_backend), "host", NULL, NULL, 0, 0,
      backend_name, false,
      "Where KV blocks live. host: a POSIX shared-memory pool that engines map "
@@ -77,9 +96,22 @@ static const pcd_knob KNOBS[] = {
     {"pool_blocks", PCD_INT, F(pool_blocks), "0", NULL, NULL, 0, UINT32_MAX,
      NULL, false, "Pool size in blocks; 0: pool_bytes / block size."},
     {"shm_name", PCD_STR, F(shm_name), "", NULL, NULL, 0, 200, NULL, false,
-     "POSIX shared-memory name of the host pool (`/name`); empty: a unique "
-     "`/prefixcache-<pid>-<n>`. The daemon creates it (refusing an existing "
-     "one) and unlinks it on exit."},
+     "POSIX shared-memory name of the host pool (`/name`); empty: "
+     "`/prefixcache-<uid>-<16 hex digits of a hash of the endpoint>`, the same "
+     "on every start on one endpoint (if another user holds that name, an "
+     "unpredictable one, with a warning). The daemon holds a lock on the pool "
+     "while it runs and unlinks it on exit; on start, an object of that name "
+     "that is ours and that nobody locks was left by a daemon that died (kill "
+     "-9, a crash): it is replaced. One held by a live daemon, or another "
+     "user's, is refused. Use a name nothing but prefixcached uses."},
+    {"pool_mode", PCD_MODE, F(pool_mode), "0600", NULL, NULL, 0, 0777, NULL,
+     false,
+     "Permission bits of the host pool's shared-memory object, set explicitly "
+     "whatever the umask. Must include 0600. 0660 with pool_group lets engines "
+     "under other uids in that group map the pool."},
+    {"pool_group", PCD_STR, F(pool_group), "", NULL, NULL, 0, 64, NULL, false,
+     "Group (a name or a number) the host pool is given to; empty: the "
+     "daemon's own group. The daemon must be root or a member of it."},
     {"layers", PCD_INT, F(layers), "32", NULL, NULL, 1, 4096, NULL, false,
      "Model shape: transformer layers (one K and one V per layer in a block)."},
     {"kv_heads", PCD_INT, F(kv_heads), "8", NULL, NULL, 1, 4096, NULL, false,
@@ -206,6 +238,7 @@ static const char *type_name(pcd_type t)
     case PCD_STR: return "string";
     case PCD_ENUM: return "enum";
     case PCD_BOOL: return "bool";
+    case PCD_MODE: return "mode";
     }
     return "?";
 }
@@ -249,6 +282,7 @@ void pcd_config_format(const pcd_config *c, const pcd_knob *k, char *buf,
     case PCD_STR: snprintf(buf, len, "%s", cstr_of(c, k)); break;
     case PCD_ENUM: snprintf(buf, len, "%s", k->choice(*cint_of(c, k))); break;
     case PCD_BOOL: snprintf(buf, len, "%s", *cbool_of(c, k) ? "true" : "false"); break;
+    case PCD_MODE: snprintf(buf, len, "%04" PRIo64, *cu64_of(c, k)); break;
     }
 }
 
@@ -256,7 +290,8 @@ bool pcd_config_equal(const pcd_config *a, const pcd_config *b, const pcd_knob *
 {
     switch (k->type) {
     case PCD_INT:
-    case PCD_SIZE: return *cu64_of(a, k) == *cu64_of(b, k);
+    case PCD_SIZE:
+    case PCD_MODE: return *cu64_of(a, k) == *cu64_of(b, k);
     case PCD_STR: return strcmp(cstr_of(a, k), cstr_of(b, k)) == 0;
     case PCD_ENUM: return *cint_of(a, k) == *cint_of(b, k);
     case PCD_BOOL: return *cbool_of(a, k) == *cbool_of(b, k);
@@ -278,6 +313,23 @@ static int parse_u64(const char *s, uint64_t *out, const char **end)
     }
     *out = v;
     *end = p;
+    return 0;
+}
+
+/* Octal digits only ("0660", "660"): a mode is never decimal. */
+static int parse_mode(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (!*s)
+        return PC_E_INVAL;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '7')
+            return PC_E_INVAL;
+        if (v > 07777)
+            return PC_E_RANGE;
+        v = v * 8 + (uint64_t)(*s - '0');
+    }
+    *out = v;
     return 0;
 }
 
@@ -328,6 +380,8 @@ static void bound_text(const pcd_knob *k, uint64_t v, char *buf, size_t len)
 {
     if (k->type == PCD_SIZE)
         pcd_format_size(v, buf, len);
+    else if (k->type == PCD_MODE)
+        snprintf(buf, len, "%04" PRIo64, v);
     else
         snprintf(buf, len, "%" PRIu64, v);
 }
@@ -398,6 +452,12 @@ static int set_text(pcd_config *c, const pcd_knob *k, const char *value,
         choices_text(k, ", ", list, sizeof(list));
         return errf(err, errlen, PC_E_INVAL, "%s: '%.40s' is not one of %s",
                     k->name, value, list);
+    case PCD_MODE:
+        rc = parse_mode(value, &v);
+        if (rc)
+            return errf(err, errlen, rc, "%s: '%.40s' is not a mode (octal "
+                        "permission bits such as 0600 or 0660)", k->name, value);
+        return set_u64(c, k, v, err, errlen);
     case PCD_BOOL: {
         bool b;
         if (parse_bool(value, &b))
@@ -446,7 +506,7 @@ int pcd_config_set_object(pcd_config *c, const char *name, size_t name_len,
         return set_text(c, k, buf, err, errlen);
     }
     case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        if (k->type == PCD_INT || k->type == PCD_SIZE)
+        if (k->type == PCD_INT || k->type == PCD_SIZE || k->type == PCD_MODE)
             return set_u64(c, k, v->via.u64, err, errlen);
         if (k->type == PCD_BOOL && v->via.u64 <= 1) {
             *bool_of(c, k) = v->via.u64 == 1;
@@ -454,7 +514,7 @@ int pcd_config_set_object(pcd_config *c, const char *name, size_t name_len,
         }
         break;
     case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-        if (k->type == PCD_INT || k->type == PCD_SIZE)
+        if (k->type == PCD_INT || k->type == PCD_SIZE || k->type == PCD_MODE)
             return errf(err, errlen, PC_E_RANGE, "%s: %" PRId64 " is below the "
                         "minimum %" PRIu64, k->name, v->via.i64, k->min);
         break;
@@ -469,39 +529,45 @@ int pcd_config_set_object(pcd_config *c, const char *name, size_t name_len,
     }
     return errf(err, errlen, PC_E_INVAL, "%s: wrong value type for a %s knob "
                 "(send a string%s)", k->name, type_name(k->type),
-                k->type == PCD_INT || k->type == PCD_SIZE ? " or a uint"
+                k->type == PCD_INT || k->type == PCD_SIZE || k->type == PCD_MODE
+                    ? " or a uint"
                 : k->type == PCD_BOOL ? " or a bool" : "");
 }
 
-/* ---- defaults, endpoint --------------------------------------------------- */
+/* ---- defaults ---------------------------------------------------------------- */
 
-void pcd_default_endpoint(char *buf, size_t len)
+/* A computed default (the endpoint: it may create a directory) for knob k
+ * of c; the field stays empty when there is none (pcd_config_check says). */
+static void computed_default(pcd_config *c, const pcd_knob *k)
 {
-    const char *xdg = getenv("XDG_RUNTIME_DIR");
-    /* 107 bytes is all a Unix socket path may hold */
-    if (xdg && xdg[0] == '/' && strlen(xdg) + sizeof("/prefixcache.sock") <= 108 &&
-        access(xdg, W_OK | X_OK) == 0) {
-        snprintf(buf, len, "ipc://%s/prefixcache.sock", xdg);
-        return;
+    char buf[PCD_ENDPOINT_MAX];
+    if (k->def_fn(buf, sizeof(buf)) == 0) {
+        int rc = set_text(c, k, buf, NULL, 0);
+        assert(rc == 0);
+        (void)rc;
     }
-    snprintf(buf, len, "ipc:///tmp/prefixcache-%lu.sock", (unsigned long)getuid());
 }
 
-void pcd_config_defaults(pcd_config *c)
+/* The table's defaults; with computed, also the def_fn ones. */
+static void table_defaults(pcd_config *c, bool computed)
 {
     memset(c, 0, sizeof(*c));
     for (size_t i = 0; i < NELEM(KNOBS); i++) {
         const pcd_knob *k = &KNOBS[i];
-        char buf[PCD_ENDPOINT_MAX];
-        const char *def = k->def;
-        if (!def) {
-            k->def_fn(buf, sizeof(buf));
-            def = buf;
+        if (!k->def) {
+            if (computed)
+                computed_default(c, k);
+            continue;
         }
-        int rc = set_text(c, k, def, NULL, 0);
+        int rc = set_text(c, k, k->def, NULL, 0);
         assert(rc == 0); /* the table's defaults parse: a test checks it */
         (void)rc;
     }
+}
+
+void pcd_config_defaults(pcd_config *c)
+{
+    table_defaults(c, true);
 }
 
 /* ---- cross-knob rules ----------------------------------------------------- */
@@ -510,6 +576,12 @@ int pcd_config_check(const pcd_config *c, uint64_t *capacity, char *err,
                      size_t errlen)
 {
     const char *ep = c->endpoint;
+    if (!ep[0])
+        return errf(err, errlen, PC_E_PERM, "endpoint: no default: none of "
+                    "$XDG_RUNTIME_DIR, /run/prefixcache (root), "
+                    "/tmp/prefixcache-%lu, $HOME/.prefixcache is a directory of "
+                    "ours that group and others cannot write (or can be made "
+                    "one); set endpoint", (unsigned long)geteuid());
     if (!((strncmp(ep, "ipc://", 6) == 0 || strncmp(ep, "tcp://", 6) == 0) && ep[6]))
         return errf(err, errlen, PC_E_INVAL, "endpoint: '%s' is neither "
                     "ipc://PATH nor tcp://HOST:PORT", ep);
@@ -519,7 +591,14 @@ int pcd_config_check(const pcd_config *c, uint64_t *capacity, char *err,
     const char *sn = c->shm_name;
     if (sn[0] && (sn[0] != '/' || !sn[1] || strchr(sn + 1, '/')))
         return errf(err, errlen, PC_E_INVAL, "shm_name: '%s' must be '/' "
-                    "followed by a name without '/' (or empty for a unique one)", sn);
+                    "followed by a name without '/' (or empty for the default)", sn);
+    /* The owner's rw: the daemon's own user connects (prefixcache-cli), and
+     * a restart must open a dead predecessor's pool to test its lock. */
+    if ((c->socket_mode & 0600) != 0600 || (c->pool_mode & 0600) != 0600)
+        return errf(err, errlen, PC_E_RANGE, "%s: %04" PRIo64 " must include "
+                    "0600 (the owner's read and write)",
+                    (c->socket_mode & 0600) != 0600 ? "socket_mode" : "pool_mode",
+                    (c->socket_mode & 0600) != 0600 ? c->socket_mode : c->pool_mode);
     pc_pool_layout l;
     int rc = pc_pool_layout_init(&l, (uint32_t)c->layers, (uint32_t)c->kv_heads,
                                  (uint32_t)c->head_dim, (uint32_t)c->page_tokens,
@@ -792,7 +871,7 @@ int pcd_config_load(pcd_config *c, const pcd_cmdline *cl, char *err,
     pcd_config tmp;
     char msg[256];
     int rc;
-    pcd_config_defaults(&tmp);
+    table_defaults(&tmp, false);
     if (cl && cl->config_path &&
         (rc = pcd_config_load_file(&tmp, cl->config_path, err, errlen)))
         return rc;
@@ -800,6 +879,12 @@ int pcd_config_load(pcd_config *c, const pcd_cmdline *cl, char *err,
         if ((rc = set_text(&tmp, cl->over[i].knob, cl->over[i].value, msg,
                            sizeof(msg))))
             return errf(err, errlen, rc, "command line: %s", msg);
+    /* Only now, and only for what is still unset: an explicit --endpoint
+     * never creates a runtime directory.  (Computed knobs are strings
+     * with a minimum length of 1, so empty means unset.) */
+    for (size_t i = 0; i < NELEM(KNOBS); i++)
+        if (!KNOBS[i].def && !cstr_of(&tmp, &KNOBS[i])[0])
+            computed_default(&tmp, &KNOBS[i]);
     if ((rc = pcd_config_check(&tmp, NULL, msg, sizeof(msg))))
         return errf(err, errlen, rc, "configuration: %s", msg);
     *c = tmp;
@@ -822,6 +907,12 @@ static void pack_value(const pcd_config *c, const pcd_knob *k, msgpack_packer *p
         else
             msgpack_pack_false(pk);
         break;
+    case PCD_MODE: { /* as text: "0660" reads as a mode, 432 does not */
+        char buf[16];
+        pcd_config_format(c, k, buf, sizeof(buf));
+        pc_pack_cstr(pk, buf);
+        break;
+    }
     }
 }
 
@@ -861,7 +952,8 @@ static void copy_value(pcd_config *dst, const pcd_config *src, const pcd_knob *k
 {
     switch (k->type) {
     case PCD_INT:
-    case PCD_SIZE: *u64_of(dst, k) = *cu64_of(src, k); break;
+    case PCD_SIZE:
+    case PCD_MODE: *u64_of(dst, k) = *cu64_of(src, k); break;
     case PCD_STR: memcpy(str_of(dst, k), cstr_of(src, k), k->max + 1); break;
     case PCD_ENUM: *int_of(dst, k) = *cint_of(src, k); break;
     case PCD_BOOL: *bool_of(dst, k) = *cbool_of(src, k); break;
@@ -962,6 +1054,7 @@ static void range_text(const pcd_knob *k, char *buf, size_t len)
     switch (k->type) {
     case PCD_INT:
     case PCD_SIZE:
+    case PCD_MODE:
         bound_text(k, k->min, a, sizeof(a));
         bound_text(k, k->max, b, sizeof(b));
         snprintf(buf, len, "%s..%s", a, b);
@@ -1002,7 +1095,8 @@ void pcd_config_write_help(FILE *f, const char *argv0)
         strip_ticks(k->help, help, sizeof(help));
         fprintf(f, "  --%s=%s  (default %s; %s)%s\n", k->name,
                 k->type == PCD_STR ? "STRING" : k->type == PCD_SIZE ? "SIZE"
-                : k->type == PCD_INT ? "INT" : k->type == PCD_BOOL ? "BOOL" : "NAME",
+                : k->type == PCD_INT ? "INT" : k->type == PCD_BOOL ? "BOOL"
+                : k->type == PCD_MODE ? "MODE" : "NAME",
                 def, range, k->reloadable ? " [reloadable]" : "");
         wrap(f, help, 6, 78);
     }
@@ -1068,6 +1162,7 @@ void pcd_config_write_markdown(FILE *f)
         "| string | text, possibly empty where the range allows 0 bytes |\n"
         "| enum | one of the listed names |\n"
         "| bool | true/false, yes/no, on/off, 1/0 |\n"
+        "| mode | permission bits in octal: `0600`, `0660` (a leading 0 is optional; never decimal) |\n"
         "\n"
         "## Changing knobs while the daemon runs\n"
         "\n"

@@ -18,12 +18,19 @@
  * thread that owns all state.  A handler also writes a byte to a pipe that
  * the server polls, so the loop wakes at once wherever the signal landed,
  * and poll needs no timeout (100 ms only if the pipe could not be made).
+ *
+ * Start-up after a crash: a daemon killed with -9 leaves its pool object,
+ * its socket file and its lock file behind.  The next start on the same
+ * endpoint finds all three under the same names (the default pool name is
+ * derived from the endpoint) and, since the dead daemon's locks died with
+ * it, replaces them (blockpool/host.c, rpc/server.c): nothing is kept.
  */
 #include "daemon/daemon.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -275,6 +282,115 @@ static int hook_set(void *ctx, const msgpack_object *set, char *err, size_t errl
     return pcd_daemon_config_set(ctx, set, err, errlen);
 }
 
+/* ---- start-up: names and owners --------------------------------------------- */
+
+/* A group knob ("" = leave the group alone) as a gid the daemon may give
+ * files to: it must exist (or be a number) and be ours, unless we are root. */
+static int resolve_group(const char *knob, const char *name, bool *set,
+                         uint32_t *gid, char *err, size_t errlen)
+{
+    *set = false;
+    if (!name[0])
+        return 0;
+    char buf[4096], *end;
+    struct group gr, *res = NULL;
+    if (getgrnam_r(name, &gr, buf, sizeof(buf), &res) == 0 && res) {
+        *gid = (uint32_t)res->gr_gid;
+    } else {
+        errno = 0;
+        unsigned long v = strtoul(name, &end, 10);
+        if (name[0] < '0' || name[0] > '9' || *end || errno || v >= UINT32_MAX) {
+            snprintf(err, errlen, "%s: there is no group '%s'", knob, name);
+            return PC_E_INVAL;
+        }
+        *gid = (uint32_t)v;
+    }
+    *set = true;
+    if (geteuid() == 0 || *gid == (uint32_t)getegid())
+        return 0;
+    gid_t mine[256];
+    int n = getgroups(256, mine);
+    for (int i = 0; i < n; i++)
+        if ((uint32_t)mine[i] == *gid)
+            return 0;
+    snprintf(err, errlen, "%s: prefixcached runs as uid %lu, which is not in "
+             "group '%s' (gid %lu), so it cannot give files to it", knob,
+             (unsigned long)geteuid(), name, (unsigned long)*gid);
+    return PC_E_PERM;
+}
+
+/* The default pool name: the same on every start on one endpoint (so a
+ * restart finds a crashed predecessor's pool), per user (two users' daemons
+ * never meet).  FNV-1a: any stable hash does; this one needs no library. */
+static void default_pool_name(const char *endpoint, char *buf, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const unsigned char *p = (const unsigned char *)endpoint; *p; p++)
+        h = (h ^ *p) * 0x100000001b3ull;
+    snprintf(buf, len, "/prefixcache-%lu-%016" PRIx64, (unsigned long)geteuid(), h);
+}
+
+static void pool_error(int rc, const char *name, const char *endpoint,
+                       char *err, size_t errlen)
+{
+    uint32_t uid = 0;
+    if (rc == PC_E_BUSY)
+        snprintf(err, errlen, "cannot create the pool: shared memory %s is in "
+                 "use by a live prefixcached (it holds the pool's lock; the "
+                 "one on %s? stop it first, or pick another shm_name)", name,
+                 endpoint);
+    else if (rc == PC_E_PERM && pc_pool_shm_owner(name, &uid) == 0 &&
+             uid != (uint32_t)geteuid())
+        snprintf(err, errlen, "cannot create the pool: shared memory %s "
+                 "belongs to uid %lu, not to us (uid %lu); not touching it "
+                 "(remove it as its owner, or pick another shm_name)", name,
+                 (unsigned long)uid, (unsigned long)geteuid());
+    else if (rc == PC_E_PERM)
+        snprintf(err, errlen, "cannot create the pool: %s exists and is not "
+                 "a shared-memory object of ours; not touching it", name);
+    else
+        snprintf(err, errlen, "cannot create the pool %s: %s", name,
+                 pc_strerror(rc));
+}
+
+/* Create the cache and its pool; a default pool name squatted by another
+ * user gives way to an unpredictable one (a squatter must not stop us). */
+static int create_cache(pcd_daemon *d, pc_cache_config *cc, char *err,
+                        size_t errlen)
+{
+    const pcd_config *cfg = &d->cfg;
+    char name[PC_POOL_SHM_NAME_MAX + 1];
+    bool host = cfg->pool_backend == PC_POOL_HOST, dflt = !cfg->shm_name[0];
+    if (dflt)
+        default_pool_name(cfg->endpoint, name, sizeof(name));
+    else
+        snprintf(name, sizeof(name), "%s", cfg->shm_name);
+    cc->pool.shm_name = name;
+    int rc = pc_cache_create(cc, &d->cache);
+    uint32_t uid;
+    if (rc == PC_E_PERM && host && dflt && pc_pool_shm_owner(name, &uid) == 0 &&
+        uid != (uint32_t)geteuid()) {
+        pcd_log(PC_LOG_WARN, "the default pool name %s belongs to uid %lu, not "
+                "to us: someone squats it; using an unpredictable name instead "
+                "(a restart will not find this pool to reclaim it after a "
+                "crash)", name, (unsigned long)uid);
+        cc->pool.shm_name = NULL; /* the pool draws a random one */
+        rc = pc_cache_create(cc, &d->cache);
+    }
+    if (rc) {
+        pool_error(rc, cc->pool.shm_name ? name : "(a random name)",
+                   cfg->endpoint, err, errlen);
+        return rc;
+    }
+    pc_cache_desc desc;
+    pc_cache_describe(d->cache, &desc);
+    if (desc.shm_reclaimed)
+        pcd_log(PC_LOG_WARN, "pool %s was left by a prefixcached that is gone "
+                "(killed or crashed: nobody held its lock): replaced by a fresh, "
+                "empty pool; engines must say hello again", desc.shm_name);
+    return 0;
+}
+
 /* ---- life cycle ------------------------------------------------------------ */
 
 static void log_startup(const pcd_daemon *d)
@@ -359,29 +475,26 @@ int pcd_daemon_create(const pcd_config *cfg, const pcd_cmdline *cl,
     cc.pool.backend = (pc_pool_backend)cfg->pool_backend;
     cc.pool.capacity_blocks = cfg->pool_blocks;
     cc.pool.capacity_bytes = cfg->pool_bytes;
-    cc.pool.shm_name = cfg->shm_name[0] ? cfg->shm_name : NULL;
-    if ((rc = pc_cache_create(&cc, &d->cache))) {
-        if (rc == PC_E_BUSY)
-            snprintf(err, errlen, "cannot create the pool: shared memory %s "
-                     "already exists (another prefixcached with this shm_name? "
-                     "if none runs, remove /dev/shm%s)", cfg->shm_name,
-                     cfg->shm_name);
-        else
-            snprintf(err, errlen, "cannot create the pool: %s", pc_strerror(rc));
+    cc.pool.shm_mode = (uint32_t)cfg->pool_mode;
+    pc_rpc_config rc_cfg = {
+        .endpoint = cfg->endpoint,
+        .limits = {.max_msg = cfg->max_msg_bytes, .max_tokens = cfg->max_tokens},
+        .hooks = {.ctx = d, .log = pcd_log_hook, .config_get = hook_get,
+                  .config_set = hook_set},
+        .wakeup_fd = g_wake[0] >= 3 ? g_wake[0] : 0,
+        .ipc_mode = (uint32_t)cfg->socket_mode,
+    };
+    if ((rc = resolve_group("pool_group", cfg->pool_group, &cc.pool.shm_chgrp,
+                            &cc.pool.shm_gid, err, errlen)) ||
+        (rc = resolve_group("socket_group", cfg->socket_group,
+                            &rc_cfg.ipc_chgrp, &rc_cfg.ipc_gid, err, errlen)) ||
+        (rc = create_cache(d, &cc, err, errlen)))
         goto fail;
-    }
     if ((rc = reserve_priorities(d, cfg, err, errlen)))
         goto fail;
     apply_priorities(d, cfg);
 
-    pc_rpc_config rc_cfg = {
-        .endpoint = cfg->endpoint,
-        .limits = {.max_msg = cfg->max_msg_bytes, .max_tokens = cfg->max_tokens},
-        .cache = d->cache,
-        .hooks = {.ctx = d, .log = pcd_log_hook, .config_get = hook_get,
-                  .config_set = hook_set},
-        .wakeup_fd = g_wake[0] >= 3 ? g_wake[0] : 0,
-    };
+    rc_cfg.cache = d->cache;
     /* libzmq starts its I/O thread here; with our signals blocked while it
      * does, that thread inherits the mask and signals land on this one,
      * interrupting zmq_poll at once. */
@@ -398,6 +511,10 @@ int pcd_daemon_create(const pcd_config *cfg, const pcd_cmdline *cl,
             snprintf(err, errlen, "endpoint %s is in use by another "
                      "prefixcached (stop it first, or pick another --endpoint)",
                      cfg->endpoint);
+        else if (rc == PC_E_PERM)
+            snprintf(err, errlen, "endpoint %s: its socket or lock file "
+                     "belongs to another user (see above); pick an endpoint in "
+                     "a directory only we can write", cfg->endpoint);
         else
             snprintf(err, errlen, "cannot listen on %s: %s", cfg->endpoint,
                      pc_strerror(rc));

@@ -37,12 +37,15 @@
 
 /* The daemon's whole configuration, as values (strings are copied in). */
 #define PCD_NS_PRIORITIES_MAX 1023
+#define PCD_GROUP_MAX 64
 
 typedef struct pcd_config {
     char endpoint[PCD_ENDPOINT_MAX];
     int pool_backend;            /* pc_pool_backend                      */
     uint64_t pool_bytes, pool_blocks;
-    char shm_name[PC_POOL_SHM_NAME_MAX + 1]; /* "" = a unique one        */
+    char shm_name[PC_POOL_SHM_NAME_MAX + 1]; /* "" = per endpoint      */
+    uint64_t socket_mode, pool_mode;  /* permission bits, 0..0777        */
+    char socket_group[PCD_GROUP_MAX + 1], pool_group[PCD_GROUP_MAX + 1];
     uint64_t layers, kv_heads, head_dim;
     int dtype;                   /* pc_dtype                             */
     uint64_t page_tokens;
@@ -74,6 +77,7 @@ typedef enum pcd_type {
     PCD_STR,  /* text of at most max bytes (min: at least min bytes)     */
     PCD_ENUM, /* one of choice(i); stored as its index i                 */
     PCD_BOOL, /* true/false, yes/no, on/off, 1/0                         */
+    PCD_MODE, /* permission bits in octal ("0660"), within [min, max]    */
 } pcd_type;
 
 typedef struct pcd_knob {
@@ -81,7 +85,10 @@ typedef struct pcd_knob {
     pcd_type type;
     size_t off;                 /* of the field in pcd_config           */
     const char *def;            /* default, as text; NULL: def_fn's     */
-    void (*def_fn)(char *buf, size_t len); /* computes the default text */
+    /* Computes the default text: 0, or a PC_E_* code (the field is then
+     * left empty, and pcd_config_check says why).  pcd_config_load calls
+     * it only when neither the file nor the command line set the knob. */
+    int (*def_fn)(char *buf, size_t len);
     const char *def_doc;        /* what the docs show for a NULL def    */
     uint64_t min, max;
     const char *(*choice)(int i); /* PCD_ENUM: the name of value i, NULL
@@ -94,11 +101,6 @@ typedef struct pcd_knob {
 const pcd_knob *pcd_knobs(size_t *n);
 /* By name (len bytes, not necessarily NUL-terminated); NULL if unknown. */
 const pcd_knob *pcd_knob_find(const char *name, size_t len);
-
-/* The default endpoint: ipc://$XDG_RUNTIME_DIR/prefixcache.sock when that
- * directory is set, absolute and writable, else
- * ipc:///tmp/prefixcache-<uid>.sock.  The CLI uses it too. */
-void pcd_default_endpoint(char *buf, size_t len);
 
 /* Every knob at its default. */
 void pcd_config_defaults(pcd_config *c);
@@ -122,7 +124,7 @@ int pcd_config_load_file(pcd_config *c, const char *path, char *err,
                          size_t errlen);
 
 /* Rules that span knobs (watermarks, pool capacity, endpoint scheme, shm
- * name form).  *capacity (may be NULL) gets the pool's blocks. */
+ * name form, modes).  *capacity (may be NULL) gets the pool's blocks. */
 int pcd_config_check(const pcd_config *c, uint64_t *capacity, char *err,
                      size_t errlen);
 
@@ -214,7 +216,14 @@ typedef struct pcd_daemon pcd_daemon;
  * Create the cache (and its pool), bind the server, log where it listens
  * and the pool layout.  cl (may be NULL) is kept for SIGHUP, which re-reads
  * the same file with the same overrides; it must outlive the daemon.
- * PC_E_BUSY when another daemon owns the endpoint; err says what failed.
+ * The host pool's name, when shm_name is empty, is
+ * "/prefixcache-<euid>-<16 hex digits of a hash of the endpoint>": a
+ * restart on the same endpoint finds a crashed predecessor's pool and
+ * reclaims it; when another user holds that name, an unpredictable one is
+ * used instead (logged at WARN).  socket_group and pool_group must name a
+ * group the daemon may give files to.
+ * PC_E_BUSY when another daemon owns the endpoint or the pool; PC_E_PERM
+ * when another user owns them; err says what failed.
  */
 int pcd_daemon_create(const pcd_config *cfg, const pcd_cmdline *cl,
                       pcd_daemon **out, char *err, size_t errlen);

@@ -546,11 +546,14 @@ static int do_hello(pc_client *c, pc_hello *h, bool map_pool)
     /* The out fields are filled: a caller that only wants the layout (the
      * CLI, a remote engine) can still use them when mapping fails. */
     if ((rc = pc_pool_map(h->shm_name, h->shm_bytes, &c->pool)))
-        return fail(c, rc,
-                    "cannot map the host pool %s (%llu bytes): %s; is the "
-                    "daemon on another machine?",
+        return fail(c, rc, "cannot map the host pool %s (%llu bytes): %s",
                     h->shm_name, (unsigned long long)h->shm_bytes,
-                    pc_strerror(rc));
+                    rc == PC_E_PERM ? "permission denied (the daemon's "
+                                      "pool_mode and pool_group do not let "
+                                      "this user map it)"
+                    : rc == PC_E_NOENT ? "no such object (is the daemon on "
+                                         "another machine?)"
+                                       : pc_strerror(rc));
     c->pool_bytes = h->shm_bytes;
     /* Only blocks that lie wholly inside the mapping are addressable. */
     c->pool_blocks = h->block_bytes ? h->shm_bytes / h->block_bytes : 0;

@@ -18,12 +18,38 @@
 #ifndef PC_CLIENT_H
 #define PC_CLIENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "proto/proto.h"
 
 typedef struct pc_client pc_client;
+
+/* ---- the default endpoint (rpc/endpoint.c) -------------------------------- */
+
+/*
+ * The endpoint prefixcached listens on when none is configured, as the
+ * daemon computes it: "ipc://DIR/prefixcache.sock" in the first private
+ * directory (a real directory, owned by our euid, not writable by group or
+ * others) of $XDG_RUNTIME_DIR, /run/prefixcache (euid 0), then
+ * /tmp/prefixcache-<euid> and $HOME/.prefixcache, which are created 0700
+ * when missing.  A directory that fails the check (another user made it
+ * first) is skipped: nobody else can squat the path or impersonate the
+ * daemon.  0; PC_E_PERM when no candidate is usable (buf gets ""),
+ * PC_E_RANGE when buf is too small.  128 bytes are always enough.
+ */
+int pc_rpc_default_endpoint(char *buf, size_t len);
+
+/* The same over an explicit list of candidate directories (tests; tools
+ * with a policy of their own): the first usable one wins; create: make it
+ * 0700 when it is missing.  NULL or relative paths are skipped. */
+typedef struct pc_rpc_rundir {
+    const char *path;
+    bool create;
+} pc_rpc_rundir;
+int pc_rpc_endpoint_from(const pc_rpc_rundir *dirs, size_t n, char *buf,
+                         size_t len);
 
 /* Connect (lazily, as ZeroMQ does) to endpoint; calls wait at most
  * timeout_ms (<= 0: 5000). */

@@ -49,6 +49,7 @@
 #ifndef PC_RPC_H
 #define PC_RPC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -89,14 +90,25 @@ typedef struct pc_rpc_config {
      * caller tests its flags after poll returns.  0: none (fd 0 is never
      * one). */
     int wakeup_fd;
+    /* ipc file endpoints: the socket file's permission bits, set with
+     * chmod after bind whatever the umask (0: 0600; at most 0777); with
+     * ipc_chgrp, its group becomes ipc_gid first, so that engines under
+     * another uid in that group can connect.  Who may connect is who may
+     * send flush and config: never leave it to the umask. */
+    uint32_t ipc_mode;
+    bool ipc_chgrp;
+    uint32_t ipc_gid;
 } pc_rpc_config;
 
 /*
  * Bind the endpoint.  For ipc:// the socket file is guarded by an flock'ed
  * "<path>.lock" so that a second server on the same endpoint fails with
  * PC_E_BUSY instead of silently stealing it (libzmq would unlink and
- * rebind); a stale socket file from a crashed server is replaced.  tcp://
- * in use also gives PC_E_BUSY.  PC_E_INVAL for a bad endpoint, PC_E_IO.
+ * rebind); a stale socket file from a crashed server is replaced.  A lock
+ * or socket file that belongs to another user is never used or replaced
+ * (PC_E_PERM: someone squats the path).  The socket file gets ipc_mode and
+ * ipc_gid.  tcp:// in use also gives PC_E_BUSY.  PC_E_INVAL for a bad
+ * endpoint, PC_E_RANGE for ipc_mode beyond 0777, PC_E_IO.
  */
 int pc_rpc_server_create(const pc_rpc_config *cfg, pc_rpc_server **out);
 

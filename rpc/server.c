@@ -37,7 +37,16 @@
  * Endpoint exclusivity: libzmq unlinks an existing ipc socket file when it
  * binds, so a second daemon would silently steal the endpoint from a live
  * one.  Hence the flock'ed "<path>.lock": whoever holds it owns the path;
- * a stale socket file (a crashed daemon never removes it) is replaced.
+ * a stale socket file (a crashed daemon never removes it) is replaced.  A
+ * lock or socket file of another user is never used or replaced: in a
+ * directory others can write (the default endpoint is never in one, see
+ * rpc/endpoint.c) that is a squatter, and we say so instead of serving
+ * next to it.
+ *
+ * The socket's mode: whoever may connect may flush the cache and change its
+ * config, so the mode is set explicitly (cfg->ipc_mode, ipc_gid) after bind
+ * and never left to the umask.  bind runs under umask 0177, so the file is
+ * born 0600 and only widened once its group is right.
  */
 #include "rpc/rpc.h"
 
@@ -87,6 +96,8 @@ struct pc_rpc_server {
     char endpoint[512];        /* ZMQ_LAST_ENDPOINT                     */
     char *ipc_path, *lock_path; /* ipc file endpoints only (else NULL)  */
     int lock_fd;
+    uint32_t ipc_mode, ipc_gid;
+    bool ipc_chgrp;
 
     pc_decoder dec;
     msgpack_sbuffer sb; /* the reply, reused request after request      */
@@ -683,17 +694,40 @@ int pc_rpc_server_poll(pc_rpc_server *s, int timeout_ms)
 
 /* ---- life cycle ------------------------------------------------------------ */
 
+/* PC_E_PERM (logged) when path exists and is not ours: a squatter. */
+static int not_ours(pc_rpc_server *s, const char *path, const char *what)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0 || st.st_uid == geteuid())
+        return 0;
+    slog(s, PC_LOG_ERROR, "%s %s belongs to uid %lu, not to us (uid %lu): "
+         "another user holds this path; not touching it (use an endpoint in "
+         "a directory only we can write, such as the default)", what, path,
+         (unsigned long)st.st_uid, (unsigned long)geteuid());
+    return PC_E_PERM;
+}
+
 /* Take "<path>.lock" (created 0600) with flock: whoever holds it owns the
  * endpoint.  The inode check closes a race with a server that is just
  * shutting down: it unlinks the lock file while we wait on the old inode. */
 static int take_lock(pc_rpc_server *s)
 {
     for (int attempt = 0; attempt < 8; attempt++) {
-        int fd = open(s->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        int rc = not_ours(s, s->lock_path, "the lock file");
+        if (rc)
+            return rc;
+        int fd = open(s->lock_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+                      0600);
         if (fd < 0) {
             slog(s, PC_LOG_ERROR, "cannot create the lock file %s: %s",
                  s->lock_path, strerror(errno));
             return PC_E_IO;
+        }
+        struct stat own;
+        if (fstat(fd, &own) != 0 || own.st_uid != geteuid() ||
+            !S_ISREG(own.st_mode)) {
+            close(fd); /* swapped in since the check: look again */
+            continue;
         }
         if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
             int e = errno;
@@ -743,7 +777,7 @@ static int claim_endpoint(pc_rpc_server *s, const char *ep)
     memcpy(s->lock_path, path, n);
     memcpy(s->lock_path + n, ".lock", 6);
     int rc = take_lock(s);
-    if (rc)
+    if (rc || (rc = not_ours(s, path, "the socket file")))
         return rc;
     struct stat st;
     if (lstat(path, &st) == 0) {
@@ -756,6 +790,74 @@ static int claim_endpoint(pc_rpc_server *s, const char *ep)
         slog(s, PC_LOG_INFO, "replacing the stale socket file %s", path);
         unlink(path);
     }
+    return 0;
+}
+
+/* Warn when the mode lets group or others connect but the directory does
+ * not let them reach the socket: the daemon changes no directory's mode
+ * (the default ones are per user; a shared one is the operator's). */
+static void check_dir_search(pc_rpc_server *s)
+{
+    char dir[128];
+    snprintf(dir, sizeof(dir), "%s", s->ipc_path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof(dir), ".");
+    else
+        slash[slash == dir] = 0; /* "/x.sock" -> "/" */
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return;
+    bool grp = (s->ipc_mode & 060) &&
+               !((st.st_mode & S_IXGRP) &&
+                 st.st_gid == (s->ipc_chgrp ? s->ipc_gid : getegid())) &&
+               !(st.st_mode & S_IXOTH);
+    bool oth = (s->ipc_mode & 006) && !(st.st_mode & S_IXOTH);
+    if (grp || oth)
+        slog(s, PC_LOG_WARN, "the socket's mode %04o lets %s connect, but its "
+             "directory %s (mode %04o) does not let them reach it: give the "
+             "directory the search bit (0710 with the socket's group, or "
+             "0711)", (unsigned)s->ipc_mode, grp ? "its group" : "others",
+             dir, (unsigned)(st.st_mode & 07777));
+}
+
+/* Bind, with the socket file born 0600 and then given its group and mode.
+ * umask is process-wide: during these microseconds a file another thread
+ * creates gets a narrower mode, never a wider one; the daemon's other
+ * threads (libzmq's I/O thread, the prefault thread) create no files.
+ * libzmq binds an ipc socket in the calling thread, inside zmq_bind. */
+static int bind_socket(pc_rpc_server *s, const char *ep)
+{
+    mode_t old = s->ipc_path ? umask(0177) : 0;
+    int rc = zmq_bind(s->sock, ep);
+    int e = zmq_errno();
+    if (s->ipc_path)
+        umask(old);
+    if (rc < 0) {
+        rc = e == EADDRINUSE ? PC_E_BUSY
+             : (e == EINVAL || e == EPROTONOSUPPORT || e == ENOCOMPATPROTO ||
+                e == ENODEV || e == ENAMETOOLONG) ? PC_E_INVAL : PC_E_IO;
+        slog(s, PC_LOG_ERROR, "cannot bind %s: %s%s", ep, zmq_strerror(e),
+             rc == PC_E_BUSY ? " (another process listens there)" : "");
+        return rc;
+    }
+    if (!s->ipc_path)
+        return 0;
+    /* NOFOLLOW: never chmod what a symlink swapped in would point to */
+    if (s->ipc_chgrp && fchownat(AT_FDCWD, s->ipc_path, (uid_t)-1,
+                                 (gid_t)s->ipc_gid, AT_SYMLINK_NOFOLLOW) != 0) {
+        slog(s, PC_LOG_ERROR, "cannot give %s to group %lu: %s", s->ipc_path,
+             (unsigned long)s->ipc_gid, strerror(errno));
+        return PC_E_IO;
+    }
+    if (fchmodat(AT_FDCWD, s->ipc_path, (mode_t)s->ipc_mode,
+                 AT_SYMLINK_NOFOLLOW) != 0) {
+        slog(s, PC_LOG_ERROR, "cannot set mode %04o on %s: %s",
+             (unsigned)s->ipc_mode, s->ipc_path, strerror(errno));
+        return PC_E_IO;
+    }
+    if (s->ipc_mode & 077)
+        check_dir_search(s);
     return 0;
 }
 
@@ -775,6 +877,9 @@ int pc_rpc_server_create(const pc_rpc_config *cfg, pc_rpc_server **out)
     s->cache = cfg->cache;
     s->hooks = cfg->hooks;
     s->lim = cfg->limits;
+    s->ipc_mode = cfg->ipc_mode ? cfg->ipc_mode : 0600;
+    s->ipc_chgrp = cfg->ipc_chgrp;
+    s->ipc_gid = cfg->ipc_gid;
     if (!s->lim.max_msg)
         s->lim.max_msg = PC_PROTO_MAX_MSG_DEFAULT;
     if (!s->lim.max_tokens)
@@ -798,6 +903,11 @@ int pc_rpc_server_create(const pc_rpc_config *cfg, pc_rpc_server **out)
              s->lim.max_tokens, s->lim.max_msg);
         goto fail;
     }
+    if (s->ipc_mode > 0777) {
+        slog(s, PC_LOG_ERROR, "ipc_mode %o is beyond 0777", (unsigned)s->ipc_mode);
+        rc = PC_E_RANGE;
+        goto fail;
+    }
     if ((rc = claim_endpoint(s, cfg->endpoint)))
         goto fail;
     rc = PC_E_IO;
@@ -816,15 +926,8 @@ int pc_rpc_server_create(const pc_rpc_config *cfg, pc_rpc_server **out)
         slog(s, PC_LOG_ERROR, "zmq_setsockopt: %s", zmq_strerror(zmq_errno()));
         goto fail;
     }
-    if (zmq_bind(s->sock, cfg->endpoint) < 0) {
-        int e = zmq_errno();
-        rc = e == EADDRINUSE ? PC_E_BUSY
-             : (e == EINVAL || e == EPROTONOSUPPORT || e == ENOCOMPATPROTO ||
-                e == ENODEV || e == ENAMETOOLONG) ? PC_E_INVAL : PC_E_IO;
-        slog(s, PC_LOG_ERROR, "cannot bind %s: %s%s", cfg->endpoint,
-             zmq_strerror(e), rc == PC_E_BUSY ? " (another process listens there)" : "");
+    if ((rc = bind_socket(s, cfg->endpoint)))
         goto fail;
-    }
     size_t len = sizeof(s->endpoint);
     if (zmq_getsockopt(s->sock, ZMQ_LAST_ENDPOINT, s->endpoint, &len))
         snprintf(s->endpoint, sizeof(s->endpoint), "%s", cfg->endpoint);

@@ -4,8 +4,11 @@
  * Layout arithmetic and dtypes, every refused configuration with its code,
  * the block state machine (FREE -> LEASED -> CACHED -> FREE) with the counts
  * after every step, LIFO order, all-or-nothing alloc, the "none" and "host"
- * backends, a 64 GiB host pool that must not fault in its region, and
- * pc_pool_map() from the same process.
+ * backends, a 64 GiB host pool that must not fault in its region,
+ * pc_pool_map() from the same process, and who owns a name: a live
+ * creator's pool is busy, a dead one's (a forked creator that exits
+ * without destroying it) is reclaimed, another user's is never touched;
+ * the object's mode and group are set explicitly, whatever the umask.
  *
  * pc_pool_check() runs after every pool mutation.  Every pool a test creates
  * is registered; the suite's .fini (which Criterion runs after a failed
@@ -15,6 +18,8 @@
  */
 #include <criterion/criterion.h>
 
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -24,6 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -87,8 +94,32 @@ static void map_del(void *base)
     cr_assert_fail("unmapping an untracked mapping");
 }
 
+/* Objects a test made by hand (not pools), and a forked creator. */
+static char g_raw[4][PC_POOL_SHM_NAME_MAX + 1];
+static pid_t g_child;
+
+static void raw_track(const char *name)
+{
+    for (size_t i = 0; i < NELEM(g_raw); i++)
+        if (!g_raw[i][0]) {
+            snprintf(g_raw[i], sizeof(g_raw[i]), "%s", name);
+            return;
+        }
+    cr_assert_fail("too many raw shm objects in one test");
+}
+
 static void cleanup(void)
 {
+    if (g_child > 0) {
+        kill(g_child, SIGKILL);
+        waitpid(g_child, NULL, 0);
+        g_child = 0;
+    }
+    for (size_t i = 0; i < NELEM(g_raw); i++)
+        if (g_raw[i][0]) {
+            shm_unlink(g_raw[i]);
+            g_raw[i][0] = 0;
+        }
     for (size_t i = 0; i < NELEM(g_maps); i++)
         if (g_maps[i].base) {
             pc_pool_unmap(g_maps[i].base, g_maps[i].bytes);
@@ -532,6 +563,153 @@ Test(blockpool, create_refuses_existing_name)
     cr_assert_eq(((uint8_t *)m)[2 * cfg.layout.block_bytes + 15], 0x5a);
     map_del(m);
     pool_del(p);
+}
+
+/* ---- who owns a name -------------------------------------------------------- */
+
+/* The mode bits and group of a name's object (it must exist). */
+static struct stat shm_stat(const char *name)
+{
+    char path[300];
+    struct stat st;
+    snprintf(path, sizeof(path), "/dev/shm%s", name);
+    cr_assert_eq(lstat(path, &st), 0, "%s: %s", path, strerror(errno));
+    return st;
+}
+
+/* Every byte of the pool is zero. */
+static void all_zero(const pc_pool *p)
+{
+    const uint8_t *b = pc_pool_base(p);
+    uint64_t bytes = 0;
+    RC_EQ(pc_pool_shm_info(p, NULL, &bytes), 0);
+    for (uint64_t i = 0; i < bytes; i++)
+        cr_assert_eq(b[i], 0, "byte %" PRIu64 " of a fresh pool is %u", i, b[i]);
+}
+
+Test(blockpool, reclaims_an_object_nobody_locks)
+{
+    /* What a daemon killed with -9 leaves: an object of our name, filled,
+     * and no lock (it died with the process). */
+    pc_pool_config cfg = config(PC_POOL_HOST, 4);
+    raw_track(cfg.shm_name);
+    int fd = shm_open(cfg.shm_name, O_CREAT | O_EXCL | O_RDWR, 0600);
+    cr_assert(fd >= 0, "shm_open: %s", strerror(errno));
+    cr_assert_eq(ftruncate(fd, 64 * 1024), 0);
+    cr_assert_eq(pwrite(fd, "old", 3, 100), 3);
+    close(fd);
+
+    pc_pool *p = mk(&cfg);
+    cr_assert(pc_pool_shm_reclaimed(p), "the dead object was not reported");
+    all_zero(p); /* a fresh object, not the old bytes */
+    uint64_t bytes = 0;
+    RC_EQ(pc_pool_shm_info(p, NULL, &bytes), 0);
+    cr_assert_eq((uint64_t)shm_stat(cfg.shm_name).st_size, bytes);
+    /* an ordinary create reports nothing */
+    pc_pool_config other = config(PC_POOL_HOST, 4);
+    pc_pool *q = mk(&other);
+    cr_assert(!pc_pool_shm_reclaimed(q));
+    pool_del(q);
+    pool_del(p);
+}
+
+Test(blockpool, busy_while_its_creator_lives_reclaimed_once_it_dies)
+{
+    pc_pool_config cfg = config(PC_POOL_HOST, 4);
+    raw_track(cfg.shm_name); /* the child's pool, should the test fail */
+    const uint64_t bb = cfg.layout.block_bytes;
+    int up[2], down[2];
+    cr_assert_eq(pipe(up), 0);
+    cr_assert_eq(pipe(down), 0);
+    fflush(NULL);
+    g_child = fork();
+    cr_assert(g_child >= 0);
+    if (g_child == 0) { /* a creator that dies without pc_pool_destroy */
+        pc_pool *c = NULL;
+        int rc = pc_pool_create(&cfg, &c);
+        if (rc == 0)
+            memset(pc_pool_block_ptr(c, 1), 0x5a, bb);
+        char ch;
+        if (write(up[1], &rc, sizeof(rc)) != sizeof(rc) || read(down[0], &ch, 1) < 0)
+            _exit(2);
+        _exit(0);
+    }
+    int rc = -99;
+    cr_assert_eq(read(up[0], &rc, sizeof(rc)), (ssize_t)sizeof(rc));
+    cr_assert_eq(rc, 0, "the child's create: %s", pc_errname(rc));
+
+    refused(&cfg, PC_E_BUSY); /* its creator holds the lock */
+    uint32_t owner = 0;
+    RC_EQ(pc_pool_shm_owner(cfg.shm_name, &owner), 0);
+    cr_assert_eq(owner, (uint32_t)geteuid());
+    uint64_t bytes = 4 * bb;
+    void *m = NULL;
+    RC_EQ(pc_pool_map(cfg.shm_name, bytes, &m), 0); /* an engine's mapping */
+    map_track(m, bytes);
+    cr_assert_eq(((uint8_t *)m)[bb], 0x5a, "refused, but not harmed");
+
+    cr_assert_eq(write(down[1], "x", 1), 1);
+    int st;
+    cr_assert_eq(waitpid(g_child, &st, 0), g_child);
+    g_child = 0;
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status 0x%x", st);
+    close(up[0]), close(up[1]), close(down[0]), close(down[1]);
+
+    pc_pool *p = mk(&cfg); /* its creator is gone: reclaimed */
+    cr_assert(pc_pool_shm_reclaimed(p));
+    all_zero(p);
+    /* the old mapping keeps the old object's bytes: engines remap on hello */
+    cr_assert_eq(((uint8_t *)m)[bb], 0x5a);
+    map_del(m);
+    pool_del(p);
+    RC_EQ(pc_pool_shm_owner(cfg.shm_name, &owner), PC_E_NOENT);
+}
+
+Test(blockpool, another_users_object_is_never_touched)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root, to give an object to another uid");
+    pc_pool_config cfg = config(PC_POOL_HOST, 4);
+    raw_track(cfg.shm_name);
+    int fd = shm_open(cfg.shm_name, O_CREAT | O_EXCL | O_RDWR, 0666);
+    cr_assert(fd >= 0, "shm_open: %s", strerror(errno));
+    cr_assert_eq(fchown(fd, 65534, 65534), 0, "fchown: %s", strerror(errno));
+    close(fd); /* nobody locks it: it would look dead, were it ours */
+    refused(&cfg, PC_E_PERM);
+    uint32_t owner = 0;
+    RC_EQ(pc_pool_shm_owner(cfg.shm_name, &owner), 0);
+    cr_assert_eq(owner, 65534, "the object was replaced");
+    RC_EQ(pc_pool_shm_owner("no-slash", &owner), PC_E_INVAL);
+}
+
+Test(blockpool, mode_and_group_are_explicit)
+{
+    mode_t old = umask(0); /* the umask must not widen (or decide) anything */
+    pc_pool_config cfg = config(PC_POOL_HOST, 2);
+    pc_pool *p = mk(&cfg);
+    cr_assert_eq(shm_stat(cfg.shm_name).st_mode & 07777, 0600);
+    pool_del(p);
+
+    /* root may give it to any group; anyone to their own */
+    uint32_t gid = geteuid() == 0 ? 4242 : (uint32_t)getegid();
+    cfg = config(PC_POOL_HOST, 2);
+    cfg.shm_mode = 0660;
+    cfg.shm_chgrp = true;
+    cfg.shm_gid = gid;
+    p = mk(&cfg);
+    struct stat st = shm_stat(cfg.shm_name);
+    cr_assert_eq(st.st_mode & 07777, 0660);
+    cr_assert_eq(st.st_gid, gid);
+    pool_del(p);
+    umask(077);
+    cfg = config(PC_POOL_HOST, 2);
+    cfg.shm_mode = 0644; /* wider than the umask: still what was asked */
+    p = mk(&cfg);
+    cr_assert_eq(shm_stat(cfg.shm_name).st_mode & 07777, 0644);
+    pool_del(p);
+    umask(old);
+    cfg.shm_mode = 01000;
+    refused(&cfg, PC_E_RANGE);
 }
 
 /* ---- the state machine --------------------------------------------------- */

@@ -22,10 +22,33 @@
 #include <unistd.h>
 
 #include "daemon/daemon.h"
+#include "rpc/client.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
 static char g_err[512];
+
+/* pcd_config_defaults computes the default endpoint, which may create a
+ * runtime directory: XDG_RUNTIME_DIR points at a private one for the whole
+ * program (each process that runs this makes its own), so that no test
+ * here touches /run/prefixcache or /tmp/prefixcache-<uid>. */
+static char g_xdg[64];
+static pid_t g_xdg_owner;
+
+__attribute__((constructor)) static void private_runtime_dir(void)
+{
+    snprintf(g_xdg, sizeof(g_xdg), "/tmp/pcd-xdg-%ld", (long)getpid());
+    if (mkdir(g_xdg, 0700) == 0 || errno == EEXIST) {
+        setenv("XDG_RUNTIME_DIR", g_xdg, 1);
+        g_xdg_owner = getpid();
+    }
+}
+
+__attribute__((destructor)) static void private_runtime_dir_gone(void)
+{
+    if (g_xdg_owner == getpid())
+        rmdir(g_xdg);
+}
 
 /* ---- helpers --------------------------------------------------------------- */
 
@@ -126,8 +149,11 @@ Test(config, defaults_are_the_embedded_llama3_8b_shape)
     cr_expect_eq(c.log_level, PC_LOG_INFO);
     cr_expect_eq(c.log_utc, false);
     char ep[PCD_ENDPOINT_MAX];
-    pcd_default_endpoint(ep, sizeof(ep));
+    cr_assert_eq(pc_rpc_default_endpoint(ep, sizeof(ep)), 0);
     cr_expect_str_eq(c.endpoint, ep);
+    cr_expect_str_eq(c.socket_group, "");
+    cr_expect_eq(c.socket_mode, 0600);
+    cr_expect_eq(c.pool_mode, 0600);
     uint64_t cap = 0;
     cr_assert_eq(pcd_config_check(&c, &cap, g_err, sizeof(g_err)), 0, "%s", g_err);
     cr_expect_eq(cap, 512, "1 GiB of 2 MiB blocks"); /* 2x32x8x128x16x2 bytes */
@@ -152,31 +178,91 @@ Test(config, every_default_formats_and_parses_back)
     }
 }
 
-Test(config, default_endpoint_follows_xdg_runtime_dir)
+/* The rules themselves: tests/test_daemon_start.c.  Here: the knob's
+ * default is pc_rpc_default_endpoint(), computed only when nothing set the
+ * endpoint, and a missing default is a clear error. */
+Test(config, default_endpoint_is_the_clients_and_computed_last)
 {
-    char ep[PCD_ENDPOINT_MAX], want[PCD_ENDPOINT_MAX], dir[64];
-    snprintf(want, sizeof(want), "ipc:///tmp/prefixcache-%lu.sock",
-             (unsigned long)getuid());
-    unsetenv("XDG_RUNTIME_DIR");
-    pcd_default_endpoint(ep, sizeof(ep));
-    cr_expect_str_eq(ep, want);
+    char want[128];
+    snprintf(want, sizeof(want), "ipc://%s/prefixcache.sock", g_xdg);
+    pcd_config c;
+    pcd_cmdline cl;
+    const char *const none[] = {"prefixcached", NULL};
+    cr_assert_eq(load_args(&c, none, &cl), 0, "%s", g_err);
+    cr_expect_str_eq(c.endpoint, want);
+    pcd_cmdline_free(&cl);
 
-    snprintf(dir, sizeof(dir), "/tmp/pcd-xdg-%ld", (long)getpid());
-    cr_assert_eq(mkdir(dir, 0700), 0);
-    setenv("XDG_RUNTIME_DIR", dir, 1);
-    pcd_default_endpoint(ep, sizeof(ep));
-    char xdg[128];
-    snprintf(xdg, sizeof(xdg), "ipc://%s/prefixcache.sock", dir);
-    cr_expect_str_eq(ep, xdg);
+    /* with no usable default, an explicit endpoint still loads */
+    setenv("XDG_RUNTIME_DIR", "relative/dir", 1);
+    setenv("HOME", "relative/home", 1);
+    const char *const ep[] = {"prefixcached", "--endpoint=tcp://127.0.0.1:1", NULL};
+    cr_assert_eq(load_args(&c, ep, &cl), 0, "%s", g_err);
+    cr_expect_str_eq(c.endpoint, "tcp://127.0.0.1:1");
+    pcd_cmdline_free(&cl);
+    setenv("XDG_RUNTIME_DIR", g_xdg, 1);
 
-    setenv("XDG_RUNTIME_DIR", "/nonexistent/pcd-run", 1); /* not writable */
-    pcd_default_endpoint(ep, sizeof(ep));
-    cr_expect_str_eq(ep, want);
-    setenv("XDG_RUNTIME_DIR", "relative/dir", 1); /* not absolute */
-    pcd_default_endpoint(ep, sizeof(ep));
-    cr_expect_str_eq(ep, want);
-    rmdir(dir);
-    unsetenv("XDG_RUNTIME_DIR");
+    c.endpoint[0] = 0; /* what a failed default leaves */
+    cr_expect_eq(pcd_config_check(&c, NULL, g_err, sizeof(g_err)), PC_E_PERM);
+    cr_expect(contains(g_err, "endpoint: no default"), "%s", g_err);
+}
+
+Test(config, modes_are_octal_and_keep_the_owner)
+{
+    pcd_config c;
+    pcd_config_defaults(&c);
+    cr_expect_eq(pcd_config_set(&c, "socket_mode", "0660", g_err, sizeof(g_err)), 0);
+    cr_expect_eq(c.socket_mode, 0660);
+    cr_expect_eq(pcd_config_set(&c, "pool_mode", "640", g_err, sizeof(g_err)), 0);
+    cr_expect_eq(c.pool_mode, 0640);
+    char txt[16];
+    pcd_config_format(&c, pcd_knob_find("pool_mode", 9), txt, sizeof(txt));
+    cr_expect_str_eq(txt, "0640");
+    cr_expect_eq(pcd_config_set(&c, "socket_mode", "0680", g_err, sizeof(g_err)),
+                 PC_E_INVAL);
+    cr_expect(contains(g_err, "not a mode"), "%s", g_err);
+    cr_expect_eq(pcd_config_set(&c, "socket_mode", "", g_err, sizeof(g_err)),
+                 PC_E_INVAL);
+    cr_expect_eq(pcd_config_set(&c, "socket_mode", "01000", g_err, sizeof(g_err)),
+                 PC_E_RANGE);
+    cr_expect_str_eq(g_err, "socket_mode: 1000 is above the maximum 0777");
+    cr_expect_eq(c.socket_mode, 0660, "failures change nothing");
+    cr_expect_eq(pcd_config_check(&c, NULL, g_err, sizeof(g_err)), 0, "%s", g_err);
+    c.socket_mode = 0060;
+    cr_expect_eq(pcd_config_check(&c, NULL, g_err, sizeof(g_err)), PC_E_RANGE);
+    cr_expect_str_eq(g_err, "socket_mode: 0060 must include 0600 (the owner's "
+                     "read and write)");
+    c.socket_mode = 0600;
+    c.pool_mode = 0400;
+    cr_expect_eq(pcd_config_check(&c, NULL, g_err, sizeof(g_err)), PC_E_RANGE);
+    cr_expect(contains(g_err, "pool_mode: 0400"), "%s", g_err);
+
+    /* CONFIG: a uint sets the bits, a reply shows them as text */
+    msgpack_object val = {.type = MSGPACK_OBJECT_POSITIVE_INTEGER};
+    val.via.u64 = 0664;
+    cr_expect_eq(pcd_config_set_object(&c, "pool_mode", 9, &val, g_err,
+                                       sizeof(g_err)), 0, "%s", g_err);
+    cr_expect_eq(c.pool_mode, 0664);
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_object name = {.type = MSGPACK_OBJECT_STR};
+    name.via.str.ptr = "pool_mode";
+    name.via.str.size = 9;
+    msgpack_object arr = {.type = MSGPACK_OBJECT_ARRAY};
+    arr.via.array.ptr = &name;
+    arr.via.array.size = 1;
+    cr_assert_eq(pcd_config_pack(&c, &arr, &pk, g_err, sizeof(g_err)), 0);
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    size_t off = 0;
+    cr_assert_eq(msgpack_unpack_next(&up, sb.data, sb.size, &off),
+                 MSGPACK_UNPACK_SUCCESS);
+    const msgpack_object *o = pc_mp_get(&up.data, "pool_mode");
+    cr_expect(o && o->type == MSGPACK_OBJECT_STR && o->via.str.size == 4 &&
+              memcmp(o->via.str.ptr, "0664", 4) == 0);
+    msgpack_unpacked_destroy(&up);
+    msgpack_sbuffer_destroy(&sb);
 }
 
 /* ---- values ---------------------------------------------------------------------- */

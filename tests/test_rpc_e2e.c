@@ -36,6 +36,8 @@
 
 #include "rpc/client.h"
 
+#include <sys/file.h>
+
 #define NS "model-a"
 #define NSL (sizeof(NS) - 1)
 #define P HD_PAGE_TOKENS
@@ -1531,15 +1533,8 @@ static cli_out cli_run(const char *const *args)
         _exit(127);
     }
     int st;
-    int64_t end = hd_now_ms() + 20000;
-    pid_t r;
-    while ((r = waitpid(pid, &st, WNOHANG)) == 0 && hd_now_ms() < end)
-        hd_sleep_ms(5);
-    if (r == 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &st, 0);
+    if (!hd_wait_child(pid, 20000, &st))
         cr_assert_fail("the CLI hung");
-    }
     cli_out o;
     o.status = WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
     o.out = hd_read_file(outp, NULL);
@@ -1759,17 +1754,21 @@ Test(e2e, bad_start)
                 "/nonexistent/pc.conf");
     start_fails((const char *const[]){"stray-argument", NULL}, "stray-argument");
 
-    /* a shm object of our name exists (someone else's): refused, and the
-     * object is NOT removed by the failed daemon */
+    /* a shm object of our name exists and is alive (its creator holds its
+     * lock, as a running daemon does): refused, and the object is NOT
+     * removed by the failed daemon.  (A dead one's is reclaimed:
+     * test_daemon_start.c.) */
     hd_daemon d;
     hd_init(&d);
     int fd = shm_open(d.shm_name, O_RDWR | O_CREAT | O_EXCL, 0600);
     cr_assert(fd >= 0, "shm_open: %s", strerror(errno));
-    close(fd);
+    cr_assert_eq(flock(fd, LOCK_EX), 0);
     hd_spawn(&d, true, (const char *const[]){NULL});
     cr_assert(hd_reap(&d, HD_START_MS), "daemon with a taken shm name kept running");
+    close(fd);
     cr_assert(WIFEXITED(d.status) && WEXITSTATUS(d.status) == 1);
-    cr_assert(hd_log_has(&d, 0, 0, d.shm_name, NULL), "no message naming the shm");
+    cr_assert(hd_log_has(&d, 0, 0, d.shm_name, "in use", NULL),
+              "no message naming the shm");
     cr_assert(hd_exists(d.shm_path), "the failed daemon removed a shm object "
               "that was not its own");
     cr_assert(!hd_exists(d.sock_path) && !hd_exists(d.lock_path));

@@ -17,6 +17,19 @@ int64_t hd_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+bool hd_wait_child(pid_t pid, int timeout_ms, int *status)
+{
+    int64_t end = hd_now_ms() + timeout_ms;
+    pid_t r;
+    while ((r = waitpid(pid, status, WNOHANG)) == 0 && hd_now_ms() < end)
+        hd_sleep_ms(5);
+    if (r != 0)
+        return true;
+    kill(pid, SIGKILL);
+    waitpid(pid, status, 0);
+    return false;
+}
+
 void hd_sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -76,6 +89,8 @@ bool hd_exists(const char *path)
 static hd_daemon hd_live[8];
 static pid_t hd_owner; /* the process that started them */
 static int hd_seq;
+int (*hd_child_setup)(void *ctx);
+void *hd_child_ctx;
 
 const char *hd_env(const char *name)
 {
@@ -140,7 +155,7 @@ void hd_unlink_files(const hd_daemon *d)
 
 /* Register d (or refresh its copy after the test changed a path or it was
  * reaped). */
-static void hd_track(const hd_daemon *d)
+void hd_track(const hd_daemon *d)
 {
     hd_daemon *slot = hd_slot(d);
     for (size_t i = 0; !slot && i < HD_NELEM(hd_live); i++)
@@ -305,6 +320,8 @@ void hd_spawn(hd_daemon *d, bool with_defaults, const char *const *extra)
         for (int fd = 3; fd < 4096; fd++)
             close(fd);
         signal(SIGPIPE, SIG_DFL);
+        if (hd_child_setup && hd_child_setup(hd_child_ctx) != 0)
+            _exit(126);
         execv(bin, (char *const *)argv);
         fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
         _exit(127);

@@ -102,6 +102,17 @@
 
 int64_t hd_now_ms(void); /* CLOCK_MONOTONIC */
 void hd_sleep_ms(int ms);
+
+/* Wait up to timeout_ms for child pid; true with *status once it exited,
+ * false after SIGKILLing and reaping one that did not (a hung child). */
+bool hd_wait_child(pid_t pid, int timeout_ms, int *status);
+
+/* A hook (NULL by default) run in the daemon's process just before exec,
+ * after its stdio is set up: to start it under another uid or environment
+ * (it must re-arm PR_SET_PDEATHSIG after a uid change, which clears it);
+ * nonzero makes the child exit 126. */
+extern int (*hd_child_setup)(void *ctx);
+extern void *hd_child_ctx;
 /* Whole file as a NUL-terminated malloc'd string ("" when absent). */
 char *hd_read_file(const char *path, size_t *len_out);
 /* Replace path's content atomically (a sibling, then rename). */
@@ -155,6 +166,9 @@ void hd_stop(hd_daemon *d);
 void hd_cleanup(void);
 /* Nothing more to clean for d (stopped and checked by the test). */
 void hd_forget(const hd_daemon *d);
+/* Register d for hd_cleanup (or refresh its copy after a test changed a
+ * path of it, e.g. a daemon on a default endpoint). */
+void hd_track(const hd_daemon *d);
 /* Remove d's files (socket, lock, log, config, shm) and stop tracking it. */
 void hd_unlink_files(const hd_daemon *d);
 
