@@ -1677,8 +1677,10 @@ static void packed_as(const char *in, size_t n, const char *want)
     cr_assert_eq(off, sb.size);
     cr_assert_eq(up.data.type, MSGPACK_OBJECT_STR);
     size_t len = up.data.via.str.size;
-    cr_assert(len == strlen(want) && memcmp(up.data.via.str.ptr, want, len) == 0,
-              "packed as '%.*s', want '%s'", (int)len, up.data.via.str.ptr, want);
+    cr_assert(len == strlen(want) &&
+                  (len == 0 || memcmp(up.data.via.str.ptr, want, len) == 0),
+              "packed as '%.*s', want '%s'", (int)len,
+              len ? up.data.via.str.ptr : "", want);
     cr_assert(pc_utf8_valid(up.data.via.str.ptr, len));
     msgpack_unpacked_destroy(&up);
     msgpack_sbuffer_destroy(&sb);

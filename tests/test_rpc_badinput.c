@@ -1087,7 +1087,8 @@ Test(badinput, mutations_strict_utf8, .timeout = 300)
     while (got < total) {
         while (sent < total && sent - got < MUT_WINDOW) {
             const hd_buf *s = &seeds[mut_below(ns)], *d = &seeds[mut_below(ns)];
-            memcpy(msg, s->sb.data, s->sb.size);
+            if (s->sb.size) /* the empty payload is a seed too */
+                memcpy(msg, s->sb.data, s->sb.size);
             size_t n = mutate(msg, s->sb.size, (const uint8_t *)d->sb.data, d->sb.size);
             const void *f[1] = {msg};
             size_t l[1] = {n};
