@@ -23,11 +23,13 @@
  *   priority  its namespace's priority       heap top         log n
  *   s3fifo    tick of entry into its queue   small or main    log n
  *
- *            ┌──── small (10%) ────┐  hit: to main    ┌───── main ─────┐
- *   new ───► │ heap by entry tick  │ ───────────────► │ heap by entry  │
- *   (ghost   └─────────┬───────────┘                  └──┬─────────▲───┘
- *    hit:              │ no hit: evicted,                │ hit:    │
- *    to main)          ▼ remembered in the ghost         └─ freq-1 ┘
+ * s3fifo's two queues, each a heap by the tick of entry:
+ *
+ *   new leaf ──► small ─── hit while there ───► main ◄──┐ hit: the counter
+ *      │           │ no hit: evicted, its pages  ▲  │   │ drops by one,
+ *      │           ▼                             │  └───┘ another round
+ *      │         ghost (4x the cached pages)     │  no hit: evicted
+ *      └── its first page in the ghost ──────────┘
  */
 #include "radix/radix_int.h"
 
