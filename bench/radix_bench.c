@@ -1232,9 +1232,12 @@ static size_t fill_rows(const config *c, const results *r, rpt_row *rows)
         snprintf(keys[k][3], 48, "lookup_%s_vs_memcmp", kn);
         snprintf(lbls[k][3], 48, "lookup %s, median vs memcmp floor", kl);
         double rad = lm[k][C_RADIX];
+        /* The lookup targets (bench/README.md "The lookup targets"): an
+         * exact index must read the stored tokens, so it is held to the
+         * memcmp floor (<= 2x) and to >= 3x the plain hash chain. */
         rows[n++] = (rpt_row){keys[k][0], lbls[k][0], "ns/op", rad, "hashchain",
                               lm[k][C_HC], "hashchain/radix", lm[k][C_HC] / rad,
-                              RPT_RATIO_GE, 5.0};
+                              RPT_RATIO_GE, 3.0};
         rows[n++] = (rpt_row){keys[k][1], lbls[k][1], "ns/op", lp[k][C_RADIX],
                               "hashchain", lp[k][C_HC], "hashchain/radix",
                               lp[k][C_HC] / lp[k][C_RADIX], RPT_NONE, 0};
@@ -1244,7 +1247,7 @@ static size_t fill_rows(const config *c, const results *r, rpt_row *rows)
                               RPT_NONE, 0};
         rows[n++] = (rpt_row){keys[k][3], lbls[k][3], "ns/op", rad,
                               "memcmp floor", lm[k][C_MEMCMP], "radix/memcmp",
-                              rad / lm[k][C_MEMCMP], RPT_RATIO_LE, 4.0};
+                              rad / lm[k][C_MEMCMP], RPT_RATIO_LE, 2.0};
     }
     double im = median(r->ins_mean[0], R), ih = median(r->ins_mean[1], R);
     rows[n++] = (rpt_row){"insert_mean_ns", "insert (W1 build), mean", "ns/op",

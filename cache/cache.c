@@ -33,10 +33,13 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "proto/hashtab.h"
+#include "proto/heap.h"
+
 typedef struct lease {
     uint64_t id;
     uint64_t deadline; /* ms; expired when deadline <= now          */
-    uint32_t heap_pos;
+    uint32_t heap_pos; /* 1-based (proto/heap.h) */
     uint32_t npins, pins_cap;
     uint32_t nblocks, blocks_cap;
     pc_radix_node **pins;
@@ -52,8 +55,7 @@ struct pc_cache {
     /* leases */
     lease **tab; /* open addressing on id, NULL = empty */
     uint32_t tab_cap, nleases;
-    lease **heap; /* min-heap on deadline, nleases entries */
-    uint32_t heap_cap;
+    pc_heap heap; /* min-heap on deadline; room: tab_cap */
     lease **owner;      /* per block: the lease holding it LEASED */
     uint32_t *pos;      /* per block: index in owner->blocks[]    */
     uint32_t *mark;     /* per block: insert's "used once" epochs */
@@ -93,10 +95,22 @@ static int new_lease_id(pc_cache *c, uint64_t *out);
 
 /* ---- lease table ---------------------------------------------------------- */
 
+static uint32_t id_hash(uint64_t id) { return (uint32_t)(id ^ (id >> 32)); }
+
+static bool tab_empty(const void *s) { return *(lease *const *)s == NULL; }
+
+static uint32_t tab_hash(const void *ctx, const void *s)
+{
+    (void)ctx;
+    return id_hash((*(lease *const *)s)->id);
+}
+
+static const pc_hashtab_ops lease_tab = {sizeof(lease *), tab_empty, tab_hash};
+
 static lease **tab_slot(const pc_cache *c, uint64_t id)
 {
     uint32_t mask = c->tab_cap - 1;
-    for (uint32_t i = (uint32_t)(id ^ (id >> 32)) & mask;; i = (i + 1) & mask)
+    for (uint32_t i = id_hash(id) & mask;; i = (i + 1) & mask)
         if (!c->tab[i] || c->tab[i]->id == id)
             return &c->tab[i];
 }
@@ -122,15 +136,14 @@ static int tab_reserve(pc_cache *c)
         return 0;
     uint32_t cap = c->tab_cap ? c->tab_cap * 2 : 64;
     lease **old = c->tab, **nt = calloc(cap, sizeof(*nt));
-    lease **nh = realloc(c->heap, (size_t)cap * sizeof(*nh));
+    void **nh = realloc(c->heap.v, (size_t)cap * sizeof(*nh));
     if (!nt || !nh) {
         free(nt);
         if (nh)
-            c->heap = nh; /* a bigger heap array is harmless */
+            c->heap.v = nh; /* a bigger heap array is harmless */
         return PC_E_NOMEM;
     }
-    c->heap = nh;
-    c->heap_cap = cap;
+    c->heap.v = nh;
     uint32_t ocap = c->tab_cap;
     c->tab = nt;
     c->tab_cap = cap;
@@ -143,19 +156,8 @@ static int tab_reserve(pc_cache *c)
 
 static void tab_remove(pc_cache *c, const lease *l)
 {
-    uint32_t mask = c->tab_cap - 1;
     uint32_t i = (uint32_t)(tab_slot(c, l->id) - c->tab);
-    c->tab[i] = NULL;
-    /* backward-shift deletion */
-    for (uint32_t j = (i + 1) & mask; c->tab[j]; j = (j + 1) & mask) {
-        uint64_t id = c->tab[j]->id;
-        uint32_t home = (uint32_t)(id ^ (id >> 32)) & mask;
-        if (((j - home) & mask) >= ((j - i) & mask)) {
-            c->tab[i] = c->tab[j];
-            c->tab[j] = NULL;
-            i = j;
-        }
-    }
+    pc_hashtab_delete(c->tab, c->tab_cap - 1, i, &lease_tab, NULL);
 }
 
 static int new_lease_id(pc_cache *c, uint64_t *out)
@@ -178,46 +180,19 @@ static int new_lease_id(pc_cache *c, uint64_t *out)
 
 /* ---- expiry heap ---------------------------------------------------------- */
 
-static void heap_set(pc_cache *c, uint32_t i, lease *l)
+static bool deadline_before(const void *a, const void *b)
 {
-    c->heap[i] = l;
-    l->heap_pos = i;
+    return ((const lease *)a)->deadline < ((const lease *)b)->deadline;
 }
 
-static void heap_up(pc_cache *c, uint32_t i)
-{
-    lease *l = c->heap[i];
-    while (i > 0 && c->heap[(i - 1) / 2]->deadline > l->deadline) {
-        heap_set(c, i, c->heap[(i - 1) / 2]);
-        i = (i - 1) / 2;
-    }
-    heap_set(c, i, l);
-}
-
-static void heap_down(pc_cache *c, uint32_t i)
-{
-    lease *l = c->heap[i];
-    for (;;) {
-        uint32_t k = 2 * i + 1;
-        if (k >= c->nleases)
-            break;
-        if (k + 1 < c->nleases && c->heap[k + 1]->deadline < c->heap[k]->deadline)
-            k++;
-        if (c->heap[k]->deadline >= l->deadline)
-            break;
-        heap_set(c, i, c->heap[k]);
-        i = k;
-    }
-    heap_set(c, i, l);
-}
+static const pc_heap_ops expiry = {deadline_before, offsetof(lease, heap_pos)};
 
 /* Renew: the deadline usually moves later (down the heap), but earlier
  * when the TTL was lowered at run time (up the heap). */
 static void lease_renew(pc_cache *c, lease *l)
 {
     l->deadline = now_ms(c) + c->cfg.lease_ttl_ms;
-    heap_up(c, l->heap_pos);
-    heap_down(c, l->heap_pos);
+    pc_heap_fix(&c->heap, &expiry, l);
 }
 
 /* ---- lease life cycle ----------------------------------------------------- */
@@ -292,9 +267,8 @@ static void lease_register(pc_cache *c, lease *l)
 {
     *tab_slot(c, l->id) = l;
     l->deadline = now_ms(c) + c->cfg.lease_ttl_ms;
-    c->heap[c->nleases] = l;
-    l->heap_pos = c->nleases++;
-    heap_up(c, l->heap_pos);
+    pc_heap_push(&c->heap, &expiry, l);
+    c->nleases++;
     c->st.leases_created++;
 }
 
@@ -331,13 +305,8 @@ static void lease_end(pc_cache *c, lease *l)
         c->owner[l->blocks[i]] = NULL;
     }
     tab_remove(c, l);
-    uint32_t hp = l->heap_pos;
-    lease *last = c->heap[--c->nleases];
-    if (hp < c->nleases) {
-        heap_set(c, hp, last);
-        heap_up(c, hp);
-        heap_down(c, last->heap_pos);
-    }
+    pc_heap_remove(&c->heap, &expiry, l);
+    c->nleases--;
     lease_discard(c, l);
 }
 
@@ -428,7 +397,7 @@ void pc_cache_destroy(pc_cache *c)
         lease_discard(NULL, l);
     }
     free(c->tab);
-    free(c->heap);
+    free(c->heap.v);
     free(c->owner);
     free(c->pos);
     free(c->mark);
@@ -861,8 +830,9 @@ size_t pc_cache_expire(pc_cache *c)
     if (!c)
         return 0;
     uint64_t now = now_ms(c);
-    while (c->nleases && c->heap[0]->deadline <= now) {
-        lease_end(c, c->heap[0]);
+    lease *l;
+    while ((l = pc_heap_top(&c->heap)) && l->deadline <= now) {
+        lease_end(c, l);
         n++;
     }
     c->st.leases_expired += n;
@@ -873,7 +843,7 @@ uint64_t pc_cache_next_deadline_ms(pc_cache *c)
 {
     if (!c || !c->nleases)
         return UINT64_MAX;
-    uint64_t now = now_ms(c), d = c->heap[0]->deadline;
+    uint64_t now = now_ms(c), d = ((lease *)pc_heap_top(&c->heap))->deadline;
     return d > now ? d - now : 0;
 }
 
@@ -1016,11 +986,14 @@ int pc_cache_check(const pc_cache *c)
     pc_pool_stats_get(c->pool, &ps);
 
     CHECK(c->nleases <= c->tab_cap, "lease count %u", c->nleases);
-    for (uint32_t i = 0; i < c->nleases; i++) {
-        const lease *l = c->heap[i];
-        CHECK(l->heap_pos == i, "heap position of lease %u", i);
-        CHECK(i == 0 || c->heap[(i - 1) / 2]->deadline <= l->deadline,
-              "heap order at %u", i);
+    CHECK(c->heap.n == c->nleases, "heap holds %u leases, table %u", c->heap.n,
+          c->nleases);
+    if ((rc = pc_heap_check(&c->heap, &expiry, "pc_cache_check")) ||
+        (rc = pc_hashtab_check(c->tab, c->tab_cap, &lease_tab, NULL, NULL,
+                               "pc_cache_check")))
+        goto out;
+    for (uint32_t i = 1; i <= c->heap.n; i++) {
+        const lease *l = c->heap.v[i];
         CHECK(lease_find(c, l->id) == l, "lease %llx not in the table",
               (unsigned long long)l->id);
         CHECK(l->npins <= l->pins_cap && l->nblocks <= l->blocks_cap,

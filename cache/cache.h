@@ -31,7 +31,8 @@
 #include <stdint.h>
 
 #include "blockpool/blockpool.h"
-#include "proto/proto.h"
+#include "proto/errors.h"
+#include "proto/stats.h"
 #include "radix/radix.h"
 
 typedef struct pc_cache pc_cache;

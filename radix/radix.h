@@ -259,9 +259,11 @@ void pc_radix_stats_visit(const pc_radix *t, pc_stat_fn fn, void *ctx);
 /*
  * Verify every invariant: structure (parent/child links, child keys, page
  * alignment, no two children with the same first page), lock counts, the LRU
- * list (exactly the unlocked non-root nodes, every node before its parent, the
- * head an evictable leaf) and every counter, recomputed from scratch.  Returns
- * 0, or PC_E_CORRUPT after printing the first violation to stderr.  O(size).
+ * list that every policy keeps (exactly the unlocked non-root nodes, every
+ * node before its parent, the head an evictable leaf), every counter,
+ * recomputed from scratch, and the eviction policy's own state (heaps,
+ * ghost, simulations).  Returns 0, or PC_E_CORRUPT after printing the first
+ * violation to stderr.  O(size).
  */
 int pc_radix_check(const pc_radix *t);
 

@@ -16,6 +16,10 @@
  * Caches are registered and the suite's .fini destroys what a failed test
  * left behind (host pools: their shm names are unlinked); a crash guard
  * unlinks the names on a fatal signal too.
+ *
+ * Two tests were written against bugs of an early cache.c and keep them
+ * fixed (search for "Was a bug"): a divergence from DESIGN.md and a heap
+ * that lost its order.
  */
 #include <criterion/criterion.h>
 
@@ -683,7 +687,8 @@ Test(cache, lookup_with_unknown_lease)
  * renews it, and lookup's errors include PC_E_LEASE for an unknown lease.
  * A lookup WITHOUT pin that names a lease must therefore check and renew it
  * too (an engine may name its lease on a plain lookup as a heartbeat).
- * (Written against a cache.c that ignored `lease` without pin.) */
+ * Was a bug: pc_cache_lookup() ignored `lease` entirely when pin == 0 (no
+ * renewal, an unknown lease was not refused). */
 Test(cache, lookup_without_pin_naming_a_lease)
 {
     pc_cache *c = mk(8);
@@ -1509,9 +1514,12 @@ Test(cache, limit_max_blocks_per_lease)
 
 /* Reloading a SHORTER TTL, then renewing a lease: its new deadline is
  * earlier than those of leases that were not renewed, so the lease must
- * move up in the expiry heap (a renewal that only moved leases down the
- * heap, as cache.c once did, leaves it out of order: pc_cache_check says
- * "heap order", and the renewed lease is not reaped when due). */
+ * move up in the expiry heap.
+ * Was a bug: lease_renew() only moved a lease down the heap ("a later
+ * deadline only ever moves a lease down"), which no longer holds once
+ * pc_cache_set_limits() lowered lease_ttl_ms; pc_cache_check() reported a
+ * broken heap order, and pc_cache_expire() would not reap the renewed lease
+ * when due (it sat below a later deadline). */
 Test(cache, shorter_ttl_reload_then_renew)
 {
     pc_cache_config cfg = cfg_of(8, PC_POOL_NONE);
