@@ -237,9 +237,14 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
 bool pc_utf8_valid(const void *p, size_t n)
 {
     const unsigned char *s = p;
-    for (size_t i = 0, k; i < n; i += k)
+    for (size_t i = 0, k; i < n; i += k) {
+        if (s[i] < 0x80) { /* ASCII runs, the usual case, without the decoder */
+            k = 1;
+            continue;
+        }
         if (!(k = utf8_seq(s + i, n - i)))
             return false;
+    }
     return true;
 }
 

@@ -28,12 +28,13 @@
 #define PC__WREQ_REQ true
 #define PC__WREQ_OPT false
 #define PC__W_DESC(s, m, k, t, p, b)                                           \
-    {k, PC__WT(t), PC__WREQ_##p, (uint16_t)offsetof(pc_##s, m), b},
+    {k, PC__WT(t), PC__WREQ_##p, (uint16_t)offsetof(pc_##s, m), b,            \
+     sizeof(k) - 1},
 #define PC__W_ARRAYS(NAME, wire, low)                                          \
     static const pc_wire_field f_##low##_req[] = {                             \
-        PC_WIRE_##NAME##_REQ(PC__W_DESC){NULL, 0, false, 0, 0}};               \
+        PC_WIRE_##NAME##_REQ(PC__W_DESC){NULL, 0, false, 0, 0, 0}};            \
     static const pc_wire_field f_##low##_rep[] = {                             \
-        PC_WIRE_##NAME##_REP(PC__W_DESC){NULL, 0, false, 0, 0}};
+        PC_WIRE_##NAME##_REP(PC__W_DESC){NULL, 0, false, 0, 0, 0}};
 PC_OP_TABLE(PC__W_ARRAYS)
 
 static const struct {
@@ -226,10 +227,11 @@ int pc_payload_decode(pc_decoder *d, const void *buf, size_t len,
         return (code);                                                         \
     } while (0)
 
-/* The value of key in map m, by a length-first compare; NULL when absent. */
-static const msgpack_object *find(const msgpack_object *m, const char *key)
+/* The value of key (n bytes) in map m, by a length-first compare; NULL
+ * when absent. */
+static const msgpack_object *find_n(const msgpack_object *m, const char *key,
+                                    size_t n)
 {
-    size_t n = strlen(key);
     for (uint32_t i = 0; i < m->via.map.size; i++) {
         const msgpack_object *k = &m->via.map.ptr[i].key;
         if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
@@ -239,6 +241,11 @@ static const msgpack_object *find(const msgpack_object *m, const char *key)
     return NULL;
 }
 
+static const msgpack_object *find(const msgpack_object *m, const char *key)
+{
+    return find_n(m, key, strlen(key));
+}
+
 /* The first key the request reads that appears twice in m, or NULL.
  * Duplicates are refused rather than resolved: a proxy or another decoder
  * that took the other copy would see a different request from ours.  Only
@@ -246,6 +253,30 @@ static const msgpack_object *find(const msgpack_object *m, const char *key)
  * one pass of short compares, whatever the map holds. */
 static const char *twice_key(const msgpack_object *m)
 {
+    /* A request has a handful of keys: compare them with each other, and
+     * only a key seen twice is looked up among the known ones.  A big map
+     * (only unknown keys can make one) takes the linear way below. */
+    uint32_t n = m->via.map.size;
+    const msgpack_object_kv *kv = m->via.map.ptr;
+    if (n <= 16) {
+        for (uint32_t i = 1; i < n; i++) {
+            const msgpack_object *a = &kv[i].key;
+            if (a->type != MSGPACK_OBJECT_STR)
+                continue;
+            for (uint32_t j = 0; j < i; j++) {
+                const msgpack_object *b = &kv[j].key;
+                if (b->type != MSGPACK_OBJECT_STR || b->via.str.size != a->via.str.size ||
+                    memcmp(a->via.str.ptr, b->via.str.ptr, a->via.str.size) != 0)
+                    continue;
+                for (unsigned k = 0; k < N_REQUEST_KEYS; k++)
+                    if (a->via.str.size == request_keys[k].n &&
+                        memcmp(a->via.str.ptr, request_keys[k].s, request_keys[k].n) == 0)
+                        return request_keys[k].s;
+                break; /* an unknown key twice: ignored like any unknown key */
+            }
+        }
+        return NULL;
+    }
     uint64_t seen = 0;
     for (uint32_t i = 0; i < m->via.map.size; i++) {
         const msgpack_object *key = &m->via.map.ptr[i].key;
@@ -270,7 +301,7 @@ static int decode_row(pc_decoder *d, const msgpack_object *m,
                       const pc_wire_field *f, size_t max_tokens, bool reply,
                       char *base, uint32_t bit, int *ids_used)
 {
-    const msgpack_object *o = find(m, f->key);
+    const msgpack_object *o = find_n(m, f->key, f->key_len);
     uint32_t *has = (uint32_t *)(void *)base;
     void *at = base + f->offset;
     if (!o) {
@@ -463,7 +494,8 @@ static void pack_key(msgpack_packer *pk, const char *k)
 static void pack_row(msgpack_packer *pk, const pc_wire_field *f, const char *base)
 {
     const void *at = base + f->offset;
-    pack_key(pk, f->key);
+    msgpack_pack_str(pk, f->key_len);
+    msgpack_pack_str_body(pk, f->key, f->key_len);
     switch (f->type) {
     case PC_WT_UINT: msgpack_pack_uint64(pk, *(const uint64_t *)at); break;
     case PC_WT_INT: msgpack_pack_int64(pk, *(const int64_t *)at); break;

@@ -247,6 +247,7 @@ typedef struct pc_wire_field {
     bool required;
     uint16_t offset; /* of the member in its struct */
     uint64_t bound;
+    uint8_t key_len; /* strlen(key): compared first, packed as is */
 } pc_wire_field;
 
 /* The rows of op's request (reply = false) or reply, in order; *n gets the
