@@ -75,7 +75,7 @@ typedef enum pc_block_state {
 typedef enum pc_pool_backend {
     PC_POOL_HOST = 0, /* POSIX shared memory that other processes map      */
     PC_POOL_NONE,     /* index only: ids are the engine's own handles       */
-    PC_POOL_CUDA,     /* one cudaMalloc'd slab exported over CUDA IPC (gpu/) */
+    PC_POOL_CUDA,     /* one cudaMalloc'd slab over CUDA IPC: not built yet  */
 } pc_pool_backend;
 
 #define PC_POOL_MAX_BLOCKS ((uint64_t)UINT32_MAX) /* ids are uint32_t   */

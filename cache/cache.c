@@ -805,6 +805,7 @@ int pc_cache_release(pc_cache *c, uint64_t lease_id)
 {
     if (!c)
         return PC_E_INVAL;
+    c->why[0] = 0;
     lease *l = lease_live(c, lease_id);
     if (!l)
         return no_lease(c, lease_id);
@@ -817,6 +818,7 @@ int pc_cache_touch(pc_cache *c, uint64_t lease_id)
 {
     if (!c)
         return PC_E_INVAL;
+    c->why[0] = 0;
     lease *l = lease_live(c, lease_id);
     if (!l)
         return no_lease(c, lease_id);

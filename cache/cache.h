@@ -77,9 +77,10 @@ uint64_t pc_cache_lease_ttl_ms(const pc_cache *c); /* the TTL in force */
  * new requests; existing leases keep what they hold. */
 int pc_cache_set_limits(pc_cache *c, const pc_cache_config *cfg);
 
-/* Why the last call on c was refused, naming the limit and its value or
- * the lease ("max_pins_per_lease (256) reached: ..."): for error replies
- * and logs.  Valid until the next call; "" when nothing was said. */
+/* Why the last lookup, alloc, insert, release or touch on c was refused,
+ * naming the limit and its value or the lease ("max_pins_per_lease (256)
+ * reached: ..."): for error replies and logs.  Each of those calls clears
+ * it on entry, so after a success it is "" (and INVAL/NOMEM say nothing). */
 const char *pc_cache_why(const pc_cache *c);
 
 /* ---- operations ----------------------------------------------------------- */

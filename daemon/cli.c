@@ -17,7 +17,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "daemon/daemon.h"
 #include "rpc/client.h"
 
 #define PROG "prefixcache-cli"
@@ -583,7 +582,7 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         }
-    char def_ep[PCD_ENDPOINT_MAX];
+    char def_ep[PC_RPC_ENDPOINT_MAX];
     if (!ep) {
         /* the daemon's own rule, so both pick the same private directory */
         if (pc_rpc_default_endpoint(def_ep, sizeof(def_ep))) {

@@ -292,11 +292,21 @@ static int resolve_group(const char *knob, const char *name, bool *set,
     *set = false;
     if (!name[0])
         return 0;
-    char buf[4096], *end;
+    char *buf = NULL, *end;
     struct group gr, *res = NULL;
-    if (getgrnam_r(name, &gr, buf, sizeof(buf), &res) == 0 && res) {
+    int e = ERANGE;
+    for (size_t cap = 4096; e == ERANGE && cap <= (1u << 24); cap *= 4) {
+        char *b = realloc(buf, cap); /* big groups need more than 4 KiB */
+        if (!b)
+            break;
+        buf = b;
+        e = getgrnam_r(name, &gr, buf, cap, &res);
+    }
+    bool found = e == 0 && res;
+    if (found)
         *gid = (uint32_t)res->gr_gid;
-    } else {
+    free(buf);
+    if (!found) {
         errno = 0;
         unsigned long v = strtoul(name, &end, 10);
         if (name[0] < '0' || name[0] > '9' || *end || errno || v >= UINT32_MAX) {
@@ -308,11 +318,15 @@ static int resolve_group(const char *knob, const char *name, bool *set,
     *set = true;
     if (geteuid() == 0 || *gid == (uint32_t)getegid())
         return 0;
-    gid_t mine[256];
-    int n = getgroups(256, mine);
+    int n = getgroups(0, NULL);
+    gid_t *mine = n > 0 ? calloc((size_t)n, sizeof(*mine)) : NULL;
+    n = mine ? getgroups(n, mine) : 0;
+    bool member = false;
     for (int i = 0; i < n; i++)
-        if ((uint32_t)mine[i] == *gid)
-            return 0;
+        member |= (uint32_t)mine[i] == *gid;
+    free(mine);
+    if (member)
+        return 0;
     snprintf(err, errlen, "%s: prefixcached runs as uid %lu, which is not in "
              "group '%s' (gid %lu), so it cannot give files to it", knob,
              (unsigned long)geteuid(), name, (unsigned long)*gid);

@@ -27,13 +27,14 @@
 
 #include "cache/cache.h"
 #include "proto/proto.h"
+#include "rpc/client.h"
 #include "rpc/rpc.h"
 
 #define PCD_VERSION "0.1.0" /* keep in step with project() in CMakeLists.txt */
 
 /* ---- configuration (config.c) --------------------------------------------- */
 
-#define PCD_ENDPOINT_MAX 256
+#define PCD_ENDPOINT_MAX PC_RPC_ENDPOINT_MAX
 
 /* The daemon's whole configuration, as values (strings are copied in). */
 #define PCD_NS_PRIORITIES_MAX 1023

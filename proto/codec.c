@@ -1,10 +1,12 @@
 /*
- * proto/codec.c - the message codec on msgpack-c.
+ * proto/codec.c - the msgpack layer under the wire table: op names, the
+ * pre-validator, typed map access, and the packers (every str valid UTF-8).
  *
- *   zmq frame ──► pc_mp_validate ──► msgpack_unpack_next ──► pc_request
- *   (borrowed)    (walks headers,    (zero-copy: str/bin      (tokens and
- *                  no allocation)     point into the frame)    blocks copied,
- *                                                              host order)
+ *   zmq frame ──► pc_mp_validate ──► msgpack_unpack_next ──► proto/wire.c
+ *   (borrowed)    (walks headers,    (zero-copy: str/bin      (the table's
+ *                  no allocation)     point into the frame)    rows; id lists
+ *                                                              copied, host
+ *                                                              order)
  *
  * Why validate first: msgpack-c allocates an array's or map's object table
  * from its declared length before reading the elements, so a 5-byte message

@@ -51,9 +51,21 @@ static const struct {
 };
 
 /* Presence bits are a uint32_t; the decoder has two id-list buffers. */
+#define PC__W_ISIDS_IDS 1
+#define PC__W_ISIDS_UINT 0
+#define PC__W_ISIDS_INT 0
+#define PC__W_ISIDS_BOOL 0
+#define PC__W_ISIDS_STR 0
+#define PC__W_ISIDS_BYTES 0
+#define PC__W_ISIDS_NAMES 0
+#define PC__W_ISIDS_MAP 0
+#define PC__W_NIDS(s, m, k, t, p, b) +PC__W_ISIDS_##t
 #define PC__W_COUNT(NAME, wire, low)                                           \
     _Static_assert(PC_F_##low##_req__n <= 32 && PC_F_##low##_rep__n <= 32,     \
-                   #low ": more rows than presence bits");
+                   #low ": more rows than presence bits");                     \
+    _Static_assert(0 PC_WIRE_##NAME##_REQ(PC__W_NIDS) <= 2 &&                   \
+                       0 PC_WIRE_##NAME##_REP(PC__W_NIDS) <= 2,                \
+                   #low ": more id lists than the decoder's two buffers");
 PC_OP_TABLE(PC__W_COUNT)
 #undef PC__W_COUNT
 
@@ -353,7 +365,7 @@ static int decode_row(pc_decoder *d, const msgpack_object *m,
     }
     case PC_WT_IDS: {
         const char *why = "";
-        int k = (*ids_used)++;
+        int k = (*ids_used)++; /* < 2: PC__W_NIDS below */
         pc_wire_ids *v = at;
         int rc = u32_list(o, reply || !bound ? SIZE_MAX / 4 : (size_t)bound,
                           &d->ids[k], &d->ids_cap[k], &v->n, &why);
@@ -424,7 +436,12 @@ int pc_wire_decode_request(pc_decoder *d, const void *buf, size_t len,
     if ((r->op = pc_op_parse(o->via.str.ptr, o->via.str.size)) < 0)
         FAIL(PC_E_BADOP, "unknown op '%.*s'",
              (int)(o->via.str.size > 40 ? 40 : o->via.str.size), o->via.str.ptr);
-    size_t max = lim ? lim->max_tokens : PC_PROTO_MAX_TOKENS_DEFAULT;
+    /* `lease`, the key most ops share, is checked for every op right after
+     * the op (PROTOCOL.md section 4), also where the op has no use for it. */
+    if ((o = find(m, "lease")) && o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        FAIL(PC_E_BADMSG, "'lease' must be a non-negative integer");
+    size_t max = lim && lim->max_tokens ? lim->max_tokens
+                                        : PC_PROTO_MAX_TOKENS_DEFAULT;
     if ((rc = decode_rows(d, m, r->op, false, max, &r->u)))
         return rc;
     if (r->op == PC_OP_INSERT) { /* the rules that span rows */

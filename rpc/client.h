@@ -40,6 +40,8 @@ typedef struct pc_client pc_client;
  * PC_E_RANGE when buf is too small.  128 bytes are always enough.
  */
 int pc_rpc_default_endpoint(char *buf, size_t len);
+/* Room for any endpoint the daemon accepts, its terminating NUL included. */
+#define PC_RPC_ENDPOINT_MAX 256
 
 /* The same over an explicit list of candidate directories (tests; tools
  * with a policy of their own): the first usable one wins; create: make it

@@ -467,6 +467,17 @@ static int op_config(pc_rpc_server *s, const pc_config_req *r, pc_config_rep *o)
     const msgpack_object *names = r->get.obj;
     msgpack_object keys = {.type = MSGPACK_OBJECT_ARRAY};
     msgpack_object *kv = NULL;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &s->cfg_sb, msgpack_sbuffer_write);
+    if (set && names) {
+        /* get's names are checked before set changes anything: a refused
+         * request changes nothing. */
+        msgpack_sbuffer_clear(&s->cfg_sb);
+        int rc = s->hooks.config_get(s->hooks.ctx, names, &pk, s->err,
+                                     sizeof(s->err));
+        if (rc)
+            return s->err[0] ? rc : fail(s, rc, "config get: %s", pc_strerror(rc));
+    }
     if (set) {
         /* Checked as a whole by the host: all knobs or none. */
         int rc = s->hooks.config_set(s->hooks.ctx, set, s->err, sizeof(s->err));
@@ -484,8 +495,6 @@ static int op_config(pc_rpc_server *s, const pc_config_req *r, pc_config_rep *o)
         }
     }
     msgpack_sbuffer_clear(&s->cfg_sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &s->cfg_sb, msgpack_sbuffer_write);
     int rc = s->hooks.config_get(s->hooks.ctx, names, &pk, s->err, sizeof(s->err));
     free(kv);
     if (rc)
@@ -826,6 +835,26 @@ static void check_dir_search(pc_rpc_server *s)
  * creates gets a narrower mode, never a wider one; the daemon's other
  * threads (libzmq's I/O thread, the prefault thread) create no files.
  * libzmq binds an ipc socket in the calling thread, inside zmq_bind. */
+/* chmod without following a symlink.  fchmodat's AT_SYMLINK_NOFOLLOW is
+ * not there everywhere (older glibc: ENOTSUP; glibc 2.32-2.38 without /proc:
+ * EOPNOTSUPP); then lstat says it is a socket of ours and a plain chmod
+ * follows -- we hold the endpoint's lock, so nobody else swaps the file. */
+static int chmod_socket(const char *path, mode_t mode)
+{
+    if (fchmodat(AT_FDCWD, path, mode, AT_SYMLINK_NOFOLLOW) == 0)
+        return 0;
+    if (errno != ENOTSUP && errno != EOPNOTSUPP)
+        return -1;
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return -1;
+    if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid()) {
+        errno = EPERM;
+        return -1;
+    }
+    return chmod(path, mode);
+}
+
 static int bind_socket(pc_rpc_server *s, const char *ep)
 {
     mode_t old = s->ipc_path ? umask(0177) : 0;
@@ -850,8 +879,7 @@ static int bind_socket(pc_rpc_server *s, const char *ep)
              (unsigned long)s->ipc_gid, strerror(errno));
         return PC_E_IO;
     }
-    if (fchmodat(AT_FDCWD, s->ipc_path, (mode_t)s->ipc_mode,
-                 AT_SYMLINK_NOFOLLOW) != 0) {
+    if (chmod_socket(s->ipc_path, (mode_t)s->ipc_mode) != 0) {
         slog(s, PC_LOG_ERROR, "cannot set mode %04o on %s: %s",
              (unsigned)s->ipc_mode, s->ipc_path, strerror(errno));
         return PC_E_IO;

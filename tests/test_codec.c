@@ -1872,3 +1872,50 @@ Test(codec_wire, keys_by_name)
     cr_assert_str_eq(PC_WIRE_KEY(config_rep, config), "config");
     cr_assert_str_eq(pc_wire_key(2 * PC_OP_COUNT, 0), "?");
 }
+
+/* PROTOCOL.md section 4: which error when several apply.  A mistyped lease
+ * comes before the op's own keys, for every op (also ops without a lease). */
+Test(codec_request, error_order)
+{
+    char ns[300];
+    memset(ns, 'n', sizeof(ns));
+    req q;
+    REQ(q, 5) {
+        pc_pack_kv_str(&q.b.pk, "op", "lookup");
+        pc_pack_kv_u64(&q.b.pk, "id", 91);
+        pc_pack_kv_bin(&q.b.pk, "ns", ns, sizeof(ns)); /* TOOBIG alone */
+        pc_pack_kv_u32s(&q.b.pk, "tokens", toks8, 8);
+        pc_pack_kv_str(&q.b.pk, "lease", "x");
+        cr_assert_eq(req_decode(&q), PC_E_BADMSG, "%s", q.d.err);
+        cr_assert(strstr(q.d.err, "lease"), "%s", q.d.err);
+        cr_assert_eq(q.r.id, 91);
+    }
+    REQ(q, 3) {
+        pc_pack_kv_str(&q.b.pk, "op", "ping");
+        pc_pack_kv_u64(&q.b.pk, "id", 92);
+        pc_pack_kv_str(&q.b.pk, "lease", "x");
+        cr_assert_eq(req_decode(&q), PC_E_BADMSG, "ping with a mistyped lease");
+    }
+    REQ(q, 4) { /* the op before its keys: unknown op with a bad lease */
+        pc_pack_kv_str(&q.b.pk, "op", "frob");
+        pc_pack_kv_u64(&q.b.pk, "id", 93);
+        pc_pack_kv_str(&q.b.pk, "lease", "x");
+        pc_pack_kv_u64(&q.b.pk, "ns", 1);
+        cr_assert_eq(req_decode(&q), PC_E_BADOP);
+    }
+    REQ(q, 4) { /* a duplicate before the op */
+        pc_pack_kv_str(&q.b.pk, "op", "frob");
+        pc_pack_kv_u64(&q.b.pk, "id", 94);
+        pc_pack_kv_u64(&q.b.pk, "n", 1);
+        pc_pack_kv_u64(&q.b.pk, "n", 2);
+        cr_assert_eq(req_decode(&q), PC_E_BADMSG);
+        cr_assert(strstr(q.d.err, "twice"), "%s", q.d.err);
+    }
+    REQ(q, 3) { /* max_tokens 0 is the default limit, not "no limit" */
+        q.lim.max_tokens = 0;
+        pc_pack_kv_str(&q.b.pk, "op", "alloc");
+        pc_pack_kv_u64(&q.b.pk, "id", 95);
+        pc_pack_kv_u64(&q.b.pk, "n", (uint64_t)PC_PROTO_MAX_TOKENS_DEFAULT + 1);
+        cr_assert_eq(req_decode(&q), PC_E_TOOBIG);
+    }
+}

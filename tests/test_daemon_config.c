@@ -192,7 +192,8 @@ Test(config, default_endpoint_is_the_clients_and_computed_last)
     cr_expect_str_eq(c.endpoint, want);
     pcd_cmdline_free(&cl);
 
-    /* with no usable default, an explicit endpoint still loads */
+    /* an explicit endpoint wins, and is taken as given (no default is
+     * resolved, no directory created) */
     setenv("XDG_RUNTIME_DIR", "relative/dir", 1);
     setenv("HOME", "relative/home", 1);
     const char *const ep[] = {"prefixcached", "--endpoint=tcp://127.0.0.1:1", NULL};

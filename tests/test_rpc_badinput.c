@@ -562,6 +562,12 @@ BUILD(b_set_float_ttl) { HEAD("config", 1), KEY("set"), MAP(1), KEY("lease_ttl_m
 BUILD(b_set_nested) { HEAD("config", 1), KEY("set"), MAP(1), KEY("lease_ttl_ms"), ARR(1), msgpack_pack_uint8(PK, 1); }
 BUILD(b_set_bool_ttl) { HEAD("config", 1), KEY("set"), MAP(1), KB("lease_ttl_ms", true); }
 BUILD(b_set_low_wm) { HEAD("config", 1), KEY("set"), MAP(1), KU("low_watermark", 50); }
+/* a good set with a get of an unknown knob: refused, and the set not made */
+BUILD(b_set_get_unknown)
+{
+    HEAD("config", 2), KEY("get"), ARR(1), STR("no_such_knob"),
+        KEY("set"), MAP(1), KU("lease_ttl_ms", 778);
+}
 BUILD(b_set_partly_bad) /* all or nothing: the good half is not applied */
 {
     HEAD("config", 1), KEY("set"), MAP(2), KU("lease_ttl_ms", 777), KU("no_such_knob", 1);
@@ -746,6 +752,7 @@ static const bad_case g_config[] = {
     E("config set: lease_ttl_ms an array", b_set_nested, PC_E_INVAL, 613, true),
     E("config set: low_watermark above high", b_set_low_wm, PC_E_RANGE, 610, true),
     E("config set: good + unknown (all or nothing)", b_set_partly_bad, PC_E_NOENT, 605, true),
+    E("config set good + get unknown (set not made)", b_set_get_unknown, PC_E_NOENT, 617, true),
     E("config set: an int as name", b_set_key_int, PC_E_BADMSG, 606, true),
     E("config get: unknown knob", b_get_unknown, PC_E_NOENT, 607, true),
     E("config get: an int as name", b_get_int_name, PC_E_BADMSG, 608, true),
