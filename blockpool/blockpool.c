@@ -14,6 +14,7 @@
  */
 #include "blockpool/backend.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,7 +160,9 @@ int pc_pool_create(const pc_pool_config *cfg, pc_pool **out)
         p->stack[i] = p->capacity - 1 - i;
     p->top = p->capacity;
     if ((rc = p->ops->open(p, cfg, bytes))) {
+        int e = errno; /* the OS's cause, kept for the caller */
         pc_pool_destroy(p);
+        errno = e;
         return rc;
     }
     *out = p;

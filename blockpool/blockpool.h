@@ -121,7 +121,8 @@ typedef struct pc_pool_stats {
  * shm_mode beyond 0777), PC_E_BUSY (a live pool of that name: its lock is
  * held), PC_E_PERM (an object of that name belongs to another user, or is
  * not a plain shm object: never touched; pc_pool_shm_owner() tells whose),
- * PC_E_IO, PC_E_NOMEM.
+ * PC_E_IO, PC_E_NOMEM.  After a system call failed, errno still holds its
+ * cause when this returns (for the caller's message).
  */
 int pc_pool_create(const pc_pool_config *cfg, pc_pool **out);
 

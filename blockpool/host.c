@@ -180,9 +180,11 @@ static int host_open(pc_pool *p, const pc_pool_config *cfg, uint64_t bytes)
     p->base = base;
     p->bytes = bytes;
     return 0;
-fail:
+fail:;
+    int e = errno; /* the cause, for the caller's message (blockpool.h) */
     shm_unlink(p->shm_name); /* ours: we still hold its lock */
     close(fd);
+    errno = e;
     return rc;
 }
 

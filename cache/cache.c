@@ -380,8 +380,10 @@ int pc_cache_create(const pc_cache_config *cfg, pc_cache **out)
     zero_touched(c->mark, c->capacity * sizeof(*c->mark));
     *out = c;
     return 0;
-fail:
+fail:;
+    int e = errno; /* the pool's OS cause, kept for the caller (PC_E_IO) */
     pc_cache_destroy(c);
+    errno = e;
     return rc;
 }
 

@@ -67,7 +67,8 @@ void pc_cache_config_defaults(pc_cache_config *cfg);
 
 /* Create the cache, its pool and its tree (page_tokens from the layout).
  * PC_E_INVAL for bad limits or watermarks (low > high, high > capacity),
- * plus whatever pc_pool_create returns. */
+ * plus whatever pc_pool_create returns (errno then still holds the OS's
+ * cause of a failed system call). */
 int pc_cache_create(const pc_cache_config *cfg, pc_cache **out);
 void pc_cache_destroy(pc_cache *c);
 

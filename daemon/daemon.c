@@ -344,8 +344,8 @@ static void default_pool_name(const char *endpoint, char *buf, size_t len)
     snprintf(buf, len, "/prefixcache-%lu-%016" PRIx64, (unsigned long)geteuid(), h);
 }
 
-static void pool_error(int rc, const char *name, const char *endpoint,
-                       char *err, size_t errlen)
+static void pool_error(int rc, int os_errno, const char *name,
+                       const char *endpoint, char *err, size_t errlen)
 {
     uint32_t uid = 0;
     if (rc == PC_E_BUSY)
@@ -362,6 +362,9 @@ static void pool_error(int rc, const char *name, const char *endpoint,
     else if (rc == PC_E_PERM)
         snprintf(err, errlen, "cannot create the pool: %s exists and is not "
                  "a shared-memory object of ours; not touching it", name);
+    else if (rc == PC_E_IO || rc == PC_E_NOMEM || rc == PC_E_PERM)
+        snprintf(err, errlen, "cannot create the pool %s: %s (%s)", name,
+                 pc_strerror(rc), strerror(os_errno)); /* the OS's cause */
     else
         snprintf(err, errlen, "cannot create the pool %s: %s", name,
                  pc_strerror(rc));
@@ -380,7 +383,7 @@ static int create_cache(pcd_daemon *d, pc_cache_config *cc, char *err,
     else
         snprintf(name, sizeof(name), "%s", cfg->shm_name);
     cc->pool.shm_name = name;
-    int rc = pc_cache_create(cc, &d->cache);
+    int rc = pc_cache_create(cc, &d->cache), os_errno = errno;
     uint32_t uid;
     if (rc == PC_E_PERM && host && dflt && pc_pool_shm_owner(name, &uid) == 0 &&
         uid != (uint32_t)geteuid()) {
@@ -390,9 +393,10 @@ static int create_cache(pcd_daemon *d, pc_cache_config *cc, char *err,
                 "crash)", name, (unsigned long)uid);
         cc->pool.shm_name = NULL; /* the pool draws a random one */
         rc = pc_cache_create(cc, &d->cache);
+        os_errno = errno;
     }
     if (rc) {
-        pool_error(rc, cc->pool.shm_name ? name : "(a random name)",
+        pool_error(rc, os_errno, cc->pool.shm_name ? name : "(a random name)",
                    cfg->endpoint, err, errlen);
         return rc;
     }
@@ -518,6 +522,9 @@ int pcd_daemon_create(const pcd_config *cfg, const pcd_cmdline *cl,
     sigaddset(&block, SIGTERM);
     sigaddset(&block, SIGINT);
     pthread_sigmask(SIG_BLOCK, &block, &old);
+    char why[512];
+    rc_cfg.err = why;
+    rc_cfg.errlen = sizeof(why);
     rc = pc_rpc_server_create(&rc_cfg, &d->srv);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc) {
@@ -531,7 +538,7 @@ int pcd_daemon_create(const pcd_config *cfg, const pcd_cmdline *cl,
                      "a directory only we can write", cfg->endpoint);
         else
             snprintf(err, errlen, "cannot listen on %s: %s", cfg->endpoint,
-                     pc_strerror(rc));
+                     why[0] ? why : pc_strerror(rc));
         goto fail;
     }
     pc_rpc_server_set_log_level(d->srv, cfg->log_level);

@@ -98,6 +98,10 @@ typedef struct pc_rpc_config {
     uint32_t ipc_mode;
     bool ipc_chgrp;
     uint32_t ipc_gid;
+    /* Optional: when create fails, the reason as it was logged, with the
+     * OS's cause ("cannot create the lock file X: Permission denied"). */
+    char *err;
+    size_t errlen;
 } pc_rpc_config;
 
 /*

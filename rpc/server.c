@@ -124,6 +124,8 @@ struct pc_rpc_server {
     int tfd;
     uint64_t armed_at; /* coarse ms the timer fires at; 0: disarmed     */
     int wakeup_fd;
+    char *cfg_err; /* during create: where its last ERROR line goes */
+    size_t cfg_errlen;
 };
 
 /* ---- small helpers -------------------------------------------------------- */
@@ -154,13 +156,15 @@ static void slog(pc_rpc_server *s, int level, const char *fmt, ...)
 
 static void slog(pc_rpc_server *s, int level, const char *fmt, ...)
 {
-    if (s && level > s->log_level)
+    if (s && level > s->log_level && !(level == PC_LOG_ERROR && s->cfg_err))
         return; /* the host would drop it anyway: skip the formatting */
     char buf[768];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
+    if (s && level == PC_LOG_ERROR && s->cfg_err) /* create's caller reads it */
+        snprintf(s->cfg_err, s->cfg_errlen, "%s", buf);
     if (s && s->hooks.log) {
         s->hooks.log(s->hooks.ctx, level, buf);
         return;
@@ -904,6 +908,11 @@ int pc_rpc_server_create(const pc_rpc_config *cfg, pc_rpc_server **out)
     s->wakeup_fd = cfg->wakeup_fd > 0 ? cfg->wakeup_fd : 0;
     s->cache = cfg->cache;
     s->hooks = cfg->hooks;
+    if (cfg->err && cfg->errlen) {
+        s->cfg_err = cfg->err;
+        s->cfg_errlen = cfg->errlen;
+        cfg->err[0] = 0;
+    }
     s->lim = cfg->limits;
     s->ipc_mode = cfg->ipc_mode ? cfg->ipc_mode : 0600;
     s->ipc_chgrp = cfg->ipc_chgrp;
@@ -959,9 +968,11 @@ int pc_rpc_server_create(const pc_rpc_config *cfg, pc_rpc_server **out)
     size_t len = sizeof(s->endpoint);
     if (zmq_getsockopt(s->sock, ZMQ_LAST_ENDPOINT, s->endpoint, &len))
         snprintf(s->endpoint, sizeof(s->endpoint), "%s", cfg->endpoint);
+    s->cfg_err = NULL; /* only create's own failures go there */
     *out = s;
     return 0;
 fail:
+    s->cfg_err = NULL;
     pc_rpc_server_destroy(s);
     return rc;
 }

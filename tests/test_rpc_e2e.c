@@ -1753,6 +1753,11 @@ Test(e2e, bad_start)
     start_fails((const char *const[]){"--config", "/nonexistent/pc.conf", NULL},
                 "/nonexistent/pc.conf");
     start_fails((const char *const[]){"stray-argument", NULL}, "stray-argument");
+    /* an OS failure says its cause, not just "system or I/O error" */
+    start_fails((const char *const[]){"--endpoint=ipc:///nonexistent-dir/pc.sock", NULL},
+                "cannot start: cannot listen on ipc:///nonexistent-dir/pc.sock: "
+                "cannot create the lock file /nonexistent-dir/pc.sock.lock: No such "
+                "file or directory");
 
     /* a shm object of our name exists and is alive (its creator holds its
      * lock, as a running daemon does): refused, and the object is NOT
