@@ -505,17 +505,14 @@ int pcd_daemon_create(const pcd_config *cfg, const pcd_cmdline *cl,
     if ((rc = resolve_group("pool_group", cfg->pool_group, &cc.pool.shm_chgrp,
                             &cc.pool.shm_gid, err, errlen)) ||
         (rc = resolve_group("socket_group", cfg->socket_group,
-                            &rc_cfg.ipc_chgrp, &rc_cfg.ipc_gid, err, errlen)) ||
-        (rc = create_cache(d, &cc, err, errlen)))
+                            &rc_cfg.ipc_chgrp, &rc_cfg.ipc_gid, err, errlen)))
         goto fail;
-    if ((rc = reserve_priorities(d, cfg, err, errlen)))
-        goto fail;
-    apply_priorities(d, cfg);
 
-    rc_cfg.cache = d->cache;
-    /* libzmq starts its I/O thread here; with our signals blocked while it
-     * does, that thread inherits the mask and signals land on this one,
-     * interrupting zmq_poll at once. */
+    /* The endpoint first, then the pool: a daemon that loses the race for
+     * the endpoint must not have touched (reclaimed, replaced) the pool of
+     * the one that won it.  libzmq starts its I/O thread here; with our
+     * signals blocked while it does, that thread inherits the mask and
+     * signals land on this one, interrupting zmq_poll at once. */
     sigset_t block, old;
     sigemptyset(&block);
     sigaddset(&block, SIGHUP);
@@ -525,7 +522,7 @@ int pcd_daemon_create(const pcd_config *cfg, const pcd_cmdline *cl,
     char why[512];
     rc_cfg.err = why;
     rc_cfg.errlen = sizeof(why);
-    rc = pc_rpc_server_create(&rc_cfg, &d->srv);
+    rc = pc_rpc_server_create(&rc_cfg, &d->srv); /* the cache comes below */
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc) {
         if (rc == PC_E_BUSY)
@@ -541,6 +538,12 @@ int pcd_daemon_create(const pcd_config *cfg, const pcd_cmdline *cl,
                      why[0] ? why : pc_strerror(rc));
         goto fail;
     }
+    if ((rc = create_cache(d, &cc, err, errlen)) ||
+        (rc = reserve_priorities(d, cfg, err, errlen)))
+        goto fail;
+    apply_priorities(d, cfg);
+    rc = pc_rpc_server_attach(d->srv, d->cache);
+    assert(rc == 0); /* created without a cache just above */
     pc_rpc_server_set_log_level(d->srv, cfg->log_level);
     log_startup(d);
     *out = d;

@@ -81,7 +81,10 @@ typedef struct pc_rpc_hooks {
 typedef struct pc_rpc_config {
     const char *endpoint;   /* "ipc:///path" or "tcp://host:port"           */
     pc_proto_limits limits; /* 0 fields: the PC_PROTO_*_DEFAULT values        */
-    pc_cache *cache;        /* driven by the server, owned by the caller    */
+    pc_cache *cache;        /* driven by the server, owned by the caller;
+                               NULL: attached later (pc_rpc_server_attach),
+                               so that the endpoint is claimed before the
+                               pool is                                      */
     pc_rpc_hooks hooks;
     /* A non-blocking descriptor that, once readable, makes
      * pc_rpc_server_poll return (e.g. the read end of a pipe a signal
@@ -115,6 +118,11 @@ typedef struct pc_rpc_config {
  * endpoint, PC_E_RANGE for ipc_mode beyond 0777, PC_E_IO.
  */
 int pc_rpc_server_create(const pc_rpc_config *cfg, pc_rpc_server **out);
+
+/* The cache a server created without one serves (before the first poll;
+ * requests that arrive meanwhile wait in ZeroMQ's queue).  PC_E_INVAL when
+ * one is attached already. */
+int pc_rpc_server_attach(pc_rpc_server *s, pc_cache *cache);
 
 /*
  * Serve: wait up to timeout_ms (-1: no limit) for requests, a lease

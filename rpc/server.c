@@ -659,9 +659,20 @@ static void arm_deadline(pc_rpc_server *s, uint64_t now)
         s->armed_at = now + ms;
 }
 
+int pc_rpc_server_attach(pc_rpc_server *s, pc_cache *cache)
+{
+    if (!s || !cache || s->cache)
+        return PC_E_INVAL;
+    s->cache = cache;
+    pc_cache_describe(s->cache, &s->desc);
+    s->page_tokens = s->desc.layout.page_tokens;
+    s->capacity = s->desc.capacity;
+    return 0;
+}
+
 int pc_rpc_server_poll(pc_rpc_server *s, int timeout_ms)
 {
-    if (!s)
+    if (!s || !s->cache)
         return PC_E_INVAL;
     arm_deadline(s, mono_ms(CLOCK_MONOTONIC_COARSE));
     zmq_pollitem_t it[3] = {{s->sock, 0, ZMQ_POLLIN, 0},
@@ -898,7 +909,7 @@ int pc_rpc_server_create(const pc_rpc_config *cfg, pc_rpc_server **out)
     if (!out)
         return PC_E_INVAL;
     *out = NULL;
-    if (!cfg || !cfg->cache || !cfg->endpoint)
+    if (!cfg || !cfg->endpoint)
         return PC_E_INVAL;
     pc_rpc_server *s = calloc(1, sizeof(*s));
     if (!s)
@@ -906,7 +917,6 @@ int pc_rpc_server_create(const pc_rpc_config *cfg, pc_rpc_server **out)
     s->lock_fd = -1;
     s->tfd = -1;
     s->wakeup_fd = cfg->wakeup_fd > 0 ? cfg->wakeup_fd : 0;
-    s->cache = cfg->cache;
     s->hooks = cfg->hooks;
     if (cfg->err && cfg->errlen) {
         s->cfg_err = cfg->err;
@@ -921,9 +931,8 @@ int pc_rpc_server_create(const pc_rpc_config *cfg, pc_rpc_server **out)
         s->lim.max_msg = PC_PROTO_MAX_MSG_DEFAULT;
     if (!s->lim.max_tokens)
         s->lim.max_tokens = PC_PROTO_MAX_TOKENS_DEFAULT;
-    pc_cache_describe(s->cache, &s->desc);
-    s->page_tokens = s->desc.layout.page_tokens;
-    s->capacity = s->desc.capacity;
+    if (cfg->cache)
+        pc_rpc_server_attach(s, cfg->cache);
     s->t0_ms = mono_ms(CLOCK_MONOTONIC);
     snprintf(s->endpoint, sizeof(s->endpoint), "%s", cfg->endpoint);
     pc_decoder_init(&s->dec);

@@ -1741,6 +1741,45 @@ static void start_fails(const char *const *extra, const char *needle)
     hd_unlink_files(&d);
 }
 
+/* A daemon that loses the race for an endpoint must not touch any pool:
+ * it claims the endpoint before the pool.  The object below stands for the
+ * pool of a live daemon that holds no pool lock (as daemons before the pool
+ * lock did): an object of ours that nobody locks, which a start would
+ * otherwise take for a dead daemon's and replace. */
+Test(e2e, endpoint_before_pool)
+{
+    hd_daemon a, b;
+    hd_start(&a, NULL);
+    hd_init(&b);
+    char name[64];
+    snprintf(name, sizeof(name), "/pc-test-%ld-unlocked", (long)getpid());
+    shm_unlink(name);
+    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+    cr_assert(fd >= 0, "shm_open: %s", strerror(errno));
+    cr_assert_eq(ftruncate(fd, 4096), 0);
+    struct stat before, after;
+    cr_assert_eq(fstat(fd, &before), 0);
+    char ep[300], shm[100];
+    snprintf(ep, sizeof(ep), "--endpoint=%s", a.endpoint);
+    snprintf(shm, sizeof(shm), "--shm_name=%s", name);
+    hd_spawn(&b, true, (const char *const[]){ep, shm, NULL});
+    cr_assert(hd_reap(&b, HD_START_MS), "the second daemon did not exit");
+    char *log = hd_read_file(b.log_path, NULL);
+    cr_assert(hd_stristr(log, "in use"), "%s", log);
+    cr_assert(!hd_stristr(log, "was left by"), "it reclaimed a pool: %s", log);
+    free(log);
+    int fd2 = shm_open(name, O_RDWR, 0);
+    cr_assert(fd2 >= 0, "the loser removed the live pool %s", name);
+    cr_assert_eq(fstat(fd2, &after), 0);
+    cr_assert(after.st_ino == before.st_ino, "the live pool was replaced");
+    close(fd2);
+    close(fd);
+    shm_unlink(name);
+    cr_assert(hd_ping(a.endpoint, HD_CALL_MS), "the first daemon stopped answering");
+    hd_unlink_files(&b);
+    hd_stop(&a);
+}
+
 Test(e2e, bad_start)
 {
     start_fails((const char *const[]){"--pool_blocks=1", NULL}, "pool");
