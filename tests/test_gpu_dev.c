@@ -13,7 +13,10 @@
  *   - a killed importer leaks nothing; a killed owner's object is refused
  *     (PC_E_NOENT) and swept;
  *   - bad inputs: NULL, zero size, forged bytes, a freed allocation's
- *     handle, a bad device, each with its PC_E_* and no crash.
+ *     handle, a bad device, each with its PC_E_* and no crash;
+ *   - the PC_POOL_CUDA pool backend (gpu/pool.h) on the fake device: one
+ *     allocation carved into blocks, a block written through the pool is
+ *     read by another process at handle + id x block_bytes, destroy frees.
  * CUDA: skips unless built with CUDA and a device is visible.
  *
  * Children are forked before the allocation they import, so what they see
@@ -35,6 +38,7 @@
 
 #include "gpu/dev.h"
 #include "gpu/dev_int.h" /* to forge handles with a valid check */
+#include "gpu/pool.h"
 
 #define RC_EQ(expr, want)                                                      \
     do {                                                                       \
@@ -567,6 +571,71 @@ Test(gpu_dev, bad_inputs)
     cr_assert_null(d);
     RC_EQ(pc_gpu_handle_info(&h, &n, NULL), 0); /* still readable bytes */
     cr_assert_eq(n, 4096);
+}
+
+Test(gpu_dev, pool_backend)
+{
+    pc_pool_config cfg = {0};
+    pc_pool *p = NULL;
+    RC_EQ(pc_pool_layout_init(&cfg.layout, 2, 2, 8, 4, PC_DTYPE_FP16), 0);
+    cfg.backend = PC_POOL_CUDA;
+    cfg.capacity_blocks = 16;
+    RC_EQ(pc_pool_create(&cfg, &p), PC_E_INVAL); /* nothing registered */
+    RC_EQ(pc_gpu_pool_register(F, 1), PC_E_NOENT); /* no device 1 */
+    RC_EQ(pc_pool_register_backend(PC_POOL_HOST, NULL), PC_E_INVAL);
+
+    int pp[2];
+    cr_assert_eq(pipe(pp), 0);
+    uint64_t bb = cfg.layout.block_bytes;
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) { /* an engine: imports the pool, reads block 3 */
+        pc_gpu_handle h;
+        void *base;
+        uint64_t n;
+        if (read(pp[0], &h, sizeof(h)) != sizeof(h) ||
+            F->import_handle(0, &h, &base, &n) || n != 16 * bb)
+            _exit(60);
+        if (!check((uint8_t *)base + 3 * bb, (size_t)bb, 33))
+            _exit(61);
+        _exit(F->close_handle(base) ? 62 : 0);
+    }
+    RC_EQ(pc_gpu_pool_register(F, 0), 0);
+    RC_EQ(pc_pool_create(&cfg, &p), 0);
+    cr_assert_str_eq(pc_pool_backend_name(PC_POOL_CUDA), "cuda");
+    char name[PC_GPU_PAYLOAD];
+    RC_EQ(pc_gpu_fake_shm_name(pc_pool_base(p), name, sizeof(name)), 0);
+    uint32_t ids[4];
+    RC_EQ(pc_pool_alloc(p, 4, ids), 0);
+    cr_assert_eq(ids[3], 3);
+    static uint8_t src[4096];
+    cr_assert_leq(bb, sizeof(src));
+    fill(src, (size_t)bb, 33);
+    RC_EQ(F->copy_async(pc_pool_block_ptr(p, 3), src, bb, PC_GPU_H2D, NULL), 0);
+    RC_EQ(F->copy_async(pc_pool_block_ptr(p, 15), src, bb + 1, PC_GPU_H2D,
+                        NULL), PC_E_RANGE); /* the last block ends the pool */
+    pc_gpu_handle h;
+    pc_gpu_uuid u, mine;
+    const pc_gpu_ops *o = NULL;
+    RC_EQ(pc_gpu_pool_handle(p, &h, &u, &o), 0);
+    RC_EQ(F->device_uuid(0, &mine), 0);
+    cr_assert_eq(memcmp(&u, &mine, sizeof(u)), 0);
+    cr_assert_eq(o, F);
+    cr_assert_eq(write(pp[1], &h, sizeof(h)), (ssize_t)sizeof(h));
+    cr_assert_eq(wait_child(pid), 0);
+    RC_EQ(pc_pool_check(p), 0);
+    pc_pool_destroy(p);
+    cr_assert(!shm_exists(name), "destroy frees the allocation");
+    RC_EQ(F->import_handle(0, &h, &(void *){NULL}, NULL), PC_E_NOENT);
+
+    pc_pool_config host = cfg;
+    host.backend = PC_POOL_NONE;
+    RC_EQ(pc_pool_create(&host, &p), 0);
+    RC_EQ(pc_gpu_pool_handle(p, &h, NULL, NULL), PC_E_INVAL);
+    pc_pool_destroy(p);
+    RC_EQ(pc_gpu_pool_register(NULL, 0), 0);
+    RC_EQ(pc_pool_create(&cfg, &p), PC_E_INVAL); /* unregistered again */
+    close(pp[0]), close(pp[1]);
 }
 
 /* ---- the CUDA runtime: only where there is one ---------------------------- */
