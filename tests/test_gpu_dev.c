@@ -17,7 +17,8 @@
  *   - the PC_POOL_CUDA pool backend (gpu/pool.h) on the fake device: one
  *     allocation carved into blocks, a block written through the pool is
  *     read by another process at handle + id x block_bytes, destroy frees.
- * CUDA: skips unless built with CUDA and a device is visible.
+ * CUDA: skips unless built with CUDA and a device is visible; there, the
+ * same basics and an import in a second process.
  *
  * Children are forked before the allocation they import, so what they see
  * really crosses a process boundary (a child forked after would inherit
@@ -645,9 +646,40 @@ Test(gpu_dev, cuda_runtime)
     const pc_gpu_ops *C = pc_gpu_ops_get("cuda");
     if (!C)
         cr_skip("built without CUDA");
+    /* The importer is forked before this process touches CUDA (a child
+     * must not use a runtime its parent initialized); it reads the handle,
+     * or EOF when there is no device. */
+    int pp[2];
+    cr_assert_eq(pipe(pp), 0);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        pc_gpu_handle h;
+        void *d = NULL, *d2 = NULL;
+        uint8_t *back = malloc(4096);
+        close(pp[1]);
+        ssize_t r = read(pp[0], &h, sizeof(h));
+        if (r == 0)
+            _exit(0); /* skipped */
+        if (r != sizeof(h) || !back || C->import_handle(0, &h, &d, NULL) ||
+            C->import_handle(0, &h, &d2, NULL) || d != d2)
+            _exit(70);
+        if (C->copy_async(back, d, 4096, PC_GPU_D2H, NULL) ||
+            C->stream_sync(NULL) || !check(back, 4096, 5))
+            _exit(71); /* the exporter's bytes, across processes */
+        fill(back, 4096, 6);
+        if (C->copy_async(d, back, 4096, PC_GPU_H2D, NULL) ||
+            C->stream_sync(NULL) || C->close_handle(d) || C->close_handle(d2))
+            _exit(72);
+        _exit(0);
+    }
+    close(pp[0]);
     int n = 0;
-    if (C->device_count(&n) != 0 || n == 0)
+    if (C->device_count(&n) != 0 || n == 0) {
+        close(pp[1]);
+        wait_child(pid);
         cr_skip("no CUDA device visible");
+    }
     pc_gpu_uuid u;
     char name[PC_GPU_NAME_MAX];
     RC_EQ(C->device_uuid(0, &u), 0);
@@ -691,6 +723,14 @@ Test(gpu_dev, cuda_runtime)
     pc_gpu_handle f = hd;
     f.b[50] ^= 1;
     RC_EQ(C->import_handle(0, &f, &a, NULL), PC_E_BADMSG);
+
+    /* another process imports twice (one mapping), reads, writes */
+    cr_assert_eq(write(pp[1], &hd, sizeof(hd)), (ssize_t)sizeof(hd));
+    close(pp[1]);
+    cr_assert_eq(wait_child(pid), 0, "the importer process");
+    RC_EQ(C->copy_async(back, d, 4096, PC_GPU_D2H, NULL), 0);
+    RC_EQ(C->stream_sync(NULL), 0);
+    cr_assert(check(back, 4096, 6), "the importer's bytes");
 
     RC_EQ(C->event_destroy(e), 0);
     RC_EQ(C->stream_destroy(s), 0);
