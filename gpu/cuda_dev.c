@@ -53,7 +53,8 @@ struct pc_gpu_event {
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static cuda_alloc *g_allocs;
-static pc_gpu__imports g_imp = {PTHREAD_MUTEX_INITIALIZER, NULL};
+static const pc_gpu__mapper g_mapper;
+static pc_gpu__imports g_imp = {PTHREAD_MUTEX_INITIALIZER, NULL, &g_mapper};
 
 _Static_assert(sizeof(cudaIpcMemHandle_t) <= PC_GPU_PAYLOAD,
                "a CUDA IPC handle fits the payload");
@@ -208,11 +209,7 @@ static int cuda_free_fn(void *dptr)
     pthread_mutex_unlock(&g_lock);
     if (!a)
         return PC_E_INVAL;
-    pthread_mutex_lock(&g_imp.lock);
-    pc_gpu__import *e = pc_gpu__imports_by_ptr(&g_imp, dptr);
-    if (e && e->own)
-        pc_gpu__imports_del(&g_imp, e);
-    pthread_mutex_unlock(&g_imp.lock);
+    pc_gpu__import_forget(&g_imp, dptr);
     /* cudaFree synchronizes the device: no copy is still using it. */
     cudaError_t err = cudaFree(dptr);
     free(a);
@@ -246,6 +243,45 @@ static int cuda_export(const void *dptr, pc_gpu_handle *out)
     return rc;
 }
 
+/* The mapper (gpu/dev_int.h): own allocations by their IPC handle,
+ * cudaIpcOpenMemHandle on `dev`, cudaIpcCloseMemHandle. */
+static void *own_alloc(const uint8_t *key, uint64_t *bytes)
+{
+    void *base = NULL;
+    pthread_mutex_lock(&g_lock);
+    for (cuda_alloc *a = g_allocs; a && !base; a = a->next)
+        if (a->exported && memcmp(&a->ipc, key, sizeof(a->ipc)) == 0) {
+            base = a->base;
+            *bytes = a->bytes;
+        }
+    pthread_mutex_unlock(&g_lock);
+    return base;
+}
+
+static int ipc_open(int dev, const uint8_t *key, uint64_t bytes, void **base)
+{
+    (void)bytes; /* the runtime maps the whole allocation */
+    cudaIpcMemHandle_t ipc;
+    memcpy(&ipc, key, sizeof(ipc));
+    int saved, rc = enter_dev(dev, &saved);
+    if (!rc) {
+        cudaError_t e = cudaIpcOpenMemHandle(base, ipc,
+                                             cudaIpcMemLazyEnablePeerAccess);
+        rc = e == cudaSuccess ? 0 : fail(e);
+        leave_dev(dev, saved);
+    }
+    return rc;
+}
+
+static int ipc_close(void *base, uint64_t bytes)
+{
+    (void)bytes;
+    cudaError_t e = cudaIpcCloseMemHandle(base);
+    return e == cudaSuccess ? 0 : fail(e);
+}
+
+static const pc_gpu__mapper g_mapper = {own_alloc, ipc_open, ipc_close};
+
 static int cuda_import(int dev, const pc_gpu_handle *h, void **dptr,
                        uint64_t *bytes)
 {
@@ -263,66 +299,12 @@ static int cuda_import(int dev, const pc_gpu_handle *h, void **dptr,
     if (memcmp(hu.b, mine.b, sizeof(mine.b)) != 0)
         return PC_E_PERM; /* another GPU (or host): IPC cannot reach it */
 
-    pthread_mutex_lock(&g_imp.lock);
-    pc_gpu__import *e = pc_gpu__imports_find(&g_imp, payload);
-    if (e) {
-        e->refs++;
-    } else {
-        void *base = NULL;
-        bool own = false;
-        pthread_mutex_lock(&g_lock);
-        for (cuda_alloc *a = g_allocs; a; a = a->next)
-            if (a->exported &&
-                memcmp(&a->ipc, payload, sizeof(a->ipc)) == 0) {
-                base = a->base;
-                own = true;
-                rc = a->bytes == n ? 0 : PC_E_BADMSG;
-            }
-        pthread_mutex_unlock(&g_lock);
-        if (!own) {
-            cudaIpcMemHandle_t ipc;
-            memcpy(&ipc, payload, sizeof(ipc));
-            int saved;
-            if (!(rc = enter_dev(dev, &saved))) {
-                cudaError_t err = cudaIpcOpenMemHandle(
-                    &base, ipc, cudaIpcMemLazyEnablePeerAccess);
-                rc = err == cudaSuccess ? 0 : fail(err);
-                leave_dev(dev, saved);
-            }
-        }
-        if (!rc && !(e = pc_gpu__imports_add(&g_imp, payload, base, n, own))) {
-            if (!own)
-                (void)cudaIpcCloseMemHandle(base);
-            rc = PC_E_NOMEM;
-        }
-    }
-    if (!rc) {
-        *dptr = e->dptr;
-        if (bytes)
-            *bytes = e->bytes;
-    }
-    pthread_mutex_unlock(&g_imp.lock);
-    return rc;
+    return pc_gpu__import_open(&g_imp, dev, payload, n, dptr, bytes);
 }
 
 static int cuda_close(void *dptr)
 {
-    if (!dptr)
-        return PC_E_INVAL;
-    int rc = 0;
-    pthread_mutex_lock(&g_imp.lock);
-    pc_gpu__import *e = pc_gpu__imports_by_ptr(&g_imp, dptr);
-    if (!e) {
-        rc = PC_E_INVAL;
-    } else if (--e->refs == 0) {
-        if (!e->own) {
-            cudaError_t err = cudaIpcCloseMemHandle(e->dptr);
-            rc = err == cudaSuccess ? 0 : fail(err);
-        }
-        pc_gpu__imports_del(&g_imp, e); /* gone either way: never twice */
-    }
-    pthread_mutex_unlock(&g_imp.lock);
-    return rc;
+    return pc_gpu__import_close(&g_imp, dptr);
 }
 
 static int cuda_copy(void *dst, const void *src, uint64_t bytes,

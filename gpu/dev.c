@@ -98,7 +98,9 @@ int pc_gpu_handle_info(const pc_gpu_handle *h, uint64_t *bytes, pc_gpu_uuid *uui
     return pc_gpu__handle_unpack(h, 0, uuid, bytes, NULL);
 }
 
-pc_gpu__import *pc_gpu__imports_find(pc_gpu__imports *t, const uint8_t *key)
+/* ---- the import table (callers of these statics hold t->lock) ---------- */
+
+static pc_gpu__import *find_key(pc_gpu__imports *t, const uint8_t *key)
 {
     for (pc_gpu__import *e = t->head; e; e = e->next)
         if (memcmp(e->key, key, PC_GPU_PAYLOAD) == 0)
@@ -106,7 +108,7 @@ pc_gpu__import *pc_gpu__imports_find(pc_gpu__imports *t, const uint8_t *key)
     return NULL;
 }
 
-pc_gpu__import *pc_gpu__imports_by_ptr(pc_gpu__imports *t, const void *dptr)
+static pc_gpu__import *find_ptr(pc_gpu__imports *t, const void *dptr)
 {
     for (pc_gpu__import *e = t->head; e; e = e->next)
         if (e->dptr == dptr)
@@ -114,23 +116,7 @@ pc_gpu__import *pc_gpu__imports_by_ptr(pc_gpu__imports *t, const void *dptr)
     return NULL;
 }
 
-pc_gpu__import *pc_gpu__imports_add(pc_gpu__imports *t, const uint8_t *key,
-                                    void *dptr, uint64_t bytes, bool own)
-{
-    pc_gpu__import *e = calloc(1, sizeof(*e));
-    if (!e)
-        return NULL;
-    memcpy(e->key, key, PC_GPU_PAYLOAD);
-    e->dptr = dptr;
-    e->bytes = bytes;
-    e->refs = 1;
-    e->own = own;
-    e->next = t->head;
-    t->head = e;
-    return e;
-}
-
-void pc_gpu__imports_del(pc_gpu__imports *t, pc_gpu__import *e)
+static void unlink_entry(pc_gpu__imports *t, pc_gpu__import *e)
 {
     for (pc_gpu__import **pp = &t->head; *pp; pp = &(*pp)->next)
         if (*pp == e) {
@@ -138,4 +124,87 @@ void pc_gpu__imports_del(pc_gpu__imports *t, pc_gpu__import *e)
             free(e);
             return;
         }
+}
+
+int pc_gpu__import_open(pc_gpu__imports *t, int dev, const uint8_t *key,
+                        uint64_t n, void **dptr, uint64_t *bytes)
+{
+    int rc = 0;
+    /* held across lookup, map and insert: two threads importing one
+     * handle must not map it twice */
+    pthread_mutex_lock(&t->lock);
+    pc_gpu__import *e = find_key(t, key);
+    if (e) {
+        e->refs++;
+    } else if (!(e = calloc(1, sizeof(*e)))) {
+        rc = PC_E_NOMEM;
+    } else {
+        uint64_t own_bytes = 0;
+        void *base = t->m->own(key, &own_bytes);
+        bool own = base != NULL;
+        if (own) /* the exporter itself: the runtime would refuse */
+            rc = own_bytes == n ? 0 : PC_E_BADMSG;
+        else
+            rc = t->m->map(dev, key, n, &base);
+        if (rc) {
+            free(e);
+            e = NULL;
+        } else {
+            memcpy(e->key, key, PC_GPU_PAYLOAD);
+            e->dptr = base;
+            e->bytes = n;
+            e->refs = 1;
+            e->own = own;
+            e->next = t->head;
+            t->head = e;
+        }
+    }
+    if (e) {
+        *dptr = e->dptr;
+        if (bytes)
+            *bytes = e->bytes;
+    }
+    pthread_mutex_unlock(&t->lock);
+    return rc;
+}
+
+int pc_gpu__import_close(pc_gpu__imports *t, void *dptr)
+{
+    if (!dptr)
+        return PC_E_INVAL;
+    int rc = 0;
+    pthread_mutex_lock(&t->lock);
+    pc_gpu__import *e = find_ptr(t, dptr);
+    if (!e) {
+        rc = PC_E_INVAL; /* not an import, or closed once too often */
+    } else if (--e->refs == 0) {
+        if (!e->own)
+            rc = t->m->unmap(e->dptr, e->bytes);
+        unlink_entry(t, e); /* gone either way: never unmapped twice */
+    }
+    pthread_mutex_unlock(&t->lock);
+    return rc;
+}
+
+void pc_gpu__import_forget(pc_gpu__imports *t, const void *base)
+{
+    pthread_mutex_lock(&t->lock);
+    pc_gpu__import *e = find_ptr(t, base);
+    if (e && e->own)
+        unlink_entry(t, e);
+    pthread_mutex_unlock(&t->lock);
+}
+
+int pc_gpu__import_range(pc_gpu__imports *t, const void *p, uint64_t n)
+{
+    uintptr_t s = (uintptr_t)p;
+    int rc = PC_E_INVAL;
+    pthread_mutex_lock(&t->lock);
+    for (pc_gpu__import *e = t->head; e && rc; e = e->next) {
+        uintptr_t b = (uintptr_t)e->dptr;
+        if (s >= b && s - b < e->bytes)
+            rc = n <= e->bytes - (s - b) ? 0 : PC_E_RANGE;
+    }
+    pthread_mutex_unlock(&t->lock);
+    return rc;
 }

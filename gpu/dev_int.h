@@ -50,18 +50,33 @@ typedef struct pc_gpu__import {
     struct pc_gpu__import *next;
 } pc_gpu__import;
 
+/* What an implementation does with a payload; the table does the rest. */
+typedef struct pc_gpu__mapper {
+    /* This process's own allocation named by key, or NULL; *bytes gets its
+     * size.  Called with the table's lock held. */
+    void *(*own)(const uint8_t *key, uint64_t *bytes);
+    /* Map what key names (bytes long) on device dev; 0 or PC_E_*. */
+    int (*map)(int dev, const uint8_t *key, uint64_t bytes, void **base);
+    int (*unmap)(void *base, uint64_t bytes);
+} pc_gpu__mapper;
+
 typedef struct pc_gpu__imports {
     pthread_mutex_t lock;
     pc_gpu__import *head;
+    const pc_gpu__mapper *m;
 } pc_gpu__imports;
 
-/* With t->lock held.  The entry for key, its refs not yet counted. */
-pc_gpu__import *pc_gpu__imports_find(pc_gpu__imports *t, const uint8_t *key);
-pc_gpu__import *pc_gpu__imports_by_ptr(pc_gpu__imports *t, const void *dptr);
-/* A new entry with refs = 1; NULL when out of memory. */
-pc_gpu__import *pc_gpu__imports_add(pc_gpu__imports *t, const uint8_t *key,
-                                    void *dptr, uint64_t bytes, bool own);
-void pc_gpu__imports_del(pc_gpu__imports *t, pc_gpu__import *e);
+/* import_handle after the handle's checks: the mapping of key (n bytes),
+ * opened on the first import, counted on the others. */
+int pc_gpu__import_open(pc_gpu__imports *t, int dev, const uint8_t *key,
+                        uint64_t n, void **dptr, uint64_t *bytes);
+/* close_handle: PC_E_INVAL when dptr is no import (or closed too often). */
+int pc_gpu__import_close(pc_gpu__imports *t, void *dptr);
+/* free(base): this process's own imports of it end with it. */
+void pc_gpu__import_forget(pc_gpu__imports *t, const void *base);
+/* 0 when [p, p+n) lies in one import; PC_E_RANGE when it starts in one and
+ * runs past its end; PC_E_INVAL when it starts in none. */
+int pc_gpu__import_range(pc_gpu__imports *t, const void *p, uint64_t n);
 
 #ifdef PC_HAVE_CUDA_DEV
 extern const pc_gpu_ops pc_gpu_cuda_ops;

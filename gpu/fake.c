@@ -80,7 +80,8 @@ static bool g_configured, g_swept;
 static uint64_t g_seed;
 static int g_devices = 1;
 static fake_alloc *g_allocs;
-static pc_gpu__imports g_imp = {PTHREAD_MUTEX_INITIALIZER, NULL};
+static const pc_gpu__mapper g_mapper;
+static pc_gpu__imports g_imp = {PTHREAD_MUTEX_INITIALIZER, NULL, &g_mapper};
 
 /* ---- identity -------------------------------------------------------------- */
 
@@ -358,11 +359,7 @@ static int fake_free(void *dptr)
         return PC_E_INVAL;
     /* Our own imports of it die with it (CUDA: freeing memory also ends
      * what this process opened of it). */
-    pthread_mutex_lock(&g_imp.lock);
-    pc_gpu__import *e = pc_gpu__imports_find(&g_imp, (const uint8_t *)a->name);
-    if (e && e->own)
-        pc_gpu__imports_del(&g_imp, e);
-    pthread_mutex_unlock(&g_imp.lock);
+    pc_gpu__import_forget(&g_imp, a->base);
     shm_unlink(a->name); /* before the lock goes with the fd */
     munmap(a->base, a->bytes);
     close(a->fd);
@@ -389,11 +386,12 @@ static int fake_export(const void *dptr, pc_gpu_handle *out)
     return rc;
 }
 
-/* Opens and maps the object named in `name`, checking its size and that
- * its creator still holds it. */
-static int map_object(const char *name, uint64_t bytes, void **out)
+/* The mapper (gpu/dev_int.h).  map: opens and maps the object named by
+ * key, checking its size and that its creator still holds it. */
+static int map_object(int dev, const uint8_t *key, uint64_t bytes, void **out)
 {
-    int fd = shm_open(name, O_RDWR, 0);
+    (void)dev; /* the UUID was checked: every fake device maps alike */
+    int fd = shm_open((const char *)key, O_RDWR, 0);
     if (fd < 0)
         return errno == ENOENT ? PC_E_NOENT : errno == EACCES ? PC_E_PERM
                                                               : PC_E_IO;
@@ -419,6 +417,26 @@ static int map_object(const char *name, uint64_t bytes, void **out)
     return rc;
 }
 
+static void *own_alloc(const uint8_t *key, uint64_t *bytes)
+{
+    void *base = NULL;
+    pthread_mutex_lock(&g_lock);
+    for (fake_alloc *a = g_allocs; a && !base; a = a->next)
+        if (memcmp(a->name, key, PC_GPU_PAYLOAD) == 0) {
+            base = a->base;
+            *bytes = a->bytes;
+        }
+    pthread_mutex_unlock(&g_lock);
+    return base;
+}
+
+static int unmap_object(void *base, uint64_t bytes)
+{
+    return munmap(base, bytes) == 0 ? 0 : PC_E_IO;
+}
+
+static const pc_gpu__mapper g_mapper = {own_alloc, map_object, unmap_object};
+
 static int fake_import(int dev, const pc_gpu_handle *h, void **dptr,
                        uint64_t *bytes)
 {
@@ -438,54 +456,12 @@ static int fake_import(int dev, const pc_gpu_handle *h, void **dptr,
     if (memcmp(hu.b, mine.b, sizeof(mine.b)) != 0)
         return PC_E_PERM; /* another device, machine or seed */
 
-    pthread_mutex_lock(&g_imp.lock);
-    pc_gpu__import *e = pc_gpu__imports_find(&g_imp, name);
-    if (e) {
-        e->refs++;
-    } else {
-        void *base = NULL;
-        bool own = false;
-        pthread_mutex_lock(&g_lock);
-        for (fake_alloc *a = g_allocs; a; a = a->next)
-            if (memcmp(a->name, name, PC_GPU_PAYLOAD) == 0) {
-                base = a->base;
-                own = true;
-                rc = a->bytes == n ? 0 : PC_E_BADMSG;
-            }
-        pthread_mutex_unlock(&g_lock);
-        if (!own)
-            rc = map_object((const char *)name, n, &base);
-        if (!rc && !(e = pc_gpu__imports_add(&g_imp, name, base, n, own))) {
-            if (!own)
-                munmap(base, n);
-            rc = PC_E_NOMEM;
-        }
-    }
-    if (!rc) {
-        *dptr = e->dptr;
-        if (bytes)
-            *bytes = e->bytes;
-    }
-    pthread_mutex_unlock(&g_imp.lock);
-    return rc;
+    return pc_gpu__import_open(&g_imp, dev, name, n, dptr, bytes);
 }
 
 static int fake_close(void *dptr)
 {
-    if (!dptr)
-        return PC_E_INVAL;
-    int rc = 0;
-    pthread_mutex_lock(&g_imp.lock);
-    pc_gpu__import *e = pc_gpu__imports_by_ptr(&g_imp, dptr);
-    if (!e) {
-        rc = PC_E_INVAL; /* not an import, or closed once too often */
-    } else if (--e->refs == 0) {
-        if (!e->own)
-            munmap(e->dptr, e->bytes);
-        pc_gpu__imports_del(&g_imp, e);
-    }
-    pthread_mutex_unlock(&g_imp.lock);
-    return rc;
+    return pc_gpu__import_close(&g_imp, dptr);
 }
 
 /* ---- copies, launches, streams, events ------------------------------------ */
@@ -502,16 +478,7 @@ static int device_range(const void *p, uint64_t n)
             rc = n <= a->bytes - (s - b) ? 0 : PC_E_RANGE;
     }
     pthread_mutex_unlock(&g_lock);
-    if (rc != PC_E_INVAL)
-        return rc;
-    pthread_mutex_lock(&g_imp.lock);
-    for (pc_gpu__import *e = g_imp.head; e && rc; e = e->next) {
-        uintptr_t b = (uintptr_t)e->dptr;
-        if (s >= b && s - b < e->bytes)
-            rc = n <= e->bytes - (s - b) ? 0 : PC_E_RANGE;
-    }
-    pthread_mutex_unlock(&g_imp.lock);
-    return rc;
+    return rc != PC_E_INVAL ? rc : pc_gpu__import_range(&g_imp, p, n);
 }
 
 static int stream_ok(pc_gpu_stream *s)
