@@ -17,9 +17,10 @@
  *
  * The import table: one entry per payload this process has opened, with its
  * mapping and a reference count, so that a second import returns the same
- * pointer and only the last close unmaps.  Callers hold the table's lock
+ * pointer and only the last close unmaps.  The table's lock is held
  * across lookup + open + insert: two threads importing one handle at once
- * must not open it twice.
+ * must not open it twice.  Lock order: the table's lock, then an
+ * implementation's own (the mapper's `own` takes it).
  */
 #ifndef PC_GPU_DEV_INT_H
 #define PC_GPU_DEV_INT_H

@@ -99,8 +99,10 @@ int pc_gpu_fake_configure(uint64_t seed, int devices)
     if (devices < 1 || devices > MAX_DEVICES)
         return PC_E_RANGE;
     int rc = 0;
-    pthread_mutex_lock(&g_lock);
+    /* lock order: the import table's, then g_lock (an import looks up our
+     * own allocations with its table locked) */
     pthread_mutex_lock(&g_imp.lock);
+    pthread_mutex_lock(&g_lock);
     if (g_allocs || g_imp.head) {
         rc = PC_E_BUSY; /* live handles carry the old UUIDs */
     } else {
@@ -108,8 +110,8 @@ int pc_gpu_fake_configure(uint64_t seed, int devices)
         g_devices = devices;
         g_configured = true;
     }
-    pthread_mutex_unlock(&g_imp.lock);
     pthread_mutex_unlock(&g_lock);
+    pthread_mutex_unlock(&g_imp.lock);
     return rc;
 }
 
