@@ -28,6 +28,9 @@ struct pc_pool {
     int fd;              /* host: the object, flock'ed while we live   */
     bool reclaimed;      /* host: a dead creator's object was replaced */
     char shm_name[PC_POOL_SHM_NAME_MAX + 1];
+    /* a registered backend (pc_pool_register_backend) */
+    const pc_pool_extern_ops *ext;
+    void *ext_state;
 };
 
 extern const pc_pool_ops pc_pool_host_ops;

@@ -96,12 +96,52 @@ static void none_close(pc_pool *p) { (void)p; }
 
 static const pc_pool_ops none_ops = {"none", none_open, none_close};
 
+/* Registered backends: their memory comes from a room above this one
+ * (gpu/), which blockpool/ must not include; pc_pool_ops adapts them. */
+static const pc_pool_extern_ops *g_cuda_ext;
+
+static int ext_open(pc_pool *p, const pc_pool_config *cfg, uint64_t bytes)
+{
+    p->ext = g_cuda_ext; /* the pool keeps these even if unregistered later */
+    void *base = NULL, *state = NULL;
+    int rc = p->ext->open(cfg, bytes, &base, &state);
+    if (rc)
+        return rc < 0 ? rc : PC_E_IO;
+    p->base = base;
+    p->bytes = bytes;
+    p->ext_state = state;
+    return 0;
+}
+
+static void ext_close(pc_pool *p)
+{
+    if (p->ext && p->base)
+        p->ext->close(p->ext_state, p->base, p->bytes);
+    p->base = NULL;
+    p->ext_state = NULL;
+}
+
+static const pc_pool_ops cuda_ops = {"cuda", ext_open, ext_close};
+
+int pc_pool_register_backend(pc_pool_backend b, const pc_pool_extern_ops *ops)
+{
+    if (b != PC_POOL_CUDA || (ops && (!ops->open || !ops->close)))
+        return PC_E_INVAL;
+    g_cuda_ext = ops;
+    return 0;
+}
+
+void *pc_pool_backend_state(const pc_pool *p)
+{
+    return p && p->ext ? p->ext_state : NULL;
+}
+
 static const pc_pool_ops *backend_ops(pc_pool_backend b)
 {
     switch (b) {
     case PC_POOL_HOST: return &pc_pool_host_ops;
     case PC_POOL_NONE: return &none_ops;
-    case PC_POOL_CUDA: return NULL; /* no CUDA backend is built yet */
+    case PC_POOL_CUDA: return g_cuda_ext ? &cuda_ops : NULL; /* registered? */
     }
     return NULL;
 }

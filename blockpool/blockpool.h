@@ -75,7 +75,8 @@ typedef enum pc_block_state {
 typedef enum pc_pool_backend {
     PC_POOL_HOST = 0, /* POSIX shared memory that other processes map      */
     PC_POOL_NONE,     /* index only: ids are the engine's own handles       */
-    PC_POOL_CUDA,     /* one cudaMalloc'd slab over CUDA IPC: not built yet  */
+    PC_POOL_CUDA,     /* one device allocation over CUDA IPC: registered by
+                         gpu/ (pc_pool_register_backend), else refused     */
 } pc_pool_backend;
 
 #define PC_POOL_MAX_BLOCKS ((uint64_t)UINT32_MAX) /* ids are uint32_t   */
@@ -162,10 +163,12 @@ int pc_pool_check(const pc_pool *p);
 
 /* ---- memory --------------------------------------------------------------- */
 
-/* Base of the mapped pool (host), NULL for "none". */
+/* Base of the pool: the mapped address (host), the device pointer (cuda),
+ * NULL for "none". */
 void *pc_pool_base(const pc_pool *p);
 
-/* Address of block id (host); NULL for "none" or an unknown id. */
+/* Address of block id (host; a device pointer for cuda); NULL for "none"
+ * or an unknown id. */
 void *pc_pool_block_ptr(const pc_pool *p, uint32_t id);
 
 /* Host backend: the shm name and size other processes map; PC_E_INVAL for
@@ -178,6 +181,31 @@ bool pc_pool_shm_reclaimed(const pc_pool *p);
 /* The uid owning the shm object shm_name (for messages): 0, PC_E_NOENT,
  * PC_E_INVAL (a bad name), PC_E_IO. */
 int pc_pool_shm_owner(const char *shm_name, uint32_t *uid);
+
+/* ---- backends from other rooms ------------------------------------------ */
+
+/* A backend whose memory lives in a room above blockpool/ (gpu/ for
+ * PC_POOL_CUDA): blockpool/ includes nothing of it, the room registers its
+ * functions at start-up instead.  open reserves `bytes` for the pool and
+ * gives the base address that blocks are carved from (block id at
+ * base + id x block_bytes, the same layout as host) and a state of its
+ * own; close releases both.  The pool keeps the state for the backend
+ * (pc_pool_backend_state), e.g. to export a handle for the allocation. */
+typedef struct pc_pool_extern_ops {
+    const char *name;
+    int (*open)(const pc_pool_config *cfg, uint64_t bytes, void **base,
+                void **state);
+    void (*close)(void *state, void *base, uint64_t bytes);
+} pc_pool_extern_ops;
+
+/* Registers ops for backend b (only PC_POOL_CUDA can be registered; NULL
+ * unregisters).  Call before creating pools of b, from one thread; pools
+ * already created keep the ops they were created with.  PC_E_INVAL for
+ * another backend or ops without open/close. */
+int pc_pool_register_backend(pc_pool_backend b, const pc_pool_extern_ops *ops);
+
+/* The state a registered backend's open returned; NULL for other pools. */
+void *pc_pool_backend_state(const pc_pool *p);
 
 /* Map an existing host pool read-write from another process (engines, the
  * client library, tests).  *base must later go to pc_pool_unmap().

@@ -27,12 +27,13 @@ allow() {
     proto)     echo "proto/" ;;
     radix)     echo "radix/ proto/errors.h proto/limits.h proto/stats.h proto/heap.h proto/hashtab.h" ;;
     blockpool) echo "blockpool/ proto/errors.h proto/limits.h proto/stats.h" ;;
+    gpu)       echo "gpu/ proto/errors.h proto/limits.h blockpool/blockpool.h" ;;
     cache)     echo "cache/ radix/radix.h blockpool/blockpool.h proto/errors.h proto/limits.h proto/stats.h proto/heap.h proto/hashtab.h" ;;
     rpc)       echo "rpc/ cache/cache.h blockpool/blockpool.h proto/" ;;
     daemon)    echo "daemon/ rpc/ cache/cache.h proto/" ;;
     esac
 }
-for room in proto radix blockpool cache rpc daemon; do
+for room in proto radix blockpool gpu cache rpc daemon; do
     ok=$(allow $room)
     for f in "$src/$room"/*.[ch] "$src/$room"/*.cu; do
         [ -f "$f" ] || continue
