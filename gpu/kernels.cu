@@ -54,6 +54,20 @@ int launched(void)
     return e == cudaErrorInvalidValue ? PC_E_INVAL : PC_E_IO;
 }
 
+/* Call f with a value of the unit type for w bytes (16: one uint4 per
+ * thread), so that each launcher names its kernel once. */
+template <typename F>
+void by_width(uint32_t w, F &&f)
+{
+    switch (w) {
+    case 16: f(uint4{}); break;
+    case 8:  f(uint2{}); break;
+    case 4:  f(uint32_t{}); break;
+    case 2:  f(uint16_t{}); break;
+    default: f(uint8_t{}); break;
+    }
+}
+
 template <typename V>
 __global__ void copy_kernel(pc_gpu_geom g, uint8_t *pool, const uint32_t *ids, uint32_t n,
                             uint32_t layer, uint8_t *buf_k, uint8_t *buf_v, uint64_t units,
@@ -171,13 +185,10 @@ int copy_launch(const pc_gpu_geom *g, uint8_t *pool, const uint32_t *ids, uint32
     uint64_t units = 2u * (uint64_t)n * (kvb / w);
     unsigned grid = grid_for(units, kThreads);
     cudaStream_t st = (cudaStream_t)stream;
-    switch (w) {
-    case 16: copy_kernel<uint4><<<grid, kThreads, 0, st>>>(*g, pool, ids, n, layer, bk, bv, units, to_pool); break;
-    case 8:  copy_kernel<uint2><<<grid, kThreads, 0, st>>>(*g, pool, ids, n, layer, bk, bv, units, to_pool); break;
-    case 4:  copy_kernel<uint32_t><<<grid, kThreads, 0, st>>>(*g, pool, ids, n, layer, bk, bv, units, to_pool); break;
-    case 2:  copy_kernel<uint16_t><<<grid, kThreads, 0, st>>>(*g, pool, ids, n, layer, bk, bv, units, to_pool); break;
-    default: copy_kernel<uint8_t><<<grid, kThreads, 0, st>>>(*g, pool, ids, n, layer, bk, bv, units, to_pool); break;
-    }
+    by_width(w, [&](auto unit) {
+        copy_kernel<decltype(unit)><<<grid, kThreads, 0, st>>>(*g, pool, ids, n, layer, bk, bv,
+                                                              units, to_pool);
+    });
     return launched();
 }
 
@@ -201,13 +212,10 @@ int paged_launch(const pc_gpu_geom *g, uint8_t *pool, const uint32_t *pool_ids,
     uint64_t pb = paged_blocks * kvb;
     unsigned grid = grid_for(units, kThreads);
     cudaStream_t st = (cudaStream_t)stream;
-    switch (w) {
-    case 16: paged_kernel<uint4><<<grid, kThreads, 0, st>>>(*g, pool, pool_ids, paged_ids, pb, kc, vc, units, to_pool); break;
-    case 8:  paged_kernel<uint2><<<grid, kThreads, 0, st>>>(*g, pool, pool_ids, paged_ids, pb, kc, vc, units, to_pool); break;
-    case 4:  paged_kernel<uint32_t><<<grid, kThreads, 0, st>>>(*g, pool, pool_ids, paged_ids, pb, kc, vc, units, to_pool); break;
-    case 2:  paged_kernel<uint16_t><<<grid, kThreads, 0, st>>>(*g, pool, pool_ids, paged_ids, pb, kc, vc, units, to_pool); break;
-    default: paged_kernel<uint8_t><<<grid, kThreads, 0, st>>>(*g, pool, pool_ids, paged_ids, pb, kc, vc, units, to_pool); break;
-    }
+    by_width(w, [&](auto unit) {
+        paged_kernel<decltype(unit)><<<grid, kThreads, 0, st>>>(*g, pool, pool_ids, paged_ids, pb,
+                                                               kc, vc, units, to_pool);
+    });
     return launched();
 }
 

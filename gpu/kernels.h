@@ -254,6 +254,22 @@ PC_HD static inline int8_t pc_gpu_f32_to_i8(float y)
 
 /* ---- scale, quantize, dequantize ----------------------------------------------------- */
 
+/*
+ * The error bound (docs/gpu.md; tests/test_gpu_kernels.c checks it per
+ * element).  For finite x, scale s, u = 2^-24: y = fl(x/s) = (x/s)(1+d1),
+ * c = encode(y), deq = fl(decode(c) s) = decode(c) s (1+d2), |di| <= u.
+ *   FP8: in the binade [2^e, 2^(e+1)), e >= -6, the step is 2^(e-3), so
+ *   rounding moves y by at most 2^(e-4) <= 2^-4 |y|; below 2^-6 (step
+ *   2^-9) by at most 2^-10; saturation only trims |y| <= 448 (1+u)^2.
+ *   So |decode(c) - y| <= 2^-4 |y| + 2^-10, and
+ *     |x - deq| <= s |x/s - y| + s |y - decode(c)| + |decode(c)| s u
+ *               <= 2^-4 |x| + 2^-10 s + 2^-22 (|x| + s).
+ *   INT8: |c - y| <= 1/2 and |c| <= 127, so
+ *     |x - deq| <= s (2^-1 + 2^-16) + 2^-22 |x|.
+ * A subnormal deq errs by at most 2^-150 <= 2^-22 s (s >= FLT_MIN).
+ * Dequantizing into fp16/bf16 adds half an ulp of that type.
+ */
+
 /* amax over one (block, layer, K|V, kv_head) group, one element at a time:
  * NaN and +-inf are skipped (they cannot give a usable scale), so the
  * result is the largest finite |x|, 0 when there is none.  A max is exact

@@ -191,16 +191,26 @@ int pc_gpu_paged_to_pool_cpu(const pc_gpu_geom *g, void *pool, const uint32_t *p
                      (uint8_t *const *)(uintptr_t)v_caches, 1);
 }
 
+/* The quantized calls' checks, ids included: 0 to go on, 1 when n is 0
+ * (nothing to do), or PC_E_*. */
+static int quant_args(const pc_gpu_geom *g, pc_gpu_qfmt q, pc_gpu_elem t, const uint32_t *ids,
+                      uint32_t n, uint32_t layer, const void *pool, const void *scales,
+                      const void *buf_k, const void *buf_v)
+{
+    const void *ptrs[] = {pool, scales, ids, buf_k, buf_v};
+    int rc = pc_gpu_check_call(g, PC_GPU_CALL_QUANT, n, layer, (int)q, (int)t, ptrs, 5);
+    if (rc)
+        return rc;
+    return n == 0 ? 1 : ids_below(ids, n, g->capacity);
+}
+
 int pc_gpu_store_quant_cpu(const pc_gpu_geom *g, pc_gpu_qfmt q, void *pool, float *scales,
                            const uint32_t *ids, uint32_t n, uint32_t layer, pc_gpu_elem t,
                            const void *src_k, const void *src_v)
 {
-    const void *ptrs[] = {pool, scales, ids, src_k, src_v};
-    int rc = pc_gpu_check_call(g, PC_GPU_CALL_QUANT, n, layer, (int)q, (int)t, ptrs, 5);
-    if (rc || n == 0)
-        return rc;
-    if ((rc = ids_below(ids, n, g->capacity)))
-        return rc;
+    int rc = quant_args(g, q, t, ids, n, layer, pool, scales, src_k, src_v);
+    if (rc)
+        return rc < 0 ? rc : 0;
     uint64_t kve = pc_gpu_kv_elems(g), m = (uint64_t)g->page_tokens * g->head_dim;
     uint64_t groups = (uint64_t)n * 2u * g->kv_heads;
     for (uint64_t grp = 0; grp < groups; grp++) {
@@ -227,12 +237,9 @@ int pc_gpu_gather_dequant_cpu(const pc_gpu_geom *g, pc_gpu_qfmt q, const void *p
                               const float *scales, const uint32_t *ids, uint32_t n,
                               uint32_t layer, pc_gpu_elem t, void *dst_k, void *dst_v)
 {
-    const void *ptrs[] = {pool, scales, ids, dst_k, dst_v};
-    int rc = pc_gpu_check_call(g, PC_GPU_CALL_QUANT, n, layer, (int)q, (int)t, ptrs, 5);
-    if (rc || n == 0)
-        return rc;
-    if ((rc = ids_below(ids, n, g->capacity)))
-        return rc;
+    int rc = quant_args(g, q, t, ids, n, layer, pool, scales, dst_k, dst_v);
+    if (rc)
+        return rc < 0 ? rc : 0;
     uint64_t kve = pc_gpu_kv_elems(g), m = (uint64_t)g->page_tokens * g->head_dim;
     uint64_t groups = (uint64_t)n * 2u * g->kv_heads;
     for (uint64_t grp = 0; grp < groups; grp++) {
