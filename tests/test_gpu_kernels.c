@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blockpool/blockpool.h"
 #include "gpu/kernels.h"
 #include "tests/harness/prng.h"
 
@@ -628,6 +629,29 @@ Test(gpu_kernels, scales_of_special_blocks)
     cr_assert_eq(pc_gpu_dequantize(0x7e, s, PC_GPU_Q_FP8), 448.0f * s);
     cr_assert_eq(pc_gpu_quantize(-NAN, s, PC_GPU_Q_FP8), 0xff);
     cr_assert_eq(pc_gpu_quantize(NAN, s, PC_GPU_Q_INT8), 0);
+}
+
+/* The kernels address blocks exactly as blockpool/ lays them out. */
+Test(gpu_kernels, geometry_matches_the_pool_layout)
+{
+    pc_dtype dts[] = {PC_DTYPE_FP32, PC_DTYPE_FP16, PC_DTYPE_BF16, PC_DTYPE_FP8, PC_DTYPE_INT8};
+    for (size_t si = 0; si < NSHAPES; si++)
+        for (size_t di = 0; di < 5; di++) {
+            shape s = shapes[si];
+            pc_pool_layout l;
+            pc_gpu_geom g;
+            cr_assert_eq(pc_pool_layout_init(&l, s.L, s.H, s.D, s.P, dts[di]), 0);
+            cr_assert_eq(pc_gpu_geom_from_layout(&l, CAP, &g), 0);
+            cr_assert_eq(g.elem_bytes, pc_dtype_bytes(dts[di]));
+            cr_assert_eq(pc_gpu_kv_bytes(&g), l.kv_bytes);
+            cr_assert_eq(pc_gpu_block_bytes(&g), l.block_bytes);
+            for (uint32_t layer = 0; layer < s.L; layer++)
+                for (uint32_t kv = 0; kv < 2; kv++)
+                    cr_assert_eq(pc_gpu_pool_off(&g, 5, layer, kv),
+                                 5 * l.block_bytes + pc_pool_layout_offset(&l, layer, (int)kv));
+        }
+    pc_gpu_geom g;
+    cr_assert_eq(pc_gpu_geom_from_layout(NULL, 1, &g), PC_E_INVAL);
 }
 
 /* ---- refusals ------------------------------------------------------------------------------ */
