@@ -26,8 +26,8 @@ int main(int argc, char **argv)
         else if (cl.help_markdown)
             pcd_config_write_markdown(stdout);
         else
-            printf("prefixcached %s (protocol %d.%d)\n", PCD_VERSION,
-                   PC_PROTO_MAJOR, PC_PROTO_MINOR);
+            printf("prefixcached %s (protocol %d.%d)\ncuda: %s\n", PCD_VERSION,
+                   PC_PROTO_MAJOR, PC_PROTO_MINOR, PCD_CUDA_INFO);
         pcd_cmdline_free(&cl);
         return fflush(stdout) == 0 ? 0 : 1;
     }

@@ -2105,6 +2105,7 @@ Test(e2e, daemon_help_version)
     cr_assert(hd_reap(&d, HD_START_MS));
     cr_assert(WIFEXITED(d.status) && WEXITSTATUS(d.status) == 0);
     cr_assert(hd_log_has(&d, 0, 0, "prefixcached", NULL));
+    cr_assert(hd_log_has(&d, 0, 0, "cuda: ", NULL)); /* built or not */
     unlink(d.log_path);
     hd_spawn(&d, false, (const char *const[]){"--help", NULL});
     cr_assert(hd_reap(&d, HD_START_MS));
