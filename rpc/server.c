@@ -14,9 +14,11 @@
  *   │   │        │                │
  *   │   │        │                ▼
  *   │   │        │   pc_wire_decode_request ─► op_* ─► pc_cache_*
- *   │   │        │    (limits first)        │ (rejected: nothing changed)
+ *   │   │        │    (limits first)        │ (rejected: nothing changed;
+ *   │   │        │                          │  the text: pc_cache_why)
  *   │   │        │                          ▼
- *   │   │        │                 reply map into one reused sbuffer
+ *   │   │        │        pc_wire_encode_reply(typed reply) into one
+ *   │   │        │        reused sbuffer
  *   │   │        ▼                          │
  *   │   │  [env 0]..[env k-1][reply] ◄──────┘   one reply per request
  *   │   │
