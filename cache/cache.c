@@ -33,6 +33,8 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "gpu/dev.h"
+#include "gpu/pool.h"
 #include "proto/hashtab.h"
 #include "proto/heap.h"
 
@@ -342,15 +344,54 @@ static void zero_touched(void *p, size_t n)
     memset(p, 0, n);
 }
 
+_Static_assert(sizeof(((pc_cache_desc *)0)->device_uuid) == PC_GPU_UUID_BYTES &&
+               sizeof(((pc_cache_desc *)0)->ipc_handle) == PC_GPU_HANDLE_BYTES,
+               "pc_cache_desc's device fields are gpu/'s sizes");
+
+/* Per thread, since a failed create leaves no cache to hold the reason. */
+static _Thread_local char g_create_why[200];
+
+const char *pc_cache_create_why(void) { return g_create_why; }
+
+/* A cuda pool allocates through whatever gpu/ has registered: register the
+ * ops the config names first (blockpool/ cannot know gpu/, so the cache,
+ * which knows both, connects them).  The registration is per process and
+ * stays: a later pool of another config registers its own. */
+static int register_gpu(const pc_cache_config *cfg)
+{
+    const char *name = cfg->gpu_ops ? cfg->gpu_ops : "cuda";
+    const pc_gpu_ops *ops = pc_gpu_ops_get(name);
+    if (!ops) {
+        snprintf(g_create_why, sizeof(g_create_why), strcmp(name, "cuda") == 0
+                 ? "gpu_ops 'cuda': this build has no CUDA runtime (use "
+                   "'fake' for the CPU stand-in)"
+                 : "gpu_ops '%s': unknown (cuda or fake)", name);
+        return PC_E_INVAL;
+    }
+    int rc = pc_gpu_pool_register(ops, cfg->gpu_device);
+    if (rc)
+        snprintf(g_create_why, sizeof(g_create_why),
+                 "gpu_ops '%s': device %d: %s", name, cfg->gpu_device,
+                 rc == PC_E_NOENT ? "no such device" : pc_strerror(rc));
+    return rc;
+}
+
 int pc_cache_create(const pc_cache_config *cfg, pc_cache **out)
 {
+    g_create_why[0] = 0;
     if (!out || !cfg)
         return PC_E_INVAL;
     *out = NULL;
+    if (cfg->pool.backend == PC_POOL_CUDA) {
+        int rc = register_gpu(cfg);
+        if (rc)
+            return rc;
+    }
     pc_cache *c = calloc(1, sizeof(*c));
     if (!c)
         return PC_E_NOMEM;
     c->cfg = *cfg;
+    c->cfg.gpu_ops = NULL; /* the caller's string; the pool keeps its ops */
     if (!c->cfg.clock)
         c->cfg.clock = mono_ms;
     int rc = pc_pool_create(&cfg->pool, &c->pool);
@@ -891,6 +932,15 @@ void pc_cache_describe(const pc_cache *c, pc_cache_desc *out)
         out->shm_bytes = 0;
     }
     out->shm_reclaimed = out->shm_name && pc_pool_shm_reclaimed(c->pool);
+    pc_gpu_handle h;
+    pc_gpu_uuid u;
+    const pc_gpu_ops *ops;
+    if (pc_pool_backend_get(c->pool) == PC_POOL_CUDA &&
+        pc_gpu_pool_handle(c->pool, &h, &u, &ops) == 0) {
+        out->device_ops = ops->name;
+        memcpy(out->device_uuid, u.b, sizeof(out->device_uuid));
+        memcpy(out->ipc_handle, h.b, sizeof(out->ipc_handle));
+    }
     out->lease_ttl_ms = c->cfg.lease_ttl_ms;
     out->policy = pc_radix_get_policy(c->tree);
 }

@@ -5,7 +5,8 @@
  * Why a room of its own: it needs both the tree (radix/) and the pool
  * (blockpool/), which must not know each other, and it must stay free of any
  * transport so that tests, benchmarks and the RPC server (rpc/) drive exactly
- * the same code.  Dependencies: proto <- radix, blockpool <- cache <- rpc.
+ * the same code.  Dependencies: proto <- radix, blockpool <- cache <- rpc,
+ * and blockpool <- gpu <- cache (a cuda pool's device operations).
  *
  * One prompt's life (what the RPC layer exposes one to one):
  *
@@ -60,6 +61,12 @@ typedef struct pc_cache_config {
     pc_radix_policy eviction_policy;
     pc_clock_fn clock;             /* NULL: CLOCK_MONOTONIC_COARSE           */
     void *clock_ctx;
+    /* A PC_POOL_CUDA pool's device operations, "cuda" (the runtime) or
+     * "fake" (host shared memory standing in for a GPU: tests, CPUs), and
+     * the device index; NULL means "cuda".  Ignored for other backends.
+     * pc_cache_create registers them with gpu/ before creating the pool. */
+    const char *gpu_ops;
+    int gpu_device;
 } pc_cache_config;
 
 /* Fill *cfg with the defaults above (the pool part is left zeroed). */
@@ -68,9 +75,15 @@ void pc_cache_config_defaults(pc_cache_config *cfg);
 /* Create the cache, its pool and its tree (page_tokens from the layout).
  * PC_E_INVAL for bad limits or watermarks (low > high, high > capacity),
  * plus whatever pc_pool_create returns (errno then still holds the OS's
- * cause of a failed system call). */
+ * cause of a failed system call).  A PC_POOL_CUDA pool also: PC_E_INVAL
+ * for an unknown gpu_ops name or "cuda" in a build without CUDA,
+ * PC_E_NOENT for no such device; pc_cache_create_why() says which. */
 int pc_cache_create(const pc_cache_config *cfg, pc_cache **out);
 void pc_cache_destroy(pc_cache *c);
+
+/* Why the last pc_cache_create of this thread failed, in words ("" when it
+ * did not say): there is no cache yet to hold a reason. */
+const char *pc_cache_create_why(void);
 
 uint64_t pc_cache_lease_ttl_ms(const pc_cache *c); /* the TTL in force */
 
@@ -226,6 +239,10 @@ typedef struct pc_cache_desc {
     const char *shm_name;  /* host backend: the object to map; else NULL */
     uint64_t shm_bytes;
     bool shm_reclaimed;    /* a dead daemon's pool of that name was replaced */
+    /* cuda backend only (else device_ops NULL): what an engine imports. */
+    const char *device_ops;                /* "cuda" or "fake"           */
+    uint8_t device_uuid[16];               /* PC_GPU_UUID_BYTES           */
+    uint8_t ipc_handle[128];               /* PC_GPU_HANDLE_BYTES         */
     uint64_t lease_ttl_ms; /* in force now                               */
     pc_radix_policy policy;
 } pc_cache_desc;

@@ -42,8 +42,18 @@
  * index is the library's own value; NULL ends the list). */
 static const char *backend_name(int i)
 {
-    /* the backends built into this daemon: host and none (CUDA is last) */
-    return i == PC_POOL_CUDA ? NULL : pc_pool_backend_name((pc_pool_backend)i);
+    /* host, none and cuda (gpu_ops says on what: a build without CUDA
+     * still runs cuda pools on the fake device) */
+    return pc_pool_backend_name((pc_pool_backend)i);
+}
+
+/* gpu_ops: the device operations' names in gpu/ (cache/ hands the name on);
+ * index 0, cuda, is the default. */
+static const char *const GPU_OPS[] = {"cuda", "fake"};
+
+const char *pcd_gpu_ops_name(int i)
+{
+    return i >= 0 && (size_t)i < NELEM(GPU_OPS) ? GPU_OPS[i] : NULL;
 }
 
 static const char *dtype_name(int i)
@@ -87,7 +97,18 @@ static const pcd_knob KNOBS[] = {
      backend_name, false,
      "Where KV blocks live. host: a POSIX shared-memory pool that engines map "
      "(HELLO tells them its name and size); none: an index only, the block ids "
-     "are handles into the engines' own memory."},
+     "are handles into the engines' own memory; cuda: one device allocation "
+     "on gpu_device through gpu_ops, which engines on that GPU import (HELLO "
+     "gives the device UUID and the IPC handle)."},
+    {"gpu_ops", PCD_ENUM, F(gpu_ops), "cuda", NULL, NULL, 0, 0,
+     pcd_gpu_ops_name, false,
+     "Device operations of a cuda pool (ignored for the others). cuda: the "
+     "CUDA runtime (a daemon built without CUDA refuses to start with it); "
+     "fake: host shared memory that stands in for a GPU, with handles that "
+     "cross processes, for tests and machines without one."},
+    {"gpu_device", PCD_INT, F(gpu_device), "0", NULL, NULL, 0, 63, NULL, false,
+     "Device index of a cuda pool, as gpu_ops counts devices (engines match "
+     "the device by UUID, not by this index)."},
     {"pool_bytes", PCD_SIZE, F(pool_bytes), "1GiB", NULL, NULL, 1, 256 * TiB,
      NULL, false,
      "Pool size in bytes, rounded down to whole blocks (ignored when "

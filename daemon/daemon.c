@@ -395,6 +395,11 @@ static int create_cache(pcd_daemon *d, pc_cache_config *cc, char *err,
         rc = pc_cache_create(cc, &d->cache);
         os_errno = errno;
     }
+    if (rc && pc_cache_create_why()[0]) { /* the device, not the shm */
+        snprintf(err, errlen, "cannot create the pool: %s",
+                 pc_cache_create_why());
+        return rc;
+    }
     if (rc) {
         pool_error(rc, os_errno, cc->pool.shm_name ? name : "(a random name)",
                    cfg->endpoint, err, errlen);
@@ -431,6 +436,10 @@ static void log_startup(const pcd_daemon *d)
         pcd_log(PC_LOG_INFO, "pool: host shared memory %s, %u blocks x %s = %s "
                 "(mapped, resident only as engines write)", desc.shm_name, cap,
                 block, total);
+    else if (desc.device_ops)
+        pcd_log(PC_LOG_INFO, "pool: device memory (cuda backend on %s device "
+                "%d), %u blocks x %s = %s, exported to engines by IPC handle",
+                desc.device_ops, (int)c->gpu_device, cap, block, total);
     else
         pcd_log(PC_LOG_INFO, "pool: index only (backend none), %u block ids "
                 "for blocks of %s", cap, block);
@@ -491,6 +500,8 @@ int pcd_daemon_create(const pcd_config *cfg, const pcd_cmdline *cl,
                              (uint32_t)cfg->page_tokens, (pc_dtype)cfg->dtype);
     assert(rc == 0); /* pcd_config_check did the same */
     cc.pool.backend = (pc_pool_backend)cfg->pool_backend;
+    cc.gpu_ops = pcd_gpu_ops_name(cfg->gpu_ops);
+    cc.gpu_device = (int)cfg->gpu_device;
     cc.pool.capacity_blocks = cfg->pool_blocks;
     cc.pool.capacity_bytes = cfg->pool_bytes;
     cc.pool.shm_mode = (uint32_t)cfg->pool_mode;

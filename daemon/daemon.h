@@ -43,6 +43,8 @@
 typedef struct pcd_config {
     char endpoint[PCD_ENDPOINT_MAX];
     int pool_backend;            /* pc_pool_backend                      */
+    int gpu_ops;                 /* pcd_gpu_ops_name's index             */
+    uint64_t gpu_device;
     uint64_t pool_bytes, pool_blocks;
     char shm_name[PC_POOL_SHM_NAME_MAX + 1]; /* "" = per endpoint      */
     uint64_t socket_mode, pool_mode;  /* permission bits, 0..0777        */
@@ -70,6 +72,10 @@ typedef struct pcd_config {
 typedef int (*pcd_prio_fn)(void *ctx, const char *ns, size_t len, int32_t prio);
 int pcd_ns_priorities_parse(const char *text, pcd_prio_fn fn, void *ctx,
                             char *err, size_t errlen);
+
+/* gpu_ops' value i as gpu/ names device operations ("cuda", "fake"); NULL
+ * past the last. */
+const char *pcd_gpu_ops_name(int i);
 
 typedef enum pcd_type {
     PCD_INT,  /* decimal integer within [min, max]                       */

@@ -59,6 +59,7 @@ static const struct {
 #define PC__W_ISIDS_BYTES 0
 #define PC__W_ISIDS_NAMES 0
 #define PC__W_ISIDS_MAP 0
+#define PC__W_ISIDS_BIN 0
 #define PC__W_NIDS(s, m, k, t, p, b) +PC__W_ISIDS_##t
 #define PC__W_COUNT(NAME, wire, low)                                           \
     _Static_assert(PC_F_##low##_req__n <= 32 && PC_F_##low##_rep__n <= 32,     \
@@ -88,7 +89,8 @@ const char *pc_wire_key(unsigned msg, unsigned field)
 const char *pc_wire_type_name(pc_wire_type t)
 {
     static const char *const names[PC_WT_COUNT] = {
-        "uint", "int", "bool", "str", "bytes", "ids", "array of str", "map"};
+        "uint", "int", "bool", "str", "bytes", "ids", "array of str", "map",
+        "bin"};
     return (unsigned)t < PC_WT_COUNT ? names[t] : "?";
 }
 
@@ -363,6 +365,17 @@ static int decode_row(pc_decoder *d, const msgpack_object *m,
                  (unsigned long long)bound);
         break;
     }
+    case PC_WT_BIN: {
+        pc_wire_str *v = at;
+        if (o->type != MSGPACK_OBJECT_BIN)
+            FAIL(PC_E_BADMSG, "'%s' must be a bin", f->key);
+        v->p = o->via.bin.ptr;
+        v->n = o->via.bin.size;
+        if (!reply && bound && v->n > bound)
+            FAIL(PC_E_TOOBIG, "'%s' of %zu bytes exceeds %llu", f->key, v->n,
+                 (unsigned long long)bound);
+        break;
+    }
     case PC_WT_IDS: {
         const char *why = "";
         int k = (*ids_used)++; /* < 2: PC__W_NIDS below */
@@ -537,6 +550,13 @@ static void pack_row(msgpack_packer *pk, const pc_wire_field *f, const char *bas
             msgpack_pack_bin(pk, v->n);
             msgpack_pack_bin_body(pk, v->p, v->n);
         }
+        break;
+    }
+    case PC_WT_BIN: { /* opaque bytes: bin even when they happen to be UTF-8 */
+        const pc_wire_str *v = at;
+        msgpack_pack_bin(pk, v->n);
+        if (v->n)
+            msgpack_pack_bin_body(pk, v->p, v->n);
         break;
     }
     case PC_WT_IDS: {

@@ -50,6 +50,8 @@ typedef enum pc_wire_type {
                     accept an array of uints                                  */
     PC_WT_NAMES, /* pc_wire_map: an array (of str: checked by its user)       */
     PC_WT_MAP,   /* pc_wire_map: a map (its entries checked by its user)      */
+    PC_WT_BIN,   /* pc_wire_str: msgpack bin, always (opaque bytes: a device
+                    UUID, an IPC handle); a str is refused                    */
     PC_WT_COUNT
 } pc_wire_type;
 
@@ -99,6 +101,9 @@ typedef struct pc_wire_map {
     F(hello_rep, backend, "backend", STR, REQ, 0)                              \
     F(hello_rep, shm_name, "shm_name", STR, OPT, 0)                            \
     F(hello_rep, shm_bytes, "shm_bytes", UINT, OPT, 0)                         \
+    F(hello_rep, device_ops, "device_ops", STR, OPT, 0)                        \
+    F(hello_rep, device_uuid, "device_uuid", BIN, OPT, 0)                      \
+    F(hello_rep, ipc_handle, "ipc_handle", BIN, OPT, 0)                        \
     F(hello_rep, lease_ttl_ms, "lease_ttl_ms", UINT, REQ, 0)                   \
     F(hello_rep, max_tokens, "max_tokens", UINT, REQ, 0)                       \
     F(hello_rep, max_msg, "max_msg", UINT, REQ, 0)
@@ -194,6 +199,7 @@ typedef struct pc_wire_map {
 #define PC__WCT_BOOL bool
 #define PC__WCT_STR pc_wire_str
 #define PC__WCT_BYTES pc_wire_str
+#define PC__WCT_BIN pc_wire_str
 #define PC__WCT_IDS pc_wire_ids
 #define PC__WCT_NAMES pc_wire_map
 #define PC__WCT_MAP pc_wire_map

@@ -24,6 +24,11 @@
  *
  *   hello (backend "host") ─► pc_pool_map(shm_name, shm_bytes)
  *               pc_client_block(id) = base + id * block_bytes
+ *   hello (backend "cuda") ─► pc_gpu_ops_get(device_ops): the local device
+ *               whose UUID is device_uuid ─► import_handle(ipc_handle)
+ *               pc_client_block(id) = imported dptr + id * block_bytes
+ *               (gpu/ counts imports per process: many clients in one
+ *                process share one mapping; each closes its own import)
  *
  * Socket options, and why:
  *   ZMQ_LINGER 0     close never waits for undelivered requests.
@@ -60,6 +65,7 @@
 #include <zmq.h>
 
 #include "blockpool/blockpool.h"
+#include "gpu/dev.h"
 
 #define PC_CLIENT_TIMEOUT_DEFAULT 5000
 /* Pipelined requests on the wire at most: well under ROUTER's default send
@@ -92,8 +98,9 @@ struct pc_client {
     bool have_layout;
     uint32_t page_tokens;
     uint64_t max_msg;
-    void *pool;         /* mapped host pool, or NULL                  */
+    void *pool;         /* mapped host pool or imported device pool   */
     uint64_t pool_bytes, block_bytes, pool_blocks;
+    const pc_gpu_ops *gpu; /* pool is an import of these ops, or NULL */
 
     /* pipelined requests in flight, and their replies that arrived during a
      * blocking call (kept so that pc_client_recv still sees them) */
@@ -447,9 +454,12 @@ fail:
 
 static void unmap_pool(pc_client *c)
 {
-    if (c->pool)
+    if (c->pool && c->gpu)
+        (void)c->gpu->close_handle(c->pool); /* nothing to do with a code */
+    else if (c->pool)
         pc_pool_unmap(c->pool, c->pool_bytes);
     c->pool = NULL;
+    c->gpu = NULL;
     c->pool_bytes = c->pool_blocks = 0;
 }
 
@@ -491,6 +501,56 @@ const char *pc_client_last_error(const pc_client *c)
 
 /* ---- hello -------------------------------------------------------------------- */
 
+/* A cuda pool: import its handle on the local device of device_ops whose
+ * UUID is the daemon's (devices are matched by UUID, never by index).  h's
+ * layout is filled in already, so a caller that fails here keeps it. */
+static int import_pool(pc_client *c, const pc_hello *h)
+{
+    static const uint8_t zero[sizeof(h->ipc_handle)];
+    if (!h->device_ops[0] || !memcmp(h->ipc_handle, zero, sizeof(zero)))
+        return fail(c, PC_E_BADMSG, "cuda pool without device_ops/ipc_handle");
+    const pc_gpu_ops *ops = pc_gpu_ops_get(h->device_ops);
+    if (!ops)
+        return fail(c, PC_E_INVAL, "the pool lives on '%s' devices, which this "
+                    "client cannot use (%s)", h->device_ops,
+                    strcmp(h->device_ops, "cuda") == 0
+                        ? "libprefixcache was built without CUDA"
+                        : "unknown device operations");
+    int n = 0, dev = -1, rc = ops->device_count(&n);
+    if (rc)
+        return fail(c, rc, "cannot count the local %s devices: %s",
+                    h->device_ops, pc_strerror(rc));
+    for (int i = 0; i < n && dev < 0; i++) {
+        pc_gpu_uuid u;
+        if (ops->device_uuid(i, &u) == 0 &&
+            memcmp(u.b, h->device_uuid, sizeof(u.b)) == 0)
+            dev = i;
+    }
+    char hex[2 * sizeof(h->device_uuid) + 1];
+    for (size_t i = 0; i < sizeof(h->device_uuid); i++)
+        snprintf(hex + 2 * i, 3, "%02x", h->device_uuid[i]);
+    if (dev < 0)
+        return fail(c, PC_E_PERM, "the pool is on %s device %s, which is not "
+                    "one of this process's %d %s device(s) (another GPU or "
+                    "another machine: the daemon's device must be visible "
+                    "here)", h->device_ops, hex, n, h->device_ops);
+    pc_gpu_handle hd;
+    memcpy(hd.b, h->ipc_handle, sizeof(hd.b));
+    void *p = NULL;
+    uint64_t bytes = 0;
+    if ((rc = ops->import_handle(dev, &hd, &p, &bytes)))
+        return fail(c, rc, "cannot import the pool's handle on %s device %d "
+                    "(%s): %s", h->device_ops, dev, hex, pc_strerror(rc));
+    c->pool = p;
+    c->gpu = ops;
+    c->pool_bytes = bytes;
+    /* Only blocks that lie wholly inside the allocation are addressable. */
+    c->pool_blocks = h->block_bytes ? bytes / h->block_bytes : 0;
+    if (c->pool_blocks > h->capacity)
+        c->pool_blocks = h->capacity;
+    return 0;
+}
+
 static int do_hello(pc_client *c, pc_hello *h, bool map_pool)
 {
     memset(h, 0, sizeof(*h));
@@ -501,9 +561,23 @@ static int do_hello(pc_client *c, pc_hello *h, bool map_pool)
     if (rc)
         return rc;
 #define COPY(m) copy_str(c, PC_WIRE_KEY(hello_rep, m), o.m, h->m, sizeof(h->m))
-    if (!(rc = COPY(dtype)) && !(rc = COPY(backend)))
-        rc = COPY(shm_name);
+    if (!(rc = COPY(dtype)) && !(rc = COPY(backend)) && !(rc = COPY(shm_name)))
+        rc = COPY(device_ops);
 #undef COPY
+    if (!rc && PC_IS_SET(&o, hello_rep, device_uuid) &&
+        o.device_uuid.n != sizeof(h->device_uuid))
+        rc = fail(c, PC_E_BADMSG, "hello: device_uuid of %zu bytes, not %zu",
+                  o.device_uuid.n, sizeof(h->device_uuid));
+    else if (!rc && PC_IS_SET(&o, hello_rep, ipc_handle) &&
+             o.ipc_handle.n != sizeof(h->ipc_handle))
+        rc = fail(c, PC_E_BADMSG, "hello: ipc_handle of %zu bytes, not %zu",
+                  o.ipc_handle.n, sizeof(h->ipc_handle));
+    else if (!rc) { /* they borrow from the reply: copy before reply_done */
+        if (PC_IS_SET(&o, hello_rep, device_uuid))
+            memcpy(h->device_uuid, o.device_uuid.p, sizeof(h->device_uuid));
+        if (PC_IS_SET(&o, hello_rep, ipc_handle))
+            memcpy(h->ipc_handle, o.ipc_handle.p, sizeof(h->ipc_handle));
+    }
     reply_done(c);
     if (rc)
         return rc;
@@ -539,6 +613,8 @@ static int do_hello(pc_client *c, pc_hello *h, bool map_pool)
         return 0;
     unmap_pool(c);
     c->block_bytes = h->block_bytes;
+    if (strcmp(h->backend, "cuda") == 0)
+        return import_pool(c, h);
     if (strcmp(h->backend, "host") != 0)
         return 0;
     if (!h->shm_name[0] || !h->shm_bytes)

@@ -72,14 +72,25 @@ typedef struct pc_hello {
     char shm_name[256];  /* host                                        */
     uint64_t shm_bytes;  /* host                                        */
     uint64_t lease_ttl_ms, max_tokens, max_msg;
+    /* cuda: the device operations ("cuda", or "fake": the CPU stand-in),
+     * the device's UUID and the pool's IPC handle (opaque bytes: the
+     * sizes are gpu/dev.h's PC_GPU_UUID_BYTES and PC_GPU_HANDLE_BYTES,
+     * spelled out so that this header needs nothing of gpu/). */
+    char device_ops[8];
+    uint8_t device_uuid[16];
+    uint8_t ipc_handle[128];
 } pc_hello;
 
 /* Handshake: checks the protocol version (PC_E_VERSION on a different
- * major) and, for a host pool, maps it read-write into this process. */
+ * major) and, for a host pool, maps it read-write into this process; for
+ * a cuda pool, imports its handle on the local device whose UUID matches
+ * (PC_E_PERM, with the layout filled in, when no device here has it; the
+ * import is closed by pc_client_close or the next hello). */
 int pc_client_hello(pc_client *c, pc_hello *out);
 
-/* Base address of block id in the mapped host pool (after hello); NULL for
- * other backends or an id beyond the pool. */
+/* Address of block id (after hello): in the mapped host pool, or for a
+ * cuda pool a device pointer into the imported allocation (host-visible
+ * on the fake device); NULL for backend none or an id beyond the pool. */
 void *pc_client_block(const pc_client *c, uint32_t id);
 
 enum { PC_CLIENT_PIN = 1, PC_CLIENT_ALLOC = 2, PC_CLIENT_RELEASE = 4 };

@@ -292,6 +292,15 @@ static int op_hello(pc_rpc_server *s, const pc_hello_req *r, pc_hello_rep *o)
         PC_SET(o, hello_rep, shm_name, cstr(d->shm_name));
         PC_SET(o, hello_rep, shm_bytes, d->shm_bytes);
     }
+    if (d->device_ops) { /* a cuda pool: what an engine imports (5.1) */
+        PC_SET(o, hello_rep, device_ops, cstr(d->device_ops));
+        PC_SET(o, hello_rep, device_uuid,
+               ((pc_wire_str){(const char *)d->device_uuid,
+                              sizeof(d->device_uuid)}));
+        PC_SET(o, hello_rep, ipc_handle,
+               ((pc_wire_str){(const char *)d->ipc_handle,
+                              sizeof(d->ipc_handle)}));
+    }
     o->lease_ttl_ms = d->lease_ttl_ms;
     o->max_tokens = s->lim.max_tokens;
     o->max_msg = s->lim.max_msg;

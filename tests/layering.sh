@@ -5,7 +5,9 @@
 #     blockpool/ never each other, nor msgpack);
 #   - rpc/ and daemon/ reach the tree and the pool only through cache/: no
 #     radix/ header, no cache/inspect.h, no pc_radix_* call, no
-#     pc_cache_tree/pc_cache_pool;
+#     pc_cache_tree/pc_cache_pool; of gpu/, only the client library
+#     (rpc/client.c) includes gpu/dev.h, to import a cuda pool's handle as
+#     it maps a host pool through blockpool/;
 #   - radix/ and blockpool/ include no msgpack (proto/errors.h, not proto.h);
 #   - nothing includes daemon/ but daemon/ itself (and its tests);
 #   - no file outside proto/ spells a request or reply key of the wire
@@ -19,6 +21,9 @@ bad() { echo "layering: $*"; fail=1; }
 for f in "$src"/rpc/*.[ch] "$src"/daemon/*.[ch]; do
     grep -Hn '#include "radix/\|#include "cache/inspect.h"' "$f" && bad "$f reaches past cache/"
     grep -Hn 'pc_radix_[a-z_]*(\|pc_cache_tree(\|pc_cache_pool(' "$f" && bad "$f calls past cache/"
+    case $f in */rpc/client.c) ;; *)
+        grep -Hn '#include "gpu/' "$f" && bad "$f reaches gpu/ (only the client may, for an import)" ;;
+    esac
 done
 # What each room may include of the project (docs/architecture.md):
 # "room: allowed prefixes".  Anything else is a layering error.
@@ -28,8 +33,8 @@ allow() {
     radix)     echo "radix/ proto/errors.h proto/limits.h proto/stats.h proto/heap.h proto/hashtab.h" ;;
     blockpool) echo "blockpool/ proto/errors.h proto/limits.h proto/stats.h" ;;
     gpu)       echo "gpu/ proto/errors.h proto/limits.h blockpool/blockpool.h" ;;
-    cache)     echo "cache/ radix/radix.h blockpool/blockpool.h proto/errors.h proto/limits.h proto/stats.h proto/heap.h proto/hashtab.h" ;;
-    rpc)       echo "rpc/ cache/cache.h blockpool/blockpool.h proto/" ;;
+    cache)     echo "cache/ radix/radix.h blockpool/blockpool.h gpu/dev.h gpu/pool.h proto/errors.h proto/limits.h proto/stats.h proto/heap.h proto/hashtab.h" ;;
+    rpc)       echo "rpc/ cache/cache.h blockpool/blockpool.h gpu/dev.h proto/" ;;
     daemon)    echo "daemon/ rpc/ cache/cache.h proto/" ;;
     esac
 }

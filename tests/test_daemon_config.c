@@ -331,8 +331,16 @@ Test(config, ints_enums_bools_strings)
     cr_expect_eq(c.dtype, PC_DTYPE_BF16);
     cr_expect_eq(pcd_config_set(&c, "dtype", "fp99", g_err, sizeof(g_err)), PC_E_INVAL);
     cr_expect_str_eq(g_err, "dtype: 'fp99' is not one of fp32, fp16, bf16, fp8, int8");
-    cr_expect_eq(pcd_config_set(&c, "pool_backend", "cuda", g_err, sizeof(g_err)),
+    cr_expect_eq(pcd_config_set(&c, "pool_backend", "cuda", g_err, sizeof(g_err)), 0,
+                 "cuda is a backend (gpu_ops says on what: fake on a CPU)");
+    cr_expect_eq(c.pool_backend, PC_POOL_CUDA);
+    cr_expect_eq(pcd_config_set(&c, "pool_backend", "gpu", g_err, sizeof(g_err)),
                  PC_E_INVAL);
+    cr_expect_eq(pcd_config_set(&c, "gpu_ops", "fake", g_err, sizeof(g_err)), 0);
+    cr_expect_str_eq(pcd_gpu_ops_name(c.gpu_ops), "fake");
+    cr_expect_eq(pcd_config_set(&c, "gpu_ops", "rocm", g_err, sizeof(g_err)), PC_E_INVAL);
+    cr_expect_str_eq(g_err, "gpu_ops: 'rocm' is not one of cuda, fake");
+    cr_expect_eq(pcd_config_set(&c, "gpu_device", "64", g_err, sizeof(g_err)), PC_E_RANGE);
     cr_expect_eq(pcd_config_set(&c, "pool_backend", "none", g_err, sizeof(g_err)), 0);
     cr_expect_eq(c.pool_backend, PC_POOL_NONE);
     cr_expect_eq(pcd_config_set(&c, "log_level", "debug", g_err, sizeof(g_err)), 0);

@@ -21,6 +21,10 @@
  *   late_reply (SIGSTOPped daemon), msg_limits, limits, watermarks,
  *   namespaces, concurrent_engines (6 engines, every cached block's bytes
  *   checked), backend_none
+ *   cuda_pool_fake     --pool_backend=cuda --gpu_ops=fake: hello exports the
+ *                      device allocation, engines in three processes import
+ *                      it, write and read each other's KV bytes; a client
+ *                      on "another GPU" (another fake seed) is refused
  *   sighup_reload      --config FILE, SIGHUP: applied / rejected / ignored
  *   shutdown           SIGTERM/SIGINT cleanup; a second daemon on the same
  *                      endpoint; a stale socket after SIGKILL
@@ -34,6 +38,7 @@
  */
 #include "tests/harness/harness.h"
 
+#include "gpu/dev.h" /* the fake device's identity and shm names */
 #include "rpc/client.h"
 
 #include <sys/file.h>
@@ -2322,6 +2327,187 @@ Test(e2e, backend_none)
     GAUGES_ARE(&d, 2, CAP - 2, 0, 0, 0, 0);
     pc_client_close(c);
     hd_stop(&d);
+}
+
+/* ---- a GPU pool, on the fake device ------------------------------------------------------------ */
+
+/* Engine B or C of cuda_pool_fake, in its own process: hello imports the
+ * pool, then every page of t[0..n) must hold seed's bytes (pages [0, had)
+ * written by someone else, read through this import); pages [had, n/P)
+ * are allocated and written here.  Exit status: 0, or the failed step. */
+static int gpu_engine_child(const char *endpoint, const uint32_t *t, size_t n,
+                            size_t had, uint32_t seed)
+{
+    pc_client *c;
+    pc_hello h;
+    int rc;
+    if ((rc = pc_client_connect(endpoint, HD_CALL_MS, &c)))
+        return child_fail(NULL, 20, rc);
+    if ((rc = pc_client_hello(c, &h)))
+        return child_fail(c, 21, rc);
+    if (strcmp(h.backend, "cuda") || strcmp(h.device_ops, "fake"))
+        return child_fail(c, 22, 0);
+    pc_client_lookup_result r;
+    if ((rc = pc_client_lookup(c, NS, NSL, t, n, PC_CLIENT_PIN | PC_CLIENT_ALLOC,
+                               0, &r)))
+        return child_fail(c, 23, rc);
+    if (r.tokens != had * P || r.alloc_status || r.pages + r.n_alloc != n / P)
+        return child_fail(c, 24, 0);
+    uint32_t ids[64];
+    memcpy(ids, r.blocks, r.pages * sizeof(*ids));
+    if (r.n_alloc)
+        memcpy(ids + r.pages, r.alloc_blocks, r.n_alloc * sizeof(*ids));
+    for (size_t p = 0; p < n / P; p++) {
+        uint8_t *b = pc_client_block(c, ids[p]);
+        if (!b)
+            return child_fail(c, 25, 0);
+        for (size_t i = 0; i < BB; i++) {
+            if (p >= had)
+                b[i] = kv_byte(seed, p, i);
+            else if (b[i] != kv_byte(seed, p, i))
+                return child_fail(c, 26, 0); /* another process's bytes */
+        }
+    }
+    if ((rc = pc_client_insert(c, NS, NSL, t, n, ids, r.lease, PC_CLIENT_RELEASE,
+                               NULL, NULL)))
+        return child_fail(c, 27, rc);
+    pc_client_close(c);
+    return 0;
+}
+
+/* A client whose fake device is "another GPU" (another seed, so another
+ * UUID): hello fills the layout in, then refuses with PC_E_PERM. */
+static int gpu_stranger_child(const char *endpoint)
+{
+    pc_client *c;
+    pc_hello h;
+    int rc;
+    if ((rc = pc_gpu_fake_configure(0x5eed0f07a11e2ull, 1)))
+        return child_fail(NULL, 30, rc);
+    if ((rc = pc_client_connect(endpoint, HD_CALL_MS, &c)))
+        return child_fail(NULL, 31, rc);
+    if ((rc = pc_client_hello(c, &h)) != PC_E_PERM)
+        return child_fail(c, 32, rc);
+    if (strcmp(h.backend, "cuda") || h.block_bytes != BB || h.capacity != CAP)
+        return child_fail(c, 33, 0); /* the layout is still filled in */
+    if (!strstr(pc_client_last_error(c), "not one of this process's"))
+        return child_fail(c, 34, 0);
+    if (pc_client_block(c, 0) != NULL)
+        return child_fail(c, 35, 0);
+    pc_client_close(c);
+    return 0;
+}
+
+/* The file mapped at addr in this process (/proc/self/maps): the shm
+ * object behind an imported fake allocation (pc_gpu_fake_shm_name knows
+ * only the allocations of the process that made them: the daemon's). */
+static void mapped_file(const void *addr, char *out, size_t len)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    cr_assert_not_null(f);
+    char line[512];
+    out[0] = 0;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long lo, hi;
+        int off = 0;
+        if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %n", &lo, &hi, &off) >= 2 &&
+            off && lo == (unsigned long)(uintptr_t)addr) {
+            line[strcspn(line, "\n")] = 0;
+            snprintf(out, len, "%s", line + off);
+            break;
+        }
+    }
+    fclose(f);
+    cr_assert(out[0], "nothing mapped at %p", addr);
+}
+
+Test(e2e, cuda_pool_fake)
+{
+    hd_daemon d;
+    hd_start(&d, "--pool_backend=cuda", "--gpu_ops=fake", NULL);
+    cr_assert(!hd_exists(d.shm_path), "a cuda pool makes no host pool");
+
+    /* engine A (this process): what hello says, and the import */
+    pc_client *c;
+    pc_hello h;
+    client_open(&d, &c, &h);
+    cr_assert_str_eq(h.backend, "cuda");
+    cr_assert_str_eq(h.device_ops, "fake");
+    cr_assert_eq(h.shm_name[0], 0);
+    cr_assert_eq(h.block_bytes, BB);
+    cr_assert_eq(h.capacity, CAP);
+    const pc_gpu_ops *fake = pc_gpu_ops_get("fake");
+    cr_assert_not_null(fake);
+    pc_gpu_uuid mine;
+    cr_assert_eq(fake->device_uuid(0, &mine), 0);
+    cr_assert_eq(memcmp(h.device_uuid, mine.b, sizeof(mine.b)), 0,
+                 "the daemon's device is our fake device 0 (same seed)");
+    pc_gpu_handle hd;
+    memcpy(hd.b, h.ipc_handle, sizeof(hd.b));
+    uint64_t bytes = 0;
+    pc_gpu_uuid hu;
+    cr_assert_eq(pc_gpu_handle_info(&hd, &bytes, &hu), 0, "128 bytes of a handle");
+    cr_assert_geq(bytes, (uint64_t)CAP * BB);
+    cr_assert_eq(memcmp(hu.b, mine.b, sizeof(mine.b)), 0);
+    uint8_t *b0 = pc_client_block(c, 0);
+    cr_assert_not_null(b0, "a device pointer per block");
+    cr_assert_eq((uint8_t *)pc_client_block(c, CAP - 1) - b0, (ptrdiff_t)(CAP - 1) * BB);
+    cr_assert_null(pc_client_block(c, CAP));
+    char path[256];
+    mapped_file(b0, path, sizeof(path));
+    cr_assert(strncmp(path, "/dev/shm/", 9) == 0 && hd_exists(path),
+              "%s: the fake device's allocation", path);
+
+    /* A computes 2 pages into fresh blocks and inserts them */
+    uint32_t t[24];
+    prompt(t, 24, 13);
+    uint32_t canon[2];
+    put_prompt(c, NS, NSL, t, 8, 13, canon);
+    GAUGES_ARE(&d, 2, CAP - 2, 0, 0, 0, 0);
+    /* hello again: the import is closed and reopened, the bytes stay */
+    RC_EQ(c, pc_client_hello(c, &h), 0);
+    cr_assert_eq(((uint8_t *)pc_client_block(c, canon[1]))[5], kv_byte(13, 1, 5));
+    pc_client_close(c); /* no ZeroMQ thread of ours busy at fork */
+
+    /* B (another process): reads A's 2 pages through its own import,
+     * writes 2 more; C (a third): reads all 4, writes 2 more */
+    hd_quiesce();
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0)
+        _exit(gpu_engine_child(d.endpoint, t, 16, 2, 13));
+    wait_child_ok(pid);
+    GAUGES_ARE(&d, 4, CAP - 4, 0, 0, 0, 0);
+    fflush(NULL);
+    pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0)
+        _exit(gpu_engine_child(d.endpoint, t, 24, 4, 13));
+    wait_child_ok(pid);
+    GAUGES_ARE(&d, 6, CAP - 6, 0, 0, 0, 0);
+
+    /* a client on another GPU: a clear error, no mapping */
+    fflush(NULL);
+    pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0)
+        _exit(gpu_stranger_child(d.endpoint));
+    wait_child_ok(pid);
+
+    /* A again: B's and C's bytes through A's (new) import */
+    client_open(&d, &c, &h);
+    pc_client_lookup_result r;
+    RC_EQ(c, pc_client_lookup(c, NS, NSL, t, 24, 0, 0, &r), 0);
+    cr_assert_eq(r.pages, 6);
+    for (size_t p = 0; p < 6; p++) {
+        const uint8_t *b = pc_client_block(c, r.blocks[p]);
+        for (size_t i = 0; i < BB; i++)
+            cr_assert_eq(b[i], kv_byte(13, p, i), "page %zu byte %zu", p, i);
+    }
+    pc_client_close(c);
+    hd_stop(&d);
+    cr_assert(!hd_exists(path), "%s left in /dev/shm", path);
 }
 
 /* ---- endpoints without a file, and a file that is not ours ------------------------------------- */
