@@ -1109,7 +1109,7 @@ static void ex_hello_req(msgpack_packer *pk)
 
 static void ex_hello_rep(msgpack_packer *pk)
 {
-    pc_hello_rep o = {.version = 1, .version_minor = 0, .page_tokens = 4,
+    pc_hello_rep o = {.version = 1, .version_minor = 1, .page_tokens = 4,
                       .layers = 32, .kv_heads = 8, .head_dim = 128,
                       .dtype = WSTR("fp16"), .block_bytes = 524288,
                       .token_bytes = 131072, .kv_bytes = 8192, .capacity = 4096,
@@ -1180,7 +1180,7 @@ static const uint8_t ex_hello_rep_bytes[] = {
     0xde, 0x00, 0x13, 0xa2, 0x69, 0x64, 0x01, 0xa6, 0x73, 0x74, 0x61, 0x74,
     0x75, 0x73, 0x00, 0xa7, 0x76, 0x65, 0x72, 0x73, 0x69, 0x6f, 0x6e, 0x01,
     0xad, 0x76, 0x65, 0x72, 0x73, 0x69, 0x6f, 0x6e, 0x5f, 0x6d, 0x69, 0x6e,
-    0x6f, 0x72, 0x00, 0xab, 0x70, 0x61, 0x67, 0x65, 0x5f, 0x74, 0x6f, 0x6b,
+    0x6f, 0x72, 0x01, 0xab, 0x70, 0x61, 0x67, 0x65, 0x5f, 0x74, 0x6f, 0x6b,
     0x65, 0x6e, 0x73, 0x04, 0xa6, 0x6c, 0x61, 0x79, 0x65, 0x72, 0x73, 0x20,
     0xa8, 0x6b, 0x76, 0x5f, 0x68, 0x65, 0x61, 0x64, 0x73, 0x08, 0xa8, 0x68,
     0x65, 0x61, 0x64, 0x5f, 0x64, 0x69, 0x6d, 0xcc, 0x80, 0xa5, 0x64, 0x74,
@@ -1861,6 +1861,57 @@ Test(codec_wire, requests_and_replies_round_trip)
     cr_assert_eq(pc_wire_decode_reply(&d, b.sb.data, b.sb.size, PC_OP_ALLOC,
                                       &hd, &ar), PC_E_BADMSG);
     cr_assert(strstr(d.err, "blocks"), "%s", d.err);
+    mp_free(&b);
+    pc_decoder_free(&d);
+}
+
+/* PC_WT_BIN (hello's device_uuid and ipc_handle): always a msgpack bin,
+ * even for bytes that happen to be UTF-8; a str in its place is refused. */
+Test(codec_wire, bin_rows)
+{
+    cr_assert_str_eq(pc_wire_type_name(PC_WT_BIN), "bin");
+    uint8_t handle[128];
+    for (size_t i = 0; i < sizeof(handle); i++)
+        handle[i] = (uint8_t)(i * 37u);
+    pc_hello_rep o = {.version = 1, .version_minor = 1, .page_tokens = 4,
+                      .dtype = WSTR("fp16"), .backend = WSTR("cuda")};
+    PC_SET(&o, hello_rep, device_ops, WSTR("fake"));
+    PC_SET(&o, hello_rep, device_uuid, WSTR("0123456789abcdef")); /* UTF-8 */
+    PC_SET(&o, hello_rep, ipc_handle,
+           ((pc_wire_str){(const char *)handle, sizeof(handle)}));
+    mpbuf b;
+    mp_init(&b);
+    pc_wire_encode_reply(&b.pk, PC_OP_HELLO, 1, 0, NULL, &o);
+    /* on the wire: key "device_uuid", then bin8 of 16 (c4 10) */
+    uint8_t *u = memmem(b.sb.data, b.sb.size, "device_uuid", 11);
+    cr_assert_not_null(u);
+    cr_assert(u[11] == 0xc4 && u[12] == 16, "bin8 of 16, not str");
+    uint8_t *h = memmem(b.sb.data, b.sb.size, "ipc_handle", 10);
+    cr_assert(h && h[10] == 0xc4 && h[11] == 128);
+    pc_decoder d;
+    pc_decoder_init(&d);
+    pc_reply_head hd;
+    pc_hello_rep back;
+    cr_assert_eq(pc_wire_decode_reply(&d, b.sb.data, b.sb.size, PC_OP_HELLO,
+                                      &hd, &back), 0, "%s", d.err);
+    cr_assert(PC_IS_SET(&back, hello_rep, device_uuid));
+    cr_assert_eq(back.device_uuid.n, 16);
+    cr_assert_eq(memcmp(back.device_uuid.p, "0123456789abcdef", 16), 0);
+    cr_assert_eq(back.ipc_handle.n, sizeof(handle));
+    cr_assert_eq(memcmp(back.ipc_handle.p, handle, sizeof(handle)), 0);
+    cr_assert_eq(back.device_ops.n, 4);
+    /* the same bytes as str8 of 16 (d9 10, as long as c4 10): refused */
+    u[11] = 0xd9;
+    cr_assert_eq(pc_wire_decode_reply(&d, b.sb.data, b.sb.size, PC_OP_HELLO,
+                                      &hd, &back), PC_E_BADMSG);
+    cr_assert(strstr(d.err, "device_uuid") && strstr(d.err, "bin"), "%s", d.err);
+    mp_free(&b);
+
+    /* a host pool's reply has none of them (the worked example's bytes) */
+    pc_hello_rep host = {.dtype = WSTR("fp16"), .backend = WSTR("host")};
+    mp_init(&b);
+    pc_wire_encode_reply(&b.pk, PC_OP_HELLO, 1, 0, NULL, &host);
+    cr_assert_null(memmem(b.sb.data, b.sb.size, "device_", 7));
     mp_free(&b);
     pc_decoder_free(&d);
 }
