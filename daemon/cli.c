@@ -188,6 +188,13 @@ static int cmd_hello(pc_client *c, int argc, char **argv)
     if (strcmp(h.backend, "host") == 0)
         printf("shm            %s (%" PRIu64 " bytes)%s\n", h.shm_name,
                h.shm_bytes, rc ? "" : ", mapped");
+    if (strcmp(h.backend, "cuda") == 0) {
+        char uuid[2 * sizeof(h.device_uuid) + 1];
+        for (size_t i = 0; i < sizeof(h.device_uuid); i++)
+            snprintf(uuid + 2 * i, 3, "%02x", h.device_uuid[i]);
+        printf("device         %s %s%s\n", h.device_ops, uuid,
+               rc ? "" : ", imported");
+    }
     printf("lease_ttl_ms   %" PRIu64 "\n", h.lease_ttl_ms);
     printf("max_tokens     %" PRIu64 "\n", h.max_tokens);
     printf("max_msg        %" PRIu64 " (%s)\n", h.max_msg,

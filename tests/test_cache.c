@@ -5,7 +5,8 @@
  * and without pin, alloc (with eviction and the all-or-nothing NOSPACE),
  * insert (adoption, duplicates from a second engine, canonical + own blocks,
  * every refused block), release, TTL expiry on an injected clock, limits,
- * watermarks, and two processes sharing a host pool.
+ * watermarks, two processes sharing a host pool, and a cuda pool on the
+ * fake device (what describe hands to hello; bad ops names and devices).
  *
  * pc_cache_check() runs after every cache mutation; on failure the tree is
  * dumped to stderr.  "Nothing changes" is checked with a snapshot: all cache
@@ -1986,4 +1987,45 @@ Test(cache, refusals_say_why)
     RC_EQ(pc_cache_alloc(small, 3, &l4, ids), PC_E_NOSPACE);
     cr_assert(strstr(pc_cache_why(small), "no space for 3 blocks: 2 free"), "%s",
               pc_cache_why(small));
+}
+
+/* ---- a cuda pool on the fake device ------------------------------------- */
+
+/* pc_cache_create registers the device operations the config names, and
+ * describe hands out what hello exports; bad names and devices say why. */
+Test(cache, cuda_pool_on_the_fake_device)
+{
+    pc_cache_config cfg = cfg_of(16, PC_POOL_CUDA);
+    cfg.gpu_ops = "fake";
+    pc_cache *c = mk_cfg(&cfg);
+    pc_cache_desc d;
+    pc_cache_describe(c, &d);
+    cr_assert_str_eq(d.backend, "cuda");
+    cr_assert_str_eq(d.device_ops, "fake");
+    cr_assert_null(d.shm_name);
+    static const uint8_t zero[128];
+    cr_assert_neq(memcmp(d.device_uuid, zero, sizeof(d.device_uuid)), 0);
+    cr_assert_neq(memcmp(d.ipc_handle, zero, sizeof(d.ipc_handle)), 0);
+    uint64_t l = 0;
+    uint32_t ids[4];
+    RC_EQ(pc_cache_alloc(c, 4, &l, ids), 0); /* the cache works as ever */
+    CHECK(c);
+
+    pc_cache *bad = NULL;
+    cfg.gpu_ops = "rocm";
+    RC_EQ(pc_cache_create(&cfg, &bad), PC_E_INVAL);
+    cr_assert_null(bad);
+    cr_assert(strstr(pc_cache_create_why(), "gpu_ops 'rocm': unknown"), "%s",
+              pc_cache_create_why());
+    cfg.gpu_ops = "fake";
+    cfg.gpu_device = 9;
+    RC_EQ(pc_cache_create(&cfg, &bad), PC_E_NOENT);
+    cr_assert(strstr(pc_cache_create_why(), "device 9: no such device"), "%s",
+              pc_cache_create_why());
+    /* other backends say nothing of devices; a success clears the why */
+    pc_cache_config none = cfg_of(16, PC_POOL_NONE);
+    pc_cache *n = mk_cfg(&none);
+    cr_assert_str_eq(pc_cache_create_why(), "");
+    pc_cache_describe(n, &d);
+    cr_assert_null(d.device_ops);
 }

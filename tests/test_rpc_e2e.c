@@ -24,7 +24,8 @@
  *   cuda_pool_fake     --pool_backend=cuda --gpu_ops=fake: hello exports the
  *                      device allocation, engines in three processes import
  *                      it, write and read each other's KV bytes; a client
- *                      on "another GPU" (another fake seed) is refused
+ *                      on "another GPU" (another fake seed) is refused;
+ *                      cuda_pool_no_such_device: the daemon says which
  *   sighup_reload      --config FILE, SIGHUP: applied / rejected / ignored
  *   shutdown           SIGTERM/SIGINT cleanup; a second daemon on the same
  *                      endpoint; a stale socket after SIGKILL
@@ -2508,6 +2509,17 @@ Test(e2e, cuda_pool_fake)
     pc_client_close(c);
     hd_stop(&d);
     cr_assert(!hd_exists(path), "%s left in /dev/shm", path);
+}
+
+static void start_fails(const char *const *extra, const char *needle);
+
+/* A device the operations do not have stops the daemon with a message that
+ * names it (the fake device has 1 device unless configured). */
+Test(e2e, cuda_pool_no_such_device)
+{
+    start_fails((const char *const[]){"--pool_backend=cuda", "--gpu_ops=fake",
+                                      "--gpu_device=7", NULL},
+                "gpu_ops 'fake': device 7: no such device");
 }
 
 /* ---- endpoints without a file, and a file that is not ours ------------------------------------- */
