@@ -67,6 +67,15 @@ typedef struct pc_cache_config {
      * pc_cache_create registers them with gpu/ before creating the pool. */
     const char *gpu_ops;
     int gpu_device;
+    /* The second tier (0: none): pages the pool evicts are copied there
+     * first, up to this many bytes (whole blocks); a memory-mapped file
+     * under a host pool (tier2_path: a file or a directory; NULL or "":
+     * an unnamed file in /var/tmp), page-locked host memory under a cuda
+     * pool.  tier2_read_delay_us: a test and demo aid that slows every
+     * page a promotion reads (a slow disk).  Not reloadable. */
+    uint64_t tier2_bytes;
+    const char *tier2_path;
+    uint32_t tier2_read_delay_us;
 } pc_cache_config;
 
 /* Fill *cfg with the defaults above (the pool part is left zeroed). */
@@ -103,6 +112,10 @@ typedef struct pc_lookup_result {
     size_t tokens;   /* matched tokens (multiple of page_tokens)            */
     size_t pages;    /* = block ids written to blocks[]                     */
     uint64_t lease;  /* the lease holding the pin and/or the allocation     */
+    /* With a second tier: pages after the matched ones that tier 2 holds
+     * (what pc_cache_promote would bring back), some perhaps on their
+     * way already. */
+    size_t tier2_pages;
     /* pc_cache_lookup_alloc only: */
     int alloc_status; /* 0, or why the allocation failed                    */
     size_t alloc_n;   /* fresh block ids written (0 when it failed)         */
@@ -187,6 +200,39 @@ int pc_cache_insert_pin(pc_cache *c, const void *ns, size_t ns_len,
                         const uint32_t *blocks, uint64_t lease, int pin,
                         uint32_t *canon, pc_insert_result *out);
 
+/*
+ * Promotion: bring the tier-2 pages that follow the cached prefix of
+ * tokens back into the pool.  Starts one promotion for the longest run of
+ * them that no promotion is reading yet and that the pool can make room
+ * for (evicting, and so demoting, unpinned pages), under a lease of its
+ * own that pins the matched prefix and holds the fresh blocks while they
+ * are copied; when the copy is done (pc_cache_poll) the pages are inserted
+ * like any others.  Until then no lookup returns them, and a client that
+ * goes away changes nothing: the promotion finishes on its own.
+ * *job: the promotion to wait for (started now, or one already bringing
+ * back the first page), then call again, for the pages after it; 0 when
+ * there is nothing (more) to promote: look up now.  PC_E_NOSPACE (why
+ * says so) when the pool cannot hold even one page; PC_E_INVAL, NOMEM,
+ * IO.  Without a second tier: 0, *job = 0.
+ */
+int pc_cache_promote(pc_cache *c, const void *ns, size_t ns_len,
+                     const uint32_t *tokens, size_t n_tokens, uint64_t *job);
+
+/* Finish every promotion whose copy is done (insert its pages, or drop
+ * them if the copy failed) and write their ids to done[0..cap); returns
+ * how many (more stay for the next call). */
+size_t pc_cache_poll(pc_cache *c, uint64_t *done, size_t cap);
+
+/* A descriptor that becomes readable when a promotion may have finished
+ * (-1: none; device tiers are polled: pc_cache_next_deadline_ms says 1 ms
+ * while one runs). */
+int pc_cache_wait_fd(const pc_cache *c);
+
+/* Drop tier 2's pages (all, or those of one namespace) that no promotion
+ * is reading; returns how many (0 without a second tier). */
+size_t pc_cache_flush_tier2(pc_cache *c, const void *ns, size_t ns_len,
+                            bool all);
+
 /* Unpin everything the lease pinned and free its blocks that were never
  * inserted; the lease ends.  PC_E_LEASE if unknown or already ended. */
 int pc_cache_release(pc_cache *c, uint64_t lease);
@@ -199,7 +245,8 @@ int pc_cache_touch(pc_cache *c, uint64_t lease);
 size_t pc_cache_expire(pc_cache *c);
 
 /* Milliseconds until the next lease deadline (UINT64_MAX: no lease), so an
- * event loop knows how long it may block. */
+ * event loop knows how long it may block; at most 1 while a promotion
+ * that must be polled is copying. */
 uint64_t pc_cache_next_deadline_ms(pc_cache *c);
 
 /* Watermarks: if free blocks < low, evict unpinned pages (by the eviction policy) until free >= high (or
@@ -241,6 +288,8 @@ typedef struct pc_cache_desc {
     bool shm_reclaimed;    /* a dead daemon's pool of that name was replaced */
     /* cuda backend only (else device_ops NULL): what an engine imports. */
     const char *device_ops;                /* "cuda" or "fake"           */
+    const char *tier2;     /* "file", "host" (page-locked) or NULL: none  */
+    uint64_t tier2_pages;  /* its capacity                                */
     uint8_t device_uuid[16];               /* PC_GPU_UUID_BYTES           */
     uint8_t ipc_handle[128];               /* PC_GPU_HANDLE_BYTES         */
     uint64_t lease_ttl_ms; /* in force now                               */
@@ -267,7 +316,9 @@ int pc_cache_set_ns_priority(pc_cache *c, const void *ns, size_t ns_len,
  * every LEASED block belongs to exactly one lease and every lease block is
  * LEASED; every pin of a lease is a locked node, and each node's own lock
  * count equals the pins that leases hold on it; the expiry heap is a heap
- * over exactly the live leases.  0 or PC_E_CORRUPT (reason on stderr).
+ * over exactly the live leases; promotions' leases count like leases, and
+ * hold exactly their blocks and tier-2 slots; tier 2's index, LRU and
+ * free list agree.  0 or PC_E_CORRUPT (reason on stderr).
  */
 int pc_cache_check(const pc_cache *c);
 
