@@ -1040,8 +1040,13 @@ static void promo_free(promo *p)
 }
 
 int pc_cache_promote(pc_cache *c, const void *ns, size_t ns_len,
-                     const uint32_t *tokens, size_t n_tokens, uint64_t *job)
+                     const uint32_t *tokens, size_t n_tokens, uint64_t *job,
+                     size_t *matched_pages)
 {
+    size_t dummy;
+    if (!matched_pages)
+        matched_pages = &dummy;
+    *matched_pages = 0;
     if (!c || !job || (n_tokens && !tokens) || ns_len > PC_NS_MAX ||
         (ns_len && !ns))
         return PC_E_INVAL;
@@ -1058,6 +1063,7 @@ int pc_cache_promote(pc_cache *c, const void *ns, size_t ns_len,
                             PC_RADIX_MATCH_SPLIT | PC_RADIX_MATCH_PEEK, &m);
     if (rc)
         return rc;
+    *matched_pages = m.pages;
     if (m.pages == np)
         return 0;
     if ((rc = sbuf_reserve(c, np - m.pages)))
@@ -1171,8 +1177,9 @@ static void promo_finish(pc_cache *c, promo *p, int status)
 
 size_t pc_cache_poll(pc_cache *c, uint64_t *done, size_t cap)
 {
-    if (!c || !c->tier || !c->promos)
+    if (!c || !c->tier)
         return 0;
+    /* always: a worker may signal a job that an earlier call finished */
     pc_tier_drain_fd(c->tier);
     size_t n = 0;
     for (promo **pp = &c->promos; *pp && n < cap;) {

@@ -211,12 +211,14 @@ int pc_cache_insert_pin(pc_cache *c, const void *ns, size_t ns_len,
  * goes away changes nothing: the promotion finishes on its own.
  * *job: the promotion to wait for (started now, or one already bringing
  * back the first page), then call again, for the pages after it; 0 when
- * there is nothing (more) to promote: look up now.  PC_E_NOSPACE (why
+ * there is nothing (more) to promote: look up now.  *matched_pages (may
+ * be NULL): the pages cached in the pool right now.  PC_E_NOSPACE (why
  * says so) when the pool cannot hold even one page; PC_E_INVAL, NOMEM,
  * IO.  Without a second tier: 0, *job = 0.
  */
 int pc_cache_promote(pc_cache *c, const void *ns, size_t ns_len,
-                     const uint32_t *tokens, size_t n_tokens, uint64_t *job);
+                     const uint32_t *tokens, size_t n_tokens, uint64_t *job,
+                     size_t *matched_pages);
 
 /* Finish every promotion whose copy is done (insert its pages, or drop
  * them if the copy failed) and write their ids to done[0..cap); returns

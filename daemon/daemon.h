@@ -39,6 +39,7 @@
 /* The daemon's whole configuration, as values (strings are copied in). */
 #define PCD_NS_PRIORITIES_MAX 1023
 #define PCD_GROUP_MAX 64
+#define PCD_TIER2_PATH_MAX 1023
 
 typedef struct pcd_config {
     char endpoint[PCD_ENDPOINT_MAX];
@@ -60,6 +61,9 @@ typedef struct pcd_config {
     bool log_utc;
     int eviction_policy;         /* pc_radix_policy                      */
     char namespace_priorities[PCD_NS_PRIORITIES_MAX + 1];
+    uint64_t tier2_bytes;        /* 0: no second tier                    */
+    char tier2_path[PCD_TIER2_PATH_MAX + 1]; /* "": /var/tmp            */
+    uint64_t tier2_read_delay_us;
 } pcd_config;
 
 /*
