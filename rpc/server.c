@@ -78,6 +78,10 @@
 #define DRAIN_MAX 4096       /* requests per poll call                    */
 #define PARKED_MAX 4096      /* lookups waiting for promotions            */
 #define PARKED 1             /* op_lookup: the reply waits for a promotion */
+#define PARK_ROUNDS_MAX 8    /* promotions one lookup waits for, at most:
+                                pages promoted for it can be evicted again
+                                (by other promotions) before it runs, and
+                                waiting must end                          */
 #define ERR_MAX 256
 
 /* One stats entry (names are static strings), and a reply's worth. */
@@ -97,6 +101,7 @@ typedef struct stat_list {
 typedef struct parked {
     uint64_t job, id;
     size_t first_pages; /* cached when it arrived: promoted = now - this  */
+    unsigned rounds;    /* promotions waited for                         */
     int nenv;
     zmq_msg_t env[ENV_MAX];
     pc_lookup_req req;
@@ -146,7 +151,7 @@ struct pc_rpc_server {
     uint32_t nparked;
     uint64_t park_job;
     size_t park_first, resumed_first;
-    bool resuming;
+    bool resuming, last_round;
     char *cfg_err; /* during create: where its last ERROR line goes */
     size_t cfg_errlen;
 };
@@ -339,7 +344,7 @@ static int op_lookup(pc_rpc_server *s, const pc_lookup_req *r, pc_lookup_rep *o)
 {
     size_t np = r->tokens.n / s->page_tokens;
     bool pin = r->pin || r->promote; /* what is promoted is for reading */
-    if (r->promote && s->desc.tier2) {
+    if (r->promote && s->desc.tier2 && !s->last_round) {
         uint64_t job;
         size_t first;
         int rc = pc_cache_promote(s->cache, r->ns.p, r->ns.n, r->tokens.p,
@@ -663,6 +668,7 @@ static void park(pc_rpc_server *s, int nenv, uint64_t id, const pc_lookup_req *r
     p->job = s->park_job;
     p->id = id;
     p->first_pages = s->park_first;
+    p->rounds = 1;
     p->nenv = nenv;
     for (int i = 0; i < nenv; i++) {
         zmq_msg_init(&p->env[i]);
@@ -704,11 +710,13 @@ static void resume_parked(pc_rpc_server *s)
             reply_any o;
             memset(&o, 0, sizeof(o));
             s->resuming = true;
+            s->last_round = p->rounds >= PARK_ROUNDS_MAX;
             s->resumed_first = p->first_pages;
             int rc = op_lookup(s, &p->req, &o.lookup);
-            s->resuming = false;
+            s->resuming = s->last_round = false;
             if (rc == PARKED) {
                 p->job = s->park_job;
+                p->rounds++;
                 pp = &p->next;
                 continue;
             }
