@@ -679,12 +679,8 @@ static int base_h2d(gb_ctx *x, unsigned iters)
  * `teardown` just after.  Whatever a row does, the pool must hold its
  * original bytes afterwards: the final checksum covers every row.
  *
- * Extension point: "file tier promotion vs pread of the same bytes" is a
- * new row here, nothing else changes: `setup` writes the promotion blocks'
- * bytes (x->pinned, block i = pool block x->prom_ids[i]) to a file, `op`
- * runs the file tier's promotion of those blocks into x->pool at
- * x->prom_ids, `base` preads the same bytes into pinned memory, `teardown`
- * removes the file.
+ * The host pool's file tier ("promotion vs pread of the same bytes") is
+ * bench/tier_bench.c: it needs a cache (pool, tree, tier), not a device.
  */
 typedef struct gb_case {
     const char *key;        /* JSON name; "<key>_gbps" in repetitions */
