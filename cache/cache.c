@@ -1177,10 +1177,8 @@ static void promo_finish(pc_cache *c, promo *p, int status)
 
 size_t pc_cache_poll(pc_cache *c, uint64_t *done, size_t cap)
 {
-    if (!c || !c->tier)
+    if (!c || !c->promos)
         return 0;
-    /* always: a worker may signal a job that an earlier call finished */
-    pc_tier_drain_fd(c->tier);
     size_t n = 0;
     for (promo **pp = &c->promos; *pp && n < cap;) {
         promo *p = *pp;
@@ -1201,6 +1199,12 @@ size_t pc_cache_poll(pc_cache *c, uint64_t *done, size_t cap)
 int pc_cache_wait_fd(const pc_cache *c)
 {
     return c && c->tier ? pc_tier_wait_fd(c->tier) : -1;
+}
+
+void pc_cache_wait_fd_drain(pc_cache *c)
+{
+    if (c && c->tier)
+        pc_tier_drain_fd(c->tier);
 }
 
 size_t pc_cache_flush_tier2(pc_cache *c, const void *ns, size_t ns_len,

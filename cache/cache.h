@@ -227,8 +227,11 @@ size_t pc_cache_poll(pc_cache *c, uint64_t *done, size_t cap);
 
 /* A descriptor that becomes readable when a promotion may have finished
  * (-1: none; device tiers are polled: pc_cache_next_deadline_ms says 1 ms
- * while one runs). */
+ * while one runs).  Once poll(2) says it is readable, empty it with
+ * pc_cache_wait_fd_drain, then call pc_cache_poll (in that order: a
+ * promotion that ends in between makes it readable again). */
 int pc_cache_wait_fd(const pc_cache *c);
+void pc_cache_wait_fd_drain(pc_cache *c);
 
 /* Drop tier 2's pages (all, or those of one namespace) that no promotion
  * is reading; returns how many (0 without a second tier). */

@@ -853,6 +853,8 @@ int pc_rpc_server_poll(pc_rpc_server *s, int timeout_ms)
             slog(s, PC_LOG_WARN, "lease timer: %s", strerror(errno));
         s->armed_at = 0;
     }
+    if (rc > 0 && wfd >= 0 && (it[nit - 1].revents & ZMQ_POLLIN))
+        pc_cache_wait_fd_drain(s->cache); /* then housekeeping polls */
     if (rc > 0 && s->wakeup_fd > 0 && nit > 2 && (it[2].revents & ZMQ_POLLIN)) {
         /* Drained here, where it woke us: the caller tests its flags after
          * we return, so nothing is lost and nothing stays readable. */
