@@ -733,7 +733,7 @@ static void lease_abort(pc_cache *c, lease_ref *r)
  */
 static size_t tier2_run(pc_cache *c, const void *ns, size_t ns_len,
                         const uint32_t *tokens, size_t m, size_t np,
-                        uint32_t *slots, uint64_t *busy)
+                        uint32_t *slots, uint64_t *busy, unsigned flags)
 {
     pc_page_hash h = pc_page_hash_ns(ns, ns_len);
     for (size_t i = 0; i < m; i++)
@@ -746,7 +746,8 @@ static size_t tier2_run(pc_cache *c, const void *ns, size_t ns_len,
         if (s < 0)
             break;
         if (!slots) {
-            pc_tier_touch(c->tier, (uint32_t)s);
+            if (!(flags & PC_CACHE_NO_CACHE))
+                pc_tier_touch(c->tier, (uint32_t)s);
             continue;
         }
         if (pc_tier_busy(c->tier, (uint32_t)s)) {
@@ -756,7 +757,7 @@ static size_t tier2_run(pc_cache *c, const void *ns, size_t ns_len,
         }
         slots[k] = (uint32_t)s;
     }
-    if (!slots) {
+    if (!slots && !(flags & PC_CACHE_NO_COUNT)) {
         pc_tier_stats *st = pc_tier_counters(c->tier);
         st->hit_pages += k;
         st->miss_pages += np - m - k;
@@ -766,12 +767,14 @@ static size_t tier2_run(pc_cache *c, const void *ns, size_t ns_len,
 
 /* pc_cache_lookup, and *node = the deepest matched node (NULL: none). */
 static int lookup(pc_cache *c, const void *ns, size_t ns_len,
-                  const uint32_t *tokens, size_t n_tokens, int pin,
+                  const uint32_t *tokens, size_t n_tokens, unsigned flags,
                   uint64_t lease_id, uint32_t *blocks, pc_lookup_result *out,
                   pc_radix_node **node)
 {
-    if (!c || !out || (n_tokens >= c->P && !blocks))
+    if (!c || !out || (n_tokens >= c->P && !blocks) ||
+        (flags & ~(unsigned)(PC_CACHE_PIN | PC_CACHE_NO_CACHE | PC_CACHE_NO_COUNT)))
         return PC_E_INVAL;
+    bool pin = flags & PC_CACHE_PIN;
     memset(out, 0, sizeof(*out));
     *node = NULL;
     c->why[0] = 0;
@@ -782,8 +785,11 @@ static int lookup(pc_cache *c, const void *ns, size_t ns_len,
     if (!pin && lease_id && !(r.l = lease_live(c, lease_id)))
         return no_lease(c, lease_id);
     pc_radix_match_result m;
+    unsigned mf = (pin ? PC_RADIX_MATCH_SPLIT : 0) |
+                  (flags & PC_CACHE_NO_CACHE ? PC_RADIX_MATCH_NORECENCY : 0) |
+                  (flags & PC_CACHE_NO_COUNT ? PC_RADIX_MATCH_NOSTATS : 0);
     rc = pc_radix_match(c->tree, ns, ns_len, tokens, n_tokens, blocks,
-                        n_tokens / c->P, pin ? PC_RADIX_MATCH_SPLIT : 0, &m);
+                        n_tokens / c->P, mf, &m);
     if (rc) {
         lease_abort(c, &r);
         return rc;
@@ -793,7 +799,7 @@ static int lookup(pc_cache *c, const void *ns, size_t ns_len,
     *node = m.node;
     if (c->tier && m.pages < n_tokens / c->P)
         out->tier2_pages = tier2_run(c, ns, ns_len, tokens, m.pages,
-                                     n_tokens / c->P, NULL, NULL);
+                                     n_tokens / c->P, NULL, NULL, flags);
     if (!pin) { /* a named lease is renewed, as by every op naming it */
         if (r.l)
             lease_renew(c, r.l);
@@ -816,23 +822,24 @@ static int lookup(pc_cache *c, const void *ns, size_t ns_len,
 }
 
 int pc_cache_lookup(pc_cache *c, const void *ns, size_t ns_len,
-                    const uint32_t *tokens, size_t n_tokens, int pin,
+                    const uint32_t *tokens, size_t n_tokens, unsigned flags,
                     uint64_t lease_id, uint32_t *blocks, pc_lookup_result *out)
 {
     pc_radix_node *node;
-    return lookup(c, ns, ns_len, tokens, n_tokens, pin, lease_id, blocks, out,
-                  &node);
+    return lookup(c, ns, ns_len, tokens, n_tokens, flags, lease_id, blocks,
+                  out, &node);
 }
 
 int pc_cache_lookup_alloc(pc_cache *c, const void *ns, size_t ns_len,
-                          const uint32_t *tokens, size_t n_tokens, int pin,
-                          uint64_t lease_id, uint32_t *blocks, uint32_t *fresh,
-                          pc_lookup_result *out)
+                          const uint32_t *tokens, size_t n_tokens,
+                          unsigned flags, uint64_t lease_id, uint32_t *blocks,
+                          uint32_t *fresh, pc_lookup_result *out)
 {
     if (!c || (n_tokens >= c->P && !fresh))
         return PC_E_INVAL;
     pc_radix_node *node;
-    int rc = lookup(c, ns, ns_len, tokens, n_tokens, pin, lease_id, blocks,
+    bool pin = flags & PC_CACHE_PIN;
+    int rc = lookup(c, ns, ns_len, tokens, n_tokens, flags, lease_id, blocks,
                     out, &node);
     size_t want = rc ? 0 : n_tokens / c->P - out->pages;
     if (!want)
@@ -939,6 +946,28 @@ static int insert_l(pc_cache *c, lease *l, const void *ns, size_t ns_len,
                     const uint32_t *blocks, int pin, uint32_t *canon,
                     pc_insert_result *out);
 
+/* An insert with NO_CACHE: what is cached already is reported (and its
+ * canonical ids), nothing changes but the lease's deadline; the lease
+ * keeps its blocks (they are freed on release). */
+static int insert_nothing(pc_cache *c, lease *l, const void *ns, size_t ns_len,
+                          const uint32_t *tokens, size_t n_tokens,
+                          const uint32_t *blocks, uint32_t *canon,
+                          pc_insert_result *out)
+{
+    size_t np = n_tokens / c->P;
+    pc_radix_match_result m;
+    int rc = pc_radix_match(c->tree, ns, ns_len, tokens, n_tokens, canon,
+                            canon ? np : 0, PC_RADIX_MATCH_PEEK, &m);
+    if (rc)
+        return rc;
+    for (size_t i = m.pages; canon && i < np; i++)
+        canon[i] = blocks[i];
+    out->cached_tokens = m.tokens;
+    if (l)
+        lease_renew(c, l);
+    return 0;
+}
+
 int pc_cache_insert(pc_cache *c, const void *ns, size_t ns_len,
                     const uint32_t *tokens, size_t n_tokens,
                     const uint32_t *blocks, uint64_t lease_id, uint32_t *canon,
@@ -950,19 +979,25 @@ int pc_cache_insert(pc_cache *c, const void *ns, size_t ns_len,
 
 int pc_cache_insert_pin(pc_cache *c, const void *ns, size_t ns_len,
                         const uint32_t *tokens, size_t n_tokens,
-                        const uint32_t *blocks, uint64_t lease_id, int pin,
-                        uint32_t *canon, pc_insert_result *out)
+                        const uint32_t *blocks, uint64_t lease_id,
+                        unsigned flags, uint32_t *canon, pc_insert_result *out)
 {
     if (!c || !out)
         return PC_E_INVAL;
     memset(out, 0, sizeof(*out));
     c->why[0] = 0;
     size_t np = n_tokens / c->P;
-    if ((np && (!blocks || !tokens)) || (pin && !lease_id))
+    bool pin = flags & PC_CACHE_PIN;
+    if ((np && (!blocks || !tokens)) || (pin && !lease_id) ||
+        (flags & ~(unsigned)(PC_CACHE_PIN | PC_CACHE_NO_CACHE)) ||
+        (pin && (flags & PC_CACHE_NO_CACHE)))
         return PC_E_INVAL;
     lease *l = NULL;
     if (lease_id && !(l = lease_live(c, lease_id)))
         return no_lease(c, lease_id);
+    if (flags & PC_CACHE_NO_CACHE)
+        return insert_nothing(c, l, ns, ns_len, tokens, n_tokens, blocks,
+                              canon, out);
     return insert_l(c, l, ns, ns_len, tokens, n_tokens, blocks, pin, canon,
                     out);
 }
@@ -1069,7 +1104,7 @@ int pc_cache_promote(pc_cache *c, const void *ns, size_t ns_len,
     if ((rc = sbuf_reserve(c, np - m.pages)))
         return rc;
     uint64_t busy = 0;
-    size_t k = tier2_run(c, ns, ns_len, tokens, m.pages, np, c->sbuf, &busy);
+    size_t k = tier2_run(c, ns, ns_len, tokens, m.pages, np, c->sbuf, &busy, 0);
     if (busy) {
         *job = busy;
         return 0;

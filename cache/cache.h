@@ -108,6 +108,14 @@ const char *pc_cache_why(const pc_cache *c);
 
 /* ---- operations ----------------------------------------------------------- */
 
+/* Lookup and insert flags.  PIN: 1, what the int `pin` argument these
+ * calls had used to be, so 0/1 callers keep working.  NO_CACHE: a private
+ * or one-off prompt: a lookup still returns what is cached but refreshes
+ * nothing (recency, frequency, tier 2's LRU), so it keeps no page alive;
+ * an insert caches nothing (the lease keeps its blocks until release).
+ * NO_COUNT (lookup): warm-up traffic, left out of every hit/miss counter. */
+enum { PC_CACHE_PIN = 1, PC_CACHE_NO_CACHE = 2, PC_CACHE_NO_COUNT = 4 };
+
 typedef struct pc_lookup_result {
     size_t tokens;   /* matched tokens (multiple of page_tokens)            */
     size_t pages;    /* = block ids written to blocks[]                     */
@@ -123,7 +131,8 @@ typedef struct pc_lookup_result {
 
 /*
  * Longest cached prefix; block ids go to blocks[0..pages) (room for
- * n_tokens / page_tokens ids).  With pin, and at least one page matched, the
+ * n_tokens / page_tokens ids).  flags: PC_CACHE_PIN | NO_CACHE | NO_COUNT
+ * (above).  With PIN, and at least one page matched, the
  * matched path is locked under `lease` (0 = create a new lease); the pin
  * lasts until release or expiry.  A pin with nothing matched creates no
  * lease unless one was named (then it is only renewed).  A lease named
@@ -134,7 +143,7 @@ typedef struct pc_lookup_result {
  * many leases, or pins on this lease), PC_E_NOMEM.
  */
 int pc_cache_lookup(pc_cache *c, const void *ns, size_t ns_len,
-                    const uint32_t *tokens, size_t n_tokens, int pin,
+                    const uint32_t *tokens, size_t n_tokens, unsigned flags,
                     uint64_t lease, uint32_t *blocks, pc_lookup_result *out);
 
 /*
@@ -150,9 +159,9 @@ int pc_cache_lookup(pc_cache *c, const void *ns, size_t ns_len,
  * pc_cache_lookup.
  */
 int pc_cache_lookup_alloc(pc_cache *c, const void *ns, size_t ns_len,
-                          const uint32_t *tokens, size_t n_tokens, int pin,
-                          uint64_t lease, uint32_t *blocks, uint32_t *fresh,
-                          pc_lookup_result *out);
+                          const uint32_t *tokens, size_t n_tokens,
+                          unsigned flags, uint64_t lease, uint32_t *blocks,
+                          uint32_t *fresh, pc_lookup_result *out);
 
 /*
  * n blocks in state LEASED, owned by *lease (0 on entry = create a lease; its
@@ -187,17 +196,19 @@ int pc_cache_insert(pc_cache *c, const void *ns, size_t ns_len,
                     pc_insert_result *out);
 
 /*
- * pc_cache_insert, and with pin: the inserted prefix (all its full pages)
- * stays pinned under `lease` (required) until release or expiry, so an
+ * pc_cache_insert with flags.  PC_CACHE_PIN: the inserted prefix (all its
+ * full pages) stays pinned under `lease` (required) until release or
+ * expiry, so an
  * engine can insert right after its prefill, let others reuse the pages at
  * once, and still read them safely while it decodes.  The pin is checked
  * against max_pins_per_lease before anything changes (PC_E_LIMIT).
- * PC_E_INVAL for pin without a lease.  PC_E_RANGE only past 2^32 locks on
+ * PC_E_INVAL for pin without a lease, or with NO_CACHE (which caches
+ * nothing: see the flags).  PC_E_RANGE only past 2^32 locks on
  * one path: then the insert is done but not pinned.
  */
 int pc_cache_insert_pin(pc_cache *c, const void *ns, size_t ns_len,
                         const uint32_t *tokens, size_t n_tokens,
-                        const uint32_t *blocks, uint64_t lease, int pin,
+                        const uint32_t *blocks, uint64_t lease, unsigned flags,
                         uint32_t *canon, pc_insert_result *out);
 
 /*

@@ -327,7 +327,9 @@ int pc_radix_match(pc_radix *t, const void *ns, size_t ns_len,
 {
     int rc = check_args(t, ns, ns_len, tokens, n_tokens);
     if (rc == 0 && (!out || (flags & ~(unsigned)(PC_RADIX_MATCH_SPLIT |
-                                                   PC_RADIX_MATCH_PEEK))))
+                                                   PC_RADIX_MATCH_PEEK |
+                                                   PC_RADIX_MATCH_NOSTATS |
+                                                   PC_RADIX_MATCH_NORECENCY))))
         rc = PC_E_INVAL;
     if (rc)
         return rc;
@@ -354,10 +356,12 @@ int pc_radix_match(pc_radix *t, const void *ns, size_t ns_len,
     out->pages = w.pages;
     out->tokens = w.pages * t->P;
     out->node = w.pages ? hit : NULL;
-    if (!(flags & PC_RADIX_MATCH_PEEK)) {
+    if (!(flags & (PC_RADIX_MATCH_PEEK | PC_RADIX_MATCH_NOSTATS))) {
         t->st.lookups++;
         t->st.hit_pages += w.pages;
         t->st.miss_pages += want - w.pages;
+    }
+    if (!(flags & (PC_RADIX_MATCH_PEEK | PC_RADIX_MATCH_NORECENCY))) {
         if (w.pages)
             touch_path(t, hit, true);
         if (t->ops->observe)

@@ -56,6 +56,11 @@ enum {
     PC_RADIX_MATCH_SPLIT = 1u << 0,
     /* Do not update recency or hit/miss statistics (a peek). */
     PC_RADIX_MATCH_PEEK = 1u << 1,
+    /* Each half of a peek: no statistics (warm-up traffic a dashboard must
+     * not see); no recency, frequency or policy observation (a one-off
+     * prompt that must not keep pages alive). */
+    PC_RADIX_MATCH_NOSTATS = 1u << 2,
+    PC_RADIX_MATCH_NORECENCY = 1u << 3,
 };
 
 typedef struct pc_radix_match_result {

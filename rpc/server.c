@@ -344,6 +344,9 @@ static int op_lookup(pc_rpc_server *s, const pc_lookup_req *r, pc_lookup_rep *o)
 {
     size_t np = r->tokens.n / s->page_tokens;
     bool pin = r->pin || r->promote; /* what is promoted is for reading */
+    unsigned flags = (pin ? PC_CACHE_PIN : 0) |
+                     (r->no_cache ? PC_CACHE_NO_CACHE : 0) |
+                     (r->no_count ? PC_CACHE_NO_COUNT : 0);
     if (r->promote && s->desc.tier2 && !s->last_round) {
         uint64_t job;
         size_t first;
@@ -368,10 +371,10 @@ static int op_lookup(pc_rpc_server *s, const pc_lookup_req *r, pc_lookup_rep *o)
     pc_lookup_result lr;
     int rc = r->alloc
                  ? pc_cache_lookup_alloc(s->cache, r->ns.p, r->ns.n, r->tokens.p,
-                                         r->tokens.n, pin, r->lease, s->ids,
+                                         r->tokens.n, flags, r->lease, s->ids,
                                          s->ids2, &lr)
                  : pc_cache_lookup(s->cache, r->ns.p, r->ns.n, r->tokens.p,
-                                   r->tokens.n, pin, r->lease, s->ids, &lr);
+                                   r->tokens.n, flags, r->lease, s->ids, &lr);
     if (rc)
         return cache_fail(s, rc, pin ? "lookup with pin" : "lookup");
     o->tokens = lr.tokens;
@@ -420,11 +423,16 @@ static int op_insert(pc_rpc_server *s, const pc_insert_req *r, pc_insert_rep *o)
                     "%zu block%s given (one per full page)", r->tokens.n, np,
                     np == 1 ? "" : "s", s->page_tokens, r->blocks.n,
                     r->blocks.n == 1 ? " was" : "s were");
+    if (r->pin && r->no_cache)
+        return fail(s, PC_E_INVAL, "insert: pin and no_cache together (no_cache "
+                    "caches nothing to pin)");
     if (grow(&s->ids, &s->ids_cap, np))
         return fail(s, PC_E_NOMEM, "insert: out of memory for %zu ids", np);
     pc_insert_result ir;
     int rc = pc_cache_insert_pin(s->cache, r->ns.p, r->ns.n, r->tokens.p,
-                                 r->tokens.n, r->blocks.p, r->lease, r->pin,
+                                 r->tokens.n, r->blocks.p, r->lease,
+                                 (r->pin ? PC_CACHE_PIN : 0) |
+                                     (r->no_cache ? PC_CACHE_NO_CACHE : 0),
                                  s->ids, &ir);
     switch (rc) {
     case 0:
