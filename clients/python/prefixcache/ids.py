@@ -1,0 +1,64 @@
+"""Token ids and block ids <-> the wire's bin of little-endian uint32."""
+from __future__ import annotations
+
+import array
+from typing import Any
+
+import numpy as np
+
+from . import protocol as P
+from .errors import OutOfRange
+
+U32_MAX = 0xFFFFFFFF
+_LE_U32 = np.dtype("<u4")
+
+
+def to_wire(ids: Any, what: str = "tokens") -> bytes:
+    """ids as bin of little-endian uint32.
+
+    Accepted: bytes/bytearray (or a byte-format memoryview): already that
+    encoding, length a multiple of 4; a list, tuple or range of ints;
+    array.array of an integer typecode; a numpy array (or anything
+    numpy.asarray turns into one, a torch tensor included) of any integer
+    dtype, one-dimensional.  Values must lie in 0 .. 2**32-1: OutOfRange
+    (PC_E_RANGE) otherwise, TypeError for non-integers.
+    """
+    if isinstance(ids, (bytes, bytearray)) or (
+            isinstance(ids, memoryview) and ids.format in ("B", "b", "c")):
+        b = bytes(ids)
+        if len(b) % 4:
+            raise OutOfRange(P.PC_E_RANGE, f"{what}: {len(b)} bytes is not a "
+                             "whole number of little-endian uint32 ids")
+        return b
+    if isinstance(ids, array.array) and ids.typecode in "fdu":
+        raise TypeError(f"{what}: array.array('{ids.typecode}') is not integer")
+    if isinstance(ids, np.ndarray) and ids.dtype == _LE_U32 and ids.ndim == 1:
+        return ids.tobytes()  # the common fast path: nothing to check
+    try:
+        a = np.asarray(ids)
+    except OverflowError:  # a Python int beyond int64/uint64
+        raise OutOfRange(P.PC_E_RANGE, f"{what}: an id exceeds 2**32-1") from None
+    if a.ndim != 1:
+        if a.ndim == 0 or a.size:
+            raise TypeError(f"{what}: expected a 1-dimensional sequence of "
+                            f"ints, got shape {a.shape}")
+        a = a.reshape(0)
+    if a.size == 0:
+        return b""
+    if a.dtype.kind not in "iu":  # bool, float, object: not token ids
+        raise TypeError(f"{what}: expected integers, got dtype {a.dtype}")
+    if a.dtype.kind == "i" and int(a.min()) < 0:
+        raise OutOfRange(P.PC_E_RANGE, f"{what}: negative id {int(a.min())}")
+    if a.dtype.itemsize > 4 and int(a.max()) > U32_MAX:
+        raise OutOfRange(P.PC_E_RANGE,
+                         f"{what}: id {int(a.max())} exceeds 2**32-1")
+    return a.astype(_LE_U32, copy=False).tobytes()
+
+
+def from_wire(b: bytes, what: str = "ids") -> np.ndarray:
+    """A reply's bin as a numpy uint32 array (native order, writable copy)."""
+    if len(b) % 4:
+        from .errors import BadMessage
+        raise BadMessage(P.PC_E_BADMSG, f"reply's '{what}' of {len(b)} bytes "
+                         "is not a whole number of uint32")
+    return np.frombuffer(b, dtype=_LE_U32).astype(np.uint32)
