@@ -471,10 +471,10 @@ class Client:
         request_id.  Timeout when none comes in time.  A reply with id 0
         (a request the daemon refused before reading its id) is returned
         as is: it cannot be matched."""
-        if not self._pending and not self._stash:
-            raise error_for(P.PC_E_TIMEOUT, "no pipelined request in flight")
         if request_id is not None and request_id not in self._pending:
             raise KeyError(f"request {request_id} is not in flight")
+        if not self._pending and not self._stash:
+            raise error_for(P.PC_E_TIMEOUT, "no pipelined request in flight")
         deadline, t = self._deadline(timeout_ms)
         while True:
             for i, (got, _) in enumerate(self._stash):

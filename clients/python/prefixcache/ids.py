@@ -45,6 +45,10 @@ def to_wire(ids: Any, what: str = "tokens") -> bytes:
         a = a.reshape(0)
     if a.size == 0:
         return b""
+    if a.dtype.kind == "O" and all(
+            isinstance(x, int) and not isinstance(x, bool) for x in a.ravel()):
+        # Python ints numpy could not fit in 64 bits
+        raise OutOfRange(P.PC_E_RANGE, f"{what}: an id exceeds 2**32-1")
     if a.dtype.kind not in "iu":  # bool, float, object: not token ids
         raise TypeError(f"{what}: expected integers, got dtype {a.dtype}")
     if a.dtype.kind == "i" and int(a.min()) < 0:
