@@ -158,6 +158,7 @@ class Client:
         self.endpoint = endpoint or default_endpoint()
         self.timeout_ms = timeout_ms if timeout_ms > 0 else DEFAULT_TIMEOUT_MS
         self._next_id = 1
+        self._packer = msgpack.Packer(use_bin_type=True)
         self._pending: Dict[int, str] = {}           # pipelined id -> op
         self._stash: List[Tuple[int, Dict[str, Any]]] = []  # their replies
         self.hello_info: Optional[Result] = None
@@ -211,19 +212,20 @@ class Client:
         msg: Dict[str, Any] = {P.KEY_OP: op, P.KEY_ID: rid}
         if spec is None:  # an op this client has no table for: sent as given
             msg.update(fields)
-            return msgpack.packb(msg, use_bin_type=True)
-        known = {f.key for f in spec.request}
-        unknown = set(fields) - known
-        if unknown:
-            raise TypeError(f"{op}: unknown field(s) {sorted(unknown)}")
+            return self._packer.pack(msg)
+        n = 0
         for f in spec.request:  # rows in table order, as the C client sends
             v = fields.get(f.key)
             if v is None:
                 if f.required:
                     raise TypeError(f"{op}: missing field '{f.key}'")
                 continue
+            n += 1
             msg[f.key] = _encode_value(op, f, v)
-        return msgpack.packb(msg, use_bin_type=True)
+        if n != sum(v is not None for v in fields.values()):
+            unknown = set(fields) - {f.key for f in spec.request}
+            raise TypeError(f"{op}: unknown field(s) {sorted(unknown)}")
+        return self._packer.pack(msg)
 
     def _rows(self, op: str, rid: int, m: Dict[str, Any]) -> Dict[str, Any]:
         spec = P.OPS_BY_NAME.get(op)
@@ -285,18 +287,28 @@ class Client:
             # connection instead of answering: refuse it here.
             raise error_for(P.PC_E_TOOBIG, f"request of {len(payload)} bytes "
                             f"exceeds the daemon's max_msg {self.max_msg}")
-        if not self._wait(zmq.POLLOUT, deadline):
-            raise self._timeout("could not reach", t)
-        try:
-            # [empty delimiter, payload]: looks like REQ's traffic
-            self._sock.send_multipart([b"", payload], flags=zmq.NOBLOCK, copy=False)
-        except zmq.Again:
-            raise self._timeout("could not send to", t) from None
+        # Try at once (the common case: connected, room in the queue), and
+        # wait for POLLOUT only when that fails: with IMMEDIATE, while the
+        # daemon is down.  Once the first frame is accepted, ZeroMQ takes
+        # the whole message.
+        while True:
+            try:
+                # [empty delimiter, payload]: looks like REQ's traffic
+                self._sock.send(b"", zmq.SNDMORE | zmq.NOBLOCK)
+                self._sock.send(payload, zmq.NOBLOCK)
+                return
+            except zmq.Again:
+                if not self._wait(zmq.POLLOUT, deadline):
+                    raise self._timeout("could not reach", t) from None
 
     def _recv(self, deadline: float, t: int) -> bytes:
         if not self._wait(zmq.POLLIN, deadline):
             raise self._timeout("no reply from", t)
-        return self._sock.recv_multipart(flags=zmq.NOBLOCK)[-1]  # last frame
+        # All frames of a message arrive together: no wait after the first.
+        frame = self._sock.recv(zmq.NOBLOCK)
+        while self._sock.getsockopt(zmq.RCVMORE):
+            frame = self._sock.recv(zmq.NOBLOCK)
+        return frame  # the last frame is the payload
 
     # ---- blocking calls ---------------------------------------------------------------
 
@@ -498,7 +510,7 @@ class Client:
 
 def _encode_value(op: str, f: P.Field, v: Any) -> Any:
     if f.type == P.IDS:
-        return to_wire(v, f"{op}.{f.key}")
+        return to_wire(v, f.key, op)
     if f.type == P.BYTES:
         # str goes as str (readable dumps), bytes as bin: only the bytes
         # count on the daemon's side
@@ -519,17 +531,21 @@ def _encode_value(op: str, f: P.Field, v: Any) -> Any:
     return v
 
 
+_REPLY_TYPE_OK = {
+    P.UINT: lambda x: type(x) is int and x >= 0,
+    P.INT: lambda x: type(x) is int,
+    P.BOOL: lambda x: type(x) is bool,
+    P.STR: lambda x: type(x) is str,
+    P.BYTES: lambda x: isinstance(x, (str, bytes)),
+    P.IDS: lambda x: type(x) is bytes,
+    P.BIN: lambda x: type(x) is bytes,
+    P.NAMES: lambda x: type(x) is list,
+    P.MAP: lambda x: type(x) is dict,
+}
+
+
 def _decode_value(op: str, f: P.Field, v: Any, rid: int) -> Any:
-    ok = {P.UINT: lambda x: isinstance(x, int) and not isinstance(x, bool) and x >= 0,
-          P.INT: lambda x: isinstance(x, int) and not isinstance(x, bool),
-          P.BOOL: lambda x: isinstance(x, bool),
-          P.STR: lambda x: isinstance(x, str),
-          P.BYTES: lambda x: isinstance(x, (str, bytes)),
-          P.IDS: lambda x: isinstance(x, bytes),
-          P.BIN: lambda x: isinstance(x, bytes),
-          P.NAMES: lambda x: isinstance(x, list),
-          P.MAP: lambda x: isinstance(x, dict)}[f.type]
-    if not ok(v):
+    if not _REPLY_TYPE_OK[f.type](v):
         raise error_for(P.PC_E_BADMSG, f"malformed {op} reply: '{f.key}' is "
                         f"not {f.type.lower()}", rid)
     return from_wire(v, f.key) if f.type == P.IDS else v

@@ -13,7 +13,7 @@ U32_MAX = 0xFFFFFFFF
 _LE_U32 = np.dtype("<u4")
 
 
-def to_wire(ids: Any, what: str = "tokens") -> bytes:
+def to_wire(ids: Any, what: str = "tokens", op: str = "") -> bytes:
     """ids as bin of little-endian uint32.
 
     Accepted: bytes/bytearray (or a byte-format memoryview): already that
@@ -23,6 +23,8 @@ def to_wire(ids: Any, what: str = "tokens") -> bytes:
     dtype, one-dimensional.  Values must lie in 0 .. 2**32-1: OutOfRange
     (PC_E_RANGE) otherwise, TypeError for non-integers.
     """
+    if op:
+        what = f"{op}.{what}"
     if isinstance(ids, (bytes, bytearray)) or (
             isinstance(ids, memoryview) and ids.format in ("B", "b", "c")):
         b = bytes(ids)
@@ -32,12 +34,17 @@ def to_wire(ids: Any, what: str = "tokens") -> bytes:
         return b
     if isinstance(ids, array.array) and ids.typecode in "fdu":
         raise TypeError(f"{what}: array.array('{ids.typecode}') is not integer")
-    if isinstance(ids, np.ndarray) and ids.dtype == _LE_U32 and ids.ndim == 1:
-        return ids.tobytes()  # the common fast path: nothing to check
-    try:
-        a = np.asarray(ids)
-    except OverflowError:  # a Python int beyond int64/uint64
-        raise OutOfRange(P.PC_E_RANGE, f"{what}: an id exceeds 2**32-1") from None
+    if type(ids) is np.ndarray:
+        a = ids
+        if a.ndim == 1 and a.dtype.kind in "iu":
+            if a.dtype.itemsize > 4 or a.dtype.kind == "i":
+                a = _range_checked(a, what)
+            return a.astype(_LE_U32, copy=False).tobytes()
+    else:
+        try:
+            a = np.asarray(ids)
+        except OverflowError:  # a Python int beyond int64/uint64
+            raise OutOfRange(P.PC_E_RANGE, f"{what}: an id exceeds 2**32-1") from None
     if a.ndim != 1:
         if a.ndim == 0 or a.size:
             raise TypeError(f"{what}: expected a 1-dimensional sequence of "
@@ -51,12 +58,23 @@ def to_wire(ids: Any, what: str = "tokens") -> bytes:
         raise OutOfRange(P.PC_E_RANGE, f"{what}: an id exceeds 2**32-1")
     if a.dtype.kind not in "iu":  # bool, float, object: not token ids
         raise TypeError(f"{what}: expected integers, got dtype {a.dtype}")
-    if a.dtype.kind == "i" and int(a.min()) < 0:
-        raise OutOfRange(P.PC_E_RANGE, f"{what}: negative id {int(a.min())}")
-    if a.dtype.itemsize > 4 and int(a.max()) > U32_MAX:
-        raise OutOfRange(P.PC_E_RANGE,
-                         f"{what}: id {int(a.max())} exceeds 2**32-1")
-    return a.astype(_LE_U32, copy=False).tobytes()
+    return _range_checked(a, what).astype(_LE_U32, copy=False).tobytes()
+
+
+def _range_checked(a: np.ndarray, what: str) -> np.ndarray:
+    """a, when every value fits in uint32; OutOfRange otherwise."""
+    if a.dtype.itemsize == 8:
+        # one pass: seen as uint64, a negative int64 is huge too
+        bad = a.size > 0 and int(a.view(np.uint64).max()) > U32_MAX
+    elif a.dtype.kind == "i":
+        bad = a.size > 0 and int(a.min()) < 0
+    else:
+        bad = False
+    if bad:
+        lo, hi = int(a.min()), int(a.max())
+        raise OutOfRange(P.PC_E_RANGE, f"{what}: id {lo if lo < 0 else hi} "
+                         "outside 0 .. 2**32-1")
+    return a
 
 
 def from_wire(b: bytes, what: str = "ids") -> np.ndarray:
