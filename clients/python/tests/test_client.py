@@ -531,5 +531,20 @@ class Dtypes(unittest.TestCase):
                             self.assertEqual(t.element_size(), np.dtype(dt).itemsize)
 
 
+
+class Harness(unittest.TestCase):
+    def test_stop_fails_on_a_sanitizer_report(self) -> None:
+        """What makes the asan flavour meaningful: a report in the daemon's
+        log fails the run, as tests/harness/daemon.c does."""
+        from prefixcache.daemon import DaemonError
+        d = start_daemon()
+        with open(d.log_path, "a") as f:
+            f.write("==1==" + "ERROR: " + "LeakSanitizer: detected memory leaks\n")
+        with self.assertRaises(DaemonError):
+            d.stop()
+        self.assertFalse(os.path.exists(d.shm_path))
+        self.assertFalse(os.path.exists(d.dir))
+
+
 if __name__ == "__main__":
     unittest.main()
