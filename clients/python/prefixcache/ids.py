@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import array
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 
@@ -13,8 +13,8 @@ U32_MAX = 0xFFFFFFFF
 _LE_U32 = np.dtype("<u4")
 
 
-def to_wire(ids: Any, what: str = "tokens", op: str = "") -> bytes:
-    """ids as bin of little-endian uint32.
+def to_wire(ids: Any, what: str = "tokens", op: str = "") -> Union[bytes, memoryview]:
+    """ids as bin of little-endian uint32 (bytes, or a byte memoryview).
 
     Accepted: bytes/bytearray (or a byte-format memoryview): already that
     encoding, length a multiple of 4; a list, tuple or range of ints;
@@ -39,7 +39,8 @@ def to_wire(ids: Any, what: str = "tokens", op: str = "") -> bytes:
         if a.ndim == 1 and a.dtype.kind in "iu":
             if a.dtype.itemsize > 4 or a.dtype.kind == "i":
                 a = _range_checked(a, what)
-            return a.astype(_LE_U32, copy=False).tobytes()
+            # a view of the converted array: the packer copies it once
+            return memoryview(np.ascontiguousarray(a, dtype=_LE_U32)).cast("B")
     else:
         try:
             a = np.asarray(ids)
