@@ -227,7 +227,7 @@ class Client:
                 msg[key] = enc(v, key, op)
             elif required:
                 raise TypeError(f"{op}: missing field '{key}'")
-        if any(v is not None for v in fields.values()):
+        if fields and any(v is not None for v in fields.values()):
             raise TypeError(f"{op}: unknown field(s) {sorted(fields)}")
         return self._packer.pack(msg)
 
