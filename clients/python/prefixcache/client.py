@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import operator
 import time
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import msgpack
-import numpy as np
 import zmq
 
 from . import protocol as P

@@ -98,6 +98,8 @@ class ErrorTable(unittest.TestCase):
             self.assertIs(type(exc), prefixcache.ERROR_CLASSES[e.value])
             self.assertEqual((exc.code, exc.name, exc.message), (e.value, e.name, "why"))
             self.assertEqual(getattr(P, e.name), e.value)
+            self.assertIs(getattr(prefixcache, type(exc).__name__), type(exc))
+            self.assertIn(type(exc).__name__, prefixcache.__all__)
         # a newer daemon's code: the base class, still carrying the number
         exc = prefixcache.error_for(-99, "new")
         self.assertIs(type(exc), prefixcache.PrefixCacheError)
