@@ -374,12 +374,19 @@ class Client:
 
     def lookup(self, ns: Ns, tokens: Any, pin: bool = False, alloc: bool = False,
                lease: Union[Lease, int, None] = None,
-               timeout_ms: Optional[int] = None) -> LeasedResult:
+               timeout_ms: Optional[int] = None, promote: bool = False,
+               no_cache: bool = False, no_count: bool = False) -> LeasedResult:
         """Longest cached prefix: .tokens matched, .blocks (uint32), .lease
         (a Lease, or None), and with alloc .alloc_status (0 or a negative
-        code: the lookup still succeeded), .alloc_blocks, .alloc_error."""
+        code: the lookup still succeeded), .alloc_blocks, .alloc_error.
+        With a second tier: .tier2_tokens; promote (implies pin) first brings
+        those back (the reply waits for the copy: give it a timeout), and
+        .promoted_tokens says how many came.  no_cache: refresh nothing (a
+        one-off prompt); no_count: leave the counters alone (warm-up)."""
         r = self.call("lookup", timeout_ms, ns=ns, tokens=tokens,
-                      pin=pin or None, alloc=alloc or None, lease=lease or None)
+                      pin=pin or None, alloc=alloc or None, lease=lease or None,
+                      promote=promote or None, no_cache=no_cache or None,
+                      no_count=no_count or None)
         return self._keep_lease(r, lease)  # type: ignore[return-value]
 
     def alloc(self, n: int, lease: Union[Lease, int, None] = None,
@@ -398,12 +405,15 @@ class Client:
 
     def insert(self, ns: Ns, tokens: Any, blocks: Any,
                lease: Union[Lease, int, None] = None, release: bool = False,
-               pin: bool = False, timeout_ms: Optional[int] = None) -> Result:
+               pin: bool = False, timeout_ms: Optional[int] = None,
+               no_cache: bool = False) -> Result:
         """Adopt written blocks, one per full page: .cached_tokens,
         .inserted_pages, .freed_blocks, .canon (uint32).  With release the
-        lease ends (a Lease object is marked ended)."""
+        lease ends (a Lease object is marked ended).  no_cache: cache
+        nothing (a private prompt); the reply says what was cached already."""
         r = self.call("insert", timeout_ms, ns=ns, tokens=tokens, blocks=blocks,
-                      lease=lease or None, release=release or None, pin=pin or None)
+                      lease=lease or None, release=release or None, pin=pin or None,
+                      no_cache=no_cache or None)
         if release and isinstance(lease, Lease):
             lease.ended = True
         return r

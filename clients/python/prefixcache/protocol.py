@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Dict, NamedTuple, Tuple
 
 PROTO_MAJOR = 1
-PROTO_MINOR = 1
+PROTO_MINOR = 2
 
 # The heads: every request carries op and id, every reply id, status and
 # (status < 0) error.  They are not rows of the tables.
@@ -58,20 +58,25 @@ OPS: Tuple[Op, ...] = (
              ("capacity", UINT, REQ), ("backend", STR, REQ),
              ("shm_name", STR, OPT), ("shm_bytes", UINT, OPT),
              ("device_ops", STR, OPT), ("device_uuid", BIN, OPT),
-             ("ipc_handle", BIN, OPT), ("lease_ttl_ms", UINT, REQ),
+             ("ipc_handle", BIN, OPT), ("tier2", STR, OPT),
+             ("tier2_pages", UINT, OPT), ("lease_ttl_ms", UINT, REQ),
              ("max_tokens", UINT, REQ), ("max_msg", UINT, REQ))),
     Op("lookup",
        _rows(("ns", BYTES, REQ), ("tokens", IDS, REQ), ("pin", BOOL, OPT),
-             ("alloc", BOOL, OPT), ("lease", UINT, OPT)),
+             ("alloc", BOOL, OPT), ("lease", UINT, OPT),
+             ("promote", BOOL, OPT), ("no_cache", BOOL, OPT),
+             ("no_count", BOOL, OPT)),
        _rows(("tokens", UINT, REQ), ("blocks", IDS, REQ), ("lease", UINT, REQ),
              ("alloc_status", INT, OPT), ("alloc_blocks", IDS, OPT),
-             ("alloc_error", STR, OPT))),
+             ("alloc_error", STR, OPT), ("tier2_tokens", UINT, OPT),
+             ("promoted_tokens", UINT, OPT))),
     Op("alloc",
        _rows(("n", UINT, REQ), ("lease", UINT, OPT)),
        _rows(("lease", UINT, REQ), ("blocks", IDS, REQ))),
     Op("insert",
        _rows(("ns", BYTES, REQ), ("tokens", IDS, REQ), ("blocks", IDS, REQ),
-             ("lease", UINT, OPT), ("release", BOOL, OPT), ("pin", BOOL, OPT)),
+             ("lease", UINT, OPT), ("release", BOOL, OPT), ("pin", BOOL, OPT),
+             ("no_cache", BOOL, OPT)),
        _rows(("cached_tokens", UINT, REQ), ("inserted_pages", UINT, REQ),
              ("freed_blocks", UINT, REQ), ("canon", IDS, REQ))),
     Op("release",
@@ -83,7 +88,7 @@ OPS: Tuple[Op, ...] = (
     Op("ping", _rows(), _rows()),
     Op("flush",
        _rows(("ns", BYTES, OPT)),
-       _rows(("evicted", UINT, REQ))),
+       _rows(("evicted", UINT, REQ), ("tier2_evicted", UINT, OPT))),
     Op("config",
        _rows(("get", NAMES, OPT), ("set", MAP, OPT)),
        _rows(("config", MAP, REQ))),
