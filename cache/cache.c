@@ -1175,7 +1175,8 @@ size_t pc_cache_poll(pc_cache *c, uint64_t *done, size_t cap)
         return 0;
     pc_tier_drain_fd(c->tier);
     size_t n = 0;
-    for (promo **pp = &c->promos; *pp && n < cap;) {
+    promo **pp = &c->promos;
+    while (*pp && n < cap) {
         promo *p = *pp;
         int st = pc_tier_job_status(c->tier, p->io);
         if (st == PC_E_BUSY) {
@@ -1188,6 +1189,14 @@ size_t pc_cache_poll(pc_cache *c, uint64_t *done, size_t cap)
         done[n++] = p->id;
         promo_free(p);
     }
+    /* Stopped at cap: the drain above took the wake-up of any finished
+     * promotion left behind, and a loop that polls when the fd is readable
+     * would never come back for it.  Give the wake-up back. */
+    for (promo *p = *pp; p; p = p->next)
+        if (pc_tier_job_status(c->tier, p->io) != PC_E_BUSY) {
+            pc_tier_kick(c->tier);
+            break;
+        }
     return n;
 }
 
