@@ -1208,7 +1208,7 @@ int pc_cache_wait_fd(const pc_cache *c)
 size_t pc_cache_flush_tier2(pc_cache *c, const void *ns, size_t ns_len,
                             bool all)
 {
-    if (!c || !c->tier || (!all && ns_len > PC_NS_MAX))
+    if (!c || !c->tier || (!all && (ns_len > PC_NS_MAX || (ns_len && !ns))))
         return 0;
     return pc_tier_flush(c->tier, all, all ? 0 : pc_page_hash_ns(ns, ns_len).lo);
 }
