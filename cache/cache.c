@@ -1215,7 +1215,8 @@ size_t pc_cache_poll(pc_cache *c, uint64_t *done, size_t cap)
     if (!c || !c->promos)
         return 0;
     size_t n = 0;
-    for (promo **pp = &c->promos; *pp && n < cap;) {
+    promo **pp = &c->promos;
+    while (*pp && n < cap) {
         promo *p = *pp;
         int st = pc_tier_job_status(c->tier, p->io);
         if (st == PC_E_BUSY) {
@@ -1228,6 +1229,14 @@ size_t pc_cache_poll(pc_cache *c, uint64_t *done, size_t cap)
         done[n++] = p->id;
         promo_free(p);
     }
+    /* Stopped at cap: the drain above took the wake-up of any finished
+     * promotion left behind, and a loop that polls when the fd is readable
+     * would never come back for it.  Give the wake-up back. */
+    for (promo *p = *pp; p; p = p->next)
+        if (pc_tier_job_status(c->tier, p->io) != PC_E_BUSY) {
+            pc_tier_kick(c->tier);
+            break;
+        }
     return n;
 }
 
@@ -1245,7 +1254,7 @@ void pc_cache_wait_fd_drain(pc_cache *c)
 size_t pc_cache_flush_tier2(pc_cache *c, const void *ns, size_t ns_len,
                             bool all)
 {
-    if (!c || !c->tier || (!all && ns_len > PC_NS_MAX))
+    if (!c || !c->tier || (!all && (ns_len > PC_NS_MAX || (ns_len && !ns))))
         return 0;
     return pc_tier_flush(c->tier, all, all ? 0 : pc_page_hash_ns(ns, ns_len).lo);
 }
