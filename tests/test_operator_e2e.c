@@ -5,6 +5,7 @@
  * no_count.
  */
 #include "tests/harness/harness.h"
+#include "tests/harness/client_check.h"
 
 #include "rpc/client.h"
 
@@ -14,25 +15,11 @@
 
 TestSuite(operator_e2e, .fini = hd_cleanup, .timeout = 60);
 
-#define RC_EQ(c, expr, want)                                                   \
-    do {                                                                       \
-        int rc_ = (expr);                                                      \
-        cr_assert_eq(rc_, (want), "line %d: %s = %d (%s), want %d (%s); %s",   \
-                     __LINE__, #expr, rc_, pc_errname(rc_), (int)(want),       \
-                     pc_errname(want), pc_client_last_error(c));               \
-    } while (0)
-
-static void prompt(uint32_t *t, size_t n, uint32_t seed)
-{
-    for (size_t i = 0; i < n; i++)
-        t[i] = seed * 100003u + (uint32_t)i + 1u;
-}
-
 /* alloc + insert + release of prompt seed (pages pages) */
 static void engine_put(pc_client *c, uint32_t seed, size_t pages, unsigned iflags)
 {
     uint32_t t[32], ids[8];
-    prompt(t, pages * P, seed);
+    hd_prompt(t, pages * P, seed);
     pc_client_lookup_result r;
     RC_EQ(c, pc_client_lookup(c, NS, NSL, t, pages * P,
                               PC_CLIENT_PIN | PC_CLIENT_ALLOC, 0, &r), 0);
@@ -47,7 +34,7 @@ static void engine_put(pc_client *c, uint32_t seed, size_t pages, unsigned iflag
 static size_t cached_tokens(pc_client *c, uint32_t seed, size_t pages)
 {
     uint32_t t[32];
-    prompt(t, pages * P, seed);
+    hd_prompt(t, pages * P, seed);
     pc_client_lookup_result r;
     RC_EQ(c, pc_client_lookup(c, NS, NSL, t, pages * P, PC_CLIENT_NO_COUNT, 0,
                               &r), 0);
@@ -77,7 +64,7 @@ Test(operator_e2e, pinned_prefixes_survive_pressure_and_change_live)
     char path[64], knob[160];
     snprintf(path, sizeof(path), "/tmp/pc-op-%d.tok", (int)getpid());
     uint32_t t[8];
-    prompt(t, 8, 9);
+    hd_prompt(t, 8, 9);
     FILE *f = fopen(path, "w");
     cr_assert(f);
     fprintf(f, "# the system prompt, one id a line\n");
@@ -135,7 +122,7 @@ Test(operator_e2e, no_cache_and_no_count)
     cr_assert_eq(stat_of(&d, "tree.hit_pages"), hits);
     /* pin + no_cache on insert: refused with a reason */
     uint32_t t[8], ids[2];
-    prompt(t, 8, 3);
+    hd_prompt(t, 8, 3);
     uint64_t lease = 0;
     RC_EQ(c, pc_client_alloc(c, 2, &lease, ids), 0);
     pc_client_insert_result ir;
