@@ -16,6 +16,11 @@
  * key gives it.  The heaps always have room for every node (reserved before
  * a node is created), so pushes never fail.
  *
+ * A namespace's reserve (limits.c) can veto a victim: the driver then sets
+ * the leaf aside (aside: out of the heap, parked at the top of the heap's
+ * own array; LRU: onto a side list) and picks again; restore puts every
+ * such leaf back when the eviction call ends.  No allocation either way.
+ *
  *   policy    pkey of a node                 victim           O(per page)
  *   lru       -                              list head        1
  *   lfu       L + hits + 1 (L: last victim)  heap top         log n

@@ -357,7 +357,9 @@ void pc_radix_stats_visit(const pc_radix *t, pc_stat_fn fn, void *ctx);
  * alignment, no two children with the same first page), lock counts, the LRU
  * list that every policy keeps (exactly the unlocked non-root nodes, every
  * node before its parent, the head an evictable leaf), every counter,
- * recomputed from scratch, and the eviction policy's own state (heaps,
+ * recomputed from scratch (the per-namespace page counts, and the evictable
+ * / reserved / protected pages from them and the limits in force, which
+ * must match the limits table), and the eviction policy's own state (heaps,
  * ghost, simulations).  Returns 0, or PC_E_CORRUPT after printing the first
  * violation to stderr.  O(size).
  */

@@ -12,11 +12,14 @@
  *               heap they share, S3-FIFO's ghost, namespace priorities
  *   auto.c      the auto policy: two miniature simulations pick LRU or
  *               S3-FIFO victims
+ *   limits.c    per-namespace quota and reserve: their table, the API,
+ *               quota eviction
  *   check.c     pc_radix_check, pc_radix_foreach, pc_radix_dump
  *
  *   pc_radix ──ops──► const pc_radix_policy_ops  (one per pc_radix_policy)
- *       │              admit touch update trim victim observe ...
+ *       │              admit touch update trim pick evicting aside ...
  *       ├── ns table ──► roots ──kids──► nodes ...   (children.c)
+ *       │               (a root: its namespace's page counts and limits)
  *       ├── lru list: every unlocked node, each before its parent
  *       └── policy state: heaps, ghost, priorities, simulations
  */
