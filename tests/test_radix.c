@@ -80,7 +80,7 @@ static const char *stats_diff(const pc_radix_stats *a, const pc_radix_stats *b)
         F(metadata_bytes),  F(lookups),         F(hit_pages),
         F(miss_pages),      F(inserts),         F(inserted_pages),
         F(duplicate_pages), F(splits),          F(evicted_pages),
-        F(evicted_nodes),
+        F(evicted_nodes),   F(reserved_pages),  F(evicted_quota_pages),
 #undef F
     };
     cr_assert_eq(sizeof(fields) / sizeof(fields[0]) * sizeof(uint64_t),
