@@ -11,15 +11,18 @@
  *                  candidates (64 slots, Space-Saving counts):
  *                    known: count + 1; a free slot: count 1;
  *                    full: the least counted slot is taken over, count + 1
- *                  count >= 32 and a series free ──► promoted: its own
+ *                  32 lookups surely its own (count - the count it
+ *                  inherited) and a series free ──► promoted: its own
  *                    series from now on, for the daemon's life
  *
  * Why this scheme: Prometheus wants every series to only grow, so a
  * namespace may never give its series back (its counters would vanish or
  * restart) and "other" may never shrink; and an unbounded label set would
  * swamp the time-series database.  So the first 16 namespaces that reach
- * 32 lookups (as Space-Saving counts them: heavy namespaces get there
- * first, a stream of one-off namespaces never does) keep a series; all
+ * 32 lookups while in the candidate table (heavy namespaces get there
+ * first and are never the least counted, so never lose their slot; a
+ * stream of one-off namespaces never gets there, since only lookups
+ * counted after taking a slot over count) keep a series; all
  * other traffic, including a promoted namespace's lookups before its
  * promotion, stays in "other".  The sum over the series is the total.
  * Cost: a hash and a scan of at most 16 series per lookup, plus at most
@@ -65,6 +68,8 @@ typedef struct series {
 
 typedef struct candidate {
     uint64_t hash, count;
+    uint64_t base; /* the count inherited on taking a slot over: count -
+                      base lookups are surely this namespace's own */
     size_t len;
     unsigned char ns[PC_NS_MAX];
 } candidate;
@@ -180,9 +185,10 @@ static void candidate_count(pc_cache_metrics *m, uint64_t h,
         m->cand[i].hash = h;
         m->cand[i].len = len;
         m->cand[i].count = base;
+        m->cand[i].base = base;
         memcpy(m->cand[i].ns, ns, len);
     }
-    if (++m->cand[i].count >= PC_CACHE_NS_PROMOTE_LOOKUPS)
+    if (++m->cand[i].count - m->cand[i].base >= PC_CACHE_NS_PROMOTE_LOOKUPS)
         promote(m, i);
 }
 
