@@ -10,6 +10,10 @@
       the same daemon scraped every second by a real Prometheus server
       (temporary config and storage, a free port); its HTTP API's value of
       the hit-tokens counter must equal the daemon's STATS value
+  metrics_e2e.py watch      DAEMON CLI TRAFFIC
+      `prefixcache-cli stats --watch` into a pipe: two intervals with
+      --count 2 (plain lines, rates from two snapshots), and one ended by
+      SIGINT (Ctrl-C) with status 0
 
 Standard library only (Debian's /usr/bin/python3).  Every process it starts
 is killed in `finally`, whatever fails.  Exit 0: pass; 1: fail (the reason
@@ -220,8 +224,40 @@ def run_prometheus(daemon, cli, ep, port, tmp, procs):
     return 0
 
 
+WATCH_LINE = re.compile(r"^\d\d:\d\d:\d\d hit_rate=(-|[\d.]+%) hit_tokens=\d+ "
+                        r"lookup_tokens=\d+ pool_used=[\d.]+% "
+                        r"evictions_per_s=[\d.]+ requests_per_s=[\d.]+$")
+
+
+def run_watch(cli, ep, traffic, procs):
+    # Traffic during the first interval, so that a rate is not zero.
+    t = subprocess.Popen([traffic, ep, "5"])
+    procs.append(t)
+    r = subprocess.run([cli, "--endpoint", ep, "stats", "--watch", "0.5",
+                        "--count", "2"], capture_output=True, text=True,
+                       timeout=10)
+    lines = r.stdout.splitlines()
+    if r.returncode != 0 or len(lines) != 2 or "\033" in r.stdout:
+        fail("stats --watch --count 2: rc %d, output:\n%s%s" %
+             (r.returncode, r.stdout, r.stderr))
+    for line in lines:
+        if not WATCH_LINE.match(line):
+            fail("stats --watch line: " + line)
+    t.wait(timeout=10)
+    p = subprocess.Popen([cli, "--endpoint", ep, "stats", "--watch", "0.3"],
+                         stdout=subprocess.PIPE, text=True)
+    procs.append(p)
+    time.sleep(1.0)
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=5)
+    if p.returncode != 0 or not out.splitlines():
+        fail("stats --watch after SIGINT: rc %d, output %r" % (p.returncode, out))
+    print("metrics_e2e: watch: ok (%s)" % lines[0])
+    return 0
+
+
 def main():
-    if len(sys.argv) != 5 or sys.argv[1] not in ("promtool", "prometheus"):
+    if len(sys.argv) != 5 or sys.argv[1] not in ("promtool", "prometheus", "watch"):
         print(__doc__, file=sys.stderr)
         return 2
     mode, daemon, cli, traffic = sys.argv[1:]
@@ -231,6 +267,8 @@ def main():
     try:
         ep, port = start_daemon(daemon, tmp, procs)
         subprocess.run([traffic, ep, str(ROUNDS)], check=True, timeout=20)
+        if mode == "watch":
+            return run_watch(cli, ep, traffic, procs)
         if mode == "promtool":
             return run_promtool(daemon, cli, ep, port, tmp)
         return run_prometheus(daemon, cli, ep, port, tmp, procs)
