@@ -1771,7 +1771,7 @@ static void usage(FILE *f)
         "                 [--echo PATH] [--backend none|host] [--reps N]\n"
         "                 [--lookups N] [--cycles N] [--clients N] [--depth N]\n"
         "                 [--tput-lookups N] [--tput-cycles N] [--prompts N]\n"
-        "                 [--daemon-arg ARG]...\n"
+        "                 [--daemon-arg ARG]... [--observers LIST [--rounds N]]\n"
         "  (default)         1000 warm prompts, 20000 lookups and 5000 cycles\n"
         "                    (1 client, per side and placement), 8 clients x 16\n"
         "                    in flight, 4000 lookups and 800 cycles per client\n"
@@ -1802,7 +1802,14 @@ static void usage(FILE *f)
         "                    cycle, cycle-tput (default: all four)\n"
         "  --side S          daemon, echo or both (default): for profiling one\n"
         "                    server; the ratios need both\n"
-        "  --timeout-ms N    per call, and x3 for start-up (default 10000)\n");
+        "  --timeout-ms N    per call, and x3 for start-up (default 10000)\n"
+        "  --observers LIST  the cost of observability instead: cycle p50 and\n"
+        "                    8-client cycle throughput with each observer on\n"
+        "                    (metrics: --metrics-listen and a scraper reading\n"
+        "                    /metrics every second) against off, each a whole\n"
+        "                    run of its own (rpc_bench_observers.c)\n"
+        "  --rounds N        with --observers: runs per setting, alternating\n"
+        "                    (default 3; medians)\n");
 }
 
 static void parse_args(int argc, char **argv)
@@ -1972,11 +1979,17 @@ static void parse_args(int argc, char **argv)
     }
 }
 
+/* rpc_bench_observers.c: --observers runs this program again per setting. */
+int rpc_bench_observers_main(int argc, char **argv);
+
 int main(int argc, char **argv)
 {
     g_main_pid = getpid();
     bench_cli_init("rpc_bench");
     bench_cli.usage = usage;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--observers"))
+            return rpc_bench_observers_main(argc, argv);
     /* bench_die in a worker: _exit; here: exit, and atexit runs cleanup() */
     bench_cli.main_pid = g_main_pid;
     parse_args(argc, argv);
