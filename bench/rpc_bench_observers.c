@@ -127,7 +127,7 @@ typedef struct figures {
 /* cycle p50 of the first placement, median cycle throughput of the rounds */
 static figures parse_report(const char *json)
 {
-    figures f = {0, 0};
+    figures f = {0, 0, 0};
     const char *p = strstr(json, "\"cycle_daemon_");
     const char *q = p ? strstr(p, "\"p50\": ") : NULL;
     if (!q)
