@@ -391,33 +391,87 @@ static void put_sample(buf *b, const row *r, const span *cap, uint64_t v)
     puts_(b, "\n");
 }
 
+/* The family of each row: the index of the first row with its metric name
+ * (computed once; the daemon renders on one thread). */
+static const unsigned short *families(void)
+{
+    static unsigned short fam[NROWS];
+    static bool done;
+    for (size_t r = 0; r < NROWS && !done; r++) {
+        fam[r] = (unsigned short)r;
+        for (size_t q = 0; q < r; q++)
+            if (strcmp(ROWS[q].metric, ROWS[r].metric) == 0) {
+                fam[r] = (unsigned short)q;
+                break;
+            }
+    }
+    done = true;
+    return fam;
+}
+
+/* What row_of found for a stat, kept between scrapes: the visitor's names
+ * are stable pointers and come in the same order every time, so a scrape
+ * matches only what changed (a namespace promoted since). */
+typedef struct memo {
+    const char *name;
+    const row *r;
+    unsigned short off[2], len[2];
+} memo;
+
+static int render(const pcd_stat *st, size_t n, memo *mm, char **out,
+                  size_t *len);
+
 int pcd_metrics_render(const pcd_stat *st, size_t n, char **out, size_t *len)
+{
+    return render(st, n, NULL, out, len);
+}
+
+static int render(const pcd_stat *st, size_t n, memo *mm, char **out,
+                  size_t *len)
 {
     if (!out || (n && !st))
         return PC_E_INVAL;
     *out = NULL;
+    const unsigned short *fam = families();
     const row **rows = n ? malloc(n * sizeof(*rows)) : NULL;
     span(*caps)[2] = n ? malloc(n * sizeof(*caps)) : NULL;
-    if (n && (!rows || !caps)) {
+    int *sfam = n ? malloc(n * sizeof(*sfam)) : NULL;
+    if (n && (!rows || !caps || !sfam)) {
         free(rows);
         free(caps);
+        free(sfam);
         return PC_E_NOMEM;
     }
-    for (size_t i = 0; i < n; i++)
-        rows[i] = row_of(st[i].name, caps[i]);
+    for (size_t i = 0; i < n; i++) {
+        memo *m = mm ? &mm[i] : NULL;
+        if (m && m->name == st[i].name) {
+            rows[i] = m->r;
+            for (int k = 0; k < 2; k++)
+                caps[i][k] = (span){st[i].name + m->off[k], m->len[k]};
+        } else {
+            caps[i][0] = caps[i][1] = (span){st[i].name, 0};
+            rows[i] = row_of(st[i].name, caps[i]);
+            if (m) {
+                m->name = st[i].name;
+                m->r = rows[i];
+                for (int k = 0; k < 2; k++) {
+                    m->off[k] = (unsigned short)(caps[i][k].p - st[i].name);
+                    m->len[k] = (unsigned short)caps[i][k].n;
+                }
+            }
+        }
+        sfam[i] = rows[i] ? fam[rows[i] - ROWS] : -1;
+    }
     buf b = {0};
     /* One family at a time, at its first row: HELP, TYPE, then every stat
      * of any of its rows, in the visitor's order (a histogram's buckets,
      * sum and count stay together per op). */
     for (size_t r = 0; r < NROWS; r++) {
-        bool first = true;
-        for (size_t q = 0; q < r && first; q++)
-            first = strcmp(ROWS[q].metric, ROWS[r].metric) != 0;
-        if (!first)
+        if (fam[r] != r)
             continue;
         bool header = false;
         for (size_t i = 0; i < n; i++) {
-            if (!rows[i] || strcmp(rows[i]->metric, ROWS[r].metric) != 0)
+            if (sfam[i] != (int)r)
                 continue;
             if (!header) {
                 putf(&b, "# HELP %s ", ROWS[r].metric);
@@ -430,6 +484,7 @@ int pcd_metrics_render(const pcd_stat *st, size_t n, char **out, size_t *len)
     }
     free(rows);
     free(caps);
+    free(sfam);
     if (b.oom) {
         free(b.p);
         return PC_E_NOMEM;
@@ -495,6 +550,7 @@ struct pcd_metrics {
     uint16_t port;
     char addr[INET_ADDRSTRLEN];
     pcd_stat *st; /* the scrape's stats, reused */
+    memo *memo;   /* st's rows, from the last scrape */
     size_t n, cap;
     uint64_t scrapes;
 };
@@ -505,9 +561,13 @@ static void collect(void *ctx, const char *name, uint64_t v)
     if (m->n == m->cap) {
         size_t c = m->cap ? m->cap * 2 : 512;
         pcd_stat *p = realloc(m->st, c * sizeof(*p));
-        if (!p)
+        memo *q = p ? realloc(m->memo, c * sizeof(*q)) : NULL;
+        if (p)
+            m->st = p;
+        if (!q)
             return; /* the scrape misses a few; the next one will not */
-        m->st = p;
+        memset(q + m->cap, 0, (c - m->cap) * sizeof(*q));
+        m->memo = q;
         m->cap = c;
     }
     m->st[m->n++] = (pcd_stat){name, v};
@@ -552,7 +612,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     m->scrapes++;
     char *text;
     size_t len;
-    if (pcd_metrics_render(m->st, m->n, &text, &len) != 0)
+    if (render(m->st, m->n, m->memo, &text, &len) != 0)
         return reply(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "text/plain", oom,
                      strlen(oom), MHD_RESPMEM_PERSISTENT);
     return reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
@@ -655,5 +715,6 @@ void pcd_metrics_destroy(pcd_metrics *m)
     if (m->mhd)
         MHD_stop_daemon(m->mhd);
     free(m->st);
+    free(m->memo);
     free(m);
 }
