@@ -121,13 +121,14 @@ static double median(double *v, size_t n)
 
 typedef struct figures {
     double p50_us, rate;
+    double cpu_us; /* the daemon's CPU per request over the whole run */
     unsigned long consumed;
 } figures;
 
 /* cycle p50 of the first placement, median cycle throughput of the rounds */
 static figures parse_report(const char *json)
 {
-    figures f = {0, 0, 0};
+    figures f = {0, 0, 0, 0};
     const char *p = strstr(json, "\"cycle_daemon_");
     const char *q = p ? strstr(p, "\"p50\": ") : NULL;
     if (!q)
@@ -145,6 +146,10 @@ static figures parse_report(const char *json)
     if (!n)
         bench_die("child report: no throughput rounds");
     f.rate = median(r, n);
+    p = strstr(json, "\"daemon_cpu_seconds\": ");
+    q = strstr(json, "\"rpc.requests\": ");
+    double reqs = q ? strtod(q + 16, NULL) : 0;
+    f.cpu_us = p && reqs > 0 ? strtod(p + 22, NULL) / reqs * 1e6 : 0;
     return f;
 }
 
@@ -248,6 +253,7 @@ int rpc_bench_observers_main(int argc, char **argv)
         bench_die("mkstemp: %s", strerror(errno));
     close(jfd);
     double p50[MAX_OBS + 1][MAX_ROUNDS], rate[MAX_OBS + 1][MAX_ROUNDS];
+    double cpu[MAX_OBS + 1][MAX_ROUNDS];
     for (size_t r = 0; r < rounds; r++)
         for (size_t j = 0; j <= nuse; j++) {
             size_t o = r % 2 ? nuse - j : j; /* off first, then last first */
@@ -256,20 +262,27 @@ int rpc_bench_observers_main(int argc, char **argv)
             figures f = run_child(self, nk, kept, obs, json);
             p50[o][r] = f.p50_us;
             rate[o][r] = f.rate;
-            bench_say("  cycle p50 %.1f us, cycle throughput %.0f/s%s", f.p50_us,
-                      f.rate, obs ? "" : " (no observer)");
+            cpu[o][r] = f.cpu_us;
+            bench_say("  cycle p50 %.1f us, cycle throughput %.0f/s, daemon CPU "
+                      "%.2f us/request%s", f.p50_us, f.rate, f.cpu_us,
+                      obs ? "" : " (no observer)");
             if (obs)
                 bench_say("  %s: %lu successful (scrapes, ...) during the run",
                           obs->name, f.consumed);
         }
     unlink(json);
     double base_p50 = median(p50[0], rounds), base_rate = median(rate[0], rounds);
-    printf("observer     cycle p50 (us)   vs off    cycle tput, 8 clients (/s)   vs off\n");
-    printf("off          %14.1f            %28.0f\n", base_p50, base_rate);
+    double base_cpu = median(cpu[0], rounds);
+    printf("observer   cycle p50 (us)  vs off   cycle tput 8 cl. (/s)  vs off   "
+           "daemon CPU (us/req)  vs off\n");
+    printf("off        %14.1f          %21.0f          %19.2f\n", base_p50,
+           base_rate, base_cpu);
     for (size_t o = 1; o <= nuse; o++) {
         double a = median(p50[o], rounds), b = median(rate[o], rounds);
-        printf("%-12s %14.1f   %+6.1f%%  %28.0f  %+6.1f%%\n", use[o - 1]->name, a,
-               100 * (a / base_p50 - 1), b, 100 * (b / base_rate - 1));
+        double c = median(cpu[o], rounds);
+        printf("%-10s %14.1f  %+6.1f%%  %21.0f  %+6.1f%%  %19.2f  %+6.1f%%\n",
+               use[o - 1]->name, a, 100 * (a / base_p50 - 1), b,
+               100 * (b / base_rate - 1), c, 100 * (c / base_cpu - 1));
     }
     printf("(medians of %zu rounds, each a whole rpc_bench run on its own daemon; "
            "target: within 5%%)\n", rounds);
