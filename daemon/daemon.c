@@ -13,6 +13,10 @@
  *                 SIGTERM flag ─► leave the loop; destroy removes the socket,
  *                                 its lock file and the shm object
  *
+ * With metrics_listen, a libmicrohttpd listener (metrics.c) is created
+ * before the server and handed to it as its watch fd: scrapes are served
+ * by pc_rpc_server_poll on this same thread, between requests.
+ *
  * Signal handlers only set sig_atomic_t flags: everything else (logging,
  * re-reading files, touching the cache) happens in the loop, on the one
  * thread that owns all state.  A handler also writes a byte to a pipe that
