@@ -19,6 +19,7 @@ Standard library only (Debian's /usr/bin/python3).  Every process it starts
 is killed in `finally`, whatever fails.  Exit 0: pass; 1: fail (the reason
 on stderr); 77: skipped (a tool missing).
 """
+import ctypes
 import json
 import os
 import re
@@ -35,6 +36,13 @@ import urllib.request
 
 ROUNDS = 20  # "demo" gets 2 lookups a round: past the 32 that promote it
 DEADLINE = 25.0  # seconds for the whole test
+
+
+def die_with_us():
+    """preexec_fn: the child gets SIGKILL if this script dies, however."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    os.setsid()
 
 
 def fail(msg):
@@ -78,7 +86,7 @@ def start_daemon(daemon, tmp, procs):
     log = open(os.path.join(tmp, "daemon.log"), "w+")
     p = subprocess.Popen([daemon, "--endpoint", ep, "--pool-blocks", "512",
                           "--metrics-listen", "127.0.0.1:0"],
-                         stdout=log, stderr=log, start_new_session=True)
+                         stdout=log, stderr=log, preexec_fn=die_with_us)
     procs.append(p)
 
     def port():
@@ -145,6 +153,14 @@ def run_promtool(daemon, cli, ep, port, tmp):
     code, _ = http_get(base + "/nope")
     if code != 404:
         fail("/nope answered %d, not 404" % code)
+    try:
+        with urllib.request.urlopen(urllib.request.Request(
+                base + "/metrics", data=b"x", method="POST"), timeout=5) as r:
+            code = r.status
+    except urllib.error.HTTPError as e:
+        code = e.code
+    if code != 405:
+        fail("POST /metrics answered %d, not 405" % code)
     code, text = http_get(base + "/metrics")
     if code != 200:
         fail("/metrics answered %d" % code)
@@ -197,7 +213,7 @@ def run_prometheus(daemon, cli, ep, port, tmp, procs):
                           "--storage.tsdb.path=" + os.path.join(tmp, "data"),
                           "--web.listen-address=127.0.0.1:%d" % ppor,
                           "--log.level=warn"],
-                         stdout=log, stderr=log, start_new_session=True)
+                         stdout=log, stderr=log, preexec_fn=die_with_us)
     procs.append(p)
     want = stats(cli, ep)["ns.demo.hit_tokens"]
     if want <= 0:
@@ -261,6 +277,10 @@ def main():
         print(__doc__, file=sys.stderr)
         return 2
     mode, daemon, cli, traffic = sys.argv[1:]
+    def stop(sig, frame):  # a timeout or ctest's kill: clean up, then fail
+        raise SystemExit("metrics_e2e: FAIL: signal %d" % sig)
+    signal.signal(signal.SIGALRM, stop)
+    signal.signal(signal.SIGTERM, stop)
     signal.alarm(int(DEADLINE) + 5)  # a last resort: never hang ctest
     tmp = tempfile.mkdtemp(prefix="pc-metrics-")
     procs = []
