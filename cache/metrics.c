@@ -26,7 +26,10 @@
  * other traffic, including a promoted namespace's lookups before its
  * promotion, stays in "other".  The sum over the series is the total.
  * Cost: a hash and a scan of at most 16 series per lookup, plus at most
- * 64 candidates while series are still free.
+ * 64 candidates while series are still free. *
+ * A second storage tier: its hit counters are more rows of counter_names
+ * (say "tier2.hit_tokens") fed by the lookup hook, and one row each in
+ * daemon/metrics.c's ROWS with the label tier="2".
  */
 #include "cache/metrics.h"
 
