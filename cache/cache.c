@@ -34,10 +34,12 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "cache/tier.h"
 #include "gpu/dev.h"
 #include "gpu/pool.h"
 #include "proto/hashtab.h"
 #include "proto/heap.h"
+#include "proto/pagehash.h"
 
 typedef struct lease {
     uint64_t id;
@@ -49,6 +51,23 @@ typedef struct lease {
     uint32_t *blocks;
     struct lease *next_spare;
 } lease;
+
+/* A promotion (pc_cache_promote): pages [first, first + n) of a prefix on
+ * their way back from tier 2.  Its lease is never in the table or the
+ * heap: no client can name, renew or release it, and it cannot expire
+ * while the copy writes into its blocks. */
+typedef struct promo {
+    uint64_t id;
+    lease *l;          /* pins pages [0, first); holds the fresh blocks  */
+    pc_tier_job *io;
+    uint32_t first, n;
+    uint32_t *tokens;  /* the prefix through page first + n - 1         */
+    uint32_t *blocks;  /* the fresh blocks, in page order               */
+    uint32_t *slots;   /* their tier-2 slots                            */
+    uint8_t ns[PC_NS_MAX];
+    uint32_t ns_len;
+    struct promo *next;
+} promo;
 
 struct pc_cache {
     pc_cache_config cfg;
@@ -72,6 +91,15 @@ struct pc_cache {
     uint32_t nspare;
     uint64_t npins;
     pc_cache_stats st;
+    /* the second tier (NULL: none) and the promotions under way */
+    pc_tier *tier;
+    promo *promos;
+    uint64_t next_promo;   /* ids: 1, 2, ...                            */
+    uint64_t *slot_promo;  /* per tier-2 slot: the promotion reading it */
+    pc_page_hash *hbuf;    /* chain hashes of one prefix                */
+    size_t hbuf_cap;
+    uint32_t *sbuf;        /* tier-2 slots of one run                   */
+    size_t sbuf_cap;
     pc_cache_metrics *metrics; /* per namespace, refusals (metrics.c) */
 };
 
@@ -257,6 +285,7 @@ static lease *lease_new(pc_cache *c, uint32_t pins, uint32_t blocks)
         return NULL;
     }
     l->npins = l->nblocks = 0;
+    l->heap_pos = 0; /* 0 until registered: a promotion's never is */
     l->next_spare = NULL;
     if (lease_reserve(l, pins, blocks) || new_lease_id(c, &l->id)) {
         lease_discard(c, l);
@@ -293,8 +322,8 @@ static void lease_drop_block(pc_cache *c, uint32_t id)
     c->owner[id] = NULL;
 }
 
-/* End a lease: unpin, free un-inserted blocks, forget it. */
-static void lease_end(pc_cache *c, lease *l)
+/* Unpin and free a lease's un-inserted blocks (it holds nothing after). */
+static void lease_unwind(pc_cache *c, lease *l)
 {
     for (uint32_t i = 0; i < l->npins; i++) {
         int rc = pc_radix_unlock(c->tree, l->pins[i]);
@@ -308,6 +337,13 @@ static void lease_end(pc_cache *c, lease *l)
         (void)rc;
         c->owner[l->blocks[i]] = NULL;
     }
+    l->npins = l->nblocks = 0;
+}
+
+/* End a lease: unpin, free un-inserted blocks, forget it. */
+static void lease_end(pc_cache *c, lease *l)
+{
+    lease_unwind(c, l);
     tab_remove(c, l);
     pc_heap_remove(&c->heap, &expiry, l);
     c->nleases--;
@@ -422,6 +458,19 @@ int pc_cache_create(const pc_cache_config *cfg, pc_cache **out)
     zero_touched(c->owner, c->capacity * sizeof(*c->owner));
     zero_touched(c->pos, c->capacity * sizeof(*c->pos));
     zero_touched(c->mark, c->capacity * sizeof(*c->mark));
+    if (cfg->tier2_bytes) {
+        pc_tier_config tc = {cfg->tier2_bytes, cfg->tier2_path,
+                             cfg->tier2_read_delay_us};
+        if ((rc = pc_tier_create(&tc, c->pool, &c->tier, g_create_why,
+                                 sizeof(g_create_why))))
+            goto fail;
+        pc_tier_stats ts;
+        pc_tier_stats_get(c->tier, &ts);
+        rc = PC_E_NOMEM;
+        if (!(c->slot_promo = calloc(ts.capacity_pages, sizeof(*c->slot_promo))))
+            goto fail;
+    }
+    c->cfg.tier2_path = NULL; /* the caller's string */
     *out = c;
     return 0;
 fail:;
@@ -448,6 +497,23 @@ void pc_cache_destroy(pc_cache *c)
     free(c->pos);
     free(c->mark);
     free(c->scratch);
+    if (c->tier) { /* copies still running write into the pool: wait */
+        pc_tier_quiesce(c->tier);
+        while (c->promos) {
+            promo *p = c->promos;
+            c->promos = p->next;
+            pc_tier_job_free(c->tier, p->io);
+            lease_discard(NULL, p->l);
+            free(p->tokens);
+            free(p->blocks);
+            free(p->slots);
+            free(p);
+        }
+        pc_tier_destroy(c->tier);
+    }
+    free(c->slot_promo);
+    free(c->hbuf);
+    free(c->sbuf);
     pc_radix_destroy(c->tree);
     pc_pool_destroy(c->pool);
     pc_cache_metrics_destroy(c->metrics);
@@ -500,6 +566,64 @@ size_t pc_cache_evict(pc_cache *c, size_t n)
     return k;
 }
 
+/* Room for the chain hashes of n pages. */
+static int hbuf_reserve(pc_cache *c, size_t n)
+{
+    if (n <= c->hbuf_cap)
+        return 0;
+    pc_page_hash *h = realloc(c->hbuf, n * sizeof(*h));
+    if (!h)
+        return PC_E_NOMEM;
+    c->hbuf = h;
+    c->hbuf_cap = n;
+    return 0;
+}
+
+static int sbuf_reserve(pc_cache *c, size_t n)
+{
+    if (n <= c->sbuf_cap)
+        return 0;
+    uint32_t *b = realloc(c->sbuf, n * sizeof(*b));
+    if (!b)
+        return PC_E_NOMEM;
+    c->sbuf = b;
+    c->sbuf_cap = n;
+    return 0;
+}
+
+/* Evicted pages go to tier 2 (when there is room for their identity),
+ * then their blocks back to the pool. */
+static void evicted_to_tier(void *ctx, const pc_radix_evicted *e)
+{
+    pc_cache *c = ctx;
+    size_t end = e->first_page + e->n_pages;
+    if (e->tokens && hbuf_reserve(c, end) == 0) {
+        pc_page_hash_chain(e->ns, e->ns_len, e->tokens, end, c->P, c->hbuf);
+        uint64_t nsid = pc_page_hash_ns(e->ns, e->ns_len).lo;
+        for (size_t i = 0; i < e->n_pages; i++) {
+            size_t pg = e->first_page + i;
+            (void)pc_tier_demote(c->tier, c->hbuf[pg], nsid,
+                                 e->tokens + pg * c->P, e->blocks[i]);
+        }
+    } else {
+        pc_tier_counters(c->tier)->demote_dropped_pages += e->n_pages;
+    }
+    for (size_t i = 0; i < e->n_pages; i++)
+        evicted_to_pool(c, e->blocks[i]);
+}
+
+/* Eviction to make room (allocations, watermarks): through tier 2 when
+ * there is one.  A device tier's copies finish before the blocks are
+ * handed out again. */
+static size_t evict_for_room(pc_cache *c, size_t n)
+{
+    if (!c->tier)
+        return evict(c, n);
+    size_t got = pc_radix_evict_paths(c->tree, n, evicted_to_tier, c);
+    pc_tier_demote_flush(c->tier);
+    return got;
+}
+
 int pc_cache_flush_ns(pc_cache *c, const void *ns, size_t ns_len,
                       size_t *evicted)
 {
@@ -519,7 +643,7 @@ size_t pc_cache_maintain(pc_cache *c)
     pc_pool_stats_get(c->pool, &ps);
     if (ps.free >= c->cfg.low_watermark)
         return 0;
-    size_t n = evict(c, c->cfg.high_watermark - ps.free);
+    size_t n = evict_for_room(c, c->cfg.high_watermark - ps.free);
     c->st.evictions_watermark += n;
     return n;
 }
@@ -615,14 +739,58 @@ static void lease_abort(pc_cache *c, lease_ref *r)
 
 /* ---- operations ----------------------------------------------------------- */
 
+/*
+ * The run of tier-2 pages after the m matched pages of tokens (np full
+ * pages): pages m, m+1, ... while tier 2 holds them.  For a lookup (slots
+ * NULL) every page of the run counts, busy or not, and they become tier
+ * 2's most recently used.  For a promotion the run stops at the first page
+ * a promotion is reading; its slots go to slots[] and, when that is the
+ * very first page, *busy gets the promotion's id.
+ */
+static size_t tier2_run(pc_cache *c, const void *ns, size_t ns_len,
+                        const uint32_t *tokens, size_t m, size_t np,
+                        uint32_t *slots, uint64_t *busy, unsigned flags)
+{
+    pc_page_hash h = pc_page_hash_ns(ns, ns_len);
+    for (size_t i = 0; i < m; i++)
+        h = pc_page_hash_next(h, tokens + i * c->P, c->P);
+    size_t k = 0;
+    for (size_t i = m; i < np; i++, k++) {
+        const uint32_t *page = tokens + i * c->P;
+        h = pc_page_hash_next(h, page, c->P);
+        int64_t s = pc_tier_find(c->tier, h, page);
+        if (s < 0)
+            break;
+        if (!slots) {
+            if (!(flags & PC_CACHE_NO_CACHE))
+                pc_tier_touch(c->tier, (uint32_t)s);
+            continue;
+        }
+        if (pc_tier_busy(c->tier, (uint32_t)s)) {
+            if (k == 0)
+                *busy = c->slot_promo[s];
+            break;
+        }
+        slots[k] = (uint32_t)s;
+    }
+    if (!slots && !(flags & PC_CACHE_NO_COUNT)) {
+        pc_tier_stats *st = pc_tier_counters(c->tier);
+        st->hit_pages += k;
+        st->miss_pages += np - m - k;
+    }
+    return k;
+}
+
 /* pc_cache_lookup, and *node = the deepest matched node (NULL: none). */
 static int lookup(pc_cache *c, const void *ns, size_t ns_len,
-                  const uint32_t *tokens, size_t n_tokens, int pin,
+                  const uint32_t *tokens, size_t n_tokens, unsigned flags,
                   uint64_t lease_id, uint32_t *blocks, pc_lookup_result *out,
                   pc_radix_node **node)
 {
-    if (!c || !out || (n_tokens >= c->P && !blocks))
+    if (!c || !out || (n_tokens >= c->P && !blocks) ||
+        (flags & ~(unsigned)(PC_CACHE_PIN | PC_CACHE_NO_CACHE | PC_CACHE_NO_COUNT)))
         return PC_E_INVAL;
+    bool pin = flags & PC_CACHE_PIN;
     memset(out, 0, sizeof(*out));
     *node = NULL;
     c->why[0] = 0;
@@ -633,8 +801,11 @@ static int lookup(pc_cache *c, const void *ns, size_t ns_len,
     if (!pin && lease_id && !(r.l = lease_live(c, lease_id)))
         return no_lease(c, lease_id);
     pc_radix_match_result m;
+    unsigned mf = (pin ? PC_RADIX_MATCH_SPLIT : 0) |
+                  (flags & PC_CACHE_NO_CACHE ? PC_RADIX_MATCH_NORECENCY : 0) |
+                  (flags & PC_CACHE_NO_COUNT ? PC_RADIX_MATCH_NOSTATS : 0);
     rc = pc_radix_match(c->tree, ns, ns_len, tokens, n_tokens, blocks,
-                        n_tokens / c->P, pin ? PC_RADIX_MATCH_SPLIT : 0, &m);
+                        n_tokens / c->P, mf, &m);
     if (rc) {
         lease_abort(c, &r);
         return rc;
@@ -642,6 +813,9 @@ static int lookup(pc_cache *c, const void *ns, size_t ns_len,
     out->tokens = m.tokens;
     out->pages = m.pages;
     *node = m.node;
+    if (c->tier && m.pages < n_tokens / c->P)
+        out->tier2_pages = tier2_run(c, ns, ns_len, tokens, m.pages,
+                                     n_tokens / c->P, NULL, NULL, flags);
     if (!pin) { /* a named lease is renewed, as by every op naming it */
         if (r.l)
             lease_renew(c, r.l);
@@ -664,31 +838,32 @@ static int lookup(pc_cache *c, const void *ns, size_t ns_len,
 }
 
 int pc_cache_lookup(pc_cache *c, const void *ns, size_t ns_len,
-                    const uint32_t *tokens, size_t n_tokens, int pin,
+                    const uint32_t *tokens, size_t n_tokens, unsigned flags,
                     uint64_t lease_id, uint32_t *blocks, pc_lookup_result *out)
 {
     pc_radix_node *node;
-    int rc = lookup(c, ns, ns_len, tokens, n_tokens, pin, lease_id, blocks, out,
-                    &node);
-    if (rc == 0)
+    int rc = lookup(c, ns, ns_len, tokens, n_tokens, flags, lease_id, blocks,
+                    out, &node);
+    if (rc == 0 && !(flags & PC_CACHE_NO_COUNT))
         pc_cache_metrics_lookup(c->metrics, ns, ns_len, n_tokens, out->tokens,
-                                out->pages, c->P);
+                                out->pages, out->tier2_pages, c->P);
     return rc;
 }
 
 int pc_cache_lookup_alloc(pc_cache *c, const void *ns, size_t ns_len,
-                          const uint32_t *tokens, size_t n_tokens, int pin,
-                          uint64_t lease_id, uint32_t *blocks, uint32_t *fresh,
-                          pc_lookup_result *out)
+                          const uint32_t *tokens, size_t n_tokens,
+                          unsigned flags, uint64_t lease_id, uint32_t *blocks,
+                          uint32_t *fresh, pc_lookup_result *out)
 {
     if (!c || (n_tokens >= c->P && !fresh))
         return PC_E_INVAL;
     pc_radix_node *node;
-    int rc = lookup(c, ns, ns_len, tokens, n_tokens, pin, lease_id, blocks,
+    bool pin = flags & PC_CACHE_PIN;
+    int rc = lookup(c, ns, ns_len, tokens, n_tokens, flags, lease_id, blocks,
                     out, &node);
-    if (rc == 0)
+    if (rc == 0 && !(flags & PC_CACHE_NO_COUNT))
         pc_cache_metrics_lookup(c->metrics, ns, ns_len, n_tokens, out->tokens,
-                                out->pages, c->P);
+                                out->pages, out->tier2_pages, c->P);
     size_t want = rc ? 0 : n_tokens / c->P - out->pages;
     if (!want)
         return rc;
@@ -743,7 +918,7 @@ int pc_cache_alloc(pc_cache *c, uint32_t n, uint64_t *lease_id, uint32_t *ids)
                       ts.protected_pages, ps.leased);
     }
     if (n > ps.free) {
-        size_t need = n - ps.free, got = pc_cache_evict(c, need);
+        size_t need = n - ps.free, got = evict_for_room(c, need);
         assert(got == need);
         c->st.evictions_alloc += got;
     }
@@ -789,6 +964,33 @@ static int insert_vet(void *ctx, const uint32_t *canon, size_t cached)
     return 0;
 }
 
+static int insert_l(pc_cache *c, lease *l, const void *ns, size_t ns_len,
+                    const uint32_t *tokens, size_t n_tokens,
+                    const uint32_t *blocks, int pin, uint32_t *canon,
+                    pc_insert_result *out);
+
+/* An insert with NO_CACHE: what is cached already is reported (and its
+ * canonical ids), nothing changes but the lease's deadline; the lease
+ * keeps its blocks (they are freed on release). */
+static int insert_nothing(pc_cache *c, lease *l, const void *ns, size_t ns_len,
+                          const uint32_t *tokens, size_t n_tokens,
+                          const uint32_t *blocks, uint32_t *canon,
+                          pc_insert_result *out)
+{
+    size_t np = n_tokens / c->P;
+    pc_radix_match_result m;
+    int rc = pc_radix_match(c->tree, ns, ns_len, tokens, n_tokens, canon,
+                            canon ? np : 0, PC_RADIX_MATCH_PEEK, &m);
+    if (rc)
+        return rc;
+    for (size_t i = m.pages; canon && i < np; i++)
+        canon[i] = blocks[i];
+    out->cached_tokens = m.tokens;
+    if (l)
+        lease_renew(c, l);
+    return 0;
+}
+
 int pc_cache_insert(pc_cache *c, const void *ns, size_t ns_len,
                     const uint32_t *tokens, size_t n_tokens,
                     const uint32_t *blocks, uint64_t lease_id, uint32_t *canon,
@@ -800,20 +1002,38 @@ int pc_cache_insert(pc_cache *c, const void *ns, size_t ns_len,
 
 int pc_cache_insert_pin(pc_cache *c, const void *ns, size_t ns_len,
                         const uint32_t *tokens, size_t n_tokens,
-                        const uint32_t *blocks, uint64_t lease_id, int pin,
-                        uint32_t *canon, pc_insert_result *out)
+                        const uint32_t *blocks, uint64_t lease_id,
+                        unsigned flags, uint32_t *canon, pc_insert_result *out)
 {
     if (!c || !out)
         return PC_E_INVAL;
     memset(out, 0, sizeof(*out));
     c->why[0] = 0;
     size_t np = n_tokens / c->P;
-    if ((np && (!blocks || !tokens)) || (pin && !lease_id))
+    bool pin = flags & PC_CACHE_PIN;
+    if ((np && (!blocks || !tokens)) || (pin && !lease_id) ||
+        (flags & ~(unsigned)(PC_CACHE_PIN | PC_CACHE_NO_CACHE)) ||
+        (pin && (flags & PC_CACHE_NO_CACHE)))
         return PC_E_INVAL;
     lease *l = NULL;
-    int rc;
     if (lease_id && !(l = lease_live(c, lease_id)))
         return no_lease(c, lease_id);
+    if (flags & PC_CACHE_NO_CACHE)
+        return insert_nothing(c, l, ns, ns_len, tokens, n_tokens, blocks,
+                              canon, out);
+    return insert_l(c, l, ns, ns_len, tokens, n_tokens, blocks, pin, canon,
+                    out);
+}
+
+/* pc_cache_insert_pin once the lease (NULL: none; maybe a promotion's) is
+ * known. */
+static int insert_l(pc_cache *c, lease *l, const void *ns, size_t ns_len,
+                    const uint32_t *tokens, size_t n_tokens,
+                    const uint32_t *blocks, int pin, uint32_t *canon,
+                    pc_insert_result *out)
+{
+    size_t np = n_tokens / c->P;
+    int rc;
     /* Room for the pin first: once the tree has changed, nothing may fail
      * for want of it. */
     if (pin && np) {
@@ -854,7 +1074,7 @@ int pc_cache_insert_pin(pc_cache *c, const void *ns, size_t ns_len,
     }
     out->cached_tokens = ir.cached_tokens;
     out->inserted_pages = ir.inserted_pages;
-    if (l)
+    if (l && l->heap_pos)
         lease_renew(c, l);
     /* ir.node covers exactly the full pages inserted (or found cached).
      * Locking fails only past 2^32 locks on one path: the insert stands. */
@@ -865,6 +1085,201 @@ int pc_cache_insert_pin(pc_cache *c, const void *ns, size_t ns_len,
         c->npins++;
     }
     return 0;
+}
+
+/* ---- promotion from tier 2 ------------------------------------------------- */
+
+static void promo_free(promo *p)
+{
+    free(p->tokens);
+    free(p->blocks);
+    free(p->slots);
+    free(p);
+}
+
+int pc_cache_promote(pc_cache *c, const void *ns, size_t ns_len,
+                     const uint32_t *tokens, size_t n_tokens, uint64_t *job,
+                     size_t *matched_pages)
+{
+    size_t dummy;
+    if (!matched_pages)
+        matched_pages = &dummy;
+    *matched_pages = 0;
+    if (!c || !job || (n_tokens && !tokens) || ns_len > PC_NS_MAX ||
+        (ns_len && !ns))
+        return PC_E_INVAL;
+    *job = 0;
+    c->why[0] = 0;
+    size_t np = n_tokens / c->P;
+    if (!c->tier || np == 0)
+        return 0;
+    if (np > UINT32_MAX)
+        return PC_E_RANGE;
+    /* A peek: the lookup that answers the client counts the hit. */
+    pc_radix_match_result m;
+    int rc = pc_radix_match(c->tree, ns, ns_len, tokens, n_tokens, NULL, 0,
+                            PC_RADIX_MATCH_SPLIT | PC_RADIX_MATCH_PEEK, &m);
+    if (rc)
+        return rc;
+    *matched_pages = m.pages;
+    if (m.pages == np)
+        return 0;
+    if ((rc = sbuf_reserve(c, np - m.pages)))
+        return rc;
+    uint64_t busy = 0;
+    size_t k = tier2_run(c, ns, ns_len, tokens, m.pages, np, c->sbuf, &busy, 0);
+    if (busy) {
+        *job = busy;
+        return 0;
+    }
+    if (k == 0)
+        return 0;
+    promo *p = calloc(1, sizeof(*p));
+    lease *l = lease_new(c, 1, (uint32_t)k);
+    if (p) {
+        p->tokens = malloc((m.pages + k) * c->P * sizeof(*p->tokens));
+        p->blocks = malloc(k * sizeof(*p->blocks));
+        p->slots = malloc(k * sizeof(*p->slots));
+    }
+    if (!p || !l || !p->tokens || !p->blocks || !p->slots) {
+        if (p)
+            promo_free(p);
+        lease_discard(c, l);
+        return PC_E_NOMEM;
+    }
+    /* Pin the prefix first so that making room cannot evict it, then hold
+     * the slots so that the demotions making room cannot take them. */
+    if (m.node) {
+        if ((rc = pc_radix_lock(c->tree, m.node))) {
+            promo_free(p);
+            lease_discard(c, l);
+            return rc;
+        }
+        l->pins[l->npins++] = m.node;
+        c->npins++;
+    }
+    pc_pool_stats ps;
+    pc_radix_stats ts;
+    pc_pool_stats_get(c->pool, &ps);
+    pc_radix_stats_get(c->tree, &ts);
+    uint64_t room = ps.free + ts.evictable_pages;
+    if (room == 0) {
+        lease_unwind(c, l);
+        lease_discard(c, l);
+        promo_free(p);
+        return refuse(c, PC_E_NOSPACE, "no room to promote: %" PRIu64
+                      " pinned, %" PRIu64 " leased", ts.protected_pages,
+                      ps.leased);
+    }
+    if (k > room)
+        k = (size_t)room; /* what fits now; the rest on a later call */
+    memcpy(p->slots, c->sbuf, k * sizeof(*p->slots));
+    pc_tier_hold(c->tier, p->slots, (uint32_t)k);
+    if (k > ps.free) {
+        size_t need = k - ps.free, got = evict_for_room(c, need);
+        assert(got == need);
+        (void)got;
+        c->st.evictions_alloc += need;
+    }
+    rc = pc_pool_alloc(c->pool, (uint32_t)k, p->blocks);
+    assert(rc == 0);
+    for (size_t i = 0; i < k; i++)
+        lease_add_block(c, l, p->blocks[i]);
+    if ((rc = pc_tier_promote(c->tier, p->slots, p->blocks, (uint32_t)k,
+                              &p->io))) {
+        pc_tier_unhold(c->tier, p->slots, (uint32_t)k, false);
+        lease_unwind(c, l);
+        lease_discard(c, l);
+        promo_free(p);
+        return rc;
+    }
+    p->id = ++c->next_promo;
+    p->l = l;
+    p->first = (uint32_t)m.pages;
+    p->n = (uint32_t)k;
+    memcpy(p->tokens, tokens, (m.pages + k) * c->P * sizeof(*tokens));
+    memcpy(p->ns, ns_len ? ns : "", ns_len);
+    p->ns_len = (uint32_t)ns_len;
+    for (size_t i = 0; i < k; i++)
+        c->slot_promo[p->slots[i]] = p->id;
+    p->next = c->promos;
+    c->promos = p;
+    *job = p->id;
+    return 0;
+}
+
+/* The copy is over: on success the pages join the tree (pages someone
+ * inserted meanwhile keep theirs: insert frees ours as duplicates); on
+ * failure the blocks go back.  The promotion's lease ends either way. */
+static void promo_finish(pc_cache *c, promo *p, int status)
+{
+    size_t pages = (size_t)p->first + p->n;
+    if (status == 0 && (status = sbuf_reserve(c, pages)) == 0) {
+        pc_radix_match_result m;
+        /* pages [0, first) are pinned by p->l: all there */
+        int rc = pc_radix_match(c->tree, p->ns, p->ns_len, p->tokens,
+                                (size_t)p->first * c->P, c->sbuf, p->first,
+                                PC_RADIX_MATCH_PEEK, &m);
+        assert(rc == 0 && m.pages == p->first);
+        (void)rc;
+        memcpy(c->sbuf + p->first, p->blocks, p->n * sizeof(*p->blocks));
+        pc_insert_result ir;
+        status = insert_l(c, p->l, p->ns, p->ns_len, p->tokens,
+                          pages * c->P, c->sbuf, 0, NULL, &ir);
+    }
+    lease_unwind(c, p->l);
+    lease_discard(c, p->l);
+    for (uint32_t i = 0; i < p->n; i++)
+        c->slot_promo[p->slots[i]] = 0;
+}
+
+size_t pc_cache_poll(pc_cache *c, uint64_t *done, size_t cap)
+{
+    if (!c || !c->promos)
+        return 0;
+    size_t n = 0;
+    promo **pp = &c->promos;
+    while (*pp && n < cap) {
+        promo *p = *pp;
+        int st = pc_tier_job_status(c->tier, p->io);
+        if (st == PC_E_BUSY) {
+            pp = &p->next;
+            continue;
+        }
+        *pp = p->next;
+        promo_finish(c, p, st);
+        pc_tier_job_free(c->tier, p->io);
+        done[n++] = p->id;
+        promo_free(p);
+    }
+    /* Stopped at cap: the drain above took the wake-up of any finished
+     * promotion left behind, and a loop that polls when the fd is readable
+     * would never come back for it.  Give the wake-up back. */
+    for (promo *p = *pp; p; p = p->next)
+        if (pc_tier_job_status(c->tier, p->io) != PC_E_BUSY) {
+            pc_tier_kick(c->tier);
+            break;
+        }
+    return n;
+}
+
+int pc_cache_wait_fd(const pc_cache *c)
+{
+    return c && c->tier ? pc_tier_wait_fd(c->tier) : -1;
+}
+
+void pc_cache_wait_fd_drain(pc_cache *c)
+{
+    if (c && c->tier)
+        pc_tier_drain_fd(c->tier);
+}
+
+size_t pc_cache_flush_tier2(pc_cache *c, const void *ns, size_t ns_len,
+                            bool all)
+{
+    if (!c || !c->tier || (!all && (ns_len > PC_NS_MAX || (ns_len && !ns))))
+        return 0;
+    return pc_tier_flush(c->tier, all, all ? 0 : pc_page_hash_ns(ns, ns_len).lo);
 }
 
 int pc_cache_release(pc_cache *c, uint64_t lease_id)
@@ -909,10 +1324,15 @@ size_t pc_cache_expire(pc_cache *c)
 
 uint64_t pc_cache_next_deadline_ms(pc_cache *c)
 {
-    if (!c || !c->nleases)
+    if (!c)
         return UINT64_MAX;
+    /* a device tier's copies end on an event nobody can poll(2) */
+    uint64_t cap = c->tier && pc_tier_polls(c->tier) ? 1 : UINT64_MAX;
+    if (!c->nleases)
+        return cap;
     uint64_t now = now_ms(c), d = ((lease *)pc_heap_top(&c->heap))->deadline;
-    return d > now ? d - now : 0;
+    d = d > now ? d - now : 0;
+    return d < cap ? d : cap;
 }
 
 void pc_cache_stats_get(const pc_cache *c, pc_cache_stats *out)
@@ -942,6 +1362,7 @@ void pc_cache_stats_visit(const pc_cache *c, pc_stat_fn fn, void *ctx)
     fn(ctx, "cache.evictions_alloc", c->st.evictions_alloc);
     fn(ctx, "cache.evictions_watermark", c->st.evictions_watermark);
     fn(ctx, "cache.nospace", c->st.nospace);
+    pc_tier_stats_visit(c->tier, fn, ctx);
     pc_cache_metrics_visit(c->metrics, fn, ctx); /* last: ns.* is long */
 }
 
@@ -964,6 +1385,12 @@ void pc_cache_describe(const pc_cache *c, pc_cache_desc *out)
         out->device_ops = ops->name;
         memcpy(out->device_uuid, u.b, sizeof(out->device_uuid));
         memcpy(out->ipc_handle, h.b, sizeof(out->ipc_handle));
+    }
+    if (c->tier) {
+        pc_tier_stats ts;
+        pc_tier_stats_get(c->tier, &ts);
+        out->tier2 = pc_tier_kind(c->tier);
+        out->tier2_pages = ts.capacity_pages;
     }
     out->lease_ttl_ms = c->cfg.lease_ttl_ms;
     out->policy = pc_radix_get_policy(c->tree);
@@ -1070,10 +1497,32 @@ int pc_cache_check(const pc_cache *c)
         (rc = pc_hashtab_check(c->tab, c->tab_cap, &lease_tab, NULL, NULL,
                                "pc_cache_check")))
         goto out;
-    for (uint32_t i = 1; i <= c->heap.n; i++) {
-        const lease *l = c->heap.v[i];
-        CHECK(lease_find(c, l->id) == l, "lease %llx not in the table",
-              (unsigned long long)l->id);
+    /* the live leases (heap order), then the promotions' */
+    const promo *pr = c->promos;
+    for (uint32_t i = 1; i <= c->heap.n || pr; i++) {
+        const lease *l;
+        if (i <= c->heap.n) {
+            l = c->heap.v[i];
+            CHECK(lease_find(c, l->id) == l, "lease %llx not in the table",
+                  (unsigned long long)l->id);
+        } else {
+            l = pr->l;
+            CHECK(l->heap_pos == 0 && lease_find(c, l->id) != l,
+                  "promotion %llu's lease is in the table",
+                  (unsigned long long)pr->id);
+            CHECK(l->nblocks == pr->n && l->npins == (pr->first > 0),
+                  "promotion %llu holds %u blocks and %u pins",
+                  (unsigned long long)pr->id, l->nblocks, l->npins);
+            for (uint32_t j = 0; j < pr->n; j++) {
+                CHECK(c->owner[pr->blocks[j]] == l, "promotion %llu's block "
+                      "%u", (unsigned long long)pr->id, pr->blocks[j]);
+                CHECK(pc_tier_busy(c->tier, pr->slots[j]) &&
+                      c->slot_promo[pr->slots[j]] == pr->id,
+                      "promotion %llu's slot %u", (unsigned long long)pr->id,
+                      pr->slots[j]);
+            }
+            pr = pr->next;
+        }
         CHECK(l->npins <= l->pins_cap && l->nblocks <= l->blocks_cap,
               "lease arrays overrun");
         for (uint32_t j = 0; j < l->nblocks; j++) {
@@ -1106,6 +1555,8 @@ int pc_cache_check(const pc_cache *c)
     CHECK(pins == c->npins, "pin count %llu, leases hold %llu",
           (unsigned long long)c->npins, (unsigned long long)pins);
 
+    if (c->tier && (rc = pc_tier_check(c->tier)))
+        goto out;
     rc = pc_radix_foreach(c->tree, check_node, &w);
     if (rc)
         goto out;

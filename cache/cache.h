@@ -67,6 +67,15 @@ typedef struct pc_cache_config {
      * pc_cache_create registers them with gpu/ before creating the pool. */
     const char *gpu_ops;
     int gpu_device;
+    /* The second tier (0: none): pages the pool evicts are copied there
+     * first, up to this many bytes (whole blocks); a memory-mapped file
+     * under a host pool (tier2_path: a file or a directory; NULL or "":
+     * an unnamed file in /var/tmp), page-locked host memory under a cuda
+     * pool.  tier2_read_delay_us: a test and demo aid that slows every
+     * page a promotion reads (a slow disk).  Not reloadable. */
+    uint64_t tier2_bytes;
+    const char *tier2_path;
+    uint32_t tier2_read_delay_us;
 } pc_cache_config;
 
 /* Fill *cfg with the defaults above (the pool part is left zeroed). */
@@ -99,10 +108,22 @@ const char *pc_cache_why(const pc_cache *c);
 
 /* ---- operations ----------------------------------------------------------- */
 
+/* Lookup and insert flags.  PIN: 1, what the int `pin` argument these
+ * calls had used to be, so 0/1 callers keep working.  NO_CACHE: a private
+ * or one-off prompt: a lookup still returns what is cached but refreshes
+ * nothing (recency, frequency, tier 2's LRU), so it keeps no page alive;
+ * an insert caches nothing (the lease keeps its blocks until release).
+ * NO_COUNT (lookup): warm-up traffic, left out of every hit/miss counter. */
+enum { PC_CACHE_PIN = 1, PC_CACHE_NO_CACHE = 2, PC_CACHE_NO_COUNT = 4 };
+
 typedef struct pc_lookup_result {
     size_t tokens;   /* matched tokens (multiple of page_tokens)            */
     size_t pages;    /* = block ids written to blocks[]                     */
     uint64_t lease;  /* the lease holding the pin and/or the allocation     */
+    /* With a second tier: pages after the matched ones that tier 2 holds
+     * (what pc_cache_promote would bring back), some perhaps on their
+     * way already. */
+    size_t tier2_pages;
     /* pc_cache_lookup_alloc only: */
     int alloc_status; /* 0, or why the allocation failed                    */
     size_t alloc_n;   /* fresh block ids written (0 when it failed)         */
@@ -110,7 +131,8 @@ typedef struct pc_lookup_result {
 
 /*
  * Longest cached prefix; block ids go to blocks[0..pages) (room for
- * n_tokens / page_tokens ids).  With pin, and at least one page matched, the
+ * n_tokens / page_tokens ids).  flags: PC_CACHE_PIN | NO_CACHE | NO_COUNT
+ * (above).  With PIN, and at least one page matched, the
  * matched path is locked under `lease` (0 = create a new lease); the pin
  * lasts until release or expiry.  A pin with nothing matched creates no
  * lease unless one was named (then it is only renewed).  A lease named
@@ -121,7 +143,7 @@ typedef struct pc_lookup_result {
  * many leases, or pins on this lease), PC_E_NOMEM.
  */
 int pc_cache_lookup(pc_cache *c, const void *ns, size_t ns_len,
-                    const uint32_t *tokens, size_t n_tokens, int pin,
+                    const uint32_t *tokens, size_t n_tokens, unsigned flags,
                     uint64_t lease, uint32_t *blocks, pc_lookup_result *out);
 
 /*
@@ -137,9 +159,9 @@ int pc_cache_lookup(pc_cache *c, const void *ns, size_t ns_len,
  * pc_cache_lookup.
  */
 int pc_cache_lookup_alloc(pc_cache *c, const void *ns, size_t ns_len,
-                          const uint32_t *tokens, size_t n_tokens, int pin,
-                          uint64_t lease, uint32_t *blocks, uint32_t *fresh,
-                          pc_lookup_result *out);
+                          const uint32_t *tokens, size_t n_tokens,
+                          unsigned flags, uint64_t lease, uint32_t *blocks,
+                          uint32_t *fresh, pc_lookup_result *out);
 
 /*
  * n blocks in state LEASED, owned by *lease (0 on entry = create a lease; its
@@ -174,18 +196,58 @@ int pc_cache_insert(pc_cache *c, const void *ns, size_t ns_len,
                     pc_insert_result *out);
 
 /*
- * pc_cache_insert, and with pin: the inserted prefix (all its full pages)
- * stays pinned under `lease` (required) until release or expiry, so an
+ * pc_cache_insert with flags.  PC_CACHE_PIN: the inserted prefix (all its
+ * full pages) stays pinned under `lease` (required) until release or
+ * expiry, so an
  * engine can insert right after its prefill, let others reuse the pages at
  * once, and still read them safely while it decodes.  The pin is checked
  * against max_pins_per_lease before anything changes (PC_E_LIMIT).
- * PC_E_INVAL for pin without a lease.  PC_E_RANGE only past 2^32 locks on
+ * PC_E_INVAL for pin without a lease, or with NO_CACHE (which caches
+ * nothing: see the flags).  PC_E_RANGE only past 2^32 locks on
  * one path: then the insert is done but not pinned.
  */
 int pc_cache_insert_pin(pc_cache *c, const void *ns, size_t ns_len,
                         const uint32_t *tokens, size_t n_tokens,
-                        const uint32_t *blocks, uint64_t lease, int pin,
+                        const uint32_t *blocks, uint64_t lease, unsigned flags,
                         uint32_t *canon, pc_insert_result *out);
+
+/*
+ * Promotion: bring the tier-2 pages that follow the cached prefix of
+ * tokens back into the pool.  Starts one promotion for the longest run of
+ * them that no promotion is reading yet and that the pool can make room
+ * for (evicting, and so demoting, unpinned pages), under a lease of its
+ * own that pins the matched prefix and holds the fresh blocks while they
+ * are copied; when the copy is done (pc_cache_poll) the pages are inserted
+ * like any others.  Until then no lookup returns them, and a client that
+ * goes away changes nothing: the promotion finishes on its own.
+ * *job: the promotion to wait for (started now, or one already bringing
+ * back the first page), then call again, for the pages after it; 0 when
+ * there is nothing (more) to promote: look up now.  *matched_pages (may
+ * be NULL): the pages cached in the pool right now.  PC_E_NOSPACE (why
+ * says so) when the pool cannot hold even one page; PC_E_INVAL, NOMEM,
+ * IO.  Without a second tier: 0, *job = 0.
+ */
+int pc_cache_promote(pc_cache *c, const void *ns, size_t ns_len,
+                     const uint32_t *tokens, size_t n_tokens, uint64_t *job,
+                     size_t *matched_pages);
+
+/* Finish every promotion whose copy is done (insert its pages, or drop
+ * them if the copy failed) and write their ids to done[0..cap); returns
+ * how many (more stay for the next call). */
+size_t pc_cache_poll(pc_cache *c, uint64_t *done, size_t cap);
+
+/* A descriptor that becomes readable when a promotion may have finished
+ * (-1: none; device tiers are polled: pc_cache_next_deadline_ms says 1 ms
+ * while one runs).  Once poll(2) says it is readable, empty it with
+ * pc_cache_wait_fd_drain, then call pc_cache_poll (in that order: a
+ * promotion that ends in between makes it readable again). */
+int pc_cache_wait_fd(const pc_cache *c);
+void pc_cache_wait_fd_drain(pc_cache *c);
+
+/* Drop tier 2's pages (all, or those of one namespace) that no promotion
+ * is reading; returns how many (0 without a second tier). */
+size_t pc_cache_flush_tier2(pc_cache *c, const void *ns, size_t ns_len,
+                            bool all);
 
 /* Unpin everything the lease pinned and free its blocks that were never
  * inserted; the lease ends.  PC_E_LEASE if unknown or already ended. */
@@ -199,7 +261,8 @@ int pc_cache_touch(pc_cache *c, uint64_t lease);
 size_t pc_cache_expire(pc_cache *c);
 
 /* Milliseconds until the next lease deadline (UINT64_MAX: no lease), so an
- * event loop knows how long it may block. */
+ * event loop knows how long it may block; at most 1 while a promotion
+ * that must be polled is copying. */
 uint64_t pc_cache_next_deadline_ms(pc_cache *c);
 
 /* Watermarks: if free blocks < low, evict unpinned pages (by the eviction policy) until free >= high (or
@@ -241,6 +304,8 @@ typedef struct pc_cache_desc {
     bool shm_reclaimed;    /* a dead daemon's pool of that name was replaced */
     /* cuda backend only (else device_ops NULL): what an engine imports. */
     const char *device_ops;                /* "cuda" or "fake"           */
+    const char *tier2;     /* "file", "host" (page-locked) or NULL: none  */
+    uint64_t tier2_pages;  /* its capacity                                */
     uint8_t device_uuid[16];               /* PC_GPU_UUID_BYTES           */
     uint8_t ipc_handle[128];               /* PC_GPU_HANDLE_BYTES         */
     uint64_t lease_ttl_ms; /* in force now                               */
@@ -267,7 +332,9 @@ int pc_cache_set_ns_priority(pc_cache *c, const void *ns, size_t ns_len,
  * every LEASED block belongs to exactly one lease and every lease block is
  * LEASED; every pin of a lease is a locked node, and each node's own lock
  * count equals the pins that leases hold on it; the expiry heap is a heap
- * over exactly the live leases.  0 or PC_E_CORRUPT (reason on stderr).
+ * over exactly the live leases; promotions' leases count like leases, and
+ * hold exactly their blocks and tier-2 slots; tier 2's index, LRU and
+ * free list agree.  0 or PC_E_CORRUPT (reason on stderr).
  */
 int pc_cache_check(const pc_cache *c);
 

@@ -27,9 +27,11 @@
  * promotion, stays in "other".  The sum over the series is the total.
  * Cost: a hash and a scan of at most 16 series per lookup, plus at most
  * 64 candidates while series are still free. *
- * A second storage tier: its hit counters are more rows of counter_names
- * (say "tier2.hit_tokens") fed by the lookup hook, and one row each in
- * daemon/metrics.c's ROWS with the label tier="2".
+ * Storage tiers: tier 1 is the pool; tier 2 (cache/tier.c) counts the
+ * pages a lookup finds there after the pool's match (what a promote would
+ * bring back).  A miss is a page of no tier.  Another tier would be two
+ * more counters here, fed by the lookup hook, and two rows in
+ * daemon/metrics.c's ROWS with its tier label.
  */
 #include "cache/metrics.h"
 
@@ -43,12 +45,19 @@
 
 #define NS_CANDIDATES 64
 
-enum { C_LOOKUPS, C_HIT_TOKENS, C_MISS_TOKENS, C_HIT_PAGES, C_MISS_PAGES, C_N };
+/* Per namespace.  Hits per storage tier: a tier is a pair of rows here
+ * (and a pair in daemon/metrics.c's ROWS, with its tier label). */
+enum {
+    C_LOOKUPS, C_MISS_TOKENS, C_MISS_PAGES,
+    C_HIT_TOKENS_T1, C_HIT_PAGES_T1, C_HIT_TOKENS_T2, C_HIT_PAGES_T2, C_N
+};
 static const char *const counter_names[C_N] = {
-    "lookups", "hit_tokens", "miss_tokens", "hit_pages", "miss_pages"};
+    "lookups", "miss_tokens", "miss_pages", "hit_tokens.tier1",
+    "hit_pages.tier1", "hit_tokens.tier2", "hit_pages.tier2"};
 static const char *const other_names[C_N] = {
-    "ns_other.lookups", "ns_other.hit_tokens", "ns_other.miss_tokens",
-    "ns_other.hit_pages", "ns_other.miss_pages"};
+    "ns_other.lookups", "ns_other.miss_tokens", "ns_other.miss_pages",
+    "ns_other.hit_tokens.tier1", "ns_other.hit_pages.tier1",
+    "ns_other.hit_tokens.tier2", "ns_other.hit_pages.tier2"};
 
 /* Refusal reasons with a counter of their own; anything else: "other". */
 #define REFUSALS(X)                                                            \
@@ -66,7 +75,7 @@ typedef struct series {
     size_t len;
     unsigned char ns[PC_NS_MAX];
     uint64_t v[C_N];
-    char *name[C_N]; /* "ns.<display>.<counter>" */
+    char *name[C_N]; /* "ns.<counter>.<display>" */
 } series;
 
 typedef struct candidate {
@@ -158,7 +167,7 @@ static bool promote(pc_cache_metrics *m, unsigned i)
                 free(s->name[k]);
             return false;
         }
-        snprintf(s->name[c], len, "ns.%s.%s", disp, counter_names[c]);
+        snprintf(s->name[c], len, "ns.%s.%s", counter_names[c], disp);
     }
     s->hash = cd->hash;
     s->len = cd->len;
@@ -197,7 +206,7 @@ static void candidate_count(pc_cache_metrics *m, uint64_t h,
 
 void pc_cache_metrics_lookup(pc_cache_metrics *m, const void *ns, size_t ns_len,
                              size_t n_tokens, size_t hit_tokens,
-                             size_t hit_pages, uint32_t P)
+                             size_t hit_pages, size_t tier2_pages, uint32_t P)
 {
     if (!m || ns_len > PC_NS_MAX || !P)
         return;
@@ -211,12 +220,16 @@ void pc_cache_metrics_lookup(pc_cache_metrics *m, const void *ns, size_t ns_len,
         }
     if (i == m->n && m->n < PC_CACHE_NS_SERIES_MAX)
         candidate_count(m, h, p, ns_len); /* counted in "other" this time */
-    size_t pages = n_tokens / P;
+    size_t pages = n_tokens / P, t2_tokens = tier2_pages * P;
+    if (hit_pages + tier2_pages > pages) /* not expected: keep monotonic */
+        tier2_pages = t2_tokens = 0;
     v[C_LOOKUPS]++;
-    v[C_HIT_TOKENS] += hit_tokens;
-    v[C_MISS_TOKENS] += n_tokens - hit_tokens;
-    v[C_HIT_PAGES] += hit_pages;
-    v[C_MISS_PAGES] += pages - hit_pages;
+    v[C_HIT_TOKENS_T1] += hit_tokens;
+    v[C_HIT_PAGES_T1] += hit_pages;
+    v[C_HIT_TOKENS_T2] += t2_tokens;
+    v[C_HIT_PAGES_T2] += tier2_pages;
+    v[C_MISS_TOKENS] += n_tokens - hit_tokens - t2_tokens;
+    v[C_MISS_PAGES] += pages - hit_pages - tier2_pages;
 }
 
 void pc_cache_metrics_refused(pc_cache_metrics *m, int code)

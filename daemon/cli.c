@@ -282,19 +282,14 @@ typedef struct watch_snap {
     uint64_t capacity, free_blocks, cached, leased;
 } watch_snap;
 
-static bool ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
 static void watch_add(void *ctx, const char *name, uint64_t v)
 {
     watch_snap *w = ctx;
-    bool ns = strncmp(name, "ns.", 3) == 0 || strncmp(name, "ns_other.", 9) == 0;
-    if (ns && ends_with(name, ".hit_tokens"))
+    /* cache/metrics.c: ns.<counter>.<namespace>, ns_other.<counter>; hits
+     * of every tier */
+    if (!strncmp(name, "ns.hit_tokens.", 14) || !strncmp(name, "ns_other.hit_tokens.", 20))
         w->hit_tokens += v;
-    else if (ns && ends_with(name, ".miss_tokens"))
+    else if (!strncmp(name, "ns.miss_tokens.", 15) || !strcmp(name, "ns_other.miss_tokens"))
         w->miss_tokens += v;
     else if (strcmp(name, "tree.evicted_pages") == 0)
         w->evicted = v;

@@ -69,6 +69,7 @@ _Static_assert(PCD_ENDPOINT_MAX == 256, "endpoint max below");
 _Static_assert(PC_POOL_SHM_NAME_MAX == 200, "shm_name max below");
 _Static_assert(PCD_GROUP_MAX == 64, "socket_group, pool_group max below");
 _Static_assert(PCD_METRICS_LISTEN_MAX < 64, "metrics_listen: pcd_metrics_listen_parse's host");
+_Static_assert(PCD_TIER2_PATH_MAX == 1023, "tier2_path max below");
 
 #define F(field) offsetof(pcd_config, field)
 
@@ -134,6 +135,24 @@ static const pcd_knob KNOBS[] = {
     {"pool_group", PCD_STR, F(pool_group), "", NULL, NULL, 0, 64, NULL, false,
      "Group (a name or a number) the host pool is given to; empty: the "
      "daemon's own group. The daemon must be root or a member of it."},
+    {"tier2_bytes", PCD_SIZE, F(tier2_bytes), "0", NULL, NULL, 0, 256 * TiB,
+     NULL, false,
+     "A second tier of this many bytes (whole blocks; 0: none). Pages the "
+     "pool evicts are copied there first (it keeps its own LRU) and a lookup "
+     "reports the tokens it holds (tier2_tokens); a lookup with promote "
+     "copies them back into the pool before it answers: a copy instead of a "
+     "prefill. Under a host pool: a memory-mapped file (tier2_path; put it on "
+     "a fast disk); under a cuda pool: page-locked host memory."},
+    {"tier2_path", PCD_STR, F(tier2_path), "", NULL, NULL, 0, PCD_TIER2_PATH_MAX,
+     NULL, false,
+     "The host pool's second tier: a directory (an unnamed file is created in "
+     "it and vanishes with the daemon) or a file to create (it must not "
+     "exist; removed on exit). Empty: /var/tmp. The space is reserved at "
+     "start (fallocate)."},
+    {"tier2_read_delay_us", PCD_INT, F(tier2_read_delay_us), "0", NULL, NULL, 0,
+     10000000, NULL, false,
+     "Test and demo aid: the tier-2 reader sleeps this long before each page "
+     "it promotes (a slow disk). Leave 0."},
     {"layers", PCD_INT, F(layers), "32", NULL, NULL, 1, 4096, NULL, false,
      "Model shape: transformer layers (one K and one V per layer in a block)."},
     {"kv_heads", PCD_INT, F(kv_heads), "8", NULL, NULL, 1, 4096, NULL, false,

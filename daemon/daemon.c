@@ -448,6 +448,18 @@ static void log_startup(const pcd_daemon *d)
     else
         pcd_log(PC_LOG_INFO, "pool: index only (backend none), %u block ids "
                 "for blocks of %s", cap, block);
+    if (desc.tier2) {
+        char t2[32];
+        pcd_format_size(desc.tier2_pages * l->block_bytes, t2, sizeof(t2));
+        pcd_log(PC_LOG_INFO, "tier 2: %s, %" PRIu64 " pages = %s%s%s (evicted "
+                "pages go there; lookup with promote brings them back)",
+                strcmp(desc.tier2, "file") == 0 ? "memory-mapped file"
+                                                 : "page-locked host memory",
+                desc.tier2_pages, t2,
+                strcmp(desc.tier2, "file") == 0 ? " in " : "",
+                strcmp(desc.tier2, "file") == 0
+                    ? (c->tier2_path[0] ? c->tier2_path : "/var/tmp") : "");
+    }
     pcd_log(PC_LOG_INFO, "layout: %u layers x %u kv_heads x %u head_dim, %s, "
             "%u tokens/page: %s per token, block = [layer][K|V][token][kv_head]"
             "[head_dim]", l->layers, l->kv_heads, l->head_dim,
@@ -516,6 +528,9 @@ int pcd_daemon_create(const pcd_config *cfg, const pcd_cmdline *cl,
     cc.pool.backend = (pc_pool_backend)cfg->pool_backend;
     cc.gpu_ops = pcd_gpu_ops_name(cfg->gpu_ops);
     cc.gpu_device = (int)cfg->gpu_device;
+    cc.tier2_bytes = cfg->tier2_bytes;
+    cc.tier2_path = cfg->tier2_path;
+    cc.tier2_read_delay_us = (uint32_t)cfg->tier2_read_delay_us;
     cc.pool.capacity_blocks = cfg->pool_blocks;
     cc.pool.capacity_bytes = cfg->pool_bytes;
     cc.pool.shm_mode = (uint32_t)cfg->pool_mode;

@@ -40,6 +40,7 @@
 #define PCD_NS_PRIORITIES_MAX 1023
 #define PCD_GROUP_MAX 64
 #define PCD_METRICS_LISTEN_MAX 63
+#define PCD_TIER2_PATH_MAX 1023
 
 typedef struct pcd_config {
     char endpoint[PCD_ENDPOINT_MAX];
@@ -62,6 +63,9 @@ typedef struct pcd_config {
     int eviction_policy;         /* pc_radix_policy                      */
     char namespace_priorities[PCD_NS_PRIORITIES_MAX + 1];
     char metrics_listen[PCD_METRICS_LISTEN_MAX + 1]; /* "": no /metrics */
+    uint64_t tier2_bytes;        /* 0: no second tier                    */
+    char tier2_path[PCD_TIER2_PATH_MAX + 1]; /* "": /var/tmp            */
+    uint64_t tier2_read_delay_us;
 } pcd_config;
 
 /*

@@ -65,34 +65,42 @@ typedef struct row {
 } row;
 
 #define TIER1 "tier=\"1\""
+#define TIER2 "tier=\"2\""
 #define NS_OTHER "namespace=\"(other)\""
 #define NSC {"namespace", NULL}
 
-/* Adding a storage tier is one row per counter, e.g.
- *   {"ns.*.tier2.hit_tokens", "prefixcache_hit_tokens_total", M_COUNTER, "",
- *    "tier=\"2\"", NSC, 0, NULL},
- * next to the tier 1 rows of the same family. */
+/* A storage tier is one row per counter and per "ns." / "ns_other." form,
+ * next to the other tiers' rows of the same family (tier 2's below). */
 static const row ROWS[] = {
-    /* lookups, per namespace (cache/metrics.c: the top 16 and "(other)") */
-    {"ns.*.lookups", "prefixcache_lookups_total", M_COUNTER, "", "", NSC, 0,
+    /* lookups, per namespace (cache/metrics.c: up to 16 and "(other)") */
+    {"ns.lookups.*", "prefixcache_lookups_total", M_COUNTER, "", "", NSC, 0,
      "Lookups, per namespace (up to 16 namespaces get a series of their own, "
      "the rest is namespace=\"(other)\")."},
     {"ns_other.lookups", "prefixcache_lookups_total", M_COUNTER, "", NS_OTHER, {0}, 0, NULL},
-    {"ns.*.hit_tokens", "prefixcache_hit_tokens_total", M_COUNTER, "", TIER1, NSC, 0,
-     "Tokens of lookups found cached, per namespace and storage tier."},
-    {"ns_other.hit_tokens", "prefixcache_hit_tokens_total", M_COUNTER, "",
+    {"ns.hit_tokens.tier1.*", "prefixcache_hit_tokens_total", M_COUNTER, "", TIER1, NSC, 0,
+     "Tokens of lookups found cached, per namespace and storage tier (1: the "
+     "pool; 2: the second tier, after the pool's match)."},
+    {"ns_other.hit_tokens.tier1", "prefixcache_hit_tokens_total", M_COUNTER, "",
      NS_OTHER "," TIER1, {0}, 0, NULL},
-    {"ns.*.miss_tokens", "prefixcache_miss_tokens_total", M_COUNTER, "", "", NSC, 0,
-     "Tokens of lookups not found in any tier (including a last partial page), "
+    {"ns.hit_tokens.tier2.*", "prefixcache_hit_tokens_total", M_COUNTER, "", TIER2, NSC, 0,
+     NULL},
+    {"ns_other.hit_tokens.tier2", "prefixcache_hit_tokens_total", M_COUNTER, "",
+     NS_OTHER "," TIER2, {0}, 0, NULL},
+    {"ns.miss_tokens.*", "prefixcache_miss_tokens_total", M_COUNTER, "", "", NSC, 0,
+     "Tokens of lookups found in no tier (including a last partial page), "
      "per namespace."},
     {"ns_other.miss_tokens", "prefixcache_miss_tokens_total", M_COUNTER, "", NS_OTHER,
      {0}, 0, NULL},
-    {"ns.*.hit_pages", "prefixcache_hit_pages_total", M_COUNTER, "", TIER1, NSC, 0,
+    {"ns.hit_pages.tier1.*", "prefixcache_hit_pages_total", M_COUNTER, "", TIER1, NSC, 0,
      "Pages of lookups found cached, per namespace and storage tier."},
-    {"ns_other.hit_pages", "prefixcache_hit_pages_total", M_COUNTER, "",
+    {"ns_other.hit_pages.tier1", "prefixcache_hit_pages_total", M_COUNTER, "",
      NS_OTHER "," TIER1, {0}, 0, NULL},
-    {"ns.*.miss_pages", "prefixcache_miss_pages_total", M_COUNTER, "", "", NSC, 0,
-     "Full pages of lookups not found in any tier, per namespace."},
+    {"ns.hit_pages.tier2.*", "prefixcache_hit_pages_total", M_COUNTER, "", TIER2, NSC, 0,
+     NULL},
+    {"ns_other.hit_pages.tier2", "prefixcache_hit_pages_total", M_COUNTER, "",
+     NS_OTHER "," TIER2, {0}, 0, NULL},
+    {"ns.miss_pages.*", "prefixcache_miss_pages_total", M_COUNTER, "", "", NSC, 0,
+     "Full pages of lookups found in no tier, per namespace."},
     {"ns_other.miss_pages", "prefixcache_miss_pages_total", M_COUNTER, "", NS_OTHER,
      {0}, 0, NULL},
     /* inserts, allocations, refusals */
@@ -163,6 +171,37 @@ static const row ROWS[] = {
      "_sum", "", {"op", NULL}, 9, NULL},
     {"rpc.latency.*.count", "prefixcache_request_duration_seconds", M_HISTOGRAM,
      "_count", "", {"op", NULL}, 0, NULL},
+    /* the second tier (cache/tier.c; zeros without one) */
+    {"tier2.demoted_pages", "prefixcache_tier2_demoted_pages_total", M_COUNTER, "",
+     "", {0}, 0, "Pages copied into tier 2 as the pool evicted them."},
+    {"tier2.demote_dedup_pages", "prefixcache_tier2_demote_skipped_pages_total",
+     M_COUNTER, "", "reason=\"dedup\"", {0}, 0,
+     "Evicted pages not copied into tier 2: dedup (it held them already), "
+     "dropped (no room for their identity, or every slot busy)."},
+    {"tier2.demote_dropped_pages", "prefixcache_tier2_demote_skipped_pages_total",
+     M_COUNTER, "", "reason=\"dropped\"", {0}, 0, NULL},
+    {"tier2.evicted_pages", "prefixcache_tier2_evicted_pages_total", M_COUNTER, "",
+     "", {0}, 0, "Pages dropped by tier 2's own LRU to make room."},
+    {"tier2.flushed_pages", "prefixcache_tier2_flushed_pages_total", M_COUNTER, "",
+     "", {0}, 0, "Pages dropped from tier 2 by admin FLUSH."},
+    {"tier2.promotions", "prefixcache_tier2_promotions_total", M_COUNTER, "", "",
+     {0}, 0, "Promotions started (pages copied back from tier 2 to the pool)."},
+    {"tier2.promoted_pages", "prefixcache_tier2_promoted_pages_total", M_COUNTER,
+     "", "", {0}, 0, "Pages promoted back into the pool."},
+    {"tier2.promote_failed_pages", "prefixcache_tier2_promote_failed_pages_total",
+     M_COUNTER, "", "", {0}, 0, "Pages whose promotion failed."},
+    {"tier2.bytes_demoted", "prefixcache_tier2_demoted_bytes_total", M_COUNTER, "",
+     "", {0}, 0, "Bytes copied into tier 2."},
+    {"tier2.bytes_promoted", "prefixcache_tier2_promoted_bytes_total", M_COUNTER,
+     "", "", {0}, 0, "Bytes copied back from tier 2."},
+    {"tier2.capacity_pages", "prefixcache_tier2_capacity_pages", M_GAUGE, "", "",
+     {0}, 0, "Pages tier 2 can hold (0: no second tier)."},
+    {"tier2.pages", "prefixcache_tier2_pages", M_GAUGE, "", "", {0}, 0,
+     "Pages in tier 2."},
+    {"tier2.busy_pages", "prefixcache_tier2_busy_pages", M_GAUGE, "", "", {0}, 0,
+     "Tier 2 pages being read by a promotion."},
+    {"tier2.promotions_inflight", "prefixcache_tier2_promotions_inflight", M_GAUGE,
+     "", "", {0}, 0, "Promotions under way."},
     /* gauges: the pool */
     {"pool.blocks.free", "prefixcache_pool_blocks", M_GAUGE, "", "state=\"free\"",
      {0}, 0, "Pool blocks by state: free, leased (allocated, not yet "
@@ -212,12 +251,16 @@ static const struct {
     {"tree.evicted_pages", "= the sum of prefixcache_evicted_pages_total"},
     {"cache.nospace", "= prefixcache_refusals_total{reason=\"nospace\"}"},
     {"evict.policy", "an enum, not a quantity: CONFIG get eviction_policy"},
+    {"tier2.hit_pages", "the tier's own count of the pages lookups found "
+                        "there: the sum of prefixcache_hit_pages_total{tier=\"2\"}"},
+    {"tier2.miss_pages", "the same: prefixcache_miss_pages_total (which "
+                         "counts without a tier 2 too)"},
 };
 #define NNOT (sizeof(NOT_EXPORTED) / sizeof(NOT_EXPORTED[0]))
 
 /* Glob with at most two '*' (each matching one or more bytes); the
- * captures point into s.  Backtracks, so "ns.*.lookups" takes a namespace
- * with dots in it. */
+ * captures point into s.  Backtracks, so a '*' in the middle may take a
+ * value with dots in it. */
 typedef struct span {
     const char *p;
     size_t n;

@@ -337,6 +337,23 @@ static int cuda_launch(pc_gpu_stream *s, const pc_gpu_launch *l)
     return e == cudaSuccess ? 0 : fail(e);
 }
 
+static int cuda_host_alloc(uint64_t bytes, void **p)
+{
+    if (!p || !bytes)
+        return PC_E_INVAL;
+    *p = NULL;
+    cudaError_t e = cudaHostAlloc(p, (size_t)bytes, cudaHostAllocPortable);
+    return e == cudaSuccess ? 0 : fail(e);
+}
+
+static int cuda_host_free(void *p)
+{
+    if (!p)
+        return PC_E_INVAL;
+    cudaError_t e = cudaFreeHost(p);
+    return e == cudaSuccess ? 0 : fail(e);
+}
+
 static int cuda_stream_create(int dev, pc_gpu_stream **out)
 {
     if (!out)
@@ -448,6 +465,8 @@ const pc_gpu_ops pc_gpu_cuda_ops = {
     .close_handle = cuda_close,
     .copy_async = cuda_copy,
     .launch = cuda_launch,
+    .host_alloc = cuda_host_alloc,
+    .host_free = cuda_host_free,
     .stream_create = cuda_stream_create,
     .stream_destroy = cuda_stream_destroy,
     .stream_sync = cuda_stream_sync,

@@ -97,6 +97,10 @@ typedef struct pc_gpu_ops {
     int (*import_handle)(int dev, const pc_gpu_handle *h, void **dptr,
                          uint64_t *bytes);
     int (*close_handle)(void *dptr);        /* one per import */
+    /* page-locked host memory (a tier under a device pool: copies from
+     * and to it run at full bus speed and asynchronously) */
+    int (*host_alloc)(uint64_t bytes, void **p);
+    int (*host_free)(void *p);
     /* async work */
     int (*copy_async)(void *dst, const void *src, uint64_t bytes,
                       pc_gpu_copy_kind kind, pc_gpu_stream *s);

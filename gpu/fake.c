@@ -83,6 +83,39 @@ static fake_alloc *g_allocs;
 static const pc_gpu__mapper g_mapper;
 static pc_gpu__imports g_imp = {PTHREAD_MUTEX_INITIALIZER, NULL, &g_mapper};
 
+/* host_alloc's mappings and their lengths (munmap needs the length). */
+typedef struct host_map {
+    void *p;
+    size_t len;
+    struct host_map *next;
+} host_map;
+static host_map *g_hosts;
+
+static int host_track(void *p, size_t len)
+{
+    host_map *h = malloc(sizeof(*h));
+    if (!h)
+        return PC_E_NOMEM;
+    *h = (host_map){p, len, g_hosts};
+    g_hosts = h;
+    return 0;
+}
+
+/* The length of p's mapping (0: not one of ours), forgotten. */
+static size_t host_untrack(void *p)
+{
+    for (host_map **pp = &g_hosts; *pp; pp = &(*pp)->next) {
+        if ((*pp)->p != p)
+            continue;
+        host_map *h = *pp;
+        size_t len = h->len;
+        *pp = h->next;
+        free(h);
+        return len;
+    }
+    return 0;
+}
+
 /* ---- identity -------------------------------------------------------------- */
 
 static void configure_default(void)
@@ -518,6 +551,42 @@ static int fake_launch(pc_gpu_stream *s, const pc_gpu_launch *l)
     return rc;
 }
 
+/* Page-locked memory has no meaning without a device: plain anonymous
+ * memory, so that a tier over the fake device moves real bytes. */
+static int fake_host_alloc(uint64_t bytes, void **p)
+{
+    if (!p || !bytes)
+        return PC_E_INVAL;
+    if (bytes > SIZE_MAX)
+        return PC_E_RANGE;
+    void *m = mmap(NULL, (size_t)bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        return PC_E_NOMEM;
+    pthread_mutex_lock(&g_lock);
+    int rc = host_track(m, (size_t)bytes);
+    pthread_mutex_unlock(&g_lock);
+    if (rc) {
+        munmap(m, (size_t)bytes);
+        return rc;
+    }
+    *p = m;
+    return 0;
+}
+
+static int fake_host_free(void *p)
+{
+    if (!p)
+        return PC_E_INVAL;
+    pthread_mutex_lock(&g_lock);
+    size_t len = host_untrack(p);
+    pthread_mutex_unlock(&g_lock);
+    if (!len)
+        return PC_E_INVAL;
+    munmap(p, len);
+    return 0;
+}
+
 static int fake_stream_create(int dev, pc_gpu_stream **out)
 {
     if (!out)
@@ -624,6 +693,8 @@ const pc_gpu_ops pc_gpu_fake_ops = {
     .close_handle = fake_close,
     .copy_async = fake_copy,
     .launch = fake_launch,
+    .host_alloc = fake_host_alloc,
+    .host_free = fake_host_free,
     .stream_create = fake_stream_create,
     .stream_destroy = fake_stream_destroy,
     .stream_sync = fake_stream_sync,

@@ -79,3 +79,15 @@ int pc_gpu_pool_handle(const pc_pool *p, pc_gpu_handle *h, pc_gpu_uuid *uuid,
         *ops = g->ops;
     return rc;
 }
+
+int pc_gpu_pool_device(const pc_pool *p, const pc_gpu_ops **ops, int *dev)
+{
+    if (!p || pc_pool_backend_get(p) != PC_POOL_CUDA)
+        return PC_E_INVAL;
+    const gpu_pool *g = pc_pool_backend_state(p);
+    if (!g)
+        return PC_E_INVAL;
+    *ops = g->ops;
+    *dev = g->dev;
+    return 0;
+}

@@ -37,4 +37,8 @@ int pc_gpu_pool_register(const pc_gpu_ops *ops, int dev);
 int pc_gpu_pool_handle(const pc_pool *p, pc_gpu_handle *h, pc_gpu_uuid *uuid,
                        const pc_gpu_ops **ops);
 
+/* The device operations and device index p's allocation lives on (what a
+ * tier under the pool copies with).  PC_E_INVAL for another backend. */
+int pc_gpu_pool_device(const pc_pool *p, const pc_gpu_ops **ops, int *dev);
+
 #endif

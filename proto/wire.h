@@ -104,6 +104,8 @@ typedef struct pc_wire_map {
     F(hello_rep, device_ops, "device_ops", STR, OPT, 0)                        \
     F(hello_rep, device_uuid, "device_uuid", BIN, OPT, 0)                      \
     F(hello_rep, ipc_handle, "ipc_handle", BIN, OPT, 0)                        \
+    F(hello_rep, tier2, "tier2", STR, OPT, 0)                                  \
+    F(hello_rep, tier2_pages, "tier2_pages", UINT, OPT, 0)                     \
     F(hello_rep, lease_ttl_ms, "lease_ttl_ms", UINT, REQ, 0)                   \
     F(hello_rep, max_tokens, "max_tokens", UINT, REQ, 0)                       \
     F(hello_rep, max_msg, "max_msg", UINT, REQ, 0)
@@ -113,7 +115,10 @@ typedef struct pc_wire_map {
     F(lookup_req, tokens, "tokens", IDS, REQ, PC_WIRE_MAX_TOKENS)              \
     F(lookup_req, pin, "pin", BOOL, OPT, 0)                                    \
     F(lookup_req, alloc, "alloc", BOOL, OPT, 0)                                \
-    F(lookup_req, lease, "lease", UINT, OPT, 0)
+    F(lookup_req, lease, "lease", UINT, OPT, 0)                                \
+    F(lookup_req, promote, "promote", BOOL, OPT, 0)                            \
+    F(lookup_req, no_cache, "no_cache", BOOL, OPT, 0)                          \
+    F(lookup_req, no_count, "no_count", BOOL, OPT, 0)
 
 #define PC_WIRE_LOOKUP_REP(F)                                                  \
     F(lookup_rep, tokens, "tokens", UINT, REQ, 0)                              \
@@ -121,7 +126,9 @@ typedef struct pc_wire_map {
     F(lookup_rep, lease, "lease", UINT, REQ, 0)                                \
     F(lookup_rep, alloc_status, "alloc_status", INT, OPT, 0)                   \
     F(lookup_rep, alloc_blocks, "alloc_blocks", IDS, OPT, 0)                   \
-    F(lookup_rep, alloc_error, "alloc_error", STR, OPT, 0)
+    F(lookup_rep, alloc_error, "alloc_error", STR, OPT, 0)                     \
+    F(lookup_rep, tier2_tokens, "tier2_tokens", UINT, OPT, 0)                  \
+    F(lookup_rep, promoted_tokens, "promoted_tokens", UINT, OPT, 0)
 
 #define PC_WIRE_ALLOC_REQ(F)                                                   \
     F(alloc_req, n, "n", UINT, REQ, PC_WIRE_MAX_TOKENS)                        \
@@ -137,7 +144,8 @@ typedef struct pc_wire_map {
     F(insert_req, blocks, "blocks", IDS, REQ, PC_WIRE_MAX_TOKENS)              \
     F(insert_req, lease, "lease", UINT, OPT, 0)                                \
     F(insert_req, release, "release", BOOL, OPT, 0)                            \
-    F(insert_req, pin, "pin", BOOL, OPT, 0)
+    F(insert_req, pin, "pin", BOOL, OPT, 0)                                    \
+    F(insert_req, no_cache, "no_cache", BOOL, OPT, 0)
 
 #define PC_WIRE_INSERT_REP(F)                                                  \
     F(insert_rep, cached_tokens, "cached_tokens", UINT, REQ, 0)                \
@@ -164,7 +172,8 @@ typedef struct pc_wire_map {
     F(flush_req, ns, "ns", BYTES, OPT, PC_WIRE_NS_MAX)
 
 #define PC_WIRE_FLUSH_REP(F)                                                   \
-    F(flush_rep, evicted, "evicted", UINT, REQ, 0)
+    F(flush_rep, evicted, "evicted", UINT, REQ, 0)                             \
+    F(flush_rep, tier2_evicted, "tier2_evicted", UINT, OPT, 0)
 
 #define PC_WIRE_CONFIG_REQ(F)                                                  \
     F(config_req, get, "get", NAMES, OPT, 0)                                   \

@@ -327,7 +327,9 @@ int pc_radix_match(pc_radix *t, const void *ns, size_t ns_len,
 {
     int rc = check_args(t, ns, ns_len, tokens, n_tokens);
     if (rc == 0 && (!out || (flags & ~(unsigned)(PC_RADIX_MATCH_SPLIT |
-                                                   PC_RADIX_MATCH_PEEK))))
+                                                   PC_RADIX_MATCH_PEEK |
+                                                   PC_RADIX_MATCH_NOSTATS |
+                                                   PC_RADIX_MATCH_NORECENCY))))
         rc = PC_E_INVAL;
     if (rc)
         return rc;
@@ -354,10 +356,12 @@ int pc_radix_match(pc_radix *t, const void *ns, size_t ns_len,
     out->pages = w.pages;
     out->tokens = w.pages * t->P;
     out->node = w.pages ? hit : NULL;
-    if (!(flags & PC_RADIX_MATCH_PEEK)) {
+    if (!(flags & (PC_RADIX_MATCH_PEEK | PC_RADIX_MATCH_NOSTATS))) {
         t->st.lookups++;
         t->st.hit_pages += w.pages;
         t->st.miss_pages += want - w.pages;
+    }
+    if (!(flags & (PC_RADIX_MATCH_PEEK | PC_RADIX_MATCH_NORECENCY))) {
         if (w.pages)
             touch_path(t, hit, true);
         if (t->ops->observe)
@@ -571,6 +575,63 @@ size_t pc_radix_evict(pc_radix *t, size_t n_blocks, pc_radix_evict_fn fn,
         freed += take;
         evict_tail(t, x, take, fn, ctx);
     }
+    return freed;
+}
+
+/* The tokens from x's namespace root through x's last live page (`pages`
+ * pages) into *buf, grown as needed; NULL on NOMEM. */
+static const uint32_t *path_tokens(const pc_radix *t, const pc_radix_node *x,
+                                   size_t pages, uint32_t **buf, size_t *cap)
+{
+    size_t end = pages * t->P;
+    if (end > *cap) {
+        uint32_t *g = realloc(*buf, end * sizeof(**buf));
+        if (!g)
+            return NULL;
+        *buf = g;
+        *cap = end;
+    }
+    for (const pc_radix_node *n = x; n->parent; n = n->parent) {
+        size_t k = (size_t)n->npages * t->P;
+        end -= k;
+        memcpy(*buf + end, node_tokens(t, n), k * sizeof(**buf));
+    }
+    return *buf;
+}
+
+size_t pc_radix_evict_paths(pc_radix *t, size_t n_blocks,
+                            pc_radix_evict_path_fn fn, void *ctx)
+{
+    size_t freed = 0, cap = 0;
+    uint32_t *buf = NULL;
+    if (!t)
+        return 0;
+    while (freed < n_blocks) {
+        pc_radix_node *x = t->ops->victim(t, n_blocks - freed);
+        if (!x)
+            break;
+        size_t take = n_blocks - freed;
+        if (take > x->npages)
+            take = x->npages;
+        if (fn) {
+            const pc_radix_node *r = x;
+            size_t depth = 0; /* pages from the root through x's last */
+            for (; r->parent; r = r->parent)
+                depth += r->npages;
+            pc_radix_evicted e = {
+                .ns = root_ns(r),
+                .ns_len = r->off,
+                .tokens = path_tokens(t, x, depth, &buf, &cap),
+                .first_page = depth - take,
+                .n_pages = take,
+                .blocks = node_blocks(t, x) + x->npages - take,
+            };
+            fn(ctx, &e);
+        }
+        freed += take;
+        evict_tail(t, x, take, NULL, NULL);
+    }
+    free(buf);
     return freed;
 }
 

@@ -56,6 +56,11 @@ enum {
     PC_RADIX_MATCH_SPLIT = 1u << 0,
     /* Do not update recency or hit/miss statistics (a peek). */
     PC_RADIX_MATCH_PEEK = 1u << 1,
+    /* Each half of a peek: no statistics (warm-up traffic a dashboard must
+     * not see); no recency, frequency or policy observation (a one-off
+     * prompt that must not keep pages alive). */
+    PC_RADIX_MATCH_NOSTATS = 1u << 2,
+    PC_RADIX_MATCH_NORECENCY = 1u << 3,
 };
 
 typedef struct pc_radix_match_result {
@@ -148,6 +153,32 @@ typedef void (*pc_radix_evict_fn)(void *ctx, uint32_t block);
  */
 size_t pc_radix_evict(pc_radix *t, size_t n_blocks, pc_radix_evict_fn fn,
                       void *ctx);
+
+/* What pc_radix_evict_paths reports for each run of pages it takes from one
+ * leaf: the whole prefix they end, so that a caller can keep them elsewhere
+ * (a second tier keyed by the prefix) before their blocks are reused. */
+typedef struct pc_radix_evicted {
+    const void *ns;
+    size_t ns_len;
+    /* The path from the namespace root through the last evicted page:
+     * (first_page + n_pages) x page_tokens tokens; NULL when there was no
+     * memory to assemble it (the pages are evicted all the same). */
+    const uint32_t *tokens;
+    size_t first_page;      /* page index, from the root, of the first one */
+    size_t n_pages;
+    const uint32_t *blocks; /* their block ids, in page order             */
+} pc_radix_evicted;
+
+typedef void (*pc_radix_evict_path_fn)(void *ctx, const pc_radix_evicted *e);
+
+/*
+ * pc_radix_evict, reporting each victim's pages with their prefix (one
+ * call per run of pages of one leaf, before the pages go).  Costs O(depth)
+ * per victim leaf on top of pc_radix_evict: for callers that need the
+ * prefix (demotion to a second tier), not for plain eviction.
+ */
+size_t pc_radix_evict_paths(pc_radix *t, size_t n_blocks,
+                            pc_radix_evict_path_fn fn, void *ctx);
 
 /* Evict every unlocked page of one namespace (an admin flush), whatever its
  * recency; *evicted (when not NULL) gets the count.  An unknown namespace

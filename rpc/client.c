@@ -561,8 +561,9 @@ static int do_hello(pc_client *c, pc_hello *h, bool map_pool)
     if (rc)
         return rc;
 #define COPY(m) copy_str(c, PC_WIRE_KEY(hello_rep, m), o.m, h->m, sizeof(h->m))
-    if (!(rc = COPY(dtype)) && !(rc = COPY(backend)) && !(rc = COPY(shm_name)))
-        rc = COPY(device_ops);
+    if (!(rc = COPY(dtype)) && !(rc = COPY(backend)) && !(rc = COPY(shm_name)) &&
+        !(rc = COPY(device_ops)))
+        rc = COPY(tier2);
 #undef COPY
     if (!rc && PC_IS_SET(&o, hello_rep, device_uuid) &&
         o.device_uuid.n != sizeof(h->device_uuid))
@@ -596,6 +597,7 @@ static int do_hello(pc_client *c, pc_hello *h, bool map_pool)
     h->token_bytes = o.token_bytes;
     h->kv_bytes = o.kv_bytes;
     h->shm_bytes = o.shm_bytes;
+    h->tier2_pages = o.tier2_pages;
     h->lease_ttl_ms = o.lease_ttl_ms;
     h->max_tokens = o.max_tokens;
     h->max_msg = o.max_msg;
@@ -672,6 +674,12 @@ static uint64_t enc_lookup(pc_client *c, const void *ns, size_t ns_len,
         PC_SET(&q, lookup_req, pin, true);
     if (flags & PC_CLIENT_ALLOC)
         PC_SET(&q, lookup_req, alloc, true);
+    if (flags & PC_CLIENT_PROMOTE)
+        PC_SET(&q, lookup_req, promote, true);
+    if (flags & PC_CLIENT_NO_CACHE)
+        PC_SET(&q, lookup_req, no_cache, true);
+    if (flags & PC_CLIENT_NO_COUNT)
+        PC_SET(&q, lookup_req, no_count, true);
     if (lease)
         PC_SET(&q, lookup_req, lease, lease);
     return begin(c, PC_OP_LOOKUP, &q);
@@ -697,6 +705,8 @@ static void dec_lookup(pc_client *c, const pc_lookup_rep *o,
     out->alloc_status = (int)o->alloc_status;
     out->n_alloc = o->alloc_blocks.n;
     out->alloc_blocks = ids_or_empty(o->alloc_blocks.p);
+    out->tier2_tokens = o->tier2_tokens;
+    out->promoted_tokens = o->promoted_tokens;
     if (o->alloc_status < 0) { /* the call succeeded; the reason: last_error */
         if (o->alloc_error.p)
             fail(c, 0, "%.*s", (int)o->alloc_error.n, o->alloc_error.p);
@@ -732,6 +742,8 @@ static uint64_t enc_insert(pc_client *c, const void *ns, size_t ns_len,
         PC_SET(&q, insert_req, release, true);
     if (flags & PC_CLIENT_PIN)
         PC_SET(&q, insert_req, pin, true);
+    if (flags & PC_CLIENT_NO_CACHE)
+        PC_SET(&q, insert_req, no_cache, true);
     return begin(c, PC_OP_INSERT, &q);
 }
 

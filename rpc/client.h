@@ -79,6 +79,10 @@ typedef struct pc_hello {
     char device_ops[8];
     uint8_t device_uuid[16];
     uint8_t ipc_handle[128];
+    /* a second tier (protocol 1.2): "file" or "host", "" for none, and
+     * its capacity in pages */
+    char tier2[8];
+    uint64_t tier2_pages;
 } pc_hello;
 
 /* Handshake: checks the protocol version (PC_E_VERSION on a different
@@ -93,7 +97,15 @@ int pc_client_hello(pc_client *c, pc_hello *out);
  * on the fake device); NULL for backend none or an id beyond the pool. */
 void *pc_client_block(const pc_client *c, uint32_t id);
 
-enum { PC_CLIENT_PIN = 1, PC_CLIENT_ALLOC = 2, PC_CLIENT_RELEASE = 4 };
+/* PROMOTE (lookup, protocol 1.2): first bring back the prompt's pages the
+ * daemon's second tier holds (a copy instead of a prefill); implies PIN,
+ * and the reply comes when they are in the pool, so the call's timeout
+ * must cover the copy. */
+/* NO_CACHE (lookup, insert; 1.2): a private or one-off prompt: a lookup
+ * refreshes nothing, an insert caches nothing.  NO_COUNT (lookup; 1.2):
+ * warm-up traffic, left out of the hit/miss counters. */
+enum { PC_CLIENT_PIN = 1, PC_CLIENT_ALLOC = 2, PC_CLIENT_RELEASE = 4,
+       PC_CLIENT_PROMOTE = 8, PC_CLIENT_NO_CACHE = 16, PC_CLIENT_NO_COUNT = 32 };
 
 typedef struct pc_client_lookup_result {
     size_t tokens;            /* matched tokens                           */
@@ -104,6 +116,8 @@ typedef struct pc_client_lookup_result {
                                  reason: pc_client_last_error)            */
     size_t n_alloc;
     const uint32_t *alloc_blocks; /* valid until the next call on c       */
+    size_t tier2_tokens;      /* after `tokens`, held by the second tier  */
+    size_t promoted_tokens;   /* PROMOTE: brought back for this call      */
 } pc_client_lookup_result;
 
 int pc_client_lookup(pc_client *c, const void *ns, size_t ns_len,

@@ -78,6 +78,12 @@
                                 TOOBIG reply; far too big ones cost the
                                 sender its connection (libzmq's rule)     */
 #define DRAIN_MAX 4096       /* requests per poll call                    */
+#define PARKED_MAX 4096      /* lookups waiting for promotions            */
+#define PARKED 1             /* op_lookup: the reply waits for a promotion */
+#define PARK_ROUNDS_MAX 8    /* promotions one lookup waits for, at most:
+                                pages promoted for it can be evicted again
+                                (by other promotions) before it runs, and
+                                waiting must end                          */
 #define ERR_MAX 256
 
 /* The latency buckets' bounds (rpc.h); their stats names are formatted
@@ -99,6 +105,20 @@ typedef struct stat_list {
     stat_kv kv[768]; /* ~80 of the cache, ~80 namespaces, ~150 latency */
     size_t n;
 } stat_list;
+
+/* A lookup with promote whose reply waits for a promotion (pc_cache_poll
+ * reports it done): its envelope, and the request with its own copy of
+ * the namespace and tokens (the frame they came in is gone). */
+typedef struct parked {
+    uint64_t job, id;
+    size_t first_pages; /* cached when it arrived: promoted = now - this  */
+    unsigned rounds;    /* promotions waited for                         */
+    int nenv;
+    zmq_msg_t env[ENV_MAX];
+    pc_lookup_req req;
+    struct parked *next;
+    uint32_t data[];   /* tokens, then the namespace bytes               */
+} parked;
 
 struct pc_rpc_server {
     void *zctx, *sock;
@@ -143,6 +163,12 @@ struct pc_rpc_server {
     int tfd;
     uint64_t armed_at; /* coarse ms the timer fires at; 0: disarmed     */
     int wakeup_fd;
+    /* lookups parked on promotions; op_lookup's word on the one at hand */
+    parked *parked;
+    uint32_t nparked;
+    uint64_t park_job;
+    size_t park_first, resumed_first;
+    bool resuming, last_round;
     char *cfg_err; /* during create: where its last ERROR line goes */
     size_t cfg_errlen;
 };
@@ -240,6 +266,8 @@ static const char *ns_text(const char *ns, size_t len, char *buf, size_t cap)
 
 /* ---- housekeeping --------------------------------------------------------- */
 
+static void resume_parked(pc_rpc_server *s);
+
 static void housekeeping(pc_rpc_server *s)
 {
     /* The common case (no deadline due) costs one heap peek and one
@@ -256,6 +284,7 @@ static void housekeeping(pc_rpc_server *s)
                  "gone away?); %" PRIu64 " un-inserted block%s freed",
                  n, n == 1 ? "" : "s", freed, freed == 1 ? "" : "s");
     }
+    resume_parked(s);
     size_t ev = pc_cache_maintain(s->cache);
     if (ev)
         slog(s, PC_LOG_DEBUG, "watermark: evicted %zu page%s", ev,
@@ -318,6 +347,10 @@ static int op_hello(pc_rpc_server *s, const pc_hello_req *r, pc_hello_rep *o)
                ((pc_wire_str){(const char *)d->ipc_handle,
                               sizeof(d->ipc_handle)}));
     }
+    if (d->tier2) {
+        PC_SET(o, hello_rep, tier2, cstr(d->tier2));
+        PC_SET(o, hello_rep, tier2_pages, d->tier2_pages);
+    }
     o->lease_ttl_ms = d->lease_ttl_ms;
     o->max_tokens = s->lim.max_tokens;
     o->max_msg = s->lim.max_msg;
@@ -327,21 +360,49 @@ static int op_hello(pc_rpc_server *s, const pc_hello_req *r, pc_hello_rep *o)
 static int op_lookup(pc_rpc_server *s, const pc_lookup_req *r, pc_lookup_rep *o)
 {
     size_t np = r->tokens.n / s->page_tokens;
+    bool pin = r->pin || r->promote; /* what is promoted is for reading */
+    unsigned flags = (pin ? PC_CACHE_PIN : 0) |
+                     (r->no_cache ? PC_CACHE_NO_CACHE : 0) |
+                     (r->no_count ? PC_CACHE_NO_COUNT : 0);
+    if (r->promote && s->desc.tier2 && !s->last_round) {
+        uint64_t job;
+        size_t first;
+        int rc = pc_cache_promote(s->cache, r->ns.p, r->ns.n, r->tokens.p,
+                                  r->tokens.n, &job, &first);
+        if (rc && rc != PC_E_NOSPACE) /* no room: answer what is cached */
+            return cache_fail(s, rc, "lookup with promote");
+        if (!s->resuming)
+            s->resumed_first = first;
+        if (job) {
+            if (!s->resuming && s->nparked >= PARKED_MAX)
+                return fail(s, PC_E_LIMIT, "lookup with promote: %u lookups "
+                            "already wait for promotions", PARKED_MAX);
+            s->park_job = job;
+            s->park_first = s->resumed_first;
+            return PARKED;
+        }
+    }
     if (grow(&s->ids, &s->ids_cap, np) ||
         (r->alloc && grow(&s->ids2, &s->ids2_cap, np)))
         return fail(s, PC_E_NOMEM, "lookup: out of memory for %zu block ids", np);
     pc_lookup_result lr;
     int rc = r->alloc
                  ? pc_cache_lookup_alloc(s->cache, r->ns.p, r->ns.n, r->tokens.p,
-                                         r->tokens.n, r->pin, r->lease, s->ids,
+                                         r->tokens.n, flags, r->lease, s->ids,
                                          s->ids2, &lr)
                  : pc_cache_lookup(s->cache, r->ns.p, r->ns.n, r->tokens.p,
-                                   r->tokens.n, r->pin, r->lease, s->ids, &lr);
+                                   r->tokens.n, flags, r->lease, s->ids, &lr);
     if (rc)
-        return cache_fail(s, rc, r->pin ? "lookup with pin" : "lookup");
+        return cache_fail(s, rc, pin ? "lookup with pin" : "lookup");
     o->tokens = lr.tokens;
     o->blocks = (pc_wire_ids){s->ids, lr.pages};
     o->lease = lr.lease;
+    if (s->desc.tier2)
+        PC_SET(o, lookup_rep, tier2_tokens, lr.tier2_pages * s->page_tokens);
+    if (r->promote && s->desc.tier2)
+        PC_SET(o, lookup_rep, promoted_tokens,
+               lr.pages > s->resumed_first
+                   ? (lr.pages - s->resumed_first) * s->page_tokens : 0);
     if (!r->alloc)
         return 0;
     /* The lookup stands: a failed alloc is reported in alloc_status. */
@@ -379,11 +440,16 @@ static int op_insert(pc_rpc_server *s, const pc_insert_req *r, pc_insert_rep *o)
                     "%zu block%s given (one per full page)", r->tokens.n, np,
                     np == 1 ? "" : "s", s->page_tokens, r->blocks.n,
                     r->blocks.n == 1 ? " was" : "s were");
+    if (r->pin && r->no_cache)
+        return fail(s, PC_E_INVAL, "insert: pin and no_cache together (no_cache "
+                    "caches nothing to pin)");
     if (grow(&s->ids, &s->ids_cap, np))
         return fail(s, PC_E_NOMEM, "insert: out of memory for %zu ids", np);
     pc_insert_result ir;
     int rc = pc_cache_insert_pin(s->cache, r->ns.p, r->ns.n, r->tokens.p,
-                                 r->tokens.n, r->blocks.p, r->lease, r->pin,
+                                 r->tokens.n, r->blocks.p, r->lease,
+                                 (r->pin ? PC_CACHE_PIN : 0) |
+                                     (r->no_cache ? PC_CACHE_NO_CACHE : 0),
                                  s->ids, &ir);
     switch (rc) {
     case 0:
@@ -482,7 +548,7 @@ static int op_stats(pc_rpc_server *s, const pc_stats_req *r, pc_stats_rep *o)
 
 static int op_flush(pc_rpc_server *s, const pc_flush_req *r, pc_flush_rep *o)
 {
-    size_t evicted = 0;
+    size_t evicted = 0, t2 = 0;
     char nsb[160];
     if (PC_IS_SET(r, flush_req, ns)) {
         int rc = pc_cache_flush_ns(s->cache, r->ns.p, r->ns.n, &evicted);
@@ -490,15 +556,20 @@ static int op_flush(pc_rpc_server *s, const pc_flush_req *r, pc_flush_rep *o)
             return fail(s, rc, "flush of namespace %s: %s",
                         ns_text(r->ns.p, r->ns.n, nsb, sizeof(nsb)),
                         pc_strerror(rc));
-        slog(s, PC_LOG_INFO, "flush namespace %s: %zu page%s evicted (pinned "
-             "pages stay)", ns_text(r->ns.p, r->ns.n, nsb, sizeof(nsb)), evicted,
-             evicted == 1 ? "" : "s");
+        t2 = pc_cache_flush_tier2(s->cache, r->ns.p, r->ns.n, false);
+        slog(s, PC_LOG_INFO, "flush namespace %s: %zu page%s evicted, %zu from "
+             "tier 2 (pinned pages stay)", ns_text(r->ns.p, r->ns.n, nsb,
+             sizeof(nsb)), evicted, evicted == 1 ? "" : "s", t2);
     } else {
         evicted = pc_cache_evict(s->cache, SIZE_MAX);
-        slog(s, PC_LOG_INFO, "flush all namespaces: %zu page%s evicted (pinned "
-             "pages stay)", evicted, evicted == 1 ? "" : "s");
+        t2 = pc_cache_flush_tier2(s->cache, NULL, 0, true);
+        slog(s, PC_LOG_INFO, "flush all namespaces: %zu page%s evicted, %zu "
+             "from tier 2 (pinned pages stay)", evicted, evicted == 1 ? "" : "s",
+             t2);
     }
     o->evicted = evicted;
+    if (s->desc.tier2)
+        PC_SET(o, flush_rep, tier2_evicted, t2);
     return 0;
 }
 
@@ -581,6 +652,8 @@ static int handle(pc_rpc_server *s, const void *buf, size_t len, pc_request *r)
         default: rc = fail(s, PC_E_BADOP, "unknown op"); break; /* not reached */
         }
     }
+    if (rc == PARKED)
+        return rc; /* answered when its promotion is done */
     if (rc)
         s->st.errors++;
     pc_wire_encode_reply(&s->pk, r->op, r->id, rc, s->err, &o);
@@ -642,6 +715,91 @@ static void time_request(pc_rpc_server *s, int op, uint64_t ns)
         b++;
     s->lat[op][b]++;
     s->lat_sum_ns[op] += ns;
+}
+
+/* Keep a lookup until its promotion is done: the envelope moves in, the
+ * namespace and tokens are copied (they live in the request's frame). */
+static void park(pc_rpc_server *s, int nenv, uint64_t id, const pc_lookup_req *r)
+{
+    parked *p = malloc(sizeof(*p) + r->tokens.n * sizeof(uint32_t) + r->ns.n);
+    if (!p) { /* answer now, from what is cached: the promotion goes on */
+        for (int i = 0; i < nenv; i++)
+            zmq_msg_close(&s->env[i]);
+        slog(s, PC_LOG_WARN, "lookup id=%" PRIu64 ": no memory to wait for "
+             "its promotion; not answered", id);
+        return;
+    }
+    p->job = s->park_job;
+    p->id = id;
+    p->first_pages = s->park_first;
+    p->rounds = 1;
+    p->nenv = nenv;
+    for (int i = 0; i < nenv; i++) {
+        zmq_msg_init(&p->env[i]);
+        zmq_msg_move(&p->env[i], &s->env[i]);
+        zmq_msg_close(&s->env[i]);
+    }
+    p->req = *r;
+    memcpy(p->data, r->tokens.p, r->tokens.n * sizeof(uint32_t));
+    char *ns = (char *)(p->data + r->tokens.n);
+    memcpy(ns, r->ns.p, r->ns.n);
+    p->req.tokens.p = p->data;
+    p->req.ns.p = ns;
+    p->next = s->parked;
+    s->parked = p;
+    s->nparked++;
+    slog(s, PC_LOG_DEBUG, "lookup id=%" PRIu64 " waits for promotion %" PRIu64,
+         id, p->job);
+}
+
+/* Promotions done: run each lookup parked on one again; it answers, or
+ * parks on the promotion of the pages after (a run is promoted in parts
+ * when the pool has room only for some of it). */
+static void resume_parked(pc_rpc_server *s)
+{
+    uint64_t done[64];
+    size_t n;
+    while ((n = pc_cache_poll(s->cache, done, 64)) > 0) {
+        for (parked **pp = &s->parked; *pp;) {
+            parked *p = *pp;
+            size_t i = 0;
+            while (i < n && done[i] != p->job)
+                i++;
+            if (i == n) {
+                pp = &p->next;
+                continue;
+            }
+            s->err[0] = 0;
+            msgpack_sbuffer_clear(&s->sb);
+            reply_any o;
+            memset(&o, 0, sizeof(o));
+            s->resuming = true;
+            s->last_round = p->rounds >= PARK_ROUNDS_MAX;
+            s->resumed_first = p->first_pages;
+            int rc = op_lookup(s, &p->req, &o.lookup);
+            s->resuming = s->last_round = false;
+            if (rc == PARKED) {
+                p->job = s->park_job;
+                p->rounds++;
+                pp = &p->next;
+                continue;
+            }
+            if (rc)
+                s->st.errors++;
+            pc_wire_encode_reply(&s->pk, PC_OP_LOOKUP, p->id, rc, s->err, &o);
+            for (int k = 0; k < p->nenv; k++) {
+                zmq_msg_init(&s->env[k]);
+                zmq_msg_move(&s->env[k], &p->env[k]);
+                zmq_msg_close(&p->env[k]);
+            }
+            send_reply(s, p->nenv);
+            *pp = p->next;
+            s->nparked--;
+            free(p);
+        }
+        if (n < 64)
+            break;
+    }
 }
 
 /* Receive and answer one message: 1 answered, 2 consumed but dropped, 0
@@ -708,7 +866,10 @@ static int serve_one(pc_rpc_server *s)
              "tokens=%zu lease=0x%" PRIx64 " -> %d%s%s", r.id, op ? op : "?",
              len, nt, lease, rc, rc ? " " : "", rc ? s->err : "");
     }
-    send_reply(s, nenv);
+    if (rc == PARKED)
+        park(s, nenv, r.id, &r.u.lookup);
+    else
+        send_reply(s, nenv);
     zmq_msg_close(&part);
     return 1;
 }
@@ -744,13 +905,15 @@ int pc_rpc_server_poll(pc_rpc_server *s, int timeout_ms)
     if (!s || !s->cache)
         return PC_E_INVAL;
     arm_deadline(s, mono_ms(CLOCK_MONOTONIC_COARSE));
-    /* The wakeup fd's slot is always there (fd -1 never fires), so that
-     * the watch fd has a fixed index. */
-    zmq_pollitem_t it[4] = {{s->sock, 0, ZMQ_POLLIN, 0},
+    /* Fixed slots (an fd of -1 never fires): the socket, the lease timer,
+     * the wakeup fd, the cache's (a promotion done), the host's watch fd. */
+    int wfd = pc_cache_wait_fd(s->cache);
+    zmq_pollitem_t it[5] = {{s->sock, 0, ZMQ_POLLIN, 0},
                             {NULL, s->tfd, ZMQ_POLLIN, 0},
                             {NULL, s->wakeup_fd > 0 ? s->wakeup_fd : -1, ZMQ_POLLIN, 0},
-                            {NULL, s->watch.fd, ZMQ_POLLIN, 0}};
-    int nit = s->watch.fd > 0 ? 4 : s->wakeup_fd > 0 ? 3 : 2;
+                            {NULL, wfd >= 0 ? wfd : -1, ZMQ_POLLIN, 0},
+                            {NULL, s->watch.fd > 0 ? s->watch.fd : -1, ZMQ_POLLIN, 0}};
+    int nit = s->watch.fd > 0 ? 5 : wfd >= 0 ? 4 : s->wakeup_fd > 0 ? 3 : 2;
     if (timeout_ms < 0)
         timeout_ms = -1;
     if (s->watch.fd > 0 && s->watch.timeout_ms) {
@@ -760,7 +923,7 @@ int pc_rpc_server_poll(pc_rpc_server *s, int timeout_ms)
     }
     int rc = zmq_poll(it, nit, timeout_ms);
     if (s->watch.fd > 0 && s->watch.ready &&
-        (rc == 0 || (rc > 0 && (it[3].revents & ZMQ_POLLIN))))
+        (rc == 0 || (rc > 0 && (it[4].revents & ZMQ_POLLIN))))
         s->watch.ready(s->watch.ctx); /* a timeout may be the watch's own */
     if (rc > 0 && (it[1].revents & ZMQ_POLLIN)) {
         uint64_t ticks;
@@ -768,6 +931,8 @@ int pc_rpc_server_poll(pc_rpc_server *s, int timeout_ms)
             slog(s, PC_LOG_WARN, "lease timer: %s", strerror(errno));
         s->armed_at = 0;
     }
+    if (rc > 0 && wfd >= 0 && (it[3].revents & ZMQ_POLLIN))
+        pc_cache_wait_fd_drain(s->cache); /* then housekeeping polls */
     if (rc > 0 && s->wakeup_fd > 0 && (it[2].revents & ZMQ_POLLIN)) {
         /* Drained here, where it woke us: the caller tests its flags after
          * we return, so nothing is lost and nothing stays readable. */
@@ -1106,6 +1271,13 @@ void pc_rpc_server_destroy(pc_rpc_server *s)
     msgpack_sbuffer_destroy(&s->cfg_sb);
     free(s->ids);
     free(s->ids2);
+    while (s->parked) {
+        parked *p = s->parked;
+        s->parked = p->next;
+        for (int i = 0; i < p->nenv; i++)
+            zmq_msg_close(&p->env[i]);
+        free(p);
+    }
     free(s);
 }
 

@@ -33,7 +33,7 @@ allow() {
     radix)     echo "radix/ proto/errors.h proto/limits.h proto/stats.h proto/heap.h proto/hashtab.h" ;;
     blockpool) echo "blockpool/ proto/errors.h proto/limits.h proto/stats.h" ;;
     gpu)       echo "gpu/ proto/errors.h proto/limits.h blockpool/blockpool.h" ;;
-    cache)     echo "cache/ radix/radix.h blockpool/blockpool.h gpu/dev.h gpu/pool.h proto/errors.h proto/limits.h proto/stats.h proto/heap.h proto/hashtab.h" ;;
+    cache)     echo "cache/ radix/radix.h blockpool/blockpool.h gpu/dev.h gpu/pool.h proto/errors.h proto/limits.h proto/stats.h proto/heap.h proto/hashtab.h proto/pagehash.h" ;;
     rpc)       echo "rpc/ cache/cache.h blockpool/blockpool.h gpu/dev.h proto/" ;;
     daemon)    echo "daemon/ rpc/ cache/cache.h proto/" ;;
     esac

@@ -2029,3 +2029,90 @@ Test(cache, cuda_pool_on_the_fake_device)
     pc_cache_describe(n, &d);
     cr_assert_null(d.device_ops);
 }
+
+/* ---- per-request flags: no_count, no_cache (issue 14) ---------------------- */
+
+Test(cache, no_count_lookup_is_left_out_of_the_counters)
+{
+    pc_cache *c = mk(16);
+    uint32_t a[12], ab[3], got[3];
+    seq_fill(a, 12, 100);
+    put(c, NS, a, 12, ab);
+    pc_cache_stats s0 = cstats(c);
+    pc_lookup_result r = lk(c, NS, a, 12, PC_CACHE_NO_COUNT, 0, got);
+    cr_assert_eq(r.pages, 3, "the match is returned");
+    IDS_EQ(got, ab, 3, "blocks");
+    pc_cache_stats s1 = cstats(c);
+    cr_assert_eq(s1.tree.lookups, s0.tree.lookups);
+    cr_assert_eq(s1.tree.hit_pages, s0.tree.hit_pages);
+    cr_assert_eq(s1.tree.miss_pages, s0.tree.miss_pages);
+    /* pinning works with it */
+    r = lk(c, NS, a, 12, PC_CACHE_PIN | PC_CACHE_NO_COUNT, 0, got);
+    cr_assert_neq(r.lease, 0);
+    cr_assert_eq(cstats(c).tree.lookups, s0.tree.lookups);
+    rel(c, r.lease);
+    /* a counted one for contrast */
+    lk(c, NS, a, 12, 0, 0, got);
+    cr_assert_eq(cstats(c).tree.lookups, s0.tree.lookups + 1);
+    cr_assert_eq(cstats(c).tree.hit_pages, s0.tree.hit_pages + 3);
+    pc_lookup_result out;
+    RC_EQ(pc_cache_lookup(c, NS, strlen(NS), a, 12, 64, 0, got, &out), PC_E_INVAL);
+    cache_del(c);
+}
+
+Test(cache, no_cache_lookup_keeps_no_page_alive)
+{
+    /* two prompts in a pool of 4 blocks; A is the least recently used */
+    for (int flag = 0; flag < 2; flag++) {
+        pc_cache *c = mk(4);
+        uint32_t a[8], b[8], ab[2], bb[2], got[2];
+        seq_fill(a, 8, 100);
+        seq_fill(b, 8, 500);
+        put(c, NS, a, 8, ab);
+        put(c, NS, b, 8, bb);
+        /* look A up: a normal lookup makes B the LRU, no_cache does not */
+        lk(c, NS, a, 8, flag ? PC_CACHE_NO_CACHE : 0, 0, got);
+        size_t ev = pc_cache_evict(c, 2);
+        cr_assert_eq(ev, 2);
+        CHECK(c);
+        size_t a_left = lk_pages(c, NS, a, 8), b_left = lk_pages(c, NS, b, 8);
+        if (flag)
+            cr_assert(a_left == 0 && b_left == 2, "no_cache refreshed A: A %zu B %zu",
+                      a_left, b_left);
+        else
+            cr_assert(a_left == 2 && b_left == 0, "a lookup did not refresh A");
+        cache_del(c);
+    }
+}
+
+Test(cache, no_cache_insert_caches_nothing)
+{
+    pc_cache *c = mk(16);
+    uint32_t a[12], ab[3], own[3], canon[3];
+    seq_fill(a, 12, 100);
+    put(c, NS, a, 4, ab); /* the first page is cached */
+    uint64_t lease = 0;
+    al(c, 3, &lease, own);
+    pc_cache_stats s0 = cstats(c);
+    pc_insert_result r;
+    uint32_t blocks[3] = {ab[0], own[1], own[2]};
+    RC_EQ(pc_cache_insert_pin(c, NS, strlen(NS), a, 12, blocks, lease,
+                              PC_CACHE_NO_CACHE, canon, &r), 0);
+    CHECK(c);
+    cr_assert_eq(r.cached_tokens, 4);
+    cr_assert_eq(r.inserted_pages, 0);
+    cr_assert_eq(canon[0], ab[0]);
+    cr_assert_eq(canon[1], own[1]);
+    cr_assert_eq(canon[2], own[2]);
+    pc_cache_stats s1 = cstats(c);
+    cr_assert_eq(s1.tree.pages, s0.tree.pages, "nothing cached");
+    cr_assert_eq(s1.pool.leased, s0.pool.leased, "the lease keeps its blocks");
+    cr_assert_eq(lk_pages(c, NS, a, 12), 1);
+    /* pin with no_cache makes no sense: refused, nothing changes */
+    RC_EQ(pc_cache_insert_pin(c, NS, strlen(NS), a, 12, blocks, lease,
+                              PC_CACHE_NO_CACHE | PC_CACHE_PIN, canon, &r),
+          PC_E_INVAL);
+    rel(c, lease);
+    COUNTS(c, 15, 0, 1);
+    cache_del(c);
+}

@@ -1436,6 +1436,81 @@ Test(radix, evict_ns_flushes_one_namespace_and_keeps_pins)
     pc_radix_destroy(t);
 }
 
+/* What pc_radix_evict_paths reported: each page's block, its index and
+ * the tokens of its whole prefix, copied. */
+typedef struct pathrec {
+    size_t n;
+    uint32_t block[32];
+    size_t page[32];
+    uint32_t prefix[32][16];
+    char ns[32][8];
+} pathrec;
+
+static void path_cb(void *ctx, const pc_radix_evicted *e)
+{
+    pathrec *r = ctx;
+    cr_assert(e->tokens, "the prefix was assembled");
+    cr_assert_gt(e->n_pages, 0);
+    for (size_t i = 0; i < e->n_pages; i++) {
+        cr_assert_lt(r->n, 32);
+        size_t pg = e->first_page + i;
+        r->block[r->n] = e->blocks[i];
+        r->page[r->n] = pg;
+        cr_assert_leq((pg + 1) * 4, 16);
+        memcpy(r->prefix[r->n], e->tokens, (pg + 1) * 4 * sizeof(uint32_t));
+        snprintf(r->ns[r->n], sizeof(r->ns[0]), "%.*s", (int)e->ns_len,
+                 (const char *)e->ns);
+        r->n++;
+    }
+}
+
+Test(radix, evict_paths_reports_each_page_with_its_prefix)
+{
+    /* a and b share two pages, then split; b's own pages sit in a child
+     * node, a's in another: the prefix must be assembled across nodes */
+    pc_radix *t = mk(4);
+    uint32_t a[16], b[16], c[8];
+    seq_fill(a, 16, 1000);
+    seq_fill(b, 16, 1000);
+    b[8] = 7;
+    seq_fill(c, 8, 5000);
+    ins(t, "A", a, 16, (uint32_t[]){101, 102, 103, 104}, NULL);
+    ins(t, "A", b, 16, (uint32_t[]){101, 102, 203, 204}, NULL);
+    ins(t, "Bq", c, 8, (uint32_t[]){301, 302}, NULL);
+    pathrec r;
+    memset(&r, 0, sizeof(r));
+    cr_assert_eq(pc_radix_evict_paths(t, 100, path_cb, &r), 8);
+    CHECK(t);
+    cr_assert_eq(r.n, 8);
+    cr_assert_eq(stats(t).pages, 0);
+    for (size_t i = 0; i < r.n; i++) {
+        const uint32_t *src = NULL;
+        uint32_t b0 = r.block[i];
+        if (b0 >= 300)
+            src = c;
+        else if (b0 >= 200 || r.page[i] < 2)
+            src = (b0 >= 200) ? b : a; /* shared pages: a's tokens = b's */
+        else
+            src = a;
+        cr_assert_str_eq(r.ns[i], b0 >= 300 ? "Bq" : "A");
+        cr_assert_eq(r.page[i], (size_t)(b0 % 100 - 1), "block %u at page %zu",
+                     b0, r.page[i]);
+        cr_assert_arr_eq(r.prefix[i], src, (r.page[i] + 1) * 4 * sizeof(uint32_t),
+                         "block %u: prefix differs", b0);
+    }
+    /* a pinned path is never reported: only what is evicted */
+    ins(t, "A", a, 16, (uint32_t[]){101, 102, 103, 104}, NULL);
+    pc_radix_match_result m = mt(t, "A", a, 8, NULL, 0, PC_RADIX_MATCH_SPLIT);
+    lock_ok(t, m.node);
+    memset(&r, 0, sizeof(r));
+    cr_assert_eq(pc_radix_evict_paths(t, 100, path_cb, &r), 2);
+    cr_assert_eq(r.n, 2);
+    cr_assert_eq(r.block[0] + r.block[1], 103 + 104);
+    unlock_ok(t, m.node);
+    CHECK(t);
+    pc_radix_destroy(t);
+}
+
 /* ---- eviction policies ----------------------------------------------------- */
 
 /* Three 2-page prompts A (1xx), B (2xx), C (3xx) under one namespace, as in

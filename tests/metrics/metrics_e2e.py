@@ -141,7 +141,7 @@ def check_histograms(s):
 
 def hit_tokens(st):
     return sum(v for k, v in st.items()
-               if re.match(r"^(ns\..*|ns_other)\.hit_tokens$", k))
+               if re.match(r"^(ns\.hit_tokens\.tier\d\..*|ns_other\.hit_tokens\.tier\d)$", k))
 
 
 def run_promtool(daemon, cli, ep, port, tmp):
@@ -177,9 +177,9 @@ def run_promtool(daemon, cli, ep, port, tmp):
     # The traffic is over: counters of the scrape equal STATS's.
     demo = s.get(("prefixcache_hit_tokens_total",
                   frozenset({("namespace", "demo"), ("tier", "1")})))
-    if demo is None or demo != st["ns.demo.hit_tokens"] or demo <= 0:
+    if demo is None or demo != st["ns.hit_tokens.tier1.demo"] or demo <= 0:
         fail("hit tokens of demo: /metrics %s, STATS %s" %
-             (demo, st.get("ns.demo.hit_tokens")))
+             (demo, st.get("ns.hit_tokens.tier1.demo")))
     odd = s.get(("prefixcache_lookups_total",
                  frozenset({("namespace", 'q\\"b\\\\s')})))
     other = s.get(("prefixcache_lookups_total",
@@ -215,7 +215,7 @@ def run_prometheus(daemon, cli, ep, port, tmp, procs):
                           "--log.level=warn"],
                          stdout=log, stderr=log, preexec_fn=die_with_us)
     procs.append(p)
-    want = stats(cli, ep)["ns.demo.hit_tokens"]
+    want = stats(cli, ep)["ns.hit_tokens.tier1.demo"]
     if want <= 0:
         fail("no hit tokens in STATS")
     q = 'prefixcache_hit_tokens_total{namespace="demo",tier="1"}'
