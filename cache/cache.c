@@ -1252,9 +1252,10 @@ size_t pc_cache_poll(pc_cache *c, uint64_t *done, size_t cap)
         done[n++] = p->id;
         promo_free(p);
     }
-    /* Stopped at cap: the drain above took the wake-up of any finished
-     * promotion left behind, and a loop that polls when the fd is readable
-     * would never come back for it.  Give the wake-up back. */
+    /* Stopped at cap: the caller drained the fd before calling, so a
+     * finished promotion left behind has no wake-up of its own, and a loop
+     * that polls when the fd is readable would never come back for it.
+     * Give the wake-up back. */
     for (promo *p = *pp; p; p = p->next)
         if (pc_tier_job_status(c->tier, p->io) != PC_E_BUSY) {
             pc_tier_kick(c->tier);

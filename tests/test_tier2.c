@@ -399,7 +399,7 @@ static uint64_t promote_at(int line, pc_cache *c, const char *ns,
                            const uint32_t *tok, size_t n)
 {
     uint64_t job = UINT64_MAX;
-    int rc = pc_cache_promote(c, ns, strlen(ns), tok, n, &job);
+    int rc = pc_cache_promote(c, ns, strlen(ns), tok, n, &job, NULL);
     cr_assert_eq(rc, 0, "line %d: promote = %s (%s)", line, pc_errname(rc),
                  pc_cache_why(c));
     CHECK_AT(c, line);
@@ -572,7 +572,7 @@ static void partial_on(pc_pool_backend be)
     cr_assert_eq(r.pages, 4);
     cr_assert_eq(r.tier2_pages, 2);
     uint64_t j2 = 1;
-    RC_EQ(pc_cache_promote(c, NS, strlen(NS), a, NELEM(a), &j2), PC_E_NOSPACE);
+    RC_EQ(pc_cache_promote(c, NS, strlen(NS), a, NELEM(a), &j2, NULL), PC_E_NOSPACE);
     cr_assert_eq(j2, 0);
     cr_assert(strstr(pc_cache_why(c), "no room to promote"), "%s",
               pc_cache_why(c));
@@ -953,17 +953,17 @@ Test(tier2, bad_arguments)
     cr_assert_eq(pc_cache_flush_tier2(c, NULL, 4, false), 0);
     cr_assert_eq(pc_cache_flush_tier2(c, big, sizeof(big), false), 0);
     uint64_t job = 5;
-    RC_EQ(pc_cache_promote(c, NULL, 4, tok, NELEM(tok), &job), PC_E_INVAL);
-    RC_EQ(pc_cache_promote(c, big, sizeof(big), tok, NELEM(tok), &job),
+    RC_EQ(pc_cache_promote(c, NULL, 4, tok, NELEM(tok), &job, NULL), PC_E_INVAL);
+    RC_EQ(pc_cache_promote(c, big, sizeof(big), tok, NELEM(tok), &job, NULL),
           PC_E_INVAL);
-    RC_EQ(pc_cache_promote(c, NS, strlen(NS), NULL, NELEM(tok), &job),
+    RC_EQ(pc_cache_promote(c, NS, strlen(NS), NULL, NELEM(tok), &job, NULL),
           PC_E_INVAL);
-    RC_EQ(pc_cache_promote(c, NS, strlen(NS), tok, NELEM(tok), NULL),
+    RC_EQ(pc_cache_promote(c, NS, strlen(NS), tok, NELEM(tok), NULL, NULL),
           PC_E_INVAL);
-    RC_EQ(pc_cache_promote(NULL, NS, strlen(NS), tok, NELEM(tok), &job),
+    RC_EQ(pc_cache_promote(NULL, NS, strlen(NS), tok, NELEM(tok), &job, NULL),
           PC_E_INVAL);
     /* less than a page: nothing to do */
-    RC_EQ(pc_cache_promote(c, NS, strlen(NS), tok, P - 1, &job), 0);
+    RC_EQ(pc_cache_promote(c, NS, strlen(NS), tok, P - 1, &job, NULL), 0);
     cr_assert_eq(job, 0);
     uint64_t done[1];
     cr_assert_eq(pc_cache_poll(NULL, done, 1), 0);
@@ -987,7 +987,7 @@ Test(tier2, none)
     cr_assert_eq(r.pages, 0);
     cr_assert_eq(r.tier2_pages, 0);
     uint64_t job = 77;
-    RC_EQ(pc_cache_promote(c, NS, strlen(NS), tok, NELEM(tok), &job), 0);
+    RC_EQ(pc_cache_promote(c, NS, strlen(NS), tok, NELEM(tok), &job, NULL), 0);
     cr_assert_eq(job, 0);
     uint64_t done[2];
     cr_assert_eq(pc_cache_poll(c, done, 2), 0);
@@ -998,9 +998,9 @@ Test(tier2, none)
     pc_cache_describe(c, &d);
     cr_assert_null(d.tier2);
     /* bad arguments are still bad */
-    RC_EQ(pc_cache_promote(c, NS, strlen(NS), tok, NELEM(tok), NULL),
+    RC_EQ(pc_cache_promote(c, NS, strlen(NS), tok, NELEM(tok), NULL, NULL),
           PC_E_INVAL);
-    RC_EQ(pc_cache_promote(c, NS, strlen(NS), NULL, 4, &job), PC_E_INVAL);
+    RC_EQ(pc_cache_promote(c, NS, strlen(NS), NULL, 4, &job, NULL), PC_E_INVAL);
     QUIET(c);
 }
 
@@ -1272,7 +1272,7 @@ static void op_promote(pstate *st)
     PA(st, rc == 0, "lookup = %s", pc_errname(rc));
     pbytes(st, &p, blocks, r0.pages, "lookup before promote");
     uint64_t job = UINT64_MAX;
-    rc = pc_cache_promote(st->c, ns, strlen(ns), p.tok, p.n, &job);
+    rc = pc_cache_promote(st->c, ns, strlen(ns), p.tok, p.n, &job, NULL);
     pcheck(st, "promote");
     if (rc) {
         PA(st, rc == PC_E_NOSPACE && r0.tier2_pages > 0, "promote = %s (%s)",

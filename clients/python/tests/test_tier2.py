@@ -55,7 +55,7 @@ class Tier2(unittest.TestCase):
             self.assertEqual(r.alloc_status, 0, r.alloc_error)
             ids = np.concatenate([r.blocks, r.alloc_blocks])
             for p in range(len(r.blocks), pages):
-                raw = self.c.pool.raw(int(ids[p]))
+                raw = np.frombuffer(self.c.pool.raw(int(ids[p])), dtype=np.uint8)
                 raw[:] = kv(seed, p, raw.size)
             self.c.insert("t2", toks, ids, lease=r.lease, release=True)
 
@@ -75,7 +75,7 @@ class Tier2(unittest.TestCase):
             self.assertEqual(r.promoted_tokens, 8)
             self.assertIsNotNone(r.lease)   # promote pins
             for p, b in enumerate(r.blocks):
-                raw = self.c.pool.raw(int(b))
+                raw = np.frombuffer(self.c.pool.raw(int(b)), dtype=np.uint8)
                 self.assertTrue(np.array_equal(raw, kv(1, p, raw.size)),
                                 f"page {p} differs after promotion")
         st = self.c.stats()
