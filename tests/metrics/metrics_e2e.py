@@ -84,7 +84,11 @@ def stats(cli, ep):
 def start_daemon(daemon, tmp, procs):
     ep = "ipc://%s/pc.sock" % tmp
     log = open(os.path.join(tmp, "daemon.log"), "w+")
-    p = subprocess.Popen([daemon, "--endpoint", ep, "--pool-blocks", "512",
+    # 16 blocks: the traffic's older prompts are evicted into a small
+    # second tier, where later lookups find them (tier="2" hits).
+    p = subprocess.Popen([daemon, "--endpoint", ep, "--pool-blocks", "16",
+                          "--layers", "1", "--kv-heads", "1", "--head-dim", "8",
+                          "--tier2-bytes", "64KiB", "--tier2-path", tmp,
                           "--metrics-listen", "127.0.0.1:0"],
                          stdout=log, stderr=log, preexec_fn=die_with_us)
     procs.append(p)
@@ -190,6 +194,11 @@ def run_promtool(daemon, cli, ep, port, tmp):
     total = sum(v for (n, _), v in s.items() if n == "prefixcache_hit_tokens_total")
     if total != hit_tokens(st):
         fail("sum of hit tokens: /metrics %s, STATS %s" % (total, hit_tokens(st)))
+    t2 = s.get(("prefixcache_hit_tokens_total",
+                frozenset({("namespace", "demo"), ("tier", "2")})))
+    if not t2 or t2 != st["ns.hit_tokens.tier2.demo"]:
+        fail("tier 2 hit tokens of demo: /metrics %s, STATS %s" %
+             (t2, st.get("ns.hit_tokens.tier2.demo")))
     lease = s.get(("prefixcache_refusals_total", frozenset({("reason", "lease")})))
     if lease != ROUNDS:
         fail("refusals{reason=lease}: %s, expected %d" % (lease, ROUNDS))

@@ -6,7 +6,9 @@
  * Each round, in namespace "demo": lookup+alloc of 64 tokens (a miss the
  * first time), insert with release, lookup again (a hit); then two lookups
  * in a namespace with a quote and a backslash in its name (label
- * escaping), and a release of an unknown lease (a refusal).  Prints
+ * escaping), and a release of an unknown lease (a refusal); from round 4
+ * on, a lookup of round r-4's prompt, which a pool of 16 blocks has
+ * evicted by then (to tier 2, when the daemon has one: a tier-2 hit).  Prints
  * nothing; exits 0, or 1 with the failing step on stderr.
  */
 #include <stdio.h>
@@ -54,6 +56,13 @@ int main(int argc, char **argv)
         }
         if ((rc = pc_client_lookup(c, "demo", 4, tok, 64, 0, 0, &lr)))
             return die("lookup", rc);
+        if (r >= 4) {
+            uint32_t old[64];
+            for (int i = 0; i < 64; i++)
+                old[i] = (uint32_t)((r - 4) * 1000 + i);
+            if ((rc = pc_client_lookup(c, "demo", 4, old, 64, 0, 0, &lr)))
+                return die("lookup of an evicted prompt", rc);
+        }
         for (int k = 0; k < 2; k++) /* 2 a round: a series of its own */
             if ((rc = pc_client_lookup(c, "q\"b\\s", 5, tok, 64, 0, 0, &lr)))
                 return die("lookup (odd namespace)", rc);
