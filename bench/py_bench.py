@@ -5,20 +5,19 @@ client's (libprefixcache), for prompts of 4,096 tokens, in one run.
     /usr/bin/python3 bench/py_bench.py [--quick] [--rounds N] [--lookups N]
         [--build build/release] [--json PATH]
 
-The C side is rpc_bench's 1-client lookup phase (`rpc_bench --phases lookup
---side daemon --pin none`): it starts its own prefixcached (backend none, a
-Llama-3-8B shape, page_tokens 16), warms it with prompts of 4,096 tokens (a
-shared 2,048-token system prompt + a 2,048-token tail), then times lookups
-(pin=false) of warm prompts, one at a time, each checked (256 pages).  The
-Python side does the same against a daemon started here with the same
-knobs: the same namespace, prompt shape and request size, lookups of warm
-prompts given as numpy int64 arrays (what a tokenizer hands over; the
-client range-checks and converts them to uint32), each checked outside the
-timed region; the same lookups with numpy uint32 input (nothing to convert)
+One daemon per round, started here (backend none, a Llama-3-8B shape,
+page_tokens 16, as rpc_bench's), warmed with prompts of 4,096 tokens (a
+shared 2,048-token system prompt + a 2,048-token tail); then both clients
+look up the same warm prompts in the same order, one at a time, each reply
+checked, against that one daemon: the C client through bench/lookup_rt
+(libprefixcache), the Python client with the prompts as numpy int64 arrays
+(what a tokenizer hands over; the client range-checks and converts them to
+uint32).  The same lookups with numpy uint32 input (nothing to convert)
 alternate with them and are reported too, and so does the floor: the same
 requests, encoded beforehand, on a bare pyzmq socket (pyzmq and the daemon,
-no client code).  Rounds alternate C and Python so that drift on a shared
-machine hits both; each side's p50 and p99 are the medians over rounds.
+no client code).  Rounds alternate which client goes first so that drift on
+a shared machine hits both; each side's p50 and p99 are the medians over
+rounds.
 
 Prints a table and JSON (and writes it to --json PATH).  Target: Python p50
 at most 1.5x C's.  Not a test: nothing here fails on the figures.
@@ -56,45 +55,53 @@ def pin_process(pid: int, cpu: int) -> None:
         os.sched_setaffinity(int(tid), {cpu})
 
 
-def c_round(build: str, lookups: int, prompts: int, seed: int, pin: str) -> dict:
+def c_lookups(build: str, endpoint: str, warm32: list, which: np.ndarray,
+              pin_cpu) -> dict:
+    """The C client (bench/lookup_rt) against the same daemon: the same
+    prompts, the same order, one lookup at a time, each checked."""
     with tempfile.TemporaryDirectory() as d:
-        out = os.path.join(d, "rpc.json")
-        cmd = [os.path.join(build, "bench", "rpc_bench"), "--phases", "lookup",
-               "--side", "daemon", "--pin", pin, "--lookups", str(lookups),
-               "--prompts", str(prompts), "--seed", str(seed), "--json", out,
-               "--daemon", os.path.join(build, "daemon", "prefixcached")]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        pf, jf = os.path.join(d, "prompts.bin"), os.path.join(d, "which.bin")
+        with open(pf, "wb") as f:
+            f.write(np.array([len(warm32), PROMPT], dtype="<u4").tobytes())
+            for p in warm32:
+                f.write(p.astype("<u4").tobytes())
+        with open(jf, "wb") as f:
+            f.write(np.array([len(which)], dtype="<u4").tobytes())
+            f.write(which.astype("<u4").tobytes())
+        pre = (lambda: os.sched_setaffinity(0, {pin_cpu})) if pin_cpu is not None else None
+        r = subprocess.run([os.path.join(build, "bench", "lookup_rt"), endpoint, NS,
+                            pf, jf], capture_output=True, text=True, timeout=600,
+                           preexec_fn=pre)
         if r.returncode != 0:
-            raise SystemExit(f"rpc_bench failed ({r.returncode}):\n{r.stderr[-3000:]}")
-        with open(out) as f:
-            rep = json.load(f)
-    m = {x["name"]: x["value"] for x in rep["metrics"]}
-    return {"p50_us": m[f"lookup_p50_us_{pin}"], "p99_us": m[f"lookup_p99_us_{pin}"],
-            "request_bytes": rep["bytes"]["lookup_request"]}
+            raise SystemExit(f"lookup_rt failed ({r.returncode}):\n{r.stderr[-3000:]}")
+        return json.loads(r.stdout)
 
 
-def py_round(build: str, lookups: int, prompts: int, seed: int, pin: str) -> dict:
-    rng = np.random.default_rng(seed)
+def one_round(build: str, lookups: int, prompts: int, seed: int, pin: str) -> dict:
     allowed = os.sched_getaffinity(0)
     try:
-        return _py_round(build, lookups, prompts, rng, pin)
+        return _one_round(build, lookups, prompts, np.random.default_rng(seed), pin,
+                          c_first=seed % 2 == 1)
     finally:
-        os.sched_setaffinity(0, allowed)  # rpc_bench inherits it otherwise
+        os.sched_setaffinity(0, allowed)
 
 
-def _py_round(build: str, lookups: int, prompts: int, rng: np.random.Generator,
-              pin: str) -> dict:
+def _one_round(build: str, lookups: int, prompts: int, rng: np.random.Generator,
+               pin: str, c_first: bool) -> dict:
     system = rng.integers(0, VOCAB, SYSTEM, dtype=np.int64)
     warm = [np.concatenate([system, rng.integers(0, VOCAB, PROMPT - SYSTEM, dtype=np.int64)])
             for _ in range(prompts)]
     pages = PROMPT // PT
     blocks = prompts * pages  # the pool holds the run: nothing is evicted
+    # rpc_bench's daemon: backend none, a Llama-3-8B shape, 16-token pages
     with Daemon(os.path.join(build, "daemon", "prefixcached"), pool_backend="none",
                 pool_blocks=blocks, page_tokens=PT, layers=32, kv_heads=8,
                 head_dim=128, dtype="fp16", log_level="warn") as d:
         with pc.connect(d.endpoint, timeout_ms=10000) as c:
+            client_cpu = None
             if pin != "none":  # as rpc_bench places its client and daemon
                 cpus = sorted(os.sched_getaffinity(0))
+                client_cpu = cpus[0]
                 pin_process(os.getpid(), cpus[0])
                 pin_process(d.proc.pid, cpus[0] if pin == "same" else cpus[1])
             canon = []
@@ -105,9 +112,11 @@ def _py_round(build: str, lookups: int, prompts: int, rng: np.random.Generator,
                     canon.append(c.insert(NS, p, np.concatenate([r.blocks, r.alloc_blocks]),
                                           lease=r.lease, release=True).canon)
             which = rng.integers(0, prompts, lookups)
+            warm32 = [p.astype(np.uint32) for p in warm]
+            if c_first:
+                cres = c_lookups(build, d.endpoint, warm32, which, client_cpu)
             for i in which[:200]:  # warm the code paths and the connection
                 c.lookup(NS, warm[i])
-            warm32 = [p.astype(np.uint32) for p in warm]
             # The floor: the same requests, encoded beforehand, over a bare
             # pyzmq DEALER (what is left is pyzmq and the daemon)
             pre = [pc.client.msgpack.packb({"op": "lookup", "id": 1, "ns": NS,
@@ -117,8 +126,6 @@ def _py_round(build: str, lookups: int, prompts: int, rng: np.random.Generator,
             raw.connect(d.endpoint)
             raw.send_multipart([b"", pre[0]])
             raw.recv_multipart()
-            if pin != "none":
-                pin_process(os.getpid(), sorted(os.sched_getaffinity(0))[0])
             lat = np.empty(lookups, dtype=np.float64)
             lat32 = np.empty(lookups, dtype=np.float64)
             latraw = np.empty(lookups, dtype=np.float64)
@@ -138,13 +145,17 @@ def _py_round(build: str, lookups: int, prompts: int, rng: np.random.Generator,
                     if r.tokens != PROMPT or not np.array_equal(r.blocks, canon[i]):
                         raise SystemExit(f"lookup {k}: {r.tokens} tokens, wrong blocks")
             raw.close(0)
+            if not c_first:
+                cres = c_lookups(build, d.endpoint, warm32, which, client_cpu)
             req = len(pc.client.msgpack.packb(
                 {"op": "lookup", "id": 1, "ns": NS, "tokens": pc.to_wire(warm[0])}))
-    return {"p50_us": float(np.percentile(lat, 50)), "p99_us": float(np.percentile(lat, 99)),
-            "u32_p50_us": float(np.percentile(lat32, 50)),
-            "u32_p99_us": float(np.percentile(lat32, 99)),
-            "raw_p50_us": float(np.percentile(latraw, 50)),
-            "raw_p99_us": float(np.percentile(latraw, 99)), "request_bytes": req}
+    py = {"p50_us": float(np.percentile(lat, 50)), "p99_us": float(np.percentile(lat, 99)),
+          "u32_p50_us": float(np.percentile(lat32, 50)),
+          "u32_p99_us": float(np.percentile(lat32, 99)),
+          "raw_p50_us": float(np.percentile(latraw, 50)),
+          "raw_p99_us": float(np.percentile(latraw, 99)), "request_bytes": req}
+    return {"c": {"p50_us": cres["p50_us"], "p99_us": cres["p99_us"],
+                  "request_bytes": req}, "python": py}
 
 
 def main() -> int:
@@ -166,12 +177,10 @@ def main() -> int:
     rounds = []
     for k in range(a.rounds):
         seed = k + 1
-        first, second = (c_round, py_round) if k % 2 == 0 else (py_round, c_round)
-        res = {f.__name__: f(a.build, a.lookups, a.prompts, seed, a.pin)
-               for f in (first, second)}
-        rounds.append({"c": res["c_round"], "python": res["py_round"]})
-        print(f"round {k + 1}/{a.rounds}: C p50 {res['c_round']['p50_us']:.1f} us, "
-              f"Python p50 {res['py_round']['p50_us']:.1f} us", file=sys.stderr)
+        res = one_round(a.build, a.lookups, a.prompts, seed, a.pin)
+        rounds.append(res)
+        print(f"round {k + 1}/{a.rounds}: C p50 {res['c']['p50_us']:.1f} us, "
+              f"Python p50 {res['python']['p50_us']:.1f} us", file=sys.stderr)
 
     def med(side: str, key: str) -> float:
         return statistics.median(r[side][key] for r in rounds)

@@ -56,6 +56,10 @@ typedef struct lease {
  * their way back from tier 2.  Its lease is never in the table or the
  * heap: no client can name, renew or release it, and it cannot expire
  * while the copy writes into its blocks. */
+struct opin;
+static void opins_free(pc_cache *c, struct opin *v, size_t n, bool unlock);
+static void opins_after_insert(pc_cache *c, const void *ns, size_t ns_len);
+
 typedef struct promo {
     uint64_t id;
     lease *l;          /* pins pages [0, first); holds the fresh blocks  */
@@ -100,6 +104,10 @@ struct pc_cache {
     size_t hbuf_cap;
     uint32_t *sbuf;        /* tier-2 slots of one run                   */
     size_t sbuf_cap;
+    /* operator-pinned prefixes (pc_cache_set_operator_pins) */
+    struct opin *opins;
+    size_t nopins;
+    uint64_t opin_pages_wanted;
     pc_cache_metrics *metrics; /* per namespace, refusals (metrics.c) */
 };
 
@@ -511,6 +519,7 @@ void pc_cache_destroy(pc_cache *c)
         }
         pc_tier_destroy(c->tier);
     }
+    opins_free(c, c->opins, c->nopins, false);
     free(c->slot_promo);
     free(c->hbuf);
     free(c->sbuf);
@@ -1076,6 +1085,8 @@ static int insert_l(pc_cache *c, lease *l, const void *ns, size_t ns_len,
     out->inserted_pages = ir.inserted_pages;
     if (l && l->heap_pos)
         lease_renew(c, l);
+    if (c->nopins && ir.inserted_pages)
+        opins_after_insert(c, ns, ns_len);
     /* ir.node covers exactly the full pages inserted (or found cached).
      * Locking fails only past 2^32 locks on one path: the insert stands. */
     if (pin && ir.node) {
@@ -1084,6 +1095,137 @@ static int insert_l(pc_cache *c, lease *l, const void *ns, size_t ns_len,
         l->pins[l->npins++] = ir.node;
         c->npins++;
     }
+    return 0;
+}
+
+/* ---- operator pins ----------------------------------------------------------- */
+
+/* One operator-pinned prefix: how far it is cached (and locked) now. */
+typedef struct opin {
+    uint8_t ns[PC_NS_MAX];
+    uint32_t ns_len;
+    uint32_t *tokens;
+    size_t n_tokens;     /* whole pages only                          */
+    pc_radix_node *node; /* locked: its deepest cached page; NULL none */
+    size_t pages;
+} opin;
+
+/* Lock as much of op as is cached now, if more than before (never less:
+ * what is locked cannot be evicted). */
+static void opin_refresh(pc_cache *c, opin *op)
+{
+    if (op->pages * c->P == op->n_tokens)
+        return;
+    pc_radix_match_result m;
+    if (pc_radix_match(c->tree, op->ns, op->ns_len, op->tokens, op->n_tokens,
+                       NULL, 0, PC_RADIX_MATCH_SPLIT | PC_RADIX_MATCH_PEEK, &m) ||
+        m.pages <= op->pages || pc_radix_lock(c->tree, m.node))
+        return; /* NOMEM (a split) or 2^32 locks: the next insert retries */
+    if (op->node)
+        pc_radix_unlock(c->tree, op->node);
+    op->node = m.node;
+    op->pages = m.pages;
+}
+
+/* After an insert into ns: the operator pins of ns may have grown. */
+static void opins_after_insert(pc_cache *c, const void *ns, size_t ns_len)
+{
+    for (size_t i = 0; i < c->nopins; i++) {
+        opin *op = &c->opins[i];
+        if (op->ns_len == ns_len && memcmp(op->ns, ns, ns_len) == 0)
+            opin_refresh(c, op);
+    }
+}
+
+static void opins_free(pc_cache *c, opin *v, size_t n, bool unlock)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (unlock && v[i].node)
+            pc_radix_unlock(c->tree, v[i].node);
+        free(v[i].tokens);
+    }
+    free(v);
+}
+
+/* Distinct full pages over the specs (shared prefixes counted once), by
+ * their chain identities in a small open-addressing set. */
+static int opins_pages(pc_cache *c, const pc_cache_pin_spec *v, size_t n,
+                       uint64_t *pages)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += v[i].n_tokens / c->P;
+    size_t cap = 16;
+    while (cap < 2 * total)
+        cap *= 2;
+    pc_page_hash *set = calloc(cap, sizeof(*set));
+    if (!set || hbuf_reserve(c, total ? total : 1)) {
+        free(set);
+        return PC_E_NOMEM;
+    }
+    *pages = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t np = v[i].n_tokens / c->P;
+        pc_page_hash_chain(v[i].ns, v[i].ns_len, v[i].tokens, np, c->P, c->hbuf);
+        for (size_t k = 0; k < np; k++) {
+            pc_page_hash h = c->hbuf[k];
+            h.hi |= 1; /* never the empty slot */
+            size_t j = h.lo & (cap - 1);
+            while ((set[j].hi || set[j].lo) && !pc_page_hash_eq(set[j], h))
+                j = (j + 1) & (cap - 1);
+            if (!set[j].hi) {
+                set[j] = h;
+                ++*pages;
+            }
+        }
+    }
+    free(set);
+    return 0;
+}
+
+int pc_cache_set_operator_pins(pc_cache *c, const pc_cache_pin_spec *v,
+                               size_t n)
+{
+    if (!c || (n && !v))
+        return PC_E_INVAL;
+    c->why[0] = 0;
+    for (size_t i = 0; i < n; i++)
+        if (v[i].ns_len > PC_NS_MAX || (v[i].ns_len && !v[i].ns) ||
+            v[i].n_tokens < c->P || !v[i].tokens)
+            return refuse(c, PC_E_INVAL, "operator pin %zu: %s", i,
+                          v[i].ns_len > PC_NS_MAX ? "namespace over 256 bytes"
+                                                  : "no full page of tokens");
+    uint64_t pages;
+    int rc = opins_pages(c, v, n, &pages);
+    if (rc)
+        return rc;
+    if (pages > c->capacity)
+        return refuse(c, PC_E_NOSPACE, "operator pins: %" PRIu64 " distinct "
+                      "pages, the pool holds %u", pages, c->capacity);
+    opin *nv = n ? calloc(n, sizeof(*nv)) : NULL;
+    if (n && !nv)
+        return PC_E_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        size_t nt = v[i].n_tokens / c->P * c->P;
+        if (!(nv[i].tokens = malloc(nt * sizeof(uint32_t)))) {
+            opins_free(c, nv, n, false);
+            return PC_E_NOMEM;
+        }
+        memcpy(nv[i].tokens, v[i].tokens, nt * sizeof(uint32_t));
+        memcpy(nv[i].ns, v[i].ns_len ? v[i].ns : "", v[i].ns_len);
+        nv[i].ns_len = (uint32_t)v[i].ns_len;
+        nv[i].n_tokens = nt;
+    }
+    /* the new ones lock first, so that what both sets pin never becomes
+     * evictable in between */
+    for (size_t i = 0; i < n; i++)
+        opin_refresh(c, &nv[i]);
+    opins_free(c, c->opins, c->nopins, true);
+    c->opins = nv;
+    c->nopins = n;
+    c->opin_pages_wanted = 0;
+    for (size_t i = 0; i < n; i++)
+        c->opin_pages_wanted += nv[i].n_tokens / c->P;
     return 0;
 }
 
@@ -1363,6 +1505,12 @@ void pc_cache_stats_visit(const pc_cache *c, pc_stat_fn fn, void *ctx)
     fn(ctx, "cache.evictions_alloc", c->st.evictions_alloc);
     fn(ctx, "cache.evictions_watermark", c->st.evictions_watermark);
     fn(ctx, "cache.nospace", c->st.nospace);
+    uint64_t opages = 0;
+    for (size_t i = 0; i < c->nopins; i++)
+        opages += c->opins[i].pages;
+    fn(ctx, "pins.operator_prefixes", c->nopins);
+    fn(ctx, "pins.operator_pages", opages);
+    fn(ctx, "pins.operator_pages_wanted", c->opin_pages_wanted);
     pc_tier_stats_visit(c->tier, fn, ctx);
     pc_cache_metrics_visit(c->metrics, fn, ctx); /* last: ns.* is long */
 }
@@ -1484,7 +1632,7 @@ int pc_cache_check(const pc_cache *c)
         return rc;
     tree_walk w = {c, calloc(c->capacity, 1), {0}, 0, 0, 0};
     uint64_t blocks = 0, pins = 0, distinct = 0;
-    w.pins.cap = 2 * c->npins + 16;
+    w.pins.cap = 2 * (c->npins + c->nopins) + 16;
     w.pins.key = calloc(w.pins.cap, sizeof(*w.pins.key));
     w.pins.count = calloc(w.pins.cap, sizeof(*w.pins.count));
     CHECK(w.seen && w.pins.key && w.pins.count, "check out of memory");
@@ -1542,6 +1690,18 @@ int pc_cache_check(const pc_cache *c)
             w.pins.count[k]++;
         }
         pins += l->npins;
+    }
+    /* the operator pins' locks, like a lease's pins */
+    for (size_t i = 0; i < c->nopins; i++) {
+        const opin *op = &c->opins[i];
+        CHECK(!op->node == !op->pages && op->pages * c->P <= op->n_tokens,
+              "operator pin %zu: %zu pages locked", i, op->pages);
+        if (!op->node)
+            continue;
+        size_t k = pinmap_slot(&w.pins, op->node);
+        distinct += !w.pins.key[k];
+        w.pins.key[k] = op->node;
+        w.pins.count[k]++;
     }
     uint32_t in_tab = 0;
     for (uint32_t i = 0; i < c->tab_cap; i++)

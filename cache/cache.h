@@ -318,6 +318,26 @@ void pc_cache_describe(const pc_cache *c, pc_cache_desc *out);
  * that a config parser can list them. */
 const char *pc_cache_policy_name(int policy);
 
+/*
+ * Operator-pinned prefixes (a system prompt that must never be evicted):
+ * each prefix is pinned as far as it is cached, and further as engines
+ * insert more of it (the daemon cannot compute KV: an engine's first
+ * request caches it), until release by the next call.  Replaces the
+ * previous set, all or nothing.  PC_E_NOSPACE (pc_cache_why says how many
+ * pages against the capacity) when their distinct full pages would not
+ * fit in the pool; PC_E_INVAL (a namespace over 256 bytes, no full page),
+ * PC_E_NOMEM.  n = 0 unpins them all.
+ */
+typedef struct pc_cache_pin_spec {
+    const void *ns;
+    size_t ns_len;
+    const uint32_t *tokens;
+    size_t n_tokens;
+} pc_cache_pin_spec;
+
+int pc_cache_set_operator_pins(pc_cache *c, const pc_cache_pin_spec *v,
+                               size_t n);
+
 /* Namespace priorities for the priority eviction policy (radix.h): reserve
  * room for n first (the one step that can fail), then clear and set, which
  * cannot fail once reserved. */

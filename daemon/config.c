@@ -70,6 +70,7 @@ _Static_assert(PC_POOL_SHM_NAME_MAX == 200, "shm_name max below");
 _Static_assert(PCD_GROUP_MAX == 64, "socket_group, pool_group max below");
 _Static_assert(PCD_METRICS_LISTEN_MAX < 64, "metrics_listen: pcd_metrics_listen_parse's host");
 _Static_assert(PCD_TIER2_PATH_MAX == 1023, "tier2_path max below");
+_Static_assert(PCD_PINNED_PREFIXES_MAX == 2047, "pinned_prefixes max below");
 
 #define F(field) offsetof(pcd_config, field)
 
@@ -208,6 +209,16 @@ static const pcd_knob KNOBS[] = {
      "For eviction_policy = priority: `NS=PRIO,NS=PRIO,...` (PRIO an integer "
      "in [-1000000, 1000000]; higher is evicted later; namespaces not listed "
      "have 0). Namespaces are matched as text bytes."},
+    {"pinned_prefixes", PCD_STR, F(pinned_prefixes), "", NULL, NULL, 0,
+     PCD_PINNED_PREFIXES_MAX, NULL, true,
+     "Operator-pinned prefixes, never evicted: `NS=FILE,NS=FILE,...`, each "
+     "FILE a prompt's token ids in decimal (white space or commas between "
+     "them, `#` comments), e.g. a system prompt as the engine's tokenizer "
+     "encodes it. The daemon cannot compute KV: a prefix is pinned as far as "
+     "engines have cached it, and further as they cache more. Re-read on "
+     "every reload; refused whole (the running set stays) when a file cannot "
+     "be read or their distinct pages exceed the pool. STATS: "
+     "pins.operator_*."},
     {"max_msg_bytes", PCD_SIZE, F(max_msg_bytes), PCD_STR(PC_PROTO_MAX_MSG_DEFAULT),
      NULL, NULL, 4 * KiB,
      1 * GiB, NULL, false,
@@ -687,7 +698,8 @@ int pcd_config_check(const pcd_config *c, uint64_t *capacity, char *err,
                     "the pool's capacity of %" PRIu64 " blocks", c->high_watermark,
                     cap);
     if ((rc = pcd_ns_priorities_parse(c->namespace_priorities, NULL, NULL, err,
-                                      errlen)))
+                                      errlen)) ||
+        (rc = pcd_pinned_prefixes_check(c->pinned_prefixes, err, errlen)))
         return rc;
     if (capacity)
         *capacity = cap;

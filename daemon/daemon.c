@@ -173,6 +173,12 @@ static int apply(pcd_daemon *d, const pcd_config *next, const char *why,
     int rc = pcd_config_reload(&m, next, false, &r, err, errlen);
     if (rc < 0)
         return rc;
+    /* First (it can fail on a file): the pins' files are read again on
+     * every reload, changed or not; nothing else has changed yet. */
+    if ((m.pinned_prefixes[0] || d->cfg.pinned_prefixes[0]) &&
+        (rc = pcd_pinned_prefixes_apply(d->cache, m.pinned_prefixes, err,
+                                        errlen)))
+        return rc;
     if (r.n_applied == 0 && r.n_ignored == 0) {
         pcd_log(PC_LOG_INFO, "%s: configuration unchanged", why);
         return 0;
@@ -588,7 +594,10 @@ int pcd_daemon_create(const pcd_config *cfg, const pcd_cmdline *cl,
         goto fail;
     }
     if ((rc = create_cache(d, &cc, err, errlen)) ||
-        (rc = reserve_priorities(d, cfg, err, errlen)))
+        (rc = reserve_priorities(d, cfg, err, errlen)) ||
+        (cfg->pinned_prefixes[0] &&
+         (rc = pcd_pinned_prefixes_apply(d->cache, cfg->pinned_prefixes, err,
+                                         errlen))))
         goto fail;
     apply_priorities(d, cfg);
     rc = pc_rpc_server_attach(d->srv, d->cache);

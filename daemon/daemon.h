@@ -41,6 +41,7 @@
 #define PCD_GROUP_MAX 64
 #define PCD_METRICS_LISTEN_MAX 63
 #define PCD_TIER2_PATH_MAX 1023
+#define PCD_PINNED_PREFIXES_MAX 2047
 
 typedef struct pcd_config {
     char endpoint[PCD_ENDPOINT_MAX];
@@ -66,7 +67,15 @@ typedef struct pcd_config {
     uint64_t tier2_bytes;        /* 0: no second tier                    */
     char tier2_path[PCD_TIER2_PATH_MAX + 1]; /* "": /var/tmp            */
     uint64_t tier2_read_delay_us;
+    char pinned_prefixes[PCD_PINNED_PREFIXES_MAX + 1]; /* NS=FILE,...  */
 } pcd_config;
+
+/* pinned_prefixes (daemon/pins.c): "NS=FILE[,NS=FILE]...", each FILE a
+ * prompt's token ids in decimal.  check: the syntax only; apply: read the
+ * files and make them the cache's operator pins (all or nothing). */
+int pcd_pinned_prefixes_check(const char *text, char *err, size_t errlen);
+int pcd_pinned_prefixes_apply(pc_cache *cache, const char *text, char *err,
+                              size_t errlen);
 
 /*
  * namespace_priorities: "NS=PRIO[,NS=PRIO]..." (NS: 1..256 bytes of text

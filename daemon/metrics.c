@@ -231,6 +231,14 @@ static const row ROWS[] = {
      0, "Bytes of the tree's own memory (nodes, child tables)."},
     {"evict.auto.using_s3fifo", "prefixcache_auto_using_s3fifo", M_GAUGE, "", "",
      {0}, 0, "1 while the auto eviction policy runs S3-FIFO, else 0."},
+    /* gauges: operator-pinned prefixes (pinned_prefixes) */
+    {"pins.operator_prefixes", "prefixcache_operator_pinned_prefixes", M_GAUGE, "",
+     "", {0}, 0, "Prefixes pinned by the operator (pinned_prefixes)."},
+    {"pins.operator_pages", "prefixcache_operator_pinned_pages", M_GAUGE, "", "",
+     {0}, 0, "Pages of operator-pinned prefixes cached and pinned now."},
+    {"pins.operator_pages_wanted", "prefixcache_operator_pinned_pages_wanted",
+     M_GAUGE, "", "", {0}, 0,
+     "Pages the operator-pinned prefixes span (pinned as engines cache them)."},
     /* gauges: leases, the process */
     {"leases.live", "prefixcache_leases", M_GAUGE, "", "", {0}, 0, "Live leases."},
     {"leases.pins", "prefixcache_lease_pins", M_GAUGE, "", "", {0}, 0,

@@ -2116,3 +2116,80 @@ Test(cache, no_cache_insert_caches_nothing)
     COUNTS(c, 15, 0, 1);
     cache_del(c);
 }
+
+/* ---- operator-pinned prefixes (issue 14) ------------------------------------ */
+
+typedef struct stat_q {
+    const char *name;
+    uint64_t v;
+    bool found;
+} stat_q;
+
+static void stat_pick(void *ctx, const char *name, uint64_t v)
+{
+    stat_q *q = ctx;
+    if (strcmp(name, q->name) == 0)
+        q->v = v, q->found = true;
+}
+
+static uint64_t stat_named(const pc_cache *c, const char *name)
+{
+    stat_q q = {name, 0, false};
+    pc_cache_stats_visit(c, stat_pick, &q);
+    cr_assert(q.found, "no stat %s", name);
+    return q.v;
+}
+
+Test(cache, operator_pins_keep_a_prefix_and_grow_with_it)
+{
+    pc_cache *c = mk(8);
+    uint32_t sys[16], other[16], ids[4], got[4];
+    seq_fill(sys, 16, 100);
+    seq_fill(other, 16, 900);
+    pc_cache_pin_spec spec = {NS, strlen(NS), sys, 16};
+    RC_EQ(pc_cache_set_operator_pins(c, &spec, 1), 0);
+    CHECK(c);
+    cr_assert_eq(stat_named(c, "pins.operator_prefixes"), 1);
+    cr_assert_eq(stat_named(c, "pins.operator_pages"), 0, "nothing cached yet");
+    cr_assert_eq(stat_named(c, "pins.operator_pages_wanted"), 4);
+
+    put(c, NS, sys, 8, ids); /* an engine caches the first two pages */
+    cr_assert_eq(stat_named(c, "pins.operator_pages"), 2);
+    cr_assert_eq(pc_cache_evict(c, SIZE_MAX), 0, "pinned pages were evicted");
+    CHECK(c);
+    put(c, NS, sys, 16, ids); /* then all of it */
+    cr_assert_eq(stat_named(c, "pins.operator_pages"), 4);
+    /* pressure: the other prompts come and go, the pinned one stays */
+    for (uint32_t k = 0; k < 6; k++) {
+        seq_fill(other, 16, 900 + 50 * k);
+        put(c, NS, other, 16, got);
+        CHECK(c);
+    }
+    cr_assert_eq(lk_pages(c, NS, sys, 16), 4);
+    /* a prefix of it in another namespace is another prefix */
+    cr_assert_eq(lk_pages(c, "model-b", sys, 16), 0);
+
+    /* refused whole when it cannot fit: 12 distinct pages in 8 blocks */
+    uint32_t big[48];
+    seq_fill(big, 48, 5000);
+    pc_cache_pin_spec two[2] = {{NS, strlen(NS), sys, 16}, {NS, strlen(NS), big, 48}};
+    RC_EQ(pc_cache_set_operator_pins(c, two, 2), PC_E_NOSPACE);
+    cr_assert(strstr(pc_cache_why(c), "pages"), "why: %s", pc_cache_why(c));
+    cr_assert_eq(stat_named(c, "pins.operator_prefixes"), 1, "a refusal changed the set");
+    /* shared pages count once: sys and sys's first half make 4, not 6 */
+    pc_cache_pin_spec shared[2] = {{NS, strlen(NS), sys, 16}, {NS, strlen(NS), sys, 8}};
+    RC_EQ(pc_cache_set_operator_pins(c, shared, 2), 0);
+    CHECK(c);
+    cr_assert_eq(stat_named(c, "pins.operator_pages"), 4 + 2);
+    pc_cache_pin_spec bad = {NS, strlen(NS), sys, 3};
+    RC_EQ(pc_cache_set_operator_pins(c, &bad, 1), PC_E_INVAL);
+
+    /* unpinned: evictable again */
+    RC_EQ(pc_cache_set_operator_pins(c, NULL, 0), 0);
+    CHECK(c);
+    cr_assert_eq(stat_named(c, "pins.operator_pages"), 0);
+    cr_assert_geq(pc_cache_evict(c, SIZE_MAX), 4);
+    cr_assert_eq(lk_pages(c, NS, sys, 16), 0);
+    CHECK(c);
+    cache_del(c);
+}

@@ -553,6 +553,26 @@ static const char *pol_status(int p)
 }
 
 /* The verdicts of one trace, as lines (also kept for JSON). */
+/* A report file (--json, --md) opened for writing; NULL (said) on failure. */
+static FILE *open_out(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        fprintf(stderr, "trace_replay: %s: %s\n", path, strerror(errno));
+    return f;
+}
+
+/* The Markdown heading of one trace's table. */
+static void md_trace_heading(FILE *f, const trace_run *tr, const char *rates)
+{
+    const tr_trace *t = tr->t;
+    fprintf(f, "### %s\n\n%zu requests, %" PRIu64 " full pages of %u "
+               "tokens, working set %u pages, ideal hit rate %.2f%%. "
+               "%s (%%):\n\n",
+            t->name, t->n_req, tr_total_pages(t), t->page_tokens,
+            t->n_distinct, 100 * tr_hit_rate(&tr->ideal), rates);
+}
+
 typedef struct verdict {
     char text[640];
     int pass; /* 1, 0, -1 (info) */
@@ -1053,9 +1073,8 @@ static int sweep(void)
     printf("\n%s\nsweep: %zu runs in %.1f s wall on %d worker%s\n", line, n_jobs,
            secs, O.jobs, O.jobs == 1 ? "" : "s");
     if (O.json_path) {
-        FILE *f = fopen(O.json_path, "w");
+        FILE *f = open_out(O.json_path);
         if (!f) {
-            fprintf(stderr, "trace_replay: %s: %s\n", O.json_path, strerror(errno));
             status = 1;
         } else {
             write_json(f, sh, jobs, n_jobs, line, overall_pass);
@@ -1064,18 +1083,12 @@ static int sweep(void)
         }
     }
     if (O.md_path) {
-        FILE *f = fopen(O.md_path, "w");
+        FILE *f = open_out(O.md_path);
         if (!f) {
-            fprintf(stderr, "trace_replay: %s: %s\n", O.md_path, strerror(errno));
             status = 1;
         } else {
             for (size_t ti = 0; ti < n_traces; ti++) {
-                const tr_trace *t = T[ti].t;
-                fprintf(f, "### %s\n\n%zu requests, %" PRIu64 " full pages of %u "
-                           "tokens, working set %u pages, ideal hit rate %.2f%%. "
-                           "Page hit rate (%%):\n\n",
-                        t->name, t->n_req, tr_total_pages(t), t->page_tokens,
-                        t->n_distinct, 100 * tr_hit_rate(&T[ti].ideal));
+                md_trace_heading(f, &T[ti], "Page hit rate");
                 print_table(f, sh, jobs, n_jobs, ti, true);
                 fprintf(f, "\nVerdicts:\n\n");
                 for (size_t k = 0; k < V[ti].n; k++)
@@ -1330,9 +1343,8 @@ static int tiers(void)
     printf("\ntwo tiers: %zu runs in %.1f s wall on %d worker%s\n", n_jobs, secs,
            O.jobs, O.jobs == 1 ? "" : "s");
     if (O.json_path) {
-        FILE *f = fopen(O.json_path, "w");
+        FILE *f = open_out(O.json_path);
         if (!f) {
-            fprintf(stderr, "trace_replay: %s: %s\n", O.json_path, strerror(errno));
             status = 1;
         } else {
             tier_json(f, sh, jobs, n_jobs);
@@ -1341,18 +1353,12 @@ static int tiers(void)
         }
     }
     if (O.md_path) {
-        FILE *f = fopen(O.md_path, "w");
+        FILE *f = open_out(O.md_path);
         if (!f) {
-            fprintf(stderr, "trace_replay: %s: %s\n", O.md_path, strerror(errno));
             status = 1;
         } else {
             for (size_t ti = 0; ti < n_traces; ti++) {
-                const tr_trace *t = T[ti].t;
-                fprintf(f, "### %s\n\n%zu requests, %" PRIu64 " full pages of %u "
-                           "tokens, working set %u pages, ideal hit rate %.2f%%. "
-                           "Page hit rates (%%):\n\n",
-                        t->name, t->n_req, tr_total_pages(t), t->page_tokens,
-                        t->n_distinct, 100 * tr_hit_rate(&T[ti].ideal));
+                md_trace_heading(f, &T[ti], "Page hit rates");
                 tier_table(f, sh, jobs, n_jobs, ti, true);
                 fprintf(f, "\n");
             }
