@@ -22,6 +22,7 @@
  */
 #include "cache/cache.h"
 #include "cache/inspect.h"
+#include "cache/metrics.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -107,6 +108,7 @@ struct pc_cache {
     struct opin *opins;
     size_t nopins;
     uint64_t opin_pages_wanted;
+    pc_cache_metrics *metrics; /* per namespace, refusals (metrics.c) */
 };
 
 /* ---- clock and ids -------------------------------------------------------- */
@@ -446,7 +448,8 @@ int pc_cache_create(const pc_cache_config *cfg, pc_cache **out)
     c->P = pc_pool_layout_get(c->pool)->page_tokens;
     if (!limits_ok(cfg, c->capacity))
         goto fail;
-    if ((rc = pc_radix_create(c->P, &c->tree)) ||
+    if ((rc = pc_cache_metrics_create(&c->metrics)) ||
+        (rc = pc_radix_create(c->P, &c->tree)) ||
         (rc = pc_radix_set_capacity(c->tree, c->capacity)) ||
         (rc = pc_radix_set_policy(c->tree, cfg->eviction_policy)))
         goto fail;
@@ -522,6 +525,7 @@ void pc_cache_destroy(pc_cache *c)
     free(c->sbuf);
     pc_radix_destroy(c->tree);
     pc_pool_destroy(c->pool);
+    pc_cache_metrics_destroy(c->metrics);
     free(c);
 }
 
@@ -558,9 +562,17 @@ static void evicted_to_pool(void *ctx, uint32_t block)
     (void)rc;
 }
 
-size_t pc_cache_evict(pc_cache *c, size_t n)
+static size_t evict(pc_cache *c, size_t n)
 {
     return c ? pc_radix_evict(c->tree, n, evicted_to_pool, c) : 0;
+}
+
+size_t pc_cache_evict(pc_cache *c, size_t n)
+{
+    size_t k = evict(c, n);
+    if (c)
+        pc_cache_metrics_flushed(c->metrics, k);
+    return k;
 }
 
 /* Room for the chain hashes of n pages. */
@@ -615,7 +627,7 @@ static void evicted_to_tier(void *ctx, const pc_radix_evicted *e)
 static size_t evict_for_room(pc_cache *c, size_t n)
 {
     if (!c->tier)
-        return pc_cache_evict(c, n);
+        return evict(c, n);
     size_t got = pc_radix_evict_paths(c->tree, n, evicted_to_tier, c);
     pc_tier_demote_flush(c->tier);
     return got;
@@ -626,7 +638,10 @@ int pc_cache_flush_ns(pc_cache *c, const void *ns, size_t ns_len,
 {
     if (!c)
         return PC_E_INVAL;
-    return pc_radix_evict_ns(c->tree, ns, ns_len, evicted_to_pool, c, evicted);
+    int rc = pc_radix_evict_ns(c->tree, ns, ns_len, evicted_to_pool, c, evicted);
+    if (rc == 0 && evicted)
+        pc_cache_metrics_flushed(c->metrics, *evicted);
+    return rc;
 }
 
 size_t pc_cache_maintain(pc_cache *c)
@@ -661,6 +676,7 @@ static int refuse(pc_cache *c, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(c->why, sizeof(c->why), fmt, ap);
     va_end(ap);
+    pc_cache_metrics_refused(c->metrics, code);
     return code;
 }
 
@@ -835,8 +851,12 @@ int pc_cache_lookup(pc_cache *c, const void *ns, size_t ns_len,
                     uint64_t lease_id, uint32_t *blocks, pc_lookup_result *out)
 {
     pc_radix_node *node;
-    return lookup(c, ns, ns_len, tokens, n_tokens, flags, lease_id, blocks,
-                  out, &node);
+    int rc = lookup(c, ns, ns_len, tokens, n_tokens, flags, lease_id, blocks,
+                    out, &node);
+    if (rc == 0 && !(flags & PC_CACHE_NO_COUNT))
+        pc_cache_metrics_lookup(c->metrics, ns, ns_len, n_tokens, out->tokens,
+                                out->pages, out->tier2_pages, c->P);
+    return rc;
 }
 
 int pc_cache_lookup_alloc(pc_cache *c, const void *ns, size_t ns_len,
@@ -850,6 +870,9 @@ int pc_cache_lookup_alloc(pc_cache *c, const void *ns, size_t ns_len,
     bool pin = flags & PC_CACHE_PIN;
     int rc = lookup(c, ns, ns_len, tokens, n_tokens, flags, lease_id, blocks,
                     out, &node);
+    if (rc == 0 && !(flags & PC_CACHE_NO_COUNT))
+        pc_cache_metrics_lookup(c->metrics, ns, ns_len, n_tokens, out->tokens,
+                                out->pages, out->tier2_pages, c->P);
     size_t want = rc ? 0 : n_tokens / c->P - out->pages;
     if (!want)
         return rc;
@@ -1489,6 +1512,7 @@ void pc_cache_stats_visit(const pc_cache *c, pc_stat_fn fn, void *ctx)
     fn(ctx, "pins.operator_pages", opages);
     fn(ctx, "pins.operator_pages_wanted", c->opin_pages_wanted);
     pc_tier_stats_visit(c->tier, fn, ctx);
+    pc_cache_metrics_visit(c->metrics, fn, ctx); /* last: ns.* is long */
 }
 
 void pc_cache_describe(const pc_cache *c, pc_cache_desc *out)

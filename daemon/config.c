@@ -68,6 +68,7 @@ static const char *dtype_name(int i)
 _Static_assert(PCD_ENDPOINT_MAX == 256, "endpoint max below");
 _Static_assert(PC_POOL_SHM_NAME_MAX == 200, "shm_name max below");
 _Static_assert(PCD_GROUP_MAX == 64, "socket_group, pool_group max below");
+_Static_assert(PCD_METRICS_LISTEN_MAX < 64, "metrics_listen: pcd_metrics_listen_parse's host");
 _Static_assert(PCD_TIER2_PATH_MAX == 1023, "tier2_path max below");
 _Static_assert(PCD_PINNED_PREFIXES_MAX == 2047, "pinned_prefixes max below");
 
@@ -231,6 +232,14 @@ static const pcd_knob KNOBS[] = {
      true, "Log verbosity (stderr). debug adds one line per request."},
     {"log_utc", PCD_BOOL, F(log_utc), "false", NULL, NULL, 0, 0, NULL, true,
      "Log timestamps in UTC (`Z`) instead of local time with its offset."},
+    {"metrics_listen", PCD_STR, F(metrics_listen), "", NULL, NULL, 0,
+     PCD_METRICS_LISTEN_MAX, NULL, false,
+     "Serve Prometheus metrics over HTTP at `/metrics` (docs/metrics.md): "
+     "`PORT` (on 127.0.0.1), or `HOST:PORT` with an IPv4 address, `localhost` "
+     "or `*` (every address; logged at WARN, as is any address that is not "
+     "loopback: the metrics name namespaces). Port 0: any free port (logged). "
+     "Empty: off. Scrapes are served by the daemon's own loop, between "
+     "requests."},
 };
 #undef F
 
@@ -639,6 +648,12 @@ int pcd_config_check(const pcd_config *c, uint64_t *capacity, char *err,
     if (strncmp(ep, "ipc://", 6) == 0 && strlen(ep + 6) > 107)
         return errf(err, errlen, PC_E_RANGE, "endpoint: the socket path is "
                     "longer than the 107 bytes a Unix socket allows");
+    if (c->metrics_listen[0]) {
+        int mrc = pcd_metrics_listen_parse(c->metrics_listen, NULL, NULL, err,
+                                           errlen);
+        if (mrc)
+            return mrc;
+    }
     const char *sn = c->shm_name;
     if (sn[0] && (sn[0] != '/' || !sn[1] || strchr(sn + 1, '/')))
         return errf(err, errlen, PC_E_INVAL, "shm_name: '%s' must be '/' "

@@ -13,6 +13,10 @@
  *                 SIGTERM flag ─► leave the loop; destroy removes the socket,
  *                                 its lock file and the shm object
  *
+ * With metrics_listen, a libmicrohttpd listener (metrics.c) is created
+ * before the server and handed to it as its watch fd: scrapes are served
+ * by pc_rpc_server_poll on this same thread, between requests.
+ *
  * Signal handlers only set sig_atomic_t flags: everything else (logging,
  * re-reading files, touching the cache) happens in the loop, on the one
  * thread that owns all state.  A handler also writes a byte to a pipe that
@@ -43,6 +47,7 @@ struct pcd_daemon {
     const pcd_cmdline *cl;
     pc_cache *cache;
     pc_rpc_server *srv;
+    pcd_metrics *metrics; /* NULL: metrics_listen off */
     volatile sig_atomic_t stop;
 };
 
@@ -484,6 +489,15 @@ static void log_startup(const pcd_daemon *d)
                 " + ", d->cl->n_over, d->cl->n_over == 1 ? "" : "s");
     else
         pcd_log(PC_LOG_INFO, "configuration: built-in defaults");
+    if (d->metrics) {
+        const char *a = pcd_metrics_addr(d->metrics);
+        pcd_log(strncmp(a, "127.", 4) == 0 ? PC_LOG_INFO : PC_LOG_WARN,
+                "metrics: http://%s:%u/metrics%s", a,
+                (unsigned)pcd_metrics_port(d->metrics),
+                strncmp(a, "127.", 4) == 0 ? "" : " is reachable beyond this "
+                "machine (not loopback): it names namespaces and load; "
+                "firewall it or use 127.0.0.1");
+    }
 }
 
 int pcd_daemon_create(const pcd_config *cfg, const pcd_cmdline *cl,
@@ -540,6 +554,15 @@ int pcd_daemon_create(const pcd_config *cfg, const pcd_cmdline *cl,
                             &rc_cfg.ipc_chgrp, &rc_cfg.ipc_gid, err, errlen)))
         goto fail;
 
+    /* The metrics listener before the server, whose loop polls its fd
+     * (pc_rpc_config.watch); it serves nothing until attached below. */
+    if (cfg->metrics_listen[0]) {
+        if ((rc = pcd_metrics_create(cfg->metrics_listen, &d->metrics, err,
+                                     errlen)))
+            goto fail;
+        rc_cfg.watch = pcd_metrics_watch(d->metrics);
+    }
+
     /* The endpoint first, then the pool: a daemon that loses the race for
      * the endpoint must not have touched (reclaimed, replaced) the pool of
      * the one that won it.  libzmq starts its I/O thread here; with our
@@ -580,6 +603,7 @@ int pcd_daemon_create(const pcd_config *cfg, const pcd_cmdline *cl,
     rc = pc_rpc_server_attach(d->srv, d->cache);
     assert(rc == 0); /* created without a cache just above */
     pc_rpc_server_set_log_level(d->srv, cfg->log_level);
+    pcd_metrics_attach(d->metrics, d->srv);
     log_startup(d);
     *out = d;
     return 0;
@@ -638,6 +662,7 @@ void pcd_daemon_destroy(pcd_daemon *d)
                 " errors, %" PRIu64 " dropped)", ep, st.requests, st.errors,
                 st.dropped);
     }
+    pcd_metrics_destroy(d->metrics); /* before the server it reads */
     if (d->cache) {
         pc_cache_destroy(d->cache); /* unlinks the host pool's shm */
         if (served)

@@ -39,6 +39,7 @@
 /* The daemon's whole configuration, as values (strings are copied in). */
 #define PCD_NS_PRIORITIES_MAX 1023
 #define PCD_GROUP_MAX 64
+#define PCD_METRICS_LISTEN_MAX 63
 #define PCD_TIER2_PATH_MAX 1023
 #define PCD_PINNED_PREFIXES_MAX 2047
 
@@ -62,6 +63,7 @@ typedef struct pcd_config {
     bool log_utc;
     int eviction_policy;         /* pc_radix_policy                      */
     char namespace_priorities[PCD_NS_PRIORITIES_MAX + 1];
+    char metrics_listen[PCD_METRICS_LISTEN_MAX + 1]; /* "": no /metrics */
     uint64_t tier2_bytes;        /* 0: no second tier                    */
     char tier2_path[PCD_TIER2_PATH_MAX + 1]; /* "": /var/tmp            */
     uint64_t tier2_read_delay_us;
@@ -227,6 +229,42 @@ void pcd_log_hook(void *ctx, int level, const char *msg);
 /* ISO 8601 local time (or UTC) with milliseconds and the offset. */
 void pcd_log_timestamp(char *buf, size_t len, bool utc);
 const char *pcd_log_level_name(int level);
+
+/* ---- /metrics (metrics.c, docs/metrics.md) ------------------------------------ */
+
+/* One stat as the visitor gave it. */
+typedef struct pcd_stat {
+    const char *name;
+    uint64_t value;
+} pcd_stat;
+
+/* The Prometheus text exposition (format 0.0.4) of stats, through the one
+ * mapping table: *out is malloc'd (the caller frees it), NUL-terminated,
+ * *len bytes.  Stats that map to nothing are left out (test_metrics makes
+ * sure there are none but the listed ones).  PC_E_NOMEM. */
+int pcd_metrics_render(const pcd_stat *st, size_t n, char **out, size_t *len);
+
+/* 1: the stat is exported; 0: it is on the not-exported list; -1: unknown
+ * to both (a new stat nobody mapped). */
+int pcd_metrics_classify(const char *stat);
+
+/* metrics_listen's text: "PORT" (127.0.0.1), "HOST:PORT" with an IPv4
+ * address, "localhost" or "*" (all addresses).  *addr in host order.
+ * PC_E_INVAL with a reason. */
+int pcd_metrics_listen_parse(const char *text, uint32_t *addr, uint16_t *port,
+                             char *err, size_t errlen);
+
+/* The HTTP listener (libmicrohttpd, polled by the server's loop). */
+typedef struct pcd_metrics pcd_metrics;
+int pcd_metrics_create(const char *listen, pcd_metrics **out, char *err,
+                       size_t errlen);
+/* The server whose stats it serves; nothing is served before. */
+void pcd_metrics_attach(pcd_metrics *m, pc_rpc_server *srv);
+/* The fd and callbacks for pc_rpc_config.watch. */
+pc_rpc_watch pcd_metrics_watch(pcd_metrics *m);
+uint16_t pcd_metrics_port(const pcd_metrics *m); /* the bound port */
+const char *pcd_metrics_addr(const pcd_metrics *m);
+void pcd_metrics_destroy(pcd_metrics *m);
 
 /* ---- the daemon (daemon.c) -------------------------------------------------- */
 
