@@ -124,11 +124,14 @@ static const row ROWS[] = {
     {"cache.evictions_alloc", "prefixcache_evicted_pages_total", M_COUNTER, "",
      "reason=\"alloc\"", {0}, 0,
      "Pages evicted, by reason: alloc (to make room for an allocation), "
-     "watermark (below low_watermark), flush (admin FLUSH)."},
+     "watermark (below low_watermark), flush (admin FLUSH), quota (a "
+     "namespace over its namespace_quotas maximum)."},
     {"cache.evictions_watermark", "prefixcache_evicted_pages_total", M_COUNTER, "",
      "reason=\"watermark\"", {0}, 0, NULL},
     {"cache.evictions_flush", "prefixcache_evicted_pages_total", M_COUNTER, "",
      "reason=\"flush\"", {0}, 0, NULL},
+    {"tree.evicted_quota_pages", "prefixcache_evicted_pages_total", M_COUNTER, "",
+     "reason=\"quota\"", {0}, 0, NULL},
     {"tree.evicted_nodes", "prefixcache_evicted_nodes_total", M_COUNTER, "", "", {0},
      0, "Tree nodes removed by eviction."},
     {"tree.splits", "prefixcache_tree_splits_total", M_COUNTER, "", "", {0}, 0,
@@ -225,6 +228,9 @@ static const row ROWS[] = {
      "Cached tokens."},
     {"tree.evictable_pages", "prefixcache_tree_evictable_pages", M_GAUGE, "", "",
      {0}, 0, "Cached pages no lease pins."},
+    {"tree.reserved_pages", "prefixcache_tree_reserved_pages", M_GAUGE, "", "",
+     {0}, 0, "Unpinned pages a namespace's reserved minimum (namespace_quotas) "
+     "keeps from eviction for space."},
     {"tree.protected_pages", "prefixcache_tree_pinned_pages", M_GAUGE, "", "", {0},
      0, "Cached pages pinned by leases (never evicted)."},
     {"tree.metadata_bytes", "prefixcache_tree_metadata_bytes", M_GAUGE, "", "", {0},
