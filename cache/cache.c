@@ -34,6 +34,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "cache/quota.h"
 #include "cache/tier.h"
 #include "gpu/dev.h"
 #include "gpu/pool.h"
@@ -109,7 +110,10 @@ struct pc_cache {
     size_t nopins;
     uint64_t opin_pages_wanted;
     pc_cache_metrics *metrics; /* per namespace, refusals (metrics.c) */
+    pc_quota *quota; /* namespace quotas and reserves (NULL: none) */
 };
+
+static void evicted_to_pool(void *ctx, uint32_t block);
 
 /* ---- clock and ids -------------------------------------------------------- */
 
@@ -453,6 +457,8 @@ int pc_cache_create(const pc_cache_config *cfg, pc_cache **out)
         (rc = pc_radix_set_capacity(c->tree, c->capacity)) ||
         (rc = pc_radix_set_policy(c->tree, cfg->eviction_policy)))
         goto fail;
+    /* quota evictions (namespace_quotas) free their blocks like any other */
+    pc_radix_set_evict_hook(c->tree, evicted_to_pool, c);
     rc = PC_E_NOMEM;
     /* Per-block bookkeeping, 16 bytes a block, written now rather than on
      * first use: calloc's lazily mapped zero pages would otherwise fault
@@ -520,6 +526,7 @@ void pc_cache_destroy(pc_cache *c)
         pc_tier_destroy(c->tier);
     }
     opins_free(c, c->opins, c->nopins, false);
+    pc_quota_free(c->quota);
     free(c->slot_promo);
     free(c->hbuf);
     free(c->sbuf);
@@ -1062,6 +1069,7 @@ static int insert_l(pc_cache *c, lease *l, const void *ns, size_t ns_len,
         canon = c->scratch;
     }
 
+    pc_quota_before_insert(c->quota, c->tree, ns, ns_len);
     insert_vet_ctx vet = {c, l, blocks, np};
     pc_radix_insert_result ir;
     rc = pc_radix_insert_checked(c->tree, ns, ns_len, tokens, n_tokens,
@@ -1181,6 +1189,15 @@ static int opins_pages(pc_cache *c, const pc_cache_pin_spec *v, size_t n,
     }
     free(set);
     return 0;
+}
+
+int pc_cache_set_ns_quotas(pc_cache *c, const pc_cache_quota *v, size_t n)
+{
+    if (!c || (n && !v))
+        return PC_E_INVAL;
+    c->why[0] = 0;
+    return pc_quota_set(&c->quota, c->tree, c->capacity, v, n, c->why,
+                        sizeof(c->why));
 }
 
 int pc_cache_set_operator_pins(pc_cache *c, const pc_cache_pin_spec *v,
@@ -1511,6 +1528,7 @@ void pc_cache_stats_visit(const pc_cache *c, pc_stat_fn fn, void *ctx)
     fn(ctx, "pins.operator_prefixes", c->nopins);
     fn(ctx, "pins.operator_pages", opages);
     fn(ctx, "pins.operator_pages_wanted", c->opin_pages_wanted);
+    pc_quota_stats_visit(c->quota, fn, ctx);
     pc_tier_stats_visit(c->tier, fn, ctx);
     pc_cache_metrics_visit(c->metrics, fn, ctx); /* last: ns.* is long */
 }

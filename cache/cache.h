@@ -338,6 +338,27 @@ typedef struct pc_cache_pin_spec {
 int pc_cache_set_operator_pins(pc_cache *c, const pc_cache_pin_spec *v,
                                size_t n);
 
+/*
+ * Namespace quotas and reserved minimums, by pattern (cache/quota.c has
+ * the picture).  Each rule: an fnmatch(3) glob over the namespace as text,
+ * a quota (max_pages; 0: none: an insert past it evicts the namespace's
+ * own least recently used unpinned pages) and a reserve (min_pages;
+ * eviction for room never takes the namespace below it).  A namespace
+ * takes the first rule it matches, when first inserted into (or now, if
+ * cached).  Replaces the rules, all or nothing: PC_E_INVAL (a bad rule,
+ * a reserve above its quota), PC_E_RANGE, PC_E_NOSPACE when the reserves
+ * of the namespaces cached now (and one per rule no namespace matches
+ * yet) exceed the pool; pc_cache_why says which.  A namespace that comes
+ * later gets what is left of its reserve (stats quota.reserve_trimmed).
+ * Quota evictions are not demoted to tier 2.  n = 0 removes every limit.
+ */
+typedef struct pc_cache_quota {
+    const char *pattern;
+    uint64_t max_pages, min_pages;
+} pc_cache_quota;
+
+int pc_cache_set_ns_quotas(pc_cache *c, const pc_cache_quota *v, size_t n);
+
 /* Namespace priorities for the priority eviction policy (radix.h): reserve
  * room for n first (the one step that can fail), then clear and set, which
  * cannot fail once reserved. */

@@ -219,6 +219,17 @@ static const pcd_knob KNOBS[] = {
      "every reload; refused whole (the running set stays) when a file cannot "
      "be read or their distinct pages exceed the pool. STATS: "
      "pins.operator_*."},
+    {"namespace_quotas", PCD_STR, F(namespace_quotas), "", NULL, NULL, 0,
+     PCD_PINNED_PREFIXES_MAX, NULL, true,
+     "Per-namespace quota and reserved minimum, in pages: "
+     "`PATTERN=MAX[:MIN],...`, PATTERN an fnmatch(3) glob over the namespace "
+     "as text (`tenant-a/*`, `*`), the first that matches wins. MAX (0: none): "
+     "an insert past it evicts the namespace's own least recently used "
+     "unpinned pages. MIN: eviction for room never takes the namespace below "
+     "it. Applied to cached namespaces at once and to new ones when first "
+     "inserted into; changed live; refused whole when a reserve is above its "
+     "maximum or the reserves of the namespaces cached now exceed the pool. "
+     "STATS: quota.*, tree.reserved_pages, tree.evicted_quota_pages."},
     {"max_msg_bytes", PCD_SIZE, F(max_msg_bytes), PCD_STR(PC_PROTO_MAX_MSG_DEFAULT),
      NULL, NULL, 4 * KiB,
      1 * GiB, NULL, false,
@@ -699,7 +710,8 @@ int pcd_config_check(const pcd_config *c, uint64_t *capacity, char *err,
                     cap);
     if ((rc = pcd_ns_priorities_parse(c->namespace_priorities, NULL, NULL, err,
                                       errlen)) ||
-        (rc = pcd_pinned_prefixes_check(c->pinned_prefixes, err, errlen)))
+        (rc = pcd_pinned_prefixes_check(c->pinned_prefixes, err, errlen)) ||
+        (rc = pcd_ns_quotas_check(c->namespace_quotas, err, errlen)))
         return rc;
     if (capacity)
         *capacity = cap;

@@ -179,6 +179,11 @@ static int apply(pcd_daemon *d, const pcd_config *next, const char *why,
         (rc = pcd_pinned_prefixes_apply(d->cache, m.pinned_prefixes, err,
                                         errlen)))
         return rc;
+    /* The quotas next (refused whole: a reserve too big for the pool);
+     * a refusal here leaves the pins just applied: the same files. */
+    if (strcmp(m.namespace_quotas, d->cfg.namespace_quotas) != 0 &&
+        (rc = pcd_ns_quotas_apply(d->cache, m.namespace_quotas, err, errlen)))
+        return rc;
     if (r.n_applied == 0 && r.n_ignored == 0) {
         pcd_log(PC_LOG_INFO, "%s: configuration unchanged", why);
         return 0;
@@ -597,7 +602,10 @@ int pcd_daemon_create(const pcd_config *cfg, const pcd_cmdline *cl,
         (rc = reserve_priorities(d, cfg, err, errlen)) ||
         (cfg->pinned_prefixes[0] &&
          (rc = pcd_pinned_prefixes_apply(d->cache, cfg->pinned_prefixes, err,
-                                         errlen))))
+                                         errlen))) ||
+        (cfg->namespace_quotas[0] &&
+         (rc = pcd_ns_quotas_apply(d->cache, cfg->namespace_quotas, err,
+                                   errlen))))
         goto fail;
     apply_priorities(d, cfg);
     rc = pc_rpc_server_attach(d->srv, d->cache);

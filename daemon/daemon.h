@@ -68,9 +68,17 @@ typedef struct pcd_config {
     char tier2_path[PCD_TIER2_PATH_MAX + 1]; /* "": /var/tmp            */
     uint64_t tier2_read_delay_us;
     char pinned_prefixes[PCD_PINNED_PREFIXES_MAX + 1]; /* NS=FILE,...  */
+    char namespace_quotas[PCD_PINNED_PREFIXES_MAX + 1]; /* PAT=MAX[:MIN] */
 } pcd_config;
 
-/* pinned_prefixes (daemon/pins.c): "NS=FILE[,NS=FILE]...", each FILE a
+/* namespace_quotas (daemon/operator.c): "PATTERN=MAX[:MIN],...", fnmatch
+ * globs over namespaces, the first that matches wins.  check: syntax;
+ * apply: pc_cache_set_ns_quotas, all or nothing. */
+int pcd_ns_quotas_check(const char *text, char *err, size_t errlen);
+int pcd_ns_quotas_apply(pc_cache *cache, const char *text, char *err,
+                        size_t errlen);
+
+/* pinned_prefixes (daemon/operator.c): "NS=FILE[,NS=FILE]...", each FILE a
  * prompt's token ids in decimal.  check: the syntax only; apply: read the
  * files and make them the cache's operator pins (all or nothing). */
 int pcd_pinned_prefixes_check(const char *text, char *err, size_t errlen);

@@ -245,6 +245,17 @@ static const row ROWS[] = {
     {"pins.operator_pages_wanted", "prefixcache_operator_pinned_pages_wanted",
      M_GAUGE, "", "", {0}, 0,
      "Pages the operator-pinned prefixes span (pinned as engines cache them)."},
+    /* namespace_quotas */
+    {"quota.rules", "prefixcache_quota_rules", M_GAUGE, "", "", {0}, 0,
+     "Rules of namespace_quotas in force."},
+    {"quota.namespaces", "prefixcache_quota_namespaces", M_GAUGE, "", "", {0}, 0,
+     "Namespaces given a quota or a reserve by namespace_quotas."},
+    {"quota.reserved_pages", "prefixcache_quota_reserved_pages", M_GAUGE, "", "",
+     {0}, 0, "Pages reserved for namespaces (the sum of their minimums)."},
+    {"quota.reserve_trimmed", "prefixcache_quota_reserves_trimmed_total",
+     M_COUNTER, "", "", {0}, 0,
+     "Namespaces that got less than their rule's reserve (the pool was "
+     "reserved already)."},
     /* gauges: leases, the process */
     {"leases.live", "prefixcache_leases", M_GAUGE, "", "", {0}, 0, "Live leases."},
     {"leases.pins", "prefixcache_lease_pins", M_GAUGE, "", "", {0}, 0,

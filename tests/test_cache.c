@@ -2193,3 +2193,56 @@ Test(cache, operator_pins_keep_a_prefix_and_grow_with_it)
     CHECK(c);
     cache_del(c);
 }
+
+/* ---- namespace quotas and reserves by pattern (issue 14) ----------------- */
+
+static uint64_t ns_pages(pc_cache *c, const char *ns)
+{
+    uint64_t n = 0;
+    cr_assert_eq(pc_radix_ns_pages(pc_cache_tree(c), ns, strlen(ns), &n), 0);
+    return n;
+}
+
+Test(cache, ns_quotas_cap_and_reserve_by_pattern)
+{
+    pc_cache *c = mk(8);
+    uint32_t t[8], ids[2];
+    /* a quota for tenant-a, a reserve for keep, nothing for the rest */
+    pc_cache_quota rules[2] = {{"tenant-a/*", 4, 0}, {"keep", 0, 4}};
+    RC_EQ(pc_cache_set_ns_quotas(c, rules, 2), 0);
+    CHECK(c);
+    for (uint32_t k = 0; k < 4; k++) { /* 8 pages into a quota of 4 */
+        seq_fill(t, 8, 1000 + 100 * k);
+        put(c, "tenant-a/chat", t, 8, ids);
+        cr_assert_leq(ns_pages(c, "tenant-a/chat"), 4, "quota exceeded");
+    }
+    cr_assert_eq(ns_pages(c, "tenant-a/chat"), 4);
+    cr_assert_eq(stat_named(c, "tree.evicted_quota_pages"), 4);
+    /* the reserve: keep's 4 pages survive pressure from another namespace */
+    for (uint32_t k = 0; k < 2; k++) {
+        seq_fill(t, 8, 5000 + 100 * k);
+        put(c, "keep", t, 8, ids);
+    }
+    for (uint32_t k = 0; k < 6; k++) {
+        seq_fill(t, 8, 9000 + 100 * k);
+        put(c, "other", t, 8, ids);
+        CHECK(c);
+    }
+    cr_assert_eq(ns_pages(c, "keep"), 4, "the reserve was evicted");
+    cr_assert_eq(stat_named(c, "quota.namespaces"), 2);
+    cr_assert_eq(stat_named(c, "quota.reserved_pages"), 4);
+    /* refused whole: a reserve above its quota; reserves above the pool */
+    pc_cache_quota bad1 = {"x*", 2, 3};
+    RC_EQ(pc_cache_set_ns_quotas(c, &bad1, 1), PC_E_INVAL);
+    pc_cache_quota bad2[2] = {{"keep", 0, 6}, {"other", 0, 6}};
+    RC_EQ(pc_cache_set_ns_quotas(c, bad2, 2), PC_E_NOSPACE);
+    cr_assert(strstr(pc_cache_why(c), "reserves"), "%s", pc_cache_why(c));
+    cr_assert_eq(stat_named(c, "quota.rules"), 2, "a refusal changed the rules");
+    /* live change: no rules, no limits; everything evictable again */
+    RC_EQ(pc_cache_set_ns_quotas(c, NULL, 0), 0);
+    CHECK(c);
+    cr_assert_eq(stat_named(c, "quota.namespaces"), 0);
+    cr_assert_eq(pc_cache_evict(c, SIZE_MAX), 8);
+    CHECK(c);
+    cache_del(c);
+}

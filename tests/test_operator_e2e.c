@@ -15,19 +15,28 @@
 
 TestSuite(operator_e2e, .fini = hd_cleanup, .timeout = 60);
 
-/* alloc + insert + release of prompt seed (pages pages) */
+/* alloc + insert + release of prompt seed (pages pages) in namespace ns */
+static void engine_put_ns(pc_client *c, const char *ns, uint32_t seed,
+                          size_t pages, unsigned iflags);
+
 static void engine_put(pc_client *c, uint32_t seed, size_t pages, unsigned iflags)
+{
+    engine_put_ns(c, NS, seed, pages, iflags);
+}
+
+static void engine_put_ns(pc_client *c, const char *ns, uint32_t seed,
+                          size_t pages, unsigned iflags)
 {
     uint32_t t[32], ids[8];
     hd_prompt(t, pages * P, seed);
     pc_client_lookup_result r;
-    RC_EQ(c, pc_client_lookup(c, NS, NSL, t, pages * P,
+    RC_EQ(c, pc_client_lookup(c, ns, strlen(ns), t, pages * P,
                               PC_CLIENT_PIN | PC_CLIENT_ALLOC, 0, &r), 0);
     cr_assert_eq(r.alloc_status, 0, "%s", pc_client_last_error(c));
     memcpy(ids, r.blocks, r.pages * sizeof(*ids));
     memcpy(ids + r.pages, r.alloc_blocks, r.n_alloc * sizeof(*ids));
     pc_client_insert_result ir;
-    RC_EQ(c, pc_client_insert(c, NS, NSL, t, pages * P, ids, r.lease,
+    RC_EQ(c, pc_client_insert(c, ns, strlen(ns), t, pages * P, ids, r.lease,
                               PC_CLIENT_RELEASE | iflags, NULL, &ir), 0);
 }
 
@@ -132,6 +141,42 @@ Test(operator_e2e, no_cache_and_no_count)
     cr_assert(strstr(pc_client_last_error(c), "no_cache"), "%s",
               pc_client_last_error(c));
     RC_EQ(c, pc_client_release(c, lease), 0);
+    pc_client_close(c);
+    hd_stop(&d);
+}
+
+Test(operator_e2e, namespace_quotas_changed_live)
+{
+    hd_daemon d;
+    hd_start(&d, "--pool_blocks=8", "--namespace_quotas=tenant-a/*=4", NULL);
+    pc_client *c;
+    cr_assert_eq(pc_client_connect(d.endpoint, HD_CALL_MS, &c), 0);
+    for (uint32_t s = 1; s <= 4; s++)
+        engine_put_ns(c, "tenant-a/chat", s, 2, 0);
+    cr_assert_eq(stat_of(&d, "tree.evicted_quota_pages"), 4);
+    cr_assert_eq(stat_of(&d, "quota.namespaces"), 1);
+    /* a reserve set live: "keep" survives "other"'s pressure */
+    cfg_seen seen = {{0}};
+    RC_EQ(c, pc_client_config_set(c, "namespace_quotas",
+                                  "tenant-a/*=4,keep=0:4", cfg_cb, &seen), 0);
+    engine_put_ns(c, "keep", 50, 2, 0);
+    engine_put_ns(c, "keep", 51, 2, 0);
+    for (uint32_t s = 60; s < 66; s++)
+        engine_put_ns(c, "other", s, 2, 0);
+    cr_assert_eq(stat_of(&d, "quota.reserved_pages"), 4);
+    uint32_t t[8];
+    hd_prompt(t, 8, 50);
+    pc_client_lookup_result r;
+    RC_EQ(c, pc_client_lookup(c, "keep", 4, t, 8, 0, 0, &r), 0);
+    cr_assert_eq(r.tokens, 8, "the reserve was evicted");
+    /* refused whole: reserves above the pool; the rules in force stay */
+    RC_EQ(c, pc_client_config_set(c, "namespace_quotas", "keep=0:6,other=0:6",
+                                  cfg_cb, &seen), PC_E_NOSPACE);
+    cr_assert(strstr(pc_client_last_error(c), "reserves"), "%s",
+              pc_client_last_error(c));
+    cr_assert_eq(stat_of(&d, "quota.rules"), 2);
+    RC_EQ(c, pc_client_config_set(c, "namespace_quotas", "x=1:2", cfg_cb, &seen),
+          PC_E_INVAL);
     pc_client_close(c);
     hd_stop(&d);
 }

@@ -203,3 +203,103 @@ int pcd_pinned_prefixes_apply(pc_cache *cache, const char *text, char *err,
     free(L.ns);
     return rc;
 }
+
+/* ---- namespace_quotas: "PATTERN=MAX[:MIN],..." ------------------------------ */
+
+typedef struct quota_list {
+    pc_cache_quota *v;
+    char (*pat)[PC_NS_MAX + 1];
+    size_t n;
+} quota_list;
+
+/* Parse text; with L, fill it (malloc'd; the caller frees). */
+static int quotas_parse(const char *text, quota_list *L, char *err, size_t errlen)
+{
+    size_t cap = 0;
+    for (const char *p = text; *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        while (len && (*p == ' ' || *p == '\t'))
+            p++, len--;
+        while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        const char *eq = memchr(p, '=', len);
+        if (!eq || eq == p) {
+            snprintf(err, errlen, "namespace_quotas: '%.*s' is not "
+                     "PATTERN=MAX[:MIN]", (int)len, p);
+            return PC_E_INVAL;
+        }
+        size_t pl = (size_t)(eq - p);
+        if (pl > PC_NS_MAX) {
+            snprintf(err, errlen, "namespace_quotas: a pattern is longer than "
+                     "%d bytes", PC_NS_MAX);
+            return PC_E_RANGE;
+        }
+        char nums[64];
+        size_t nl = len - pl - 1;
+        if (nl == 0 || nl >= sizeof(nums)) {
+            snprintf(err, errlen, "namespace_quotas: '%.*s': MAX[:MIN] expected",
+                     (int)len, p);
+            return PC_E_INVAL;
+        }
+        memcpy(nums, eq + 1, nl);
+        nums[nl] = 0;
+        char *e1, *e2 = NULL;
+        errno = 0;
+        unsigned long long mx = strtoull(nums, &e1, 10), mn = 0;
+        if (*e1 == ':')
+            mn = strtoull(e1 + 1, &e2, 10);
+        if (errno || e1 == nums || (*e1 && *e1 != ':') ||
+            (*e1 == ':' && (e2 == e1 + 1 || *e2)) || nums[0] == '-' ||
+            (*e1 == ':' && e1[1] == '-')) {
+            snprintf(err, errlen, "namespace_quotas: '%.*s': MAX[:MIN] must be "
+                     "page counts", (int)len, p);
+            return PC_E_INVAL;
+        }
+        if (mx && mn > mx) {
+            snprintf(err, errlen, "namespace_quotas: '%.*s': the reserve is above "
+                     "the maximum", (int)len, p);
+            return PC_E_INVAL;
+        }
+        if (L) {
+            if (L->n == cap) {
+                cap = cap ? 2 * cap : 4;
+                void *a = realloc(L->v, cap * sizeof(*L->v));
+                if (a)
+                    L->v = a;
+                void *b = a ? realloc(L->pat, cap * sizeof(*L->pat)) : NULL;
+                if (!a || !b) {
+                    snprintf(err, errlen, "namespace_quotas: out of memory");
+                    return PC_E_NOMEM;
+                }
+                L->pat = b;
+            }
+            memcpy(L->pat[L->n], p, pl);
+            L->pat[L->n][pl] = 0;
+            L->v[L->n] = (pc_cache_quota){NULL, mx, mn};
+            L->n++;
+        }
+        p = end ? end + 1 : p + len;
+    }
+    return 0;
+}
+
+int pcd_ns_quotas_check(const char *text, char *err, size_t errlen)
+{
+    return quotas_parse(text, NULL, err, errlen);
+}
+
+int pcd_ns_quotas_apply(pc_cache *cache, const char *text, char *err,
+                        size_t errlen)
+{
+    quota_list L = {NULL, NULL, 0};
+    int rc = quotas_parse(text, &L, err, errlen);
+    for (size_t i = 0; i < L.n; i++)
+        L.v[i].pattern = L.pat[i];
+    if (!rc && (rc = pc_cache_set_ns_quotas(cache, L.v, L.n)))
+        snprintf(err, errlen, "namespace_quotas: %s", pc_cache_why(cache)[0]
+                 ? pc_cache_why(cache) : pc_strerror(rc));
+    free(L.v);
+    free(L.pat);
+    return rc;
+}
