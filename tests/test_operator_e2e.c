@@ -83,6 +83,7 @@ Test(operator_e2e, pinned_prefixes_survive_pressure_and_change_live)
     snprintf(knob, sizeof(knob), "--pinned_prefixes=%s=%s", NS, path);
     hd_daemon d;
     hd_start(&d, "--pool_blocks=8", knob, NULL);
+    unlink(path); /* read at start; nothing reads it again (no failure leaves it) */
     cr_assert_eq(stat_of(&d, "pins.operator_prefixes"), 1);
     cr_assert_eq(stat_of(&d, "pins.operator_pages"), 0);
     pc_client *c;
@@ -111,7 +112,6 @@ Test(operator_e2e, pinned_prefixes_survive_pressure_and_change_live)
     cr_assert_eq(cached_tokens(c, 9, 2), 0);
     pc_client_close(c);
     hd_stop(&d);
-    unlink(path);
 }
 
 Test(operator_e2e, no_cache_and_no_count)
