@@ -18,7 +18,8 @@ cd "$(dirname "$0")/.."
 
 # Why each package is here: see README.md, "Dependencies".
 PKGS=(cmake make pkg-config gcc libc6-dev clang libclang-rt-14-dev
-      libxxhash-dev libjemalloc-dev libcriterion-dev libzmq3-dev libmsgpack-dev)
+      libxxhash-dev libjemalloc-dev libcriterion-dev libzmq3-dev libmsgpack-dev
+      python3-zmq python3-msgpack)
 
 JOBS=$(nproc 2>/dev/null || echo 2)
 
