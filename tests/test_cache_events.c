@@ -292,3 +292,19 @@ Test(cache_events, insert_names_new_pages_and_flush_keeps_pins)
     pc_cache_destroy(c);
     free(m);
 }
+
+/* The test vectors docs/cluster.md gives consumers, so that the docs and
+ * the chain cannot drift apart. */
+Test(cache_events, chain_hash_test_vectors)
+{
+    uint32_t tok[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    pc_page_hash h[2];
+    pc_page_hash n = pc_page_hash_ns("llama-3-8b", 10);
+    cr_assert_eq(n.lo, 0xfc4a05901c269ad8ull);
+    cr_assert_eq(n.hi, 0xee76924ca884b7c7ull);
+    pc_page_hash_chain("llama-3-8b", 10, tok, 2, 4, h);
+    cr_assert_eq(h[0].lo, 0x107e8a15c7425681ull);
+    cr_assert_eq(h[0].hi, 0xed715cec6abaad1eull);
+    cr_assert_eq(h[1].lo, 0x9111eb4abe49f28eull);
+    cr_assert_eq(h[1].lo, 10453394916356256398ull);
+}
