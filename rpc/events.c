@@ -107,6 +107,41 @@ static void pack_hashes(msgpack_packer *pk, const uint64_t *h, size_t n)
         msgpack_pack_uint64(pk, h[i]);
 }
 
+/* Token ids as msgpack unsigned ints, each in its shortest form (what
+ * msgpack_pack_uint32 writes), staged in a local buffer: one write per
+ * 512 tokens instead of one callback per token, which was most of the
+ * cost of an insert's event. */
+static void pack_tokens(pc_rpc_events *e, const uint32_t *t, size_t n)
+{
+    unsigned char buf[512 * 5];
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t v = t[i];
+        if (v < 128) {
+            buf[k++] = (unsigned char)v;
+        } else if (v < 256) {
+            buf[k++] = 0xcc;
+            buf[k++] = (unsigned char)v;
+        } else if (v < 65536) {
+            buf[k++] = 0xcd;
+            buf[k++] = (unsigned char)(v >> 8);
+            buf[k++] = (unsigned char)v;
+        } else {
+            buf[k++] = 0xce;
+            buf[k++] = (unsigned char)(v >> 24);
+            buf[k++] = (unsigned char)(v >> 16);
+            buf[k++] = (unsigned char)(v >> 8);
+            buf[k++] = (unsigned char)v;
+        }
+        if (k > sizeof(buf) - 5) {
+            msgpack_sbuffer_write(&e->evbuf, (const char *)buf, k);
+            k = 0;
+        }
+    }
+    if (k)
+        msgpack_sbuffer_write(&e->evbuf, (const char *)buf, k);
+}
+
 /* The REMOVED run goes out before anything else is packed. */
 static void rm_pack(pc_rpc_events *e)
 {
@@ -163,10 +198,8 @@ static void on_event(void *ctx, const pc_cache_event *ev)
         msgpack_pack_nil(pk);
     pack_key(e, "token_ids");
     size_t nt = ev->n_pages * ev->page_tokens;
-    const uint32_t *t = ev->tokens + ev->first_page * ev->page_tokens;
     msgpack_pack_array(pk, nt);
-    for (size_t i = 0; i < nt; i++)
-        msgpack_pack_uint32(pk, t[i]);
+    pack_tokens(e, ev->tokens + ev->first_page * ev->page_tokens, nt);
     pack_key(e, "block_size");
     msgpack_pack_uint32(pk, ev->page_tokens);
     pack_key(e, "lora_id");

@@ -76,6 +76,10 @@ class Subscriber:
                 fail("lora_id is not nil")
             if len(ev["token_ids"]) != len(hashes) * ev["block_size"]:
                 fail("token_ids is not block_size x block_hashes")
+            # the driver's tokens: 0..3, or family * 100000 + position
+            for t in ev["token_ids"]:
+                if not (t < 4 or (t % 100000 < 32 and t < 500000)):
+                    fail(f"token {t} is none the driver sent")
             parent = ev["parent_block_hash"]
             if medium == POOL and parent is not None and parent not in s:
                 fail(f"{self.name}: pool page stored under a parent {parent} "
