@@ -677,6 +677,13 @@ void pcd_daemon_destroy(pcd_daemon *d)
                 st.dropped);
     }
     if (d->ev) {
+        pc_rpc_events_stats es;
+        pc_rpc_events_flush(d->ev); /* what the last round left */
+        pc_rpc_events_stats_get(d->ev, &es);
+        pcd_log(PC_LOG_INFO, "kv events: %" PRIu64 " batches, %" PRIu64
+                " events, %" PRIu64 " sends failed, %" PRIu64 " replays, %"
+                PRIu64 " pages that could not be named", es.batches,
+                es.events, es.send_failed, es.replays, es.lost_pages);
         pc_rpc_events_attach(d->ev, NULL);
         pc_rpc_events_destroy(d->ev);
     }

@@ -46,6 +46,7 @@ class Subscriber:
         self.topic = None
         self.batches = self.replayed = self.stored = self.removed = 0
         self.cleared = 0
+        self.payloads = {}  # seq -> the bytes applied (live or replayed)
 
     # --- the events ---------------------------------------------------------
     def event(self, ev):
@@ -113,6 +114,7 @@ class Subscriber:
             fail("an empty batch was published")
         for ev in batch[1]:
             self.event(ev)
+        self.payloads[seq] = payload
         self.next += 1
         self.batches += 1
 
@@ -233,6 +235,28 @@ def main():
                 fail(f"unexpected media {set(s.media)}")
         if a.media != b.media or a.next != b.next:
             fail("the two subscribers disagree")
+        if a.payloads != b.payloads:
+            fail("A (live) and B (mostly replayed) got different bytes")
+        # a replay from the middle: exactly the batches from there on, the
+        # same bytes as went out live
+        k = a.next // 2
+        rd = ctx.socket(zmq.DEALER)
+        rd.connect(rp_ep)
+        rd.send_multipart([b"", k.to_bytes(8, "big")])
+        got = k
+        while True:
+            if not rd.poll(10000):
+                fail("mid replay did not answer")
+            fr = rd.recv_multipart()
+            seq = int.from_bytes(fr[1], "big", signed=True)
+            if seq == -1:
+                break
+            if seq != got or fr[2] != a.payloads[seq]:
+                fail(f"mid replay: seq {seq} (expected {got}) or its bytes")
+            got += 1
+        rd.close(0)
+        if got != a.next:
+            fail(f"mid replay ended at {got}, published {a.next}")
         if not (a.stored and a.removed and a.cleared and state["tier2_pages"]
                 and b.replayed and vis):
             fail(f"workload too tame: stored {a.stored} removed {a.removed} "
