@@ -157,6 +157,12 @@ static void drain(pc_cache *c)
     }
 }
 
+static void promoted_of(void *ctx, const char *name, uint64_t v)
+{
+    if (strcmp(name, "tier2.promoted_pages") == 0)
+        *(uint64_t *)ctx = v;
+}
+
 static void run(uint64_t seed, bool tier2, int steps)
 {
     uint64_t rng = seed;
@@ -228,6 +234,9 @@ static void run(uint64_t seed, bool tier2, int steps)
     cr_assert_gt(m->stored[1], 0);
     cr_assert_gt(m->removed[1], 0);
     if (tier2) {
+        uint64_t promoted = 0;
+        pc_cache_stats_visit(c, promoted_of, &promoted);
+        cr_assert_gt(promoted, 0, "no promotion finished");
         cr_assert_gt(m->stored[2], 0, "no demotion seen");
         cr_assert_gt(m->removed[2], 0, "no tier-2 drop seen");
     }
