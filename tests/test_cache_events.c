@@ -114,13 +114,15 @@ static void agree(pc_cache *c, model *m, int step)
     }
 }
 
-static pc_cache *mk(uint64_t blocks, uint64_t tier2_blocks, bool host)
+static pc_cache *mk(uint64_t blocks, uint64_t tier2_blocks,
+                    pc_pool_backend backend)
 {
     pc_cache_config cfg;
     pc_cache_config_defaults(&cfg);
     cr_assert_eq(pc_pool_layout_init(&cfg.pool.layout, 1, 1, 8, P,
                                      PC_DTYPE_FP16), 0);
-    cfg.pool.backend = host ? PC_POOL_HOST : PC_POOL_NONE;
+    cfg.pool.backend = backend;
+    cfg.gpu_ops = "fake"; /* a cuda pool: the CPU stand-in */
     cfg.pool.capacity_blocks = blocks;
     cfg.tier2_bytes = tier2_blocks * cfg.pool.layout.block_bytes;
     cfg.tier2_path = "/tmp";
@@ -163,17 +165,20 @@ static void promoted_of(void *ctx, const char *name, uint64_t v)
         *(uint64_t *)ctx = v;
 }
 
-static void run(uint64_t seed, bool tier2, int steps)
+/* tier2: a host pool (file tier), or a cuda pool on the fake device
+ * (page-locked host tier) with cuda; else a pool without a second tier. */
+static void run(uint64_t seed, bool tier2, int steps, bool cuda)
 {
     uint64_t rng = seed;
-    pc_cache *c = mk(24, tier2 ? 16 : 0, tier2);
+    pc_cache *c = mk(24, tier2 ? 16 : 0, cuda ? PC_POOL_CUDA
+                                         : tier2 ? PC_POOL_HOST : PC_POOL_NONE);
     model *m = calloc(1, sizeof(*m));
     cr_assert_not_null(m);
     m->medium[1] = pc_cache_medium(c, 1);
     m->medium[2] = pc_cache_medium(c, 2);
-    cr_assert_str_eq(m->medium[1], tier2 ? "CPU" : "CPU");
+    cr_assert_str_eq(m->medium[1], cuda ? "GPU" : "CPU");
     if (tier2)
-        cr_assert_str_eq(m->medium[2], "DISK");
+        cr_assert_str_eq(m->medium[2], cuda ? "CPU" : "DISK");
     else
         cr_assert_null(m->medium[2]);
     pc_cache_set_event_fn(c, on_event, m);
@@ -247,13 +252,19 @@ static void run(uint64_t seed, bool tier2, int steps)
 Test(cache_events, random_workload_with_tier2)
 {
     for (uint64_t seed = 1; seed <= 6; seed++)
-        run(seed, true, 1500);
+        run(seed, true, 1500, false);
 }
 
 Test(cache_events, random_workload_pool_only)
 {
     for (uint64_t seed = 11; seed <= 14; seed++)
-        run(seed, false, 1500);
+        run(seed, false, 1500, false);
+}
+
+Test(cache_events, random_workload_cuda_pool_and_host_tier)
+{
+    for (uint64_t seed = 21; seed <= 23; seed++)
+        run(seed, true, 1500, true);
 }
 
 /* Inserts name only the new pages, with their parent; a duplicate insert
@@ -261,7 +272,7 @@ Test(cache_events, random_workload_pool_only)
  * says REMOVED for what went, not CLEARED. */
 Test(cache_events, insert_names_new_pages_and_flush_keeps_pins)
 {
-    pc_cache *c = mk(16, 0, false);
+    pc_cache *c = mk(16, 0, PC_POOL_NONE);
     model *m = calloc(1, sizeof(*m));
     m->medium[1] = pc_cache_medium(c, 1);
     pc_cache_set_event_fn(c, on_event, m);
