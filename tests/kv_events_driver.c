@@ -13,9 +13,11 @@
  *   tier2_visible  pages a lookup says tier 2 holds (after the match)
  *   tree_pages, tier2_pages   the daemon's counters
  *
- * Usage: kv_events_driver ENDPOINT OPS SEED.  Prints "MID" after half the
- * operations and waits for a line on stdin (a subscriber joins late), then
- * one JSON object.  Exit 0, or 1 with the reason on stderr.
+ * Usage: kv_events_driver ENDPOINT OPS SEED OUT.  Prints "MID" after a quarter
+ * of the operations and "MID2" after three quarters, each time waiting for
+ * a line on stdin (a subscriber joins late; one stops reading for a while),
+ * then writes one JSON object to the file OUT (not to stdout: the test
+ * reads stdout only for the cues, and a big object would fill the pipe).  Exit 0, or 1 with the reason on stderr.
  */
 #include <inttypes.h>
 #include <stdbool.h>
@@ -70,8 +72,8 @@ static void stat_fn(void *ctx, const char *name, uint64_t v)
 
 int main(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: kv_events_driver ENDPOINT OPS SEED\n");
+    if (argc != 5) {
+        fprintf(stderr, "usage: kv_events_driver ENDPOINT OPS SEED OUT\n");
         return 2;
     }
     int ops = atoi(argv[2]);
@@ -89,14 +91,16 @@ int main(int argc, char **argv)
     size_t nseen = 0;
     uint64_t held = 0;
     for (int op = 0; op < ops; op++) {
-        if (op == ops / 2) { /* the late subscriber joins now */
-            printf("MID\n");
+        if (op == ops / 4 || op == 3 * ops / 4) { /* the test's cues */
+            printf(op == ops / 4 ? "MID\n" : "MID2\n");
             fflush(stdout);
             char line[16];
             if (!fgets(line, sizeof(line), stdin))
                 die("stdin", PC_E_IO);
         }
         uint64_t r = test_rng_next(&rng) % 100;
+        if (op >= ops - ops / 20)
+            r %= 84; /* the end: requests only, so that both tiers hold some */
         if (r < 84) {
             prompt *p = &seen[nseen];
             gen(&rng, p);
@@ -144,7 +148,10 @@ int main(int argc, char **argv)
     if (held && (rc = pc_client_release(g_c, held)))
         die("release held", rc);
     /* What the daemon holds, from its answers. */
-    printf("{\"pool\": [");
+    FILE *out = fopen(argv[4], "w");
+    if (!out)
+        die(argv[4], PC_E_IO);
+    fprintf(out, "{\"pool\": [");
     int first = 1;
     uint64_t *vis = malloc(nseen * MAXP * sizeof(*vis));
     size_t nvis = 0;
@@ -157,21 +164,23 @@ int main(int argc, char **argv)
         pc_page_hash ch[MAXP];
         pc_page_hash_chain(p->ns, 1, p->tok, np, P, ch);
         for (size_t k = 0; k < lr.pages; k++) {
-            printf("%s%" PRIu64, first ? "" : ", ", ch[k].lo);
+            fprintf(out, "%s%" PRIu64, first ? "" : ", ", ch[k].lo);
             first = 0;
         }
         for (size_t k = lr.pages; k < lr.pages + t2 && k < np; k++)
             vis[nvis++] = ch[k].lo;
     }
-    printf("], \"tier2_visible\": [");
+    fprintf(out, "], \"tier2_visible\": [");
     for (size_t i = 0; i < nvis; i++)
-        printf("%s%" PRIu64, i ? ", " : "", vis[i]);
+        fprintf(out, "%s%" PRIu64, i ? ", " : "", vis[i]);
     uint64_t cnt[2] = {0, 0};
     if ((rc = pc_client_stats(g_c, stat_fn, cnt)))
         die("stats", rc);
-    printf("], \"tree_pages\": %" PRIu64 ", \"tier2_pages\": %" PRIu64
+    fprintf(out, "], \"tree_pages\": %" PRIu64 ", \"tier2_pages\": %" PRIu64
            ", \"page_tokens\": %u, \"prompts\": %zu}\n", cnt[0], cnt[1], P,
            nseen);
+    if (fclose(out) != 0)
+        die(argv[4], PC_E_IO);
     free(vis);
     free(seen);
     pc_client_close(g_c);

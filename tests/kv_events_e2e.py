@@ -7,9 +7,11 @@ Run by ctest with Debian's /usr/bin/python3 (python3-zmq, python3-msgpack):
 A daemon with a small pool, a second tier (a file) and KV events on; the
 workload is tests/kv_events_driver (requests with evictions, promotions,
 flushes of one namespace and of everything).  Subscriber A is there from
-the start, B joins half-way; both catch up through the replay socket from
-seq 0 (A too: a PUB subscription takes a moment, and the first batches go
-out before it) and on any gap, then follow the live stream.  Each rebuilds
+the start, B joins a quarter of the way; both catch up through the replay
+socket from seq 0 (A too: a PUB subscription takes a moment, and the first
+batches go out before it) and on any gap, then follow the live stream.  A
+stops reading for half the run with a receive queue of one message, so
+that PUB drops batches for it: it must notice the gap and replay.  Each rebuilds
 from the events the set of block hashes per medium, checking as it goes
 that no page is stored twice or removed unknown, and that a pool page's
 parent is in the pool.  At the end both must equal each other and what the
@@ -39,6 +41,7 @@ class Subscriber:
     def __init__(self, ctx, name, ev_ep, replay_ep, fmt):
         self.name, self.fmt, self.ctx, self.replay_ep = name, fmt, ctx, replay_ep
         self.sub = ctx.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.RCVHWM, 1)  # a slow reader loses batches
         self.sub.setsockopt(zmq.SUBSCRIBE, b"")
         self.sub.connect(ev_ep)
         self.next = 0  # the next sequence number to apply
@@ -46,6 +49,7 @@ class Subscriber:
         self.topic = None
         self.batches = self.replayed = self.stored = self.removed = 0
         self.cleared = 0
+        self.gaps = 0
         self.payloads = {}  # seq -> the bytes applied (live or replayed)
 
     # --- the events ---------------------------------------------------------
@@ -155,6 +159,7 @@ class Subscriber:
             if seq < self.next:
                 continue  # had it from replay
             if seq > self.next:
+                self.gaps += 1
                 self.replay()  # a gap: the start, or batches PUB dropped
             if seq == self.next:
                 self.apply(seq, payload)
@@ -175,6 +180,7 @@ def main():
             "--kv_events_buffer=1000000", f"--kv_events_format={fmt}",
             "--kv_events_topic=kv@<hostname>@test", "--log_level=info"]
     d = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    drv = None
     ctx = zmq.Context()
     try:
         for _ in range(200):
@@ -188,8 +194,10 @@ def main():
             fail("daemon did not start:\n" + log.read())
         a = Subscriber(ctx, "A", ev_ep, rp_ep, fmt)
         time.sleep(0.2)
-        ops = int(os.environ.get("KV_EVENTS_OPS", "3000"))
-        drv = subprocess.Popen([driver, ep, str(ops), "7"], stdin=subprocess.PIPE,
+        ops = int(os.environ.get("KV_EVENTS_OPS", "4000"))
+        state_path = os.path.join(tmp, "state.json")
+        drv = subprocess.Popen([driver, ep, str(ops), "7", state_path],
+                               stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, text=True)
         line = drv.stdout.readline()
         if line.strip() != "MID":
@@ -200,14 +208,25 @@ def main():
         b.replay()  # B joins late: everything from seq 0
         drv.stdin.write("go\n")
         drv.stdin.flush()
+        # A reads nothing while half the run goes by (B does not either:
+        # the driver blocks nobody), then both follow again
+        line = drv.stdout.readline()
+        if line.strip() != "MID2":
+            fail(f"driver said {line!r}")
+        gaps = a.gaps
+        drv.stdin.write("go\n")
+        drv.stdin.flush()
         # both follow the live stream while the driver works
+        deadline = time.monotonic() + 120
         while drv.poll() is None:
+            if time.monotonic() > deadline:
+                fail("the driver has not finished in 120 s")
             a.pump(20)
             b.pump(20)
-        out = drv.stdout.read()
         if drv.returncode != 0:
             fail(f"driver failed ({drv.returncode})")
-        state = json.loads(out)
+        with open(state_path) as f:
+            state = json.load(f)
         for s in (a, b):
             s.pump(300)
             s.replay()  # whatever the live stream has not delivered yet
@@ -257,17 +276,24 @@ def main():
         rd.close(0)
         if got != a.next:
             fail(f"mid replay ended at {got}, published {a.next}")
+        if a.gaps == gaps:
+            fail("A lost no batch while it did not read: the gap path went "
+                 "untested")
         if not (a.stored and a.removed and a.cleared and state["tier2_pages"]
                 and b.replayed and vis):
             fail(f"workload too tame: stored {a.stored} removed {a.removed} "
                  f"cleared {a.cleared} tier2 {state['tier2_pages']} "
                  f"replayed {b.replayed} visible {len(vis)}")
-        print(f"ok ({fmt}): {a.next} batches, {a.stored} pages stored, "
+        print(f"ok ({fmt}): {a.gaps} gaps seen by A; "
+              f"{a.next} batches, {a.stored} pages stored, "
               f"{a.removed} removed, {a.cleared} cleared; A replayed "
               f"{a.replayed}, B {b.replayed}; final pool {len(pool)}, tier 2 "
               f"{state['tier2_pages']} ({len(vis)} visible); "
               f"{state['prompts']} prompts")
     finally:
+        if drv is not None and drv.poll() is None:
+            drv.kill()
+            drv.wait()
         if d.poll() is None:
             d.terminate()
             try:
