@@ -112,7 +112,7 @@
 #define RING 128              /* prepared requests per worker (lookups)   */
 #define HDR 8                 /* echo header: reply_len, tag               */
 #define N_PROBE 16            /* raw probes of each reply size             */
-#define MAX_STATS 256
+#define MAX_STATS 512
 #define MAX_PINS 3            /* latency placements per run                */
 
 static const char NS[] = "llama-3.1-8b-instruct|lora:none|tenant:rpc-bench";
@@ -1100,6 +1100,7 @@ typedef struct results {
     char stat_name[MAX_STATS][64];
     uint64_t stat_val[MAX_STATS];
     double seconds, warm_seconds;
+    double daemon_cpu_s; /* user + system, from /proc, just before SIGTERM */
 } results;
 
 static results R;
@@ -1570,6 +1571,29 @@ static void throughput(bool cycles)
 
 /* The daemon's stats, with its full consistency check (pc_cache_check:
  * "check": true, which libprefixcache does not ask for): raw. */
+/* A process's user + system CPU seconds (/proc/PID/stat, clock ticks):
+ * what the daemon spent, which a loaded machine inflates far less than
+ * wall-clock figures.  NAN when unreadable. */
+static double proc_cpu_s(pid_t pid)
+{
+    char path[64], line[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NAN;
+    size_t n = fread(line, 1, sizeof line - 1, f);
+    fclose(f);
+    line[n] = 0;
+    const char *p = strrchr(line, ')'); /* the name may hold spaces */
+    unsigned long long ut = 0, st = 0;
+    /* after ")": state ppid pgrp session tty tpgid flags minflt cminflt
+     * majflt cmajflt utime stime */
+    if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+                     &ut, &st) != 2)
+        return NAN;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
 static void final_stats(void)
 {
     msgpack_sbuffer sb;
@@ -1708,6 +1732,8 @@ static void print_json(FILE *f, const rpt_row *rows, size_t nrows)
     rpt_json_num(f, R.seconds);
     fprintf(f, ",\n  \"warmup_seconds\": ");
     rpt_json_num(f, R.warm_seconds);
+    fprintf(f, ",\n  \"daemon_cpu_seconds\": ");
+    rpt_json_num(f, R.daemon_cpu_s);
     fprintf(f, ",\n  \"metrics\": [\n");
     rpt_json_metrics(f, &STYLE, rows, nrows);
     fprintf(f, "  ],\n  \"latency_us\": {");
@@ -1819,7 +1845,7 @@ static void usage(FILE *f)
         "                 [--echo PATH] [--backend none|host] [--reps N]\n"
         "                 [--lookups N] [--cycles N] [--clients N] [--depth N]\n"
         "                 [--tput-lookups N] [--tput-cycles N] [--prompts N]\n"
-        "                 [--daemon-arg ARG]...\n"
+        "                 [--daemon-arg ARG]... [--observers LIST [--rounds N]]\n"
         "  (default)         1000 warm prompts, 20000 lookups and 5000 cycles\n"
         "                    (1 client, per side and placement), 8 clients x 16\n"
         "                    in flight, 4000 lookups and 800 cycles per client\n"
@@ -1852,7 +1878,14 @@ static void usage(FILE *f)
         "                    cycle, cycle-tput (default: all four)\n"
         "  --side S          daemon, echo or both (default): for profiling one\n"
         "                    server; the ratios need both\n"
-        "  --timeout-ms N    per call, and x3 for start-up (default 10000)\n");
+        "  --timeout-ms N    per call, and x3 for start-up (default 10000)\n"
+        "  --observers LIST  the cost of observability instead: cycle p50 and\n"
+        "                    8-client cycle throughput with each observer on\n"
+        "                    (metrics: --metrics-listen and a scraper reading\n"
+        "                    /metrics every second) against off, each a whole\n"
+        "                    run of its own (rpc_bench_observers.c)\n"
+        "  --rounds N        with --observers: runs per setting, alternating\n"
+        "                    (default 3; medians)\n");
 }
 
 static void parse_args(int argc, char **argv)
@@ -2024,11 +2057,17 @@ static void parse_args(int argc, char **argv)
     }
 }
 
+/* rpc_bench_observers.c: --observers runs this program again per setting. */
+int rpc_bench_observers_main(int argc, char **argv);
+
 int main(int argc, char **argv)
 {
     g_main_pid = getpid();
     bench_cli_init("rpc_bench");
     bench_cli.usage = usage;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--observers"))
+            return rpc_bench_observers_main(argc, argv);
     /* bench_die in a worker: _exit; here: exit, and atexit runs cleanup() */
     bench_cli.main_pid = g_main_pid;
     parse_args(argc, argv);
@@ -2094,6 +2133,7 @@ int main(int argc, char **argv)
     }
 
     final_stats();
+    R.daemon_cpu_s = proc_cpu_s(g_daemon);
     if (g_ev.up) {
         atomic_store(&g_ev.stop, true);
         pthread_join(g_ev.thr, NULL);

@@ -101,7 +101,8 @@ static void promote(pc_cache *c, const uint32_t *t, size_t pages, uint32_t P,
             if (i < n)
                 break;
             struct pollfd pfd = {pc_cache_wait_fd(c), POLLIN, 0};
-            poll(&pfd, 1, 1000);
+            if (poll(&pfd, 1, 1000) > 0)
+                pc_cache_wait_fd_drain(c);
         }
     }
     if (rc)

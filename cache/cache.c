@@ -22,6 +22,7 @@
  */
 #include "cache/cache.h"
 #include "cache/inspect.h"
+#include "cache/metrics.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -33,6 +34,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "cache/quota.h"
 #include "cache/tier.h"
 #include "gpu/dev.h"
 #include "gpu/pool.h"
@@ -55,6 +57,10 @@ typedef struct lease {
  * their way back from tier 2.  Its lease is never in the table or the
  * heap: no client can name, renew or release it, and it cannot expire
  * while the copy writes into its blocks. */
+struct opin;
+static void opins_free(pc_cache *c, struct opin *v, size_t n, bool unlock);
+static void opins_after_insert(pc_cache *c, const void *ns, size_t ns_len);
+
 typedef struct promo {
     uint64_t id;
     lease *l;          /* pins pages [0, first); holds the fresh blocks  */
@@ -99,6 +105,12 @@ struct pc_cache {
     size_t hbuf_cap;
     uint32_t *sbuf;        /* tier-2 slots of one run                   */
     size_t sbuf_cap;
+    /* operator-pinned prefixes (pc_cache_set_operator_pins) */
+    struct opin *opins;
+    size_t nopins;
+    uint64_t opin_pages_wanted;
+    pc_cache_metrics *metrics; /* per namespace, refusals (metrics.c) */
+    pc_quota *quota; /* namespace quotas and reserves (NULL: none) */
     /* KV events (cache.h): the hook, its block hashes, the tier-2 run a
      * demotion is storing (emitted before any drop, to keep the order) */
     pc_cache_event_fn ev_fn;
@@ -106,11 +118,15 @@ struct pc_cache {
     uint64_t *ebuf;
     size_t ebuf_cap;
     uint64_t ev_lost;
+    uint64_t *bhash; /* per pool block: its page's hash (quota evictions) */
     struct {
         const pc_radix_evicted *e;
         size_t first, n;
     } run;
 };
+
+static void evicted_to_pool(void *ctx, uint32_t block);
+static void evicted_quota(void *ctx, uint32_t block);
 
 /* ---- clock and ids -------------------------------------------------------- */
 
@@ -449,10 +465,13 @@ int pc_cache_create(const pc_cache_config *cfg, pc_cache **out)
     c->P = pc_pool_layout_get(c->pool)->page_tokens;
     if (!limits_ok(cfg, c->capacity))
         goto fail;
-    if ((rc = pc_radix_create(c->P, &c->tree)) ||
+    if ((rc = pc_cache_metrics_create(&c->metrics)) ||
+        (rc = pc_radix_create(c->P, &c->tree)) ||
         (rc = pc_radix_set_capacity(c->tree, c->capacity)) ||
         (rc = pc_radix_set_policy(c->tree, cfg->eviction_policy)))
         goto fail;
+    /* quota evictions (namespace_quotas) free their blocks like any other */
+    pc_radix_set_evict_hook(c->tree, evicted_quota, c);
     rc = PC_E_NOMEM;
     /* Per-block bookkeeping, 16 bytes a block, written now rather than on
      * first use: calloc's lazily mapped zero pages would otherwise fault
@@ -519,12 +538,16 @@ void pc_cache_destroy(pc_cache *c)
         }
         pc_tier_destroy(c->tier);
     }
+    opins_free(c, c->opins, c->nopins, false);
+    pc_quota_free(c->quota);
     free(c->slot_promo);
     free(c->hbuf);
     free(c->sbuf);
     free(c->ebuf);
+    free(c->bhash);
     pc_radix_destroy(c->tree);
     pc_pool_destroy(c->pool);
+    pc_cache_metrics_destroy(c->metrics);
     free(c);
 }
 
@@ -649,6 +672,8 @@ void pc_cache_set_event_fn(pc_cache *c, pc_cache_event_fn fn, void *ctx)
 {
     if (!c)
         return;
+    if (fn && !c->bhash) /* NULL: quota evictions go unnamed (ev_lost) */
+        c->bhash = calloc(c->capacity, sizeof(*c->bhash));
     c->ev_fn = fn;
     c->ev_ctx = ctx;
     if (c->tier)
@@ -700,13 +725,35 @@ static void evicted_named(void *ctx, const pc_radix_evicted *e)
         evicted_to_pool(c, e->blocks[i]);
 }
 
-size_t pc_cache_evict(pc_cache *c, size_t n)
+/* A quota eviction (radix's hook) reports block ids only: with a hook, the
+ * block's hash was kept when the page was stored (bhash). */
+static void evicted_quota(void *ctx, uint32_t block)
+{
+    pc_cache *c = ctx;
+    if (c->ev_fn) {
+        if (c->bhash)
+            emit_removed(c, 1, NULL, 0, &c->bhash[block], 1);
+        else
+            c->ev_lost++;
+    }
+    evicted_to_pool(c, block);
+}
+
+static size_t evict(pc_cache *c, size_t n)
 {
     if (!c)
         return 0;
     if (c->ev_fn)
         return pc_radix_evict_paths(c->tree, n, evicted_named, c);
     return pc_radix_evict(c->tree, n, evicted_to_pool, c);
+}
+
+size_t pc_cache_evict(pc_cache *c, size_t n)
+{
+    size_t k = evict(c, n);
+    if (c)
+        pc_cache_metrics_flushed(c->metrics, k);
+    return k;
 }
 
 static int sbuf_reserve(pc_cache *c, size_t n)
@@ -764,7 +811,7 @@ static void evicted_to_tier(void *ctx, const pc_radix_evicted *e)
 static size_t evict_for_room(pc_cache *c, size_t n)
 {
     if (!c->tier)
-        return pc_cache_evict(c, n);
+        return evict(c, n);
     size_t got = pc_radix_evict_paths(c->tree, n, evicted_to_tier, c);
     pc_tier_demote_flush(c->tier);
     return got;
@@ -775,10 +822,13 @@ int pc_cache_flush_ns(pc_cache *c, const void *ns, size_t ns_len,
 {
     if (!c)
         return PC_E_INVAL;
-    if (c->ev_fn)
-        return pc_radix_evict_ns_paths(c->tree, ns, ns_len, evicted_named, c,
-                                       evicted);
-    return pc_radix_evict_ns(c->tree, ns, ns_len, evicted_to_pool, c, evicted);
+    int rc = c->ev_fn ? pc_radix_evict_ns_paths(c->tree, ns, ns_len,
+                                                 evicted_named, c, evicted)
+                      : pc_radix_evict_ns(c->tree, ns, ns_len, evicted_to_pool,
+                                          c, evicted);
+    if (rc == 0 && evicted)
+        pc_cache_metrics_flushed(c->metrics, *evicted);
+    return rc;
 }
 
 void pc_cache_flush_all(pc_cache *c, size_t *evicted, size_t *tier2)
@@ -846,6 +896,7 @@ static int refuse(pc_cache *c, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(c->why, sizeof(c->why), fmt, ap);
     va_end(ap);
+    pc_cache_metrics_refused(c->metrics, code);
     return code;
 }
 
@@ -927,7 +978,7 @@ static void lease_abort(pc_cache *c, lease_ref *r)
  */
 static size_t tier2_run(pc_cache *c, const void *ns, size_t ns_len,
                         const uint32_t *tokens, size_t m, size_t np,
-                        uint32_t *slots, uint64_t *busy)
+                        uint32_t *slots, uint64_t *busy, unsigned flags)
 {
     pc_page_hash h = pc_page_hash_ns(ns, ns_len);
     for (size_t i = 0; i < m; i++)
@@ -940,7 +991,8 @@ static size_t tier2_run(pc_cache *c, const void *ns, size_t ns_len,
         if (s < 0)
             break;
         if (!slots) {
-            pc_tier_touch(c->tier, (uint32_t)s);
+            if (!(flags & PC_CACHE_NO_CACHE))
+                pc_tier_touch(c->tier, (uint32_t)s);
             continue;
         }
         if (pc_tier_busy(c->tier, (uint32_t)s)) {
@@ -950,7 +1002,7 @@ static size_t tier2_run(pc_cache *c, const void *ns, size_t ns_len,
         }
         slots[k] = (uint32_t)s;
     }
-    if (!slots) {
+    if (!slots && !(flags & PC_CACHE_NO_COUNT)) {
         pc_tier_stats *st = pc_tier_counters(c->tier);
         st->hit_pages += k;
         st->miss_pages += np - m - k;
@@ -960,12 +1012,14 @@ static size_t tier2_run(pc_cache *c, const void *ns, size_t ns_len,
 
 /* pc_cache_lookup, and *node = the deepest matched node (NULL: none). */
 static int lookup(pc_cache *c, const void *ns, size_t ns_len,
-                  const uint32_t *tokens, size_t n_tokens, int pin,
+                  const uint32_t *tokens, size_t n_tokens, unsigned flags,
                   uint64_t lease_id, uint32_t *blocks, pc_lookup_result *out,
                   pc_radix_node **node)
 {
-    if (!c || !out || (n_tokens >= c->P && !blocks))
+    if (!c || !out || (n_tokens >= c->P && !blocks) ||
+        (flags & ~(unsigned)(PC_CACHE_PIN | PC_CACHE_NO_CACHE | PC_CACHE_NO_COUNT)))
         return PC_E_INVAL;
+    bool pin = flags & PC_CACHE_PIN;
     memset(out, 0, sizeof(*out));
     *node = NULL;
     c->why[0] = 0;
@@ -976,8 +1030,11 @@ static int lookup(pc_cache *c, const void *ns, size_t ns_len,
     if (!pin && lease_id && !(r.l = lease_live(c, lease_id)))
         return no_lease(c, lease_id);
     pc_radix_match_result m;
+    unsigned mf = (pin ? PC_RADIX_MATCH_SPLIT : 0) |
+                  (flags & PC_CACHE_NO_CACHE ? PC_RADIX_MATCH_NORECENCY : 0) |
+                  (flags & PC_CACHE_NO_COUNT ? PC_RADIX_MATCH_NOSTATS : 0);
     rc = pc_radix_match(c->tree, ns, ns_len, tokens, n_tokens, blocks,
-                        n_tokens / c->P, pin ? PC_RADIX_MATCH_SPLIT : 0, &m);
+                        n_tokens / c->P, mf, &m);
     if (rc) {
         lease_abort(c, &r);
         return rc;
@@ -987,7 +1044,7 @@ static int lookup(pc_cache *c, const void *ns, size_t ns_len,
     *node = m.node;
     if (c->tier && m.pages < n_tokens / c->P)
         out->tier2_pages = tier2_run(c, ns, ns_len, tokens, m.pages,
-                                     n_tokens / c->P, NULL, NULL);
+                                     n_tokens / c->P, NULL, NULL, flags);
     if (!pin) { /* a named lease is renewed, as by every op naming it */
         if (r.l)
             lease_renew(c, r.l);
@@ -1010,24 +1067,32 @@ static int lookup(pc_cache *c, const void *ns, size_t ns_len,
 }
 
 int pc_cache_lookup(pc_cache *c, const void *ns, size_t ns_len,
-                    const uint32_t *tokens, size_t n_tokens, int pin,
+                    const uint32_t *tokens, size_t n_tokens, unsigned flags,
                     uint64_t lease_id, uint32_t *blocks, pc_lookup_result *out)
 {
     pc_radix_node *node;
-    return lookup(c, ns, ns_len, tokens, n_tokens, pin, lease_id, blocks, out,
-                  &node);
+    int rc = lookup(c, ns, ns_len, tokens, n_tokens, flags, lease_id, blocks,
+                    out, &node);
+    if (rc == 0 && !(flags & PC_CACHE_NO_COUNT))
+        pc_cache_metrics_lookup(c->metrics, ns, ns_len, n_tokens, out->tokens,
+                                out->pages, out->tier2_pages, c->P);
+    return rc;
 }
 
 int pc_cache_lookup_alloc(pc_cache *c, const void *ns, size_t ns_len,
-                          const uint32_t *tokens, size_t n_tokens, int pin,
-                          uint64_t lease_id, uint32_t *blocks, uint32_t *fresh,
-                          pc_lookup_result *out)
+                          const uint32_t *tokens, size_t n_tokens,
+                          unsigned flags, uint64_t lease_id, uint32_t *blocks,
+                          uint32_t *fresh, pc_lookup_result *out)
 {
     if (!c || (n_tokens >= c->P && !fresh))
         return PC_E_INVAL;
     pc_radix_node *node;
-    int rc = lookup(c, ns, ns_len, tokens, n_tokens, pin, lease_id, blocks,
+    bool pin = flags & PC_CACHE_PIN;
+    int rc = lookup(c, ns, ns_len, tokens, n_tokens, flags, lease_id, blocks,
                     out, &node);
+    if (rc == 0 && !(flags & PC_CACHE_NO_COUNT))
+        pc_cache_metrics_lookup(c->metrics, ns, ns_len, n_tokens, out->tokens,
+                                out->pages, out->tier2_pages, c->P);
     size_t want = rc ? 0 : n_tokens / c->P - out->pages;
     if (!want)
         return rc;
@@ -1133,6 +1198,28 @@ static int insert_l(pc_cache *c, lease *l, const void *ns, size_t ns_len,
                     const uint32_t *blocks, int pin, uint32_t *canon,
                     pc_insert_result *out);
 
+/* An insert with NO_CACHE: what is cached already is reported (and its
+ * canonical ids), nothing changes but the lease's deadline; the lease
+ * keeps its blocks (they are freed on release). */
+static int insert_nothing(pc_cache *c, lease *l, const void *ns, size_t ns_len,
+                          const uint32_t *tokens, size_t n_tokens,
+                          const uint32_t *blocks, uint32_t *canon,
+                          pc_insert_result *out)
+{
+    size_t np = n_tokens / c->P;
+    pc_radix_match_result m;
+    int rc = pc_radix_match(c->tree, ns, ns_len, tokens, n_tokens, canon,
+                            canon ? np : 0, PC_RADIX_MATCH_PEEK, &m);
+    if (rc)
+        return rc;
+    for (size_t i = m.pages; canon && i < np; i++)
+        canon[i] = blocks[i];
+    out->cached_tokens = m.tokens;
+    if (l)
+        lease_renew(c, l);
+    return 0;
+}
+
 int pc_cache_insert(pc_cache *c, const void *ns, size_t ns_len,
                     const uint32_t *tokens, size_t n_tokens,
                     const uint32_t *blocks, uint64_t lease_id, uint32_t *canon,
@@ -1144,19 +1231,25 @@ int pc_cache_insert(pc_cache *c, const void *ns, size_t ns_len,
 
 int pc_cache_insert_pin(pc_cache *c, const void *ns, size_t ns_len,
                         const uint32_t *tokens, size_t n_tokens,
-                        const uint32_t *blocks, uint64_t lease_id, int pin,
-                        uint32_t *canon, pc_insert_result *out)
+                        const uint32_t *blocks, uint64_t lease_id,
+                        unsigned flags, uint32_t *canon, pc_insert_result *out)
 {
     if (!c || !out)
         return PC_E_INVAL;
     memset(out, 0, sizeof(*out));
     c->why[0] = 0;
     size_t np = n_tokens / c->P;
-    if ((np && (!blocks || !tokens)) || (pin && !lease_id))
+    bool pin = flags & PC_CACHE_PIN;
+    if ((np && (!blocks || !tokens)) || (pin && !lease_id) ||
+        (flags & ~(unsigned)(PC_CACHE_PIN | PC_CACHE_NO_CACHE)) ||
+        (pin && (flags & PC_CACHE_NO_CACHE)))
         return PC_E_INVAL;
     lease *l = NULL;
     if (lease_id && !(l = lease_live(c, lease_id)))
         return no_lease(c, lease_id);
+    if (flags & PC_CACHE_NO_CACHE)
+        return insert_nothing(c, l, ns, ns_len, tokens, n_tokens, blocks,
+                              canon, out);
     return insert_l(c, l, ns, ns_len, tokens, n_tokens, blocks, pin, canon,
                     out);
 }
@@ -1189,6 +1282,7 @@ static int insert_l(pc_cache *c, lease *l, const void *ns, size_t ns_len,
         canon = c->scratch;
     }
 
+    pc_quota_before_insert(c->quota, c->tree, ns, ns_len);
     insert_vet_ctx vet = {c, l, blocks, np};
     pc_radix_insert_result ir;
     rc = pc_radix_insert_checked(c->tree, ns, ns_len, tokens, n_tokens,
@@ -1213,6 +1307,9 @@ static int insert_l(pc_cache *c, lease *l, const void *ns, size_t ns_len,
     if (c->ev_fn && np > cached) { /* the new pages, named by their chain */
         if (hbuf_reserve(c, np) == 0) {
             pc_page_hash_chain(ns, ns_len, tokens, np, c->P, c->hbuf);
+            if (c->bhash) /* what a quota eviction will need to name them */
+                for (size_t i = cached; i < np; i++)
+                    c->bhash[blocks[i]] = c->hbuf[i].lo;
             emit_stored(c, 1, ns, ns_len, tokens, cached, np - cached);
         } else {
             c->ev_lost += np - cached;
@@ -1220,6 +1317,8 @@ static int insert_l(pc_cache *c, lease *l, const void *ns, size_t ns_len,
     }
     if (l && l->heap_pos)
         lease_renew(c, l);
+    if (c->nopins && ir.inserted_pages)
+        opins_after_insert(c, ns, ns_len);
     /* ir.node covers exactly the full pages inserted (or found cached).
      * Locking fails only past 2^32 locks on one path: the insert stands. */
     if (pin && ir.node) {
@@ -1228,6 +1327,146 @@ static int insert_l(pc_cache *c, lease *l, const void *ns, size_t ns_len,
         l->pins[l->npins++] = ir.node;
         c->npins++;
     }
+    return 0;
+}
+
+/* ---- operator pins ----------------------------------------------------------- */
+
+/* One operator-pinned prefix: how far it is cached (and locked) now. */
+typedef struct opin {
+    uint8_t ns[PC_NS_MAX];
+    uint32_t ns_len;
+    uint32_t *tokens;
+    size_t n_tokens;     /* whole pages only                          */
+    pc_radix_node *node; /* locked: its deepest cached page; NULL none */
+    size_t pages;
+} opin;
+
+/* Lock as much of op as is cached now, if more than before (never less:
+ * what is locked cannot be evicted). */
+static void opin_refresh(pc_cache *c, opin *op)
+{
+    if (op->pages * c->P == op->n_tokens)
+        return;
+    pc_radix_match_result m;
+    if (pc_radix_match(c->tree, op->ns, op->ns_len, op->tokens, op->n_tokens,
+                       NULL, 0, PC_RADIX_MATCH_SPLIT | PC_RADIX_MATCH_PEEK, &m) ||
+        m.pages <= op->pages || pc_radix_lock(c->tree, m.node))
+        return; /* NOMEM (a split) or 2^32 locks: the next insert retries */
+    if (op->node)
+        pc_radix_unlock(c->tree, op->node);
+    op->node = m.node;
+    op->pages = m.pages;
+}
+
+/* After an insert into ns: the operator pins of ns may have grown. */
+static void opins_after_insert(pc_cache *c, const void *ns, size_t ns_len)
+{
+    for (size_t i = 0; i < c->nopins; i++) {
+        opin *op = &c->opins[i];
+        if (op->ns_len == ns_len && memcmp(op->ns, ns, ns_len) == 0)
+            opin_refresh(c, op);
+    }
+}
+
+static void opins_free(pc_cache *c, opin *v, size_t n, bool unlock)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (unlock && v[i].node)
+            pc_radix_unlock(c->tree, v[i].node);
+        free(v[i].tokens);
+    }
+    free(v);
+}
+
+/* Distinct full pages over the specs (shared prefixes counted once), by
+ * their chain identities in a small open-addressing set. */
+static int opins_pages(pc_cache *c, const pc_cache_pin_spec *v, size_t n,
+                       uint64_t *pages)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += v[i].n_tokens / c->P;
+    size_t cap = 16;
+    while (cap < 2 * total)
+        cap *= 2;
+    pc_page_hash *set = calloc(cap, sizeof(*set));
+    if (!set || hbuf_reserve(c, total ? total : 1)) {
+        free(set);
+        return PC_E_NOMEM;
+    }
+    *pages = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t np = v[i].n_tokens / c->P;
+        pc_page_hash_chain(v[i].ns, v[i].ns_len, v[i].tokens, np, c->P, c->hbuf);
+        for (size_t k = 0; k < np; k++) {
+            pc_page_hash h = c->hbuf[k];
+            h.hi |= 1; /* never the empty slot */
+            size_t j = h.lo & (cap - 1);
+            while ((set[j].hi || set[j].lo) && !pc_page_hash_eq(set[j], h))
+                j = (j + 1) & (cap - 1);
+            if (!set[j].hi) {
+                set[j] = h;
+                ++*pages;
+            }
+        }
+    }
+    free(set);
+    return 0;
+}
+
+int pc_cache_set_ns_quotas(pc_cache *c, const pc_cache_quota *v, size_t n)
+{
+    if (!c || (n && !v))
+        return PC_E_INVAL;
+    c->why[0] = 0;
+    return pc_quota_set(&c->quota, c->tree, c->capacity, v, n, c->why,
+                        sizeof(c->why));
+}
+
+int pc_cache_set_operator_pins(pc_cache *c, const pc_cache_pin_spec *v,
+                               size_t n)
+{
+    if (!c || (n && !v))
+        return PC_E_INVAL;
+    c->why[0] = 0;
+    for (size_t i = 0; i < n; i++)
+        if (v[i].ns_len > PC_NS_MAX || (v[i].ns_len && !v[i].ns) ||
+            v[i].n_tokens < c->P || !v[i].tokens)
+            return refuse(c, PC_E_INVAL, "operator pin %zu: %s", i,
+                          v[i].ns_len > PC_NS_MAX ? "namespace over 256 bytes"
+                                                  : "no full page of tokens");
+    uint64_t pages;
+    int rc = opins_pages(c, v, n, &pages);
+    if (rc)
+        return rc;
+    if (pages > c->capacity)
+        return refuse(c, PC_E_NOSPACE, "operator pins: %" PRIu64 " distinct "
+                      "pages, the pool holds %u", pages, c->capacity);
+    opin *nv = n ? calloc(n, sizeof(*nv)) : NULL;
+    if (n && !nv)
+        return PC_E_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        size_t nt = v[i].n_tokens / c->P * c->P;
+        if (!(nv[i].tokens = malloc(nt * sizeof(uint32_t)))) {
+            opins_free(c, nv, n, false);
+            return PC_E_NOMEM;
+        }
+        memcpy(nv[i].tokens, v[i].tokens, nt * sizeof(uint32_t));
+        memcpy(nv[i].ns, v[i].ns_len ? v[i].ns : "", v[i].ns_len);
+        nv[i].ns_len = (uint32_t)v[i].ns_len;
+        nv[i].n_tokens = nt;
+    }
+    /* the new ones lock first, so that what both sets pin never becomes
+     * evictable in between */
+    for (size_t i = 0; i < n; i++)
+        opin_refresh(c, &nv[i]);
+    opins_free(c, c->opins, c->nopins, true);
+    c->opins = nv;
+    c->nopins = n;
+    c->opin_pages_wanted = 0;
+    for (size_t i = 0; i < n; i++)
+        c->opin_pages_wanted += nv[i].n_tokens / c->P;
     return 0;
 }
 
@@ -1271,7 +1510,7 @@ int pc_cache_promote(pc_cache *c, const void *ns, size_t ns_len,
     if ((rc = sbuf_reserve(c, np - m.pages)))
         return rc;
     uint64_t busy = 0;
-    size_t k = tier2_run(c, ns, ns_len, tokens, m.pages, np, c->sbuf, &busy);
+    size_t k = tier2_run(c, ns, ns_len, tokens, m.pages, np, c->sbuf, &busy, 0);
     if (busy) {
         *job = busy;
         return 0;
@@ -1379,12 +1618,11 @@ static void promo_finish(pc_cache *c, promo *p, int status)
 
 size_t pc_cache_poll(pc_cache *c, uint64_t *done, size_t cap)
 {
-    if (!c || !c->tier)
+    if (!c || !c->promos)
         return 0;
-    /* always: a worker may signal a job that an earlier call finished */
-    pc_tier_drain_fd(c->tier);
     size_t n = 0;
-    for (promo **pp = &c->promos; *pp && n < cap;) {
+    promo **pp = &c->promos;
+    while (*pp && n < cap) {
         promo *p = *pp;
         int st = pc_tier_job_status(c->tier, p->io);
         if (st == PC_E_BUSY) {
@@ -1397,6 +1635,15 @@ size_t pc_cache_poll(pc_cache *c, uint64_t *done, size_t cap)
         done[n++] = p->id;
         promo_free(p);
     }
+    /* Stopped at cap: the caller drained the fd before calling, so a
+     * finished promotion left behind has no wake-up of its own, and a loop
+     * that polls when the fd is readable would never come back for it.
+     * Give the wake-up back. */
+    for (promo *p = *pp; p; p = p->next)
+        if (pc_tier_job_status(c->tier, p->io) != PC_E_BUSY) {
+            pc_tier_kick(c->tier);
+            break;
+        }
     return n;
 }
 
@@ -1405,10 +1652,16 @@ int pc_cache_wait_fd(const pc_cache *c)
     return c && c->tier ? pc_tier_wait_fd(c->tier) : -1;
 }
 
+void pc_cache_wait_fd_drain(pc_cache *c)
+{
+    if (c && c->tier)
+        pc_tier_drain_fd(c->tier);
+}
+
 size_t pc_cache_flush_tier2(pc_cache *c, const void *ns, size_t ns_len,
                             bool all)
 {
-    if (!c || !c->tier || (!all && ns_len > PC_NS_MAX))
+    if (!c || !c->tier || (!all && (ns_len > PC_NS_MAX || (ns_len && !ns))))
         return 0;
     return pc_tier_flush(c->tier, all, all ? 0 : pc_page_hash_ns(ns, ns_len).lo);
 }
@@ -1493,7 +1746,15 @@ void pc_cache_stats_visit(const pc_cache *c, pc_stat_fn fn, void *ctx)
     fn(ctx, "cache.evictions_alloc", c->st.evictions_alloc);
     fn(ctx, "cache.evictions_watermark", c->st.evictions_watermark);
     fn(ctx, "cache.nospace", c->st.nospace);
+    uint64_t opages = 0;
+    for (size_t i = 0; i < c->nopins; i++)
+        opages += c->opins[i].pages;
+    fn(ctx, "pins.operator_prefixes", c->nopins);
+    fn(ctx, "pins.operator_pages", opages);
+    fn(ctx, "pins.operator_pages_wanted", c->opin_pages_wanted);
+    pc_quota_stats_visit(c->quota, fn, ctx);
     pc_tier_stats_visit(c->tier, fn, ctx);
+    pc_cache_metrics_visit(c->metrics, fn, ctx); /* last: ns.* is long */
 }
 
 void pc_cache_describe(const pc_cache *c, pc_cache_desc *out)
@@ -1695,7 +1956,7 @@ int pc_cache_check(const pc_cache *c)
         return rc;
     tree_walk w = {c, calloc(c->capacity, 1), {0}, 0, 0, 0};
     uint64_t blocks = 0, pins = 0, distinct = 0;
-    w.pins.cap = 2 * c->npins + 16;
+    w.pins.cap = 2 * (c->npins + c->nopins) + 16;
     w.pins.key = calloc(w.pins.cap, sizeof(*w.pins.key));
     w.pins.count = calloc(w.pins.cap, sizeof(*w.pins.count));
     CHECK(w.seen && w.pins.key && w.pins.count, "check out of memory");
@@ -1753,6 +2014,18 @@ int pc_cache_check(const pc_cache *c)
             w.pins.count[k]++;
         }
         pins += l->npins;
+    }
+    /* the operator pins' locks, like a lease's pins */
+    for (size_t i = 0; i < c->nopins; i++) {
+        const opin *op = &c->opins[i];
+        CHECK(!op->node == !op->pages && op->pages * c->P <= op->n_tokens,
+              "operator pin %zu: %zu pages locked", i, op->pages);
+        if (!op->node)
+            continue;
+        size_t k = pinmap_slot(&w.pins, op->node);
+        distinct += !w.pins.key[k];
+        w.pins.key[k] = op->node;
+        w.pins.count[k]++;
     }
     uint32_t in_tab = 0;
     for (uint32_t i = 0; i < c->tab_cap; i++)

@@ -108,6 +108,14 @@ const char *pc_cache_why(const pc_cache *c);
 
 /* ---- operations ----------------------------------------------------------- */
 
+/* Lookup and insert flags.  PIN: 1, what the int `pin` argument these
+ * calls had used to be, so 0/1 callers keep working.  NO_CACHE: a private
+ * or one-off prompt: a lookup still returns what is cached but refreshes
+ * nothing (recency, frequency, tier 2's LRU), so it keeps no page alive;
+ * an insert caches nothing (the lease keeps its blocks until release).
+ * NO_COUNT (lookup): warm-up traffic, left out of every hit/miss counter. */
+enum { PC_CACHE_PIN = 1, PC_CACHE_NO_CACHE = 2, PC_CACHE_NO_COUNT = 4 };
+
 typedef struct pc_lookup_result {
     size_t tokens;   /* matched tokens (multiple of page_tokens)            */
     size_t pages;    /* = block ids written to blocks[]                     */
@@ -123,7 +131,8 @@ typedef struct pc_lookup_result {
 
 /*
  * Longest cached prefix; block ids go to blocks[0..pages) (room for
- * n_tokens / page_tokens ids).  With pin, and at least one page matched, the
+ * n_tokens / page_tokens ids).  flags: PC_CACHE_PIN | NO_CACHE | NO_COUNT
+ * (above).  With PIN, and at least one page matched, the
  * matched path is locked under `lease` (0 = create a new lease); the pin
  * lasts until release or expiry.  A pin with nothing matched creates no
  * lease unless one was named (then it is only renewed).  A lease named
@@ -134,7 +143,7 @@ typedef struct pc_lookup_result {
  * many leases, or pins on this lease), PC_E_NOMEM.
  */
 int pc_cache_lookup(pc_cache *c, const void *ns, size_t ns_len,
-                    const uint32_t *tokens, size_t n_tokens, int pin,
+                    const uint32_t *tokens, size_t n_tokens, unsigned flags,
                     uint64_t lease, uint32_t *blocks, pc_lookup_result *out);
 
 /*
@@ -150,9 +159,9 @@ int pc_cache_lookup(pc_cache *c, const void *ns, size_t ns_len,
  * pc_cache_lookup.
  */
 int pc_cache_lookup_alloc(pc_cache *c, const void *ns, size_t ns_len,
-                          const uint32_t *tokens, size_t n_tokens, int pin,
-                          uint64_t lease, uint32_t *blocks, uint32_t *fresh,
-                          pc_lookup_result *out);
+                          const uint32_t *tokens, size_t n_tokens,
+                          unsigned flags, uint64_t lease, uint32_t *blocks,
+                          uint32_t *fresh, pc_lookup_result *out);
 
 /*
  * n blocks in state LEASED, owned by *lease (0 on entry = create a lease; its
@@ -187,17 +196,19 @@ int pc_cache_insert(pc_cache *c, const void *ns, size_t ns_len,
                     pc_insert_result *out);
 
 /*
- * pc_cache_insert, and with pin: the inserted prefix (all its full pages)
- * stays pinned under `lease` (required) until release or expiry, so an
+ * pc_cache_insert with flags.  PC_CACHE_PIN: the inserted prefix (all its
+ * full pages) stays pinned under `lease` (required) until release or
+ * expiry, so an
  * engine can insert right after its prefill, let others reuse the pages at
  * once, and still read them safely while it decodes.  The pin is checked
  * against max_pins_per_lease before anything changes (PC_E_LIMIT).
- * PC_E_INVAL for pin without a lease.  PC_E_RANGE only past 2^32 locks on
+ * PC_E_INVAL for pin without a lease, or with NO_CACHE (which caches
+ * nothing: see the flags).  PC_E_RANGE only past 2^32 locks on
  * one path: then the insert is done but not pinned.
  */
 int pc_cache_insert_pin(pc_cache *c, const void *ns, size_t ns_len,
                         const uint32_t *tokens, size_t n_tokens,
-                        const uint32_t *blocks, uint64_t lease, int pin,
+                        const uint32_t *blocks, uint64_t lease, unsigned flags,
                         uint32_t *canon, pc_insert_result *out);
 
 /*
@@ -227,8 +238,11 @@ size_t pc_cache_poll(pc_cache *c, uint64_t *done, size_t cap);
 
 /* A descriptor that becomes readable when a promotion may have finished
  * (-1: none; device tiers are polled: pc_cache_next_deadline_ms says 1 ms
- * while one runs). */
+ * while one runs).  Once poll(2) says it is readable, empty it with
+ * pc_cache_wait_fd_drain, then call pc_cache_poll (in that order: a
+ * promotion that ends in between makes it readable again). */
 int pc_cache_wait_fd(const pc_cache *c);
+void pc_cache_wait_fd_drain(pc_cache *c);
 
 /* Drop tier 2's pages (all, or those of one namespace) that no promotion
  * is reading; returns how many (0 without a second tier). */
@@ -276,7 +290,9 @@ int pc_cache_flush_ns(pc_cache *c, const void *ns, size_t ns_len,
  *            held by `medium`: inserted (duplicates are not), brought back
  *            by a promotion (pool), or demoted into tier 2
  *   REMOVED  the pages with hashes[0..n_pages) are no longer held by
- *            `medium`: evicted (allocation, watermark, flush), or dropped
+ *            `medium`: evicted (allocation, watermark, flush, a namespace
+ *            quota: those are named from a per-block copy of the hash kept
+ *            while a hook is set, 8 bytes a block), or dropped
  *            by tier 2 (its LRU, a flush, a failed promotion)
  *   CLEARED  nothing is held anywhere any more (a flush of everything that
  *            left nothing pinned or busy)
@@ -376,6 +392,47 @@ void pc_cache_describe(const pc_cache *c, pc_cache_desc *out);
 /* An eviction policy's name ("lru", "auto", ...); NULL past the last, so
  * that a config parser can list them. */
 const char *pc_cache_policy_name(int policy);
+
+/*
+ * Operator-pinned prefixes (a system prompt that must never be evicted):
+ * each prefix is pinned as far as it is cached, and further as engines
+ * insert more of it (the daemon cannot compute KV: an engine's first
+ * request caches it), until release by the next call.  Replaces the
+ * previous set, all or nothing.  PC_E_NOSPACE (pc_cache_why says how many
+ * pages against the capacity) when their distinct full pages would not
+ * fit in the pool; PC_E_INVAL (a namespace over 256 bytes, no full page),
+ * PC_E_NOMEM.  n = 0 unpins them all.
+ */
+typedef struct pc_cache_pin_spec {
+    const void *ns;
+    size_t ns_len;
+    const uint32_t *tokens;
+    size_t n_tokens;
+} pc_cache_pin_spec;
+
+int pc_cache_set_operator_pins(pc_cache *c, const pc_cache_pin_spec *v,
+                               size_t n);
+
+/*
+ * Namespace quotas and reserved minimums, by pattern (cache/quota.c has
+ * the picture).  Each rule: an fnmatch(3) glob over the namespace as text,
+ * a quota (max_pages; 0: none: an insert past it evicts the namespace's
+ * own least recently used unpinned pages) and a reserve (min_pages;
+ * eviction for room never takes the namespace below it).  A namespace
+ * takes the first rule it matches, when first inserted into (or now, if
+ * cached).  Replaces the rules, all or nothing: PC_E_INVAL (a bad rule,
+ * a reserve above its quota), PC_E_RANGE, PC_E_NOSPACE when the reserves
+ * of the namespaces cached now (and one per rule no namespace matches
+ * yet) exceed the pool; pc_cache_why says which.  A namespace that comes
+ * later gets what is left of its reserve (stats quota.reserve_trimmed).
+ * Quota evictions are not demoted to tier 2.  n = 0 removes every limit.
+ */
+typedef struct pc_cache_quota {
+    const char *pattern;
+    uint64_t max_pages, min_pages;
+} pc_cache_quota;
+
+int pc_cache_set_ns_quotas(pc_cache *c, const pc_cache_quota *v, size_t n);
 
 /* Namespace priorities for the priority eviction policy (radix.h): reserve
  * room for n first (the one step that can fail), then clear and set, which

@@ -587,6 +587,15 @@ void pc_tier_drain_fd(pc_tier *t)
     }
 }
 
+void pc_tier_kick(pc_tier *t)
+{
+    uint64_t one = 1;
+    if (t->efd >= 0) {
+        ssize_t w = write(t->efd, &one, sizeof(one));
+        (void)w;
+    }
+}
+
 bool pc_tier_polls(const pc_tier *t) { return t->ndev_jobs > 0; }
 
 /* ---- flush, stats, check ------------------------------------------------------------ */

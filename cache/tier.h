@@ -95,6 +95,9 @@ void pc_tier_quiesce(pc_tier *t);
  * must be polled (a device tier: see pc_tier_polls). */
 int pc_tier_wait_fd(const pc_tier *t);
 void pc_tier_drain_fd(pc_tier *t);
+/* Make the wait fd readable again (a caller that drained it and left a
+ * finished job behind); nothing for a device tier. */
+void pc_tier_kick(pc_tier *t);
 bool pc_tier_polls(const pc_tier *t); /* jobs in flight that only polling sees */
 
 /* Drop every page that is not busy (all) or those of namespace nsid;

@@ -11,11 +11,13 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "rpc/client.h"
 
@@ -33,6 +35,11 @@ static void usage(FILE *f)
         "  ping [-c N]             round-trip time to the daemon (N pings)\n"
         "  hello                   the pool layout and limits the daemon announces\n"
         "  stats [--json]          every counter, grouped by prefix, or as JSON\n"
+        "  stats --watch [SECONDS] [--count N]\n"
+        "                          a live view every SECONDS (default 1): hit\n"
+        "                          rate, pool fullness, evictions/s, requests/s\n"
+        "                          over the last interval; Ctrl-C (or N views)\n"
+        "                          ends it\n"
         "  lookup [--ns NS] FILE   longest cached prefix of the token ids in FILE\n"
         "                          (whitespace-separated decimals; '-': stdin);\n"
         "                          pins nothing\n"
@@ -266,15 +273,157 @@ static void json_str(const char *s)
     putchar('"');
 }
 
+/* ---- stats --watch ------------------------------------------------------------ */
+
+/* What the live view needs from one STATS snapshot. */
+typedef struct watch_snap {
+    double t_ms;
+    uint64_t hit_tokens, miss_tokens, evicted, requests;
+    uint64_t capacity, free_blocks, cached, leased;
+} watch_snap;
+
+static void watch_add(void *ctx, const char *name, uint64_t v)
+{
+    watch_snap *w = ctx;
+    /* cache/metrics.c: ns.<counter>.<namespace>, ns_other.<counter>; hits
+     * of every tier */
+    if (!strncmp(name, "ns.hit_tokens.", 14) || !strncmp(name, "ns_other.hit_tokens.", 20))
+        w->hit_tokens += v;
+    else if (!strncmp(name, "ns.miss_tokens.", 15) || !strcmp(name, "ns_other.miss_tokens"))
+        w->miss_tokens += v;
+    else if (strcmp(name, "tree.evicted_pages") == 0)
+        w->evicted = v;
+    else if (strcmp(name, "rpc.requests") == 0)
+        w->requests = v;
+    else if (strcmp(name, "pool.blocks.capacity") == 0)
+        w->capacity = v;
+    else if (strcmp(name, "pool.blocks.free") == 0)
+        w->free_blocks = v;
+    else if (strcmp(name, "pool.blocks.cached") == 0)
+        w->cached = v;
+    else if (strcmp(name, "pool.blocks.leased") == 0)
+        w->leased = v;
+}
+
+static volatile sig_atomic_t g_watch_stop;
+
+static void on_watch_signal(int sig)
+{
+    (void)sig;
+    g_watch_stop = 1;
+}
+
+static int watch_snapshot(pc_client *c, watch_snap *w)
+{
+    memset(w, 0, sizeof(*w));
+    int rc = pc_client_stats(c, watch_add, w);
+    w->t_ms = now_ms();
+    return rc;
+}
+
+/* Rates over the interval between a and b; fullness as of b. */
+static void watch_print(const watch_snap *a, const watch_snap *b, bool tty)
+{
+    double dt = (b->t_ms - a->t_ms) / 1e3;
+    uint64_t hit = b->hit_tokens - a->hit_tokens;
+    uint64_t looked = hit + (b->miss_tokens - a->miss_tokens);
+    double used = b->capacity ? 100.0 * (double)(b->capacity - b->free_blocks) /
+                                    (double)b->capacity
+                              : 0;
+    char hr[32] = "-";
+    if (looked)
+        snprintf(hr, sizeof(hr), "%.1f%%", 100.0 * (double)hit / (double)looked);
+    double ev = dt > 0 ? (double)(b->evicted - a->evicted) / dt : 0;
+    double rq = dt > 0 ? (double)(b->requests - a->requests) / dt : 0;
+    time_t now = time(NULL);
+    struct tm tm;
+    char ts[32];
+    strftime(ts, sizeof(ts), "%H:%M:%S", localtime_r(&now, &tm));
+    if (tty) { /* a screen that redraws in place */
+        printf("\033[H\033[2J" PROG " stats --watch (every %.3gs; Ctrl-C ends)   %s\n\n"
+               "  hit rate      %8s   (%" PRIu64 " of %" PRIu64 " looked-up tokens)\n"
+               "  pool used     %7.1f%%   (%" PRIu64 " cached + %" PRIu64
+               " leased of %" PRIu64 " blocks)\n"
+               "  evictions/s   %8.1f\n"
+               "  requests/s    %8.1f\n",
+               dt, ts, hr, hit, looked, used, b->cached, b->leased, b->capacity,
+               ev, rq);
+    } else { /* one line per interval: greppable, testable */
+        printf("%s hit_rate=%s hit_tokens=%" PRIu64 " lookup_tokens=%" PRIu64
+               " pool_used=%.1f%% evictions_per_s=%.1f requests_per_s=%.1f\n",
+               ts, hr, hit, looked, used, ev, rq);
+    }
+    fflush(stdout);
+}
+
+/* Sleep ms, or less when a signal ends the watch. */
+static void watch_sleep(double ms)
+{
+    struct timespec ts = {(time_t)(ms / 1e3),
+                          (long)((ms - (double)(time_t)(ms / 1e3) * 1e3) * 1e6)};
+    while (!g_watch_stop && nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static int cmd_stats_watch(pc_client *c, double secs, uint64_t count)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_watch_signal; /* no SA_RESTART: the sleep ends */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    bool tty = isatty(STDOUT_FILENO);
+    watch_snap prev, cur;
+    int rc = watch_snapshot(c, &prev);
+    if (rc)
+        return fail(c, "stats", rc);
+    for (uint64_t n = 0; !g_watch_stop && (!count || n < count); n++) {
+        watch_sleep(secs * 1e3);
+        if (g_watch_stop)
+            break;
+        if ((rc = watch_snapshot(c, &cur)))
+            return fail(c, "stats", rc);
+        watch_print(&prev, &cur, tty);
+        prev = cur;
+    }
+    return 0; /* Ctrl-C is how a watch is meant to end */
+}
+
 static int cmd_stats(pc_client *c, int argc, char **argv)
 {
-    bool json = false;
+    bool json = false, watch = false;
+    double secs = 1;
+    uint64_t count = 0;
     for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0)
+        if (strcmp(argv[i], "--json") == 0) {
             json = true;
-        else
+        } else if (strcmp(argv[i], "--watch") == 0) {
+            watch = true;
+            if (i + 1 < argc && argv[i + 1][0] != '-') {
+                char *end;
+                errno = 0;
+                secs = strtod(argv[++i], &end);
+                if (errno || *end || !(secs >= 0.1 && secs <= 3600))
+                    return usage_error("stats: bad --watch interval '%s' "
+                                       "(seconds, 0.1..3600)", argv[i]);
+            }
+        } else if (strcmp(argv[i], "--count") == 0) {
+            if (i + 1 >= argc || !parse_u64(argv[i + 1], UINT32_MAX, &count) ||
+                !count)
+                return usage_error("stats: --count needs a number of views "
+                                   "(1 or more)%s", "");
+            i++;
+        } else {
             return usage_error("stats: unexpected argument '%s'", argv[i]);
+        }
     }
+    if (watch && json)
+        return usage_error("stats: %s", "--watch and --json do not go together");
+    if (count && !watch)
+        return usage_error("stats: %s", "--count goes with --watch");
+    if (watch)
+        return cmd_stats_watch(c, secs, count);
     stat_set s = {0};
     int rc = pc_client_stats(c, stat_add, &s), ret = 0;
     if (rc) {

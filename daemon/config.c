@@ -68,7 +68,9 @@ static const char *dtype_name(int i)
 _Static_assert(PCD_ENDPOINT_MAX == 256, "endpoint max below");
 _Static_assert(PC_POOL_SHM_NAME_MAX == 200, "shm_name max below");
 _Static_assert(PCD_GROUP_MAX == 64, "socket_group, pool_group max below");
+_Static_assert(PCD_METRICS_LISTEN_MAX < 64, "metrics_listen: pcd_metrics_listen_parse's host");
 _Static_assert(PCD_TIER2_PATH_MAX == 1023, "tier2_path max below");
+_Static_assert(PCD_PINNED_PREFIXES_MAX == 2047, "pinned_prefixes max below");
 
 #define F(field) offsetof(pcd_config, field)
 
@@ -207,6 +209,27 @@ static const pcd_knob KNOBS[] = {
      "For eviction_policy = priority: `NS=PRIO,NS=PRIO,...` (PRIO an integer "
      "in [-1000000, 1000000]; higher is evicted later; namespaces not listed "
      "have 0). Namespaces are matched as text bytes."},
+    {"pinned_prefixes", PCD_STR, F(pinned_prefixes), "", NULL, NULL, 0,
+     PCD_PINNED_PREFIXES_MAX, NULL, true,
+     "Operator-pinned prefixes, never evicted: `NS=FILE,NS=FILE,...`, each "
+     "FILE a prompt's token ids in decimal (white space or commas between "
+     "them, `#` comments), e.g. a system prompt as the engine's tokenizer "
+     "encodes it. The daemon cannot compute KV: a prefix is pinned as far as "
+     "engines have cached it, and further as they cache more. Re-read on "
+     "every reload; refused whole (the running set stays) when a file cannot "
+     "be read or their distinct pages exceed the pool. STATS: "
+     "pins.operator_*."},
+    {"namespace_quotas", PCD_STR, F(namespace_quotas), "", NULL, NULL, 0,
+     PCD_PINNED_PREFIXES_MAX, NULL, true,
+     "Per-namespace quota and reserved minimum, in pages: "
+     "`PATTERN=MAX[:MIN],...`, PATTERN an fnmatch(3) glob over the namespace "
+     "as text (`tenant-a/*`, `*`), the first that matches wins. MAX (0: none): "
+     "an insert past it evicts the namespace's own least recently used "
+     "unpinned pages. MIN: eviction for room never takes the namespace below "
+     "it. Applied to cached namespaces at once and to new ones when first "
+     "inserted into; changed live; refused whole when a reserve is above its "
+     "maximum or the reserves of the namespaces cached now exceed the pool. "
+     "STATS: quota.*, tree.reserved_pages, tree.evicted_quota_pages."},
     {"max_msg_bytes", PCD_SIZE, F(max_msg_bytes), PCD_STR(PC_PROTO_MAX_MSG_DEFAULT),
      NULL, NULL, 4 * KiB,
      1 * GiB, NULL, false,
@@ -220,6 +243,14 @@ static const pcd_knob KNOBS[] = {
      true, "Log verbosity (stderr). debug adds one line per request."},
     {"log_utc", PCD_BOOL, F(log_utc), "false", NULL, NULL, 0, 0, NULL, true,
      "Log timestamps in UTC (`Z`) instead of local time with its offset."},
+    {"metrics_listen", PCD_STR, F(metrics_listen), "", NULL, NULL, 0,
+     PCD_METRICS_LISTEN_MAX, NULL, false,
+     "Serve Prometheus metrics over HTTP at `/metrics` (docs/metrics.md): "
+     "`PORT` (on 127.0.0.1), or `HOST:PORT` with an IPv4 address, `localhost` "
+     "or `*` (every address; logged at WARN, as is any address that is not "
+     "loopback: the metrics name namespaces). Port 0: any free port (logged). "
+     "Empty: off. Scrapes are served by the daemon's own loop, between "
+     "requests."},
     {"kv_events_endpoint", PCD_STR, F(kv_events_endpoint), "", NULL, NULL, 0,
      PCD_ENDPOINT_MAX - 1, NULL, false,
      "KV events for cluster routers (docs/cluster.md): a ZeroMQ PUB socket "
@@ -652,6 +683,12 @@ int pcd_config_check(const pcd_config *c, uint64_t *capacity, char *err,
     if (strncmp(ep, "ipc://", 6) == 0 && strlen(ep + 6) > 107)
         return errf(err, errlen, PC_E_RANGE, "endpoint: the socket path is "
                     "longer than the 107 bytes a Unix socket allows");
+    if (c->metrics_listen[0]) {
+        int mrc = pcd_metrics_listen_parse(c->metrics_listen, NULL, NULL, err,
+                                           errlen);
+        if (mrc)
+            return mrc;
+    }
     const char *sn = c->shm_name;
     if (sn[0] && (sn[0] != '/' || !sn[1] || strchr(sn + 1, '/')))
         return errf(err, errlen, PC_E_INVAL, "shm_name: '%s' must be '/' "
@@ -696,7 +733,9 @@ int pcd_config_check(const pcd_config *c, uint64_t *capacity, char *err,
                     "the pool's capacity of %" PRIu64 " blocks", c->high_watermark,
                     cap);
     if ((rc = pcd_ns_priorities_parse(c->namespace_priorities, NULL, NULL, err,
-                                      errlen)))
+                                      errlen)) ||
+        (rc = pcd_pinned_prefixes_check(c->pinned_prefixes, err, errlen)) ||
+        (rc = pcd_ns_quotas_check(c->namespace_quotas, err, errlen)))
         return rc;
     if (capacity)
         *capacity = cap;

@@ -13,6 +13,10 @@
  *                 SIGTERM flag ─► leave the loop; destroy removes the socket,
  *                                 its lock file and the shm object
  *
+ * With metrics_listen, a libmicrohttpd listener (metrics.c) is created
+ * before the server and handed to it as its watch fd: scrapes are served
+ * by pc_rpc_server_poll on this same thread, between requests.
+ *
  * Signal handlers only set sig_atomic_t flags: everything else (logging,
  * re-reading files, touching the cache) happens in the loop, on the one
  * thread that owns all state.  A handler also writes a byte to a pipe that
@@ -43,6 +47,7 @@ struct pcd_daemon {
     const pcd_cmdline *cl;
     pc_cache *cache;
     pc_rpc_server *srv;
+    pcd_metrics *metrics; /* NULL: metrics_listen off */
     pc_rpc_events *ev;           /* KV events; NULL: off                 */
     volatile sig_atomic_t stop;
 };
@@ -168,6 +173,17 @@ static int apply(pcd_daemon *d, const pcd_config *next, const char *why,
     pcd_reload r;
     int rc = pcd_config_reload(&m, next, false, &r, err, errlen);
     if (rc < 0)
+        return rc;
+    /* First (it can fail on a file): the pins' files are read again on
+     * every reload, changed or not; nothing else has changed yet. */
+    if ((m.pinned_prefixes[0] || d->cfg.pinned_prefixes[0]) &&
+        (rc = pcd_pinned_prefixes_apply(d->cache, m.pinned_prefixes, err,
+                                        errlen)))
+        return rc;
+    /* The quotas next (refused whole: a reserve too big for the pool);
+     * a refusal here leaves the pins just applied: the same files. */
+    if (strcmp(m.namespace_quotas, d->cfg.namespace_quotas) != 0 &&
+        (rc = pcd_ns_quotas_apply(d->cache, m.namespace_quotas, err, errlen)))
         return rc;
     if (r.n_applied == 0 && r.n_ignored == 0) {
         pcd_log(PC_LOG_INFO, "%s: configuration unchanged", why);
@@ -479,6 +495,15 @@ static void log_startup(const pcd_daemon *d)
                 " + ", d->cl->n_over, d->cl->n_over == 1 ? "" : "s");
     else
         pcd_log(PC_LOG_INFO, "configuration: built-in defaults");
+    if (d->metrics) {
+        const char *a = pcd_metrics_addr(d->metrics);
+        pcd_log(strncmp(a, "127.", 4) == 0 ? PC_LOG_INFO : PC_LOG_WARN,
+                "metrics: http://%s:%u/metrics%s", a,
+                (unsigned)pcd_metrics_port(d->metrics),
+                strncmp(a, "127.", 4) == 0 ? "" : " is reachable beyond this "
+                "machine (not loopback): it names namespaces and load; "
+                "firewall it or use 127.0.0.1");
+    }
 }
 
 /* KV events (kv_events_*): the publisher, fed by the cache's hook.  Its
@@ -577,6 +602,15 @@ int pcd_daemon_create(const pcd_config *cfg, const pcd_cmdline *cl,
                             &rc_cfg.ipc_chgrp, &rc_cfg.ipc_gid, err, errlen)))
         goto fail;
 
+    /* The metrics listener before the server, whose loop polls its fd
+     * (pc_rpc_config.watch); it serves nothing until attached below. */
+    if (cfg->metrics_listen[0]) {
+        if ((rc = pcd_metrics_create(cfg->metrics_listen, &d->metrics, err,
+                                     errlen)))
+            goto fail;
+        rc_cfg.watch = pcd_metrics_watch(d->metrics);
+    }
+
     /* The endpoint first, then the pool: a daemon that loses the race for
      * the endpoint must not have touched (reclaimed, replaced) the pool of
      * the one that won it.  libzmq starts its I/O thread here; with our
@@ -608,12 +642,19 @@ int pcd_daemon_create(const pcd_config *cfg, const pcd_cmdline *cl,
         goto fail;
     }
     if ((rc = create_cache(d, &cc, err, errlen)) ||
-        (rc = reserve_priorities(d, cfg, err, errlen)))
+        (rc = reserve_priorities(d, cfg, err, errlen)) ||
+        (cfg->pinned_prefixes[0] &&
+         (rc = pcd_pinned_prefixes_apply(d->cache, cfg->pinned_prefixes, err,
+                                         errlen))) ||
+        (cfg->namespace_quotas[0] &&
+         (rc = pcd_ns_quotas_apply(d->cache, cfg->namespace_quotas, err,
+                                   errlen))))
         goto fail;
     apply_priorities(d, cfg);
     rc = pc_rpc_server_attach(d->srv, d->cache);
     assert(rc == 0); /* created without a cache just above */
     pc_rpc_server_set_log_level(d->srv, cfg->log_level);
+    pcd_metrics_attach(d->metrics, d->srv);
     log_startup(d);
     if ((rc = start_events(d, err, errlen)))
         goto fail;
@@ -676,6 +717,7 @@ void pcd_daemon_destroy(pcd_daemon *d)
                 " errors, %" PRIu64 " dropped)", ep, st.requests, st.errors,
                 st.dropped);
     }
+    pcd_metrics_destroy(d->metrics); /* before the server it reads */
     if (d->ev) {
         pc_rpc_events_stats es;
         pc_rpc_events_flush(d->ev); /* what the last round left */

@@ -40,7 +40,9 @@
 /* The daemon's whole configuration, as values (strings are copied in). */
 #define PCD_NS_PRIORITIES_MAX 1023
 #define PCD_GROUP_MAX 64
+#define PCD_METRICS_LISTEN_MAX 63
 #define PCD_TIER2_PATH_MAX 1023
+#define PCD_PINNED_PREFIXES_MAX 2047
 
 typedef struct pcd_config {
     char endpoint[PCD_ENDPOINT_MAX];
@@ -62,9 +64,12 @@ typedef struct pcd_config {
     bool log_utc;
     int eviction_policy;         /* pc_radix_policy                      */
     char namespace_priorities[PCD_NS_PRIORITIES_MAX + 1];
+    char metrics_listen[PCD_METRICS_LISTEN_MAX + 1]; /* "": no /metrics */
     uint64_t tier2_bytes;        /* 0: no second tier                    */
     char tier2_path[PCD_TIER2_PATH_MAX + 1]; /* "": /var/tmp            */
     uint64_t tier2_read_delay_us;
+    char pinned_prefixes[PCD_PINNED_PREFIXES_MAX + 1]; /* NS=FILE,...  */
+    char namespace_quotas[PCD_PINNED_PREFIXES_MAX + 1]; /* PAT=MAX[:MIN] */
     /* KV events (rpc/events.h): "" = off */
     char kv_events_endpoint[PCD_ENDPOINT_MAX];
     char kv_events_topic[PCD_ENDPOINT_MAX];
@@ -72,6 +77,20 @@ typedef struct pcd_config {
     uint64_t kv_events_buffer;
     int kv_events_format;        /* PC_KV_EVENTS_*                       */
 } pcd_config;
+
+/* namespace_quotas (daemon/operator.c): "PATTERN=MAX[:MIN],...", fnmatch
+ * globs over namespaces, the first that matches wins.  check: syntax;
+ * apply: pc_cache_set_ns_quotas, all or nothing. */
+int pcd_ns_quotas_check(const char *text, char *err, size_t errlen);
+int pcd_ns_quotas_apply(pc_cache *cache, const char *text, char *err,
+                        size_t errlen);
+
+/* pinned_prefixes (daemon/operator.c): "NS=FILE[,NS=FILE]...", each FILE a
+ * prompt's token ids in decimal.  check: the syntax only; apply: read the
+ * files and make them the cache's operator pins (all or nothing). */
+int pcd_pinned_prefixes_check(const char *text, char *err, size_t errlen);
+int pcd_pinned_prefixes_apply(pc_cache *cache, const char *text, char *err,
+                              size_t errlen);
 
 /*
  * namespace_priorities: "NS=PRIO[,NS=PRIO]..." (NS: 1..256 bytes of text
@@ -225,6 +244,42 @@ void pcd_log_hook(void *ctx, int level, const char *msg);
 /* ISO 8601 local time (or UTC) with milliseconds and the offset. */
 void pcd_log_timestamp(char *buf, size_t len, bool utc);
 const char *pcd_log_level_name(int level);
+
+/* ---- /metrics (metrics.c, docs/metrics.md) ------------------------------------ */
+
+/* One stat as the visitor gave it. */
+typedef struct pcd_stat {
+    const char *name;
+    uint64_t value;
+} pcd_stat;
+
+/* The Prometheus text exposition (format 0.0.4) of stats, through the one
+ * mapping table: *out is malloc'd (the caller frees it), NUL-terminated,
+ * *len bytes.  Stats that map to nothing are left out (test_metrics makes
+ * sure there are none but the listed ones).  PC_E_NOMEM. */
+int pcd_metrics_render(const pcd_stat *st, size_t n, char **out, size_t *len);
+
+/* 1: the stat is exported; 0: it is on the not-exported list; -1: unknown
+ * to both (a new stat nobody mapped). */
+int pcd_metrics_classify(const char *stat);
+
+/* metrics_listen's text: "PORT" (127.0.0.1), "HOST:PORT" with an IPv4
+ * address, "localhost" or "*" (all addresses).  *addr in host order.
+ * PC_E_INVAL with a reason. */
+int pcd_metrics_listen_parse(const char *text, uint32_t *addr, uint16_t *port,
+                             char *err, size_t errlen);
+
+/* The HTTP listener (libmicrohttpd, polled by the server's loop). */
+typedef struct pcd_metrics pcd_metrics;
+int pcd_metrics_create(const char *listen, pcd_metrics **out, char *err,
+                       size_t errlen);
+/* The server whose stats it serves; nothing is served before. */
+void pcd_metrics_attach(pcd_metrics *m, pc_rpc_server *srv);
+/* The fd and callbacks for pc_rpc_config.watch. */
+pc_rpc_watch pcd_metrics_watch(pcd_metrics *m);
+uint16_t pcd_metrics_port(const pcd_metrics *m); /* the bound port */
+const char *pcd_metrics_addr(const pcd_metrics *m);
+void pcd_metrics_destroy(pcd_metrics *m);
 
 /* ---- the daemon (daemon.c) -------------------------------------------------- */
 

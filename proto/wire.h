@@ -116,7 +116,9 @@ typedef struct pc_wire_map {
     F(lookup_req, pin, "pin", BOOL, OPT, 0)                                    \
     F(lookup_req, alloc, "alloc", BOOL, OPT, 0)                                \
     F(lookup_req, lease, "lease", UINT, OPT, 0)                                \
-    F(lookup_req, promote, "promote", BOOL, OPT, 0)
+    F(lookup_req, promote, "promote", BOOL, OPT, 0)                            \
+    F(lookup_req, no_cache, "no_cache", BOOL, OPT, 0)                          \
+    F(lookup_req, no_count, "no_count", BOOL, OPT, 0)
 
 #define PC_WIRE_LOOKUP_REP(F)                                                  \
     F(lookup_rep, tokens, "tokens", UINT, REQ, 0)                              \
@@ -142,7 +144,8 @@ typedef struct pc_wire_map {
     F(insert_req, blocks, "blocks", IDS, REQ, PC_WIRE_MAX_TOKENS)              \
     F(insert_req, lease, "lease", UINT, OPT, 0)                                \
     F(insert_req, release, "release", BOOL, OPT, 0)                            \
-    F(insert_req, pin, "pin", BOOL, OPT, 0)
+    F(insert_req, pin, "pin", BOOL, OPT, 0)                                    \
+    F(insert_req, no_cache, "no_cache", BOOL, OPT, 0)
 
 #define PC_WIRE_INSERT_REP(F)                                                  \
     F(insert_rep, cached_tokens, "cached_tokens", UINT, REQ, 0)                \

@@ -276,13 +276,26 @@ static void auto_observe(pc_radix *t, uint32_t root_hash,
 }
 
 /* Whichever order the simulations favour; S3-FIFO's ghost remembers what
- * leaves its small queue either way. */
-static pc_radix_node *auto_victim(pc_radix *t, size_t want)
+ * leaves its small queue either way (pc_radix_s3_evicting). */
+static pc_radix_node *auto_pick(pc_radix *t)
 {
-    pc_radix_node *x = t->auto_s3 ? pc_radix_s3_pick(t) : lru_head(t);
-    if (x)
-        pc_radix_s3_evicting(t, x, want);
-    return x;
+    return t->auto_s3 ? pc_radix_s3_pick(t) : lru_head(t);
+}
+
+/* A leaf set aside leaves the order it was picked from (the choice does not
+ * change during an eviction call); in the other it stays. */
+static void auto_aside(pc_radix *t, pc_radix_node *x)
+{
+    if (t->auto_s3)
+        pc_radix_heap_aside(t, x);
+    else
+        lru_aside(t, x);
+}
+
+static void auto_restore(pc_radix *t)
+{
+    lru_restore(t);
+    pc_radix_heap_restore(t);
 }
 
 /* prepare: the heaps, and the simulations when the capacity is known; on
@@ -378,7 +391,10 @@ const pc_radix_policy_ops pc_radix_auto_ops = {
     .update = pc_radix_heap_update,
     .trim = pc_radix_s3_trim,
     .observe = auto_observe,
-    .victim = auto_victim,
+    .pick = auto_pick,
+    .evicting = pc_radix_s3_evicting,
+    .aside = auto_aside,
+    .restore = auto_restore,
     .check = auto_check,
 };
 

@@ -72,7 +72,7 @@ int pc_radix_check(const pc_radix *t)
     pc_radix_node **stack = NULL;
     size_t sp = 0, scap = 0;
     pc_radix_stats c = {0};
-    uint64_t unlocked = 0;
+    uint64_t unlocked = 0, unlocked_pages = 0, locked_pages = 0;
     const pc_radix_node *r;
     if (!t)
         return PC_E_INVAL;
@@ -92,6 +92,31 @@ int pc_radix_check(const pc_radix *t)
         CHECK(r->hash == hash32(root_ns(r), r->off), "root hash stale");
         CHECK(r->kids.n > 0, "empty namespace kept");
         CHECK(r->lru.prev == NULL && r->lru.next == NULL, "root on LRU list");
+        /* The namespace's counts, recomputed; the tree's evictable,
+         * reserved and protected pages are their sums. */
+        uint64_t np = 0, nu = 0;
+        int depth = 0;
+        for (const pc_radix_node *n = pc_radix_next_preorder(t, r, &depth); n;
+             n = pc_radix_next_preorder(t, n, &depth)) {
+            np += n->npages;
+            nu += n->lock_ref ? 0 : n->npages;
+        }
+        CHECK(r->ns_pages == np && r->ns_unlocked == nu,
+              "namespace %p counts %llu pages (%llu unlocked), recomputed "
+              "%llu (%llu)", (void *)r, (unsigned long long)r->ns_pages,
+              (unsigned long long)r->ns_unlocked, (unsigned long long)np,
+              (unsigned long long)nu);
+        {
+            uint64_t lmin = 0, lmax = 0;
+            pc_radix_get_ns_limits(t, root_ns(r), r->off, &lmin, &lmax);
+            CHECK(r->ns_min == lmin && r->ns_max == lmax,
+                  "namespace %p limits %u..%u, the table says %llu..%llu",
+                  (void *)r, r->ns_min, r->ns_max, (unsigned long long)lmin,
+                  (unsigned long long)lmax);
+        }
+        c.evictable_pages += ns_avail(r);
+        c.reserved_pages += nu - ns_avail(r);
+        c.protected_pages += np - nu;
         if (sp == scap) {
             scap = scap ? 2 * scap : 64;
             pc_radix_node **s = realloc(stack, scap * sizeof(*s));
@@ -132,10 +157,10 @@ int pc_radix_check(const pc_radix *t)
               "node %p window %u+%u beyond %u", (void *)n, n->off, n->npages,
               n->cap_pages);
         if (n->lock_ref) {
-            c.protected_pages += n->npages;
+            locked_pages += n->npages;
             CHECK(n->lru.prev == NULL, "locked node %p on LRU list", (void *)n);
         } else {
-            c.evictable_pages += n->npages;
+            unlocked_pages += n->npages;
             unlocked++;
             CHECK(n->lru.prev != NULL, "unlocked node %p off the LRU list",
                   (void *)n);
@@ -174,7 +199,20 @@ int pc_radix_check(const pc_radix *t)
     CHECK_COUNTER(evictable_pages);
     CHECK_COUNTER(protected_pages);
     CHECK_COUNTER(metadata_bytes);
+    CHECK_COUNTER(reserved_pages);
 #undef CHECK_COUNTER
+    CHECK(unlocked_pages == c.evictable_pages + c.reserved_pages &&
+              locked_pages == c.protected_pages,
+          "per-namespace counts miss pages");
+    /* Set-aside leaves exist only inside an eviction call. */
+    CHECK(t->lru_aside.next == &t->lru_aside && t->lru_aside.prev == &t->lru_aside &&
+              t->heap_aside[0] == 0 && t->heap_aside[1] == 0,
+          "leaves left set aside");
+    for (uint32_t i = 0; i < t->nlimits; i++)
+        CHECK(t->limits[i].min_pages || t->limits[i].max_pages,
+              "limits entry %u holds no limit", i);
+    CHECK(t->nlimits <= t->climits, "limits table %u > room %u", t->nlimits,
+          t->climits);
     CHECK(t->ops && t->ops->version == PC_RADIX_POLICY_OPS_VERSION &&
               pc_radix_policy_name(t->ops->id),
           "policy ops table malformed");

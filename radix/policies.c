@@ -16,6 +16,11 @@
  * key gives it.  The heaps always have room for every node (reserved before
  * a node is created), so pushes never fail.
  *
+ * A namespace's reserve (limits.c) can veto a victim: the driver then sets
+ * the leaf aside (aside: out of the heap, parked at the top of the heap's
+ * own array; LRU: onto a side list) and picks again; restore puts every
+ * such leaf back when the eviction call ends.  No allocation either way.
+ *
  *   policy    pkey of a node                 victim           O(per page)
  *   lru       -                              list head        1
  *   lfu       L + hits + 1 (L: last victim)  heap top         log n
@@ -175,6 +180,28 @@ static pc_radix_node *heap_top(pc_radix *t)
     return pc_heap_top(&t->heap[0]);
 }
 
+/* aside: out of its heap, onto the top of that heap's array (v[hcap - 1]
+ * downwards).  A heap and its set-aside leaves are at most the nodes, and
+ * hcap > nodes, so the two never meet: no allocation, O(log n). */
+void pc_radix_heap_aside(pc_radix *t, pc_radix_node *x)
+{
+    unsigned q = S3_Q(x);
+    heap_remove(t, x);
+    assert(t->heap[q].n + t->heap_aside[q] + 1 < t->hcap);
+    t->heap[q].v[t->hcap - 1 - t->heap_aside[q]++] = x;
+}
+
+/* restore: every set-aside leaf back into its heap, lowest slot first so a
+ * push never writes over one still waiting. */
+void pc_radix_heap_restore(pc_radix *t)
+{
+    for (unsigned q = 0; q < 2; q++)
+        while (t->heap_aside[q]) {
+            uint32_t k = --t->heap_aside[q];
+            heap_push(t, t->heap[q].v[t->hcap - 1 - k]);
+        }
+}
+
 static int ghost_check(const pc_radix *t, bool used);
 
 #define CHECK(cond, ...) PC_CHECK_OR_OUT("pc_radix_check", cond, __VA_ARGS__)
@@ -247,9 +274,8 @@ static int check_policy(const pc_radix *t, unsigned queues)
 
 /* ---- lru ------------------------------------------------------------------- */
 
-static pc_radix_node *lru_victim(pc_radix *t, size_t want)
+static pc_radix_node *lru_pick(pc_radix *t)
 {
-    (void)want;
     pc_radix_node *x = lru_head(t);
     if (x) {
         __builtin_prefetch(x->lru.next); /* the next victim, most likely */
@@ -267,7 +293,9 @@ const pc_radix_policy_ops pc_radix_lru_ops = {
     .version = PC_RADIX_POLICY_OPS_VERSION,
     .id = PC_POLICY_LRU,
     .rebuild = lru_rebuild,
-    .victim = lru_victim,
+    .pick = lru_pick,
+    .aside = lru_aside,
+    .restore = lru_restore,
     .check = lru_check,
 };
 
@@ -300,13 +328,11 @@ static void lfu_touch(pc_radix *t, pc_radix_node *n, bool hit)
 }
 
 /* Ageing: newcomers start at the key of the last victim. */
-static pc_radix_node *lfu_victim(pc_radix *t, size_t want)
+static void lfu_evicting(pc_radix *t, pc_radix_node *x, size_t take)
 {
-    (void)want;
-    pc_radix_node *x = heap_top(t);
-    if (x && x->pkey > t->lfu_L)
+    (void)take;
+    if (x->pkey > t->lfu_L)
         t->lfu_L = x->pkey;
-    return x;
 }
 
 static int one_heap_check(const pc_radix *t) { return check_policy(t, 1); }
@@ -322,7 +348,10 @@ const pc_radix_policy_ops pc_radix_lfu_ops = {
     .touch = lfu_touch,
     .update = pc_radix_heap_update,
     .trim = heap_trim,
-    .victim = lfu_victim,
+    .pick = heap_top,
+    .evicting = lfu_evicting,
+    .aside = pc_radix_heap_aside,
+    .restore = pc_radix_heap_restore,
     .check = one_heap_check,
 };
 
@@ -334,12 +363,6 @@ static void recency_touch(pc_radix *t, pc_radix_node *n, bool hit)
     (void)hit;
     if (n->hidx)
         heap_fix(t, n);
-}
-
-static pc_radix_node *heap_victim(pc_radix *t, size_t want)
-{
-    (void)want;
-    return heap_top(t);
 }
 
 /* Insertion order is not kept across a switch; recency is. */
@@ -370,7 +393,9 @@ const pc_radix_policy_ops pc_radix_fifo_ops = {
     .touch = recency_touch,
     .update = pc_radix_heap_update,
     .trim = heap_trim,
-    .victim = heap_victim,
+    .pick = heap_top,
+    .aside = pc_radix_heap_aside,
+    .restore = pc_radix_heap_restore,
     .check = one_heap_check,
 };
 
@@ -401,7 +426,9 @@ const pc_radix_policy_ops pc_radix_priority_ops = {
     .touch = recency_touch,
     .update = pc_radix_heap_update,
     .trim = heap_trim,
-    .victim = heap_victim,
+    .pick = heap_top,
+    .aside = pc_radix_heap_aside,
+    .restore = pc_radix_heap_restore,
     .check = one_heap_check,
 };
 
@@ -619,11 +646,11 @@ pc_radix_node *pc_radix_s3_pick(pc_radix *t)
     }
 }
 
-/* The victim x loses min(want, npages) pages, its deepest: from the small
+/* The victim x loses its last `take` pages, its deepest: from the small
  * queue, the ghost remembers them. */
-void pc_radix_s3_evicting(pc_radix *t, const pc_radix_node *x, size_t want)
+void pc_radix_s3_evicting(pc_radix *t, pc_radix_node *x, size_t take)
 {
-    size_t take = want < x->npages ? want : x->npages, depth = 0;
+    size_t depth = 0;
     if (S3_Q(x) != 0)
         return;
     const pc_radix_node *r = x->parent;
@@ -634,14 +661,6 @@ void pc_radix_s3_evicting(pc_radix *t, const pc_radix_node *x, size_t want)
         ghost_add(t, page_ident(t, r->hash, node_tokens(t, x) + k * t->P,
                                 depth + k));
     }
-}
-
-static pc_radix_node *s3_victim(pc_radix *t, size_t want)
-{
-    pc_radix_node *x = pc_radix_s3_pick(t);
-    if (x)
-        pc_radix_s3_evicting(t, x, want);
-    return x;
 }
 
 /* s3fifo's check, and the part of auto's that is s3fifo's. */
@@ -668,7 +687,10 @@ const pc_radix_policy_ops pc_radix_s3fifo_ops = {
     .touch = pc_radix_s3_touch,
     .update = pc_radix_heap_update,
     .trim = pc_radix_s3_trim,
-    .victim = s3_victim,
+    .pick = pc_radix_s3_pick,
+    .evicting = pc_radix_s3_evicting,
+    .aside = pc_radix_heap_aside,
+    .restore = pc_radix_heap_restore,
     .check = s3_check,
 };
 

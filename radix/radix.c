@@ -126,6 +126,7 @@ static pc_radix_node *root_new(pc_radix *t, const void *ns, size_t len,
     if (len)
         memcpy(r->data, ns, len);
     r->pkey = pc_radix_ns_prio_key(t, ns, len);
+    pc_radix_ns_limits_init(t, r);
     return r;
 }
 
@@ -199,6 +200,7 @@ int pc_radix_create(uint32_t page_tokens, pc_radix **out)
     t->P = page_tokens;
     t->page_bytes = page_tokens * 4;
     t->lru.prev = t->lru.next = &t->lru;
+    t->lru_aside.prev = t->lru_aside.next = &t->lru_aside;
     t->ops = &pc_radix_lru_ops;
     t->st.metadata_bytes = malloc_usable_size(t);
     *out = t;
@@ -327,7 +329,9 @@ int pc_radix_match(pc_radix *t, const void *ns, size_t ns_len,
 {
     int rc = check_args(t, ns, ns_len, tokens, n_tokens);
     if (rc == 0 && (!out || (flags & ~(unsigned)(PC_RADIX_MATCH_SPLIT |
-                                                   PC_RADIX_MATCH_PEEK))))
+                                                   PC_RADIX_MATCH_PEEK |
+                                                   PC_RADIX_MATCH_NOSTATS |
+                                                   PC_RADIX_MATCH_NORECENCY))))
         rc = PC_E_INVAL;
     if (rc)
         return rc;
@@ -354,10 +358,12 @@ int pc_radix_match(pc_radix *t, const void *ns, size_t ns_len,
     out->pages = w.pages;
     out->tokens = w.pages * t->P;
     out->node = w.pages ? hit : NULL;
-    if (!(flags & PC_RADIX_MATCH_PEEK)) {
+    if (!(flags & (PC_RADIX_MATCH_PEEK | PC_RADIX_MATCH_NOSTATS))) {
         t->st.lookups++;
         t->st.hit_pages += w.pages;
         t->st.miss_pages += want - w.pages;
+    }
+    if (!(flags & (PC_RADIX_MATCH_PEEK | PC_RADIX_MATCH_NORECENCY))) {
         if (w.pages)
             touch_path(t, hit, true);
         if (t->ops->observe)
@@ -450,7 +456,7 @@ int pc_radix_insert_checked(pc_radix *t, const void *ns, size_t ns_len,
         t->st.nodes++;
         t->st.pages += rest;
         t->st.tokens += rest * t->P;
-        t->st.evictable_pages += rest;
+        ns_account(t, root, (int64_t)rest, (int64_t)rest);
     }
     if (canon)
         memcpy(canon + w.pages, blocks + w.pages, rest * 4);
@@ -461,6 +467,10 @@ int pc_radix_insert_checked(pc_radix *t, const void *ns, size_t ns_len,
     out->cached_tokens = w.pages * t->P;
     out->inserted_pages = rest;
     out->node = deepest;
+    /* Over its quota: the namespace pays, never with what this call
+     * returns (one branch when there is no quota). */
+    if (root->ns_max && root->ns_pages > root->ns_max)
+        pc_radix_quota_evict(t, root, deepest);
     return 0;
 
 fail:
@@ -486,15 +496,17 @@ int pc_radix_lock(pc_radix *t, pc_radix_node *node)
         n = n->parent;
     if (n->lock_ref == UINT32_MAX) /* the root carries the largest count */
         return PC_E_RANGE;
+    pc_radix_node *r = n;
+    uint64_t moved = 0; /* pages that became locked */
     node->pins++;
     for (n = node; n; n = n->parent) {
         if (n->lock_ref++ == 0 && n->parent) {
             lru_unlink(n);
             policy_update(t, n);
-            t->st.evictable_pages -= n->npages;
-            t->st.protected_pages += n->npages;
+            moved += n->npages;
         }
     }
+    ns_account(t, r, 0, -(int64_t)moved);
     return 0;
 }
 
@@ -504,31 +516,35 @@ int pc_radix_unlock(pc_radix *t, pc_radix_node *node)
         return PC_E_INVAL;
     if (node->pins == 0)
         return PC_E_NOTLOCKED;
-    uint64_t now = ++t->tick;
+    uint64_t now = ++t->tick, moved = 0; /* pages that became unlocked */
+    pc_radix_node *r = node;
     node->pins--;
     /* Bottom-up, so nodes that become unlocked are appended before their
      * parents, keeping the list rule. */
     for (pc_radix_node *n = node; n; n = n->parent) {
         assert(n->lock_ref > 0);
+        r = n;
         if (--n->lock_ref == 0 && n->parent) {
             n->last_access = now;
             lru_append(t, n);
             policy_update(t, n);
-            t->st.evictable_pages += n->npages;
-            t->st.protected_pages -= n->npages;
+            moved += n->npages;
         }
     }
+    ns_account(t, r, 0, (int64_t)moved);
     return 0;
 }
 
 /* ---- eviction ------------------------------------------------------------- */
 
-/* Evict the last `take` pages of the unlocked leaf x (deepest first); a
- * leaf left without pages goes, and a namespace left without nodes too. */
-static void evict_tail(pc_radix *t, pc_radix_node *x, size_t take,
-                       pc_radix_evict_fn fn, void *ctx)
+/* Evict the last `take` pages of the unlocked leaf x of namespace root r
+ * (deepest first); a leaf left without pages goes, and a namespace left
+ * without nodes too. */
+void pc_radix_evict_tail(pc_radix *t, pc_radix_node *r, pc_radix_node *x,
+                         size_t take, pc_radix_evict_fn fn, void *ctx)
 {
     assert(x->kids.n == 0 && x->lock_ref == 0 && x->parent && take <= x->npages);
+    assert(root_of(x) == r);
     const uint32_t *b = node_blocks(t, x);
     for (size_t i = 0; i < take; i++)
         if (fn)
@@ -538,7 +554,7 @@ static void evict_tail(pc_radix *t, pc_radix_node *x, size_t take,
         t->ops->trim(t, x, take);
     t->st.pages -= take;
     t->st.tokens -= take * t->P;
-    t->st.evictable_pages -= take;
+    ns_account(t, r, -(int64_t)take, -(int64_t)take);
     t->st.evicted_pages += take;
     if (x->npages)
         return;
@@ -550,28 +566,58 @@ static void evict_tail(pc_radix *t, pc_radix_node *x, size_t take,
     policy_update(t, p); /* its last child gone: a leaf now */
     t->st.nodes--;
     t->st.evicted_nodes++;
-    if (!p->parent && p->kids.n == 0)
+    if (p == r && p->kids.n == 0)
         root_remove(t, p);
+}
+
+/* The eviction driver of pc_radix_evict and pc_radix_evict_paths: the
+ * policy's victims, minus those of namespaces at their reserve (set aside
+ * for this call, then put back where they were).  Each pass evicts a page
+ * or sets a leaf aside, so it ends. */
+typedef void (*victim_report_fn)(pc_radix *t, void *ctx,
+                                 const pc_radix_node *r,
+                                 const pc_radix_node *x, size_t take);
+
+static size_t evict_driver(pc_radix *t, size_t n_blocks, pc_radix_evict_fn fn,
+                           void *ctx, victim_report_fn report, void *rctx)
+{
+    size_t freed = 0;
+    bool aside = false;
+    const pc_radix_policy_ops *ops = t->ops;
+    while (freed < n_blocks) {
+        pc_radix_node *x = ops->pick(t);
+        if (!x)
+            break;
+        pc_radix_node *r = root_of(x);
+        size_t take = n_blocks - freed;
+        if (take > x->npages)
+            take = x->npages;
+        if (r->ns_min) {
+            uint64_t room = r->ns_pages > r->ns_min ? r->ns_pages - r->ns_min : 0;
+            if (!room) {
+                ops->aside(t, x);
+                aside = true;
+                continue;
+            }
+            if (take > room)
+                take = (size_t)room;
+        }
+        if (ops->evicting)
+            ops->evicting(t, x, take);
+        if (report)
+            report(t, rctx, r, x, take);
+        freed += take;
+        pc_radix_evict_tail(t, r, x, take, fn, ctx);
+    }
+    if (aside)
+        ops->restore(t);
+    return freed;
 }
 
 size_t pc_radix_evict(pc_radix *t, size_t n_blocks, pc_radix_evict_fn fn,
                       void *ctx)
 {
-    size_t freed = 0;
-    if (!t)
-        return 0;
-    pc_radix_node *(*victim)(pc_radix *, size_t) = t->ops->victim;
-    while (freed < n_blocks) {
-        pc_radix_node *x = victim(t, n_blocks - freed);
-        if (!x)
-            break;
-        size_t take = n_blocks - freed;
-        if (take > x->npages)
-            take = x->npages;
-        freed += take;
-        evict_tail(t, x, take, fn, ctx);
-    }
-    return freed;
+    return t ? evict_driver(t, n_blocks, fn, ctx, NULL, NULL) : 0;
 }
 
 /* The tokens from x's namespace root through x's last live page (`pages`
@@ -595,39 +641,38 @@ static const uint32_t *path_tokens(const pc_radix *t, const pc_radix_node *x,
     return *buf;
 }
 
+typedef struct paths_ctx {
+    pc_radix_evict_path_fn fn;
+    void *ctx;
+    uint32_t *buf;
+    size_t cap;
+} paths_ctx;
+
+static void report_path(pc_radix *t, void *ctx, const pc_radix_node *r,
+                        const pc_radix_node *x, size_t take)
+{
+    paths_ctx *pc = ctx;
+    size_t depth = pc_radix_node_depth_pages(x); /* through x's last page */
+    pc_radix_evicted e = {
+        .ns = root_ns(r),
+        .ns_len = r->off,
+        .tokens = path_tokens(t, x, depth, &pc->buf, &pc->cap),
+        .first_page = depth - take,
+        .n_pages = take,
+        .blocks = node_blocks(t, x) + x->npages - take,
+    };
+    pc->fn(pc->ctx, &e);
+}
+
 size_t pc_radix_evict_paths(pc_radix *t, size_t n_blocks,
                             pc_radix_evict_path_fn fn, void *ctx)
 {
-    size_t freed = 0, cap = 0;
-    uint32_t *buf = NULL;
     if (!t)
         return 0;
-    while (freed < n_blocks) {
-        pc_radix_node *x = t->ops->victim(t, n_blocks - freed);
-        if (!x)
-            break;
-        size_t take = n_blocks - freed;
-        if (take > x->npages)
-            take = x->npages;
-        if (fn) {
-            const pc_radix_node *r = x;
-            size_t depth = 0; /* pages from the root through x's last */
-            for (; r->parent; r = r->parent)
-                depth += r->npages;
-            pc_radix_evicted e = {
-                .ns = root_ns(r),
-                .ns_len = r->off,
-                .tokens = path_tokens(t, x, depth, &buf, &cap),
-                .first_page = depth - take,
-                .n_pages = take,
-                .blocks = node_blocks(t, x) + x->npages - take,
-            };
-            fn(ctx, &e);
-        }
-        freed += take;
-        evict_tail(t, x, take, NULL, NULL);
-    }
-    free(buf);
+    paths_ctx pc = {fn, ctx, NULL, 0};
+    size_t freed = evict_driver(t, n_blocks, NULL, NULL,
+                                fn ? report_path : NULL, &pc);
+    free(pc.buf);
     return freed;
 }
 
@@ -673,9 +718,7 @@ static int evict_ns(pc_radix *t, const void *ns, size_t ns_len,
         last = x->parent == r && r->kids.n == 1;
         pages += x->npages;
         if (pfn) { /* before the pages go (r with them, when last) */
-            size_t depth = 0;
-            for (const pc_radix_node *q = x; q->parent; q = q->parent)
-                depth += q->npages;
+            size_t depth = pc_radix_node_depth_pages(x);
             pc_radix_evicted e = {
                 .ns = root_ns(r),
                 .ns_len = r->off,
@@ -686,7 +729,7 @@ static int evict_ns(pc_radix *t, const void *ns, size_t ns_len,
             };
             pfn(ctx, &e);
         }
-        evict_tail(t, x, x->npages, fn, ctx);
+        pc_radix_evict_tail(t, r, x, x->npages, fn, ctx);
     }
     free(v);
     free(buf);

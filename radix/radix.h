@@ -56,6 +56,11 @@ enum {
     PC_RADIX_MATCH_SPLIT = 1u << 0,
     /* Do not update recency or hit/miss statistics (a peek). */
     PC_RADIX_MATCH_PEEK = 1u << 1,
+    /* Each half of a peek: no statistics (warm-up traffic a dashboard must
+     * not see); no recency, frequency or policy observation (a one-off
+     * prompt that must not keep pages alive). */
+    PC_RADIX_MATCH_NOSTATS = 1u << 2,
+    PC_RADIX_MATCH_NORECENCY = 1u << 3,
 };
 
 typedef struct pc_radix_match_result {
@@ -143,8 +148,14 @@ typedef void (*pc_radix_evict_fn)(void *ctx, uint32_t block);
 /*
  * Evict unlocked pages in the order of the eviction policy (default LRU,
  * see below) until n_blocks are freed or nothing is evictable; returns the
- * number freed.  Only leaves lose pages, deepest page first, so a cached
- * prefix never has a hole.  O(1) per page (LRU), O(log n) (the others).
+ * number freed, always min(n_blocks, stats.evictable_pages).  Only leaves
+ * lose pages, deepest page first, so a cached prefix never has a hole.
+ * O(1) per page (LRU), O(log n) (the others), plus O(depth) per victim leaf
+ * (its namespace's counts).  Never takes a namespace below its reserve
+ * (pc_radix_set_ns_limits): the victims of such a namespace are set aside
+ * and the policy's next one taken, then put back where they were when the
+ * call returns; each set-aside leaf costs O(1) (lru, and auto while it
+ * follows LRU) or O(log n) (the heap policies) once per call.
  */
 size_t pc_radix_evict(pc_radix *t, size_t n_blocks, pc_radix_evict_fn fn,
                       void *ctx);
@@ -176,8 +187,9 @@ size_t pc_radix_evict_paths(pc_radix *t, size_t n_blocks,
                             pc_radix_evict_path_fn fn, void *ctx);
 
 /* Evict every unlocked page of one namespace (an admin flush), whatever its
- * recency; *evicted (when not NULL) gets the count.  An unknown namespace
- * evicts nothing.  O(nodes of the namespace).  PC_E_INVAL, PC_E_NOMEM. */
+ * recency and whatever its reserve (an operator asked for it); *evicted
+ * (when not NULL) gets the count.  An unknown namespace evicts nothing.
+ * O(nodes of the namespace).  PC_E_INVAL, PC_E_NOMEM. */
 int pc_radix_evict_ns(pc_radix *t, const void *ns, size_t ns_len,
                       pc_radix_evict_fn fn, void *ctx, size_t *evicted);
 
@@ -263,6 +275,65 @@ void pc_radix_clear_ns_priorities(pc_radix *t);
  * nothing.  PC_E_INVAL, PC_E_NOMEM. */
 int pc_radix_reserve_ns_priorities(pc_radix *t, uint32_t n);
 
+/* ---- per-namespace limits: quota and reserve ------------------------------ */
+
+/*
+ * Pages cached in one namespace (locked or not); 0 for an unknown one.
+ * O(1) after the namespace lookup.  PC_E_INVAL for NULL t/pages, a bad ns.
+ */
+int pc_radix_ns_pages(const pc_radix *t, const void *ns, size_t ns_len,
+                      uint64_t *pages);
+
+/*
+ * A namespace's limits, kept like its priority for namespaces not cached
+ * yet or that come and go (0/0 = none, the default, needs no entry):
+ *
+ *   max_pages (quota; 0: none): an insert that takes the namespace above
+ *     it evicts the namespace's own unlocked pages, least recently used
+ *     leaf first (deepest page first), until it is back at max_pages or
+ *     nothing more there is evictable.  The node the insert returns (which
+ *     holds every page that call added) is never taken, so the handle stays
+ *     valid and the caller's blocks stay cached: the namespace may stay
+ *     above its quota while its pages are locked or just inserted, until a
+ *     later insert there.  Lowering the quota below what is cached evicts
+ *     at once, the same way.  The evicted ids go to the evict hook
+ *     (pc_radix_set_evict_hook) and count in stats.evicted_quota_pages (and
+ *     evicted_pages).  Costs O(nodes of the namespace) per victim leaf (a
+ *     walk for its least recently used leaf; at most max_pages nodes), only
+ *     when the namespace is over its quota; an insert without one pays a
+ *     branch.
+ *   min_pages (reserve; 0: none): pc_radix_evict and pc_radix_evict_paths
+ *     never take the namespace below min_pages, under every policy.  The
+ *     unlocked pages the reserve holds back are not in stats.evictable_pages
+ *     but in stats.reserved_pages, so that evictable_pages stays exactly
+ *     what eviction for space can free now (a caller's "free +
+ *     evictable_pages" room check stays true):
+ *       evictable_pages + reserved_pages + protected_pages == pages.
+ *     Quota eviction and the admin flush (pc_radix_evict_ns) ignore it.
+ *
+ * PC_E_INVAL (NULL t, bad ns, max_pages != 0 and min_pages > max_pages),
+ * PC_E_RANGE (a limit above UINT32_MAX), PC_E_NOMEM (a new entry and no
+ * room: see reserve; nothing changed).  Clearing both (0, 0) never fails
+ * for valid arguments.
+ */
+int pc_radix_set_ns_limits(pc_radix *t, const void *ns, size_t ns_len,
+                           uint64_t min_pages, uint64_t max_pages);
+/* The limits in force for ns (0/0 when none).  PC_E_INVAL. */
+int pc_radix_get_ns_limits(const pc_radix *t, const void *ns, size_t ns_len,
+                           uint64_t *min_pages, uint64_t *max_pages);
+/* Forget every namespace's limits (all back to none); keeps the room.  The
+ * reserves that go may make pages evictable; nothing is evicted. */
+void pc_radix_clear_ns_limits(pc_radix *t);
+/* Room for n namespaces' limits, so that setting that many afterwards
+ * (after a clear) cannot fail: reserve, then clear, then set, and a whole
+ * new set of limits applies all or nothing.  PC_E_INVAL, PC_E_NOMEM
+ * (nothing changed). */
+int pc_radix_reserve_ns_limits(pc_radix *t, uint32_t n);
+
+/* Where quota evictions send the block ids they free (as pc_radix_evict's
+ * fn; NULL: dropped).  Set it before any quota. */
+void pc_radix_set_evict_hook(pc_radix *t, pc_radix_evict_fn fn, void *ctx);
+
 /* ---- stats, checks, debugging --------------------------------------------- */
 
 typedef struct pc_radix_stats {
@@ -270,7 +341,9 @@ typedef struct pc_radix_stats {
     uint64_t nodes;           /* excluding namespace roots                    */
     uint64_t pages;           /* cached pages = cached blocks                 */
     uint64_t tokens;          /* pages * page_tokens                          */
-    uint64_t evictable_pages; /* pages in unlocked nodes                      */
+    uint64_t evictable_pages; /* pages in unlocked nodes that eviction for
+                                 space may take: not those a namespace's
+                                 reserve holds back (reserved_pages)          */
     uint64_t protected_pages; /* pages in locked nodes                        */
     uint64_t metadata_bytes;  /* every byte the tree holds from malloc, as the
                                  allocator sized it (malloc_usable_size)      */
@@ -283,6 +356,8 @@ typedef struct pc_radix_stats {
     uint64_t splits;          /* node splits                                  */
     uint64_t evicted_pages;
     uint64_t evicted_nodes;
+    uint64_t reserved_pages;      /* unlocked pages held back by reserves */
+    uint64_t evicted_quota_pages; /* of evicted_pages, by quotas          */
 } pc_radix_stats;
 
 void pc_radix_stats_get(const pc_radix *t, pc_radix_stats *out);
@@ -295,7 +370,9 @@ void pc_radix_stats_visit(const pc_radix *t, pc_stat_fn fn, void *ctx);
  * alignment, no two children with the same first page), lock counts, the LRU
  * list that every policy keeps (exactly the unlocked non-root nodes, every
  * node before its parent, the head an evictable leaf), every counter,
- * recomputed from scratch, and the eviction policy's own state (heaps,
+ * recomputed from scratch (the per-namespace page counts, and the evictable
+ * / reserved / protected pages from them and the limits in force, which
+ * must match the limits table), and the eviction policy's own state (heaps,
  * ghost, simulations).  Returns 0, or PC_E_CORRUPT after printing the first
  * violation to stderr.  O(size).
  */

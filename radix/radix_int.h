@@ -12,11 +12,14 @@
  *               heap they share, S3-FIFO's ghost, namespace priorities
  *   auto.c      the auto policy: two miniature simulations pick LRU or
  *               S3-FIFO victims
+ *   limits.c    per-namespace quota and reserve: their table, the API,
+ *               quota eviction
  *   check.c     pc_radix_check, pc_radix_foreach, pc_radix_dump
  *
  *   pc_radix ──ops──► const pc_radix_policy_ops  (one per pc_radix_policy)
- *       │              admit touch update trim victim observe ...
+ *       │              admit touch update trim pick evicting aside ...
  *       ├── ns table ──► roots ──kids──► nodes ...   (children.c)
+ *       │               (a root: its namespace's page counts and limits)
  *       ├── lru list: every unlocked node, each before its parent
  *       └── policy state: heaps, ghost, priorities, simulations
  */
@@ -65,22 +68,36 @@ struct pc_radix_node {
     pc_radix_node *parent; /* NULL for a namespace root                     */
     kidtab kids;
     uint32_t npages;    /* live pages on the edge                           */
-    uint32_t cap_pages; /* pages the inline storage was sized for           */
+    union {
+        uint32_t cap_pages; /* pages the inline storage was sized for       */
+        uint32_t ns_max;    /* a root: its namespace's quota (0: none)      */
+    };
     uint32_t off;       /* first live page; for a root: the ns length       */
     uint32_t lock_ref;  /* own pins + children's lock_ref                   */
     uint32_t pins;      /* locks taken on this node itself                  */
     uint32_t hash;      /* roots: hash of the namespace bytes; others: of
                            the first page (so that finding a node's slot,
                            e.g. to evict it, never reads its cold tokens)  */
-    uint64_t last_access;
-    uint64_t hits;
+    /* A root has no recency or hits of its own: it keeps its namespace's
+     * page counts there (radix.c's ns_account keeps them exact). */
+    union {
+        uint64_t last_access;
+        uint64_t ns_pages; /* a root: pages in its namespace              */
+    };
+    union {
+        uint64_t hits;
+        uint64_t ns_unlocked; /* a root: of those, pages in unlocked nodes */
+    };
     uint64_t pkey;  /* heap policies: eviction key, smallest goes first (lfu:
                        L + hits + 1; fifo: birth tick; s3fifo: tick of entry
                        into its queue; priority: biased ns priority).  A
                        root: its namespace's priority                      */
     uint32_t hidx;  /* 1-based position in the policy heap; 0: not in it   */
-    uint32_t pol;   /* s3fifo: bit 0 queue (0 small, 1 main), bits 1-2 freq;
-                       0 under every other policy                          */
+    union {
+        uint32_t pol;    /* s3fifo: bit 0 queue (0 small, 1 main), bits 1-2
+                            freq; 0 under every other policy               */
+        uint32_t ns_min; /* a root: its namespace's reserve (0: none)      */
+    };
     uint32_t data[]; /* tokens[cap_pages*P], blocks[cap_pages]; roots: ns   */
 };
 
@@ -95,6 +112,14 @@ typedef struct ns_prio {
     uint32_t len;
     uint8_t ns[PC_RADIX_NS_MAX];
 } ns_prio;
+
+/* A namespace's page limits (pc_radix_set_ns_limits), remembered like the
+ * priorities for namespaces that come and go; a root copies its entry. */
+typedef struct ns_limit {
+    uint32_t min_pages, max_pages; /* 0: none */
+    uint32_t len;
+    uint8_t ns[PC_RADIX_NS_MAX];
+} ns_limit;
 
 /* S3-FIFO's ghost: identities of pages recently evicted from the small
  * queue, FIFO (ring) + membership (open addressing, key -> ring seq). */
@@ -143,7 +168,8 @@ typedef struct mini {
  * and a branch).  `version` says which methods a table has, should the
  * table grow.
  */
-#define PC_RADIX_POLICY_OPS_VERSION 1
+#define PC_RADIX_POLICY_OPS_VERSION 2 /* 2: victim split into pick,
+                                          evicting, aside, restore */
 
 typedef struct pc_radix_policy_ops {
     int version;
@@ -174,9 +200,19 @@ typedef struct pc_radix_policy_ops {
     /* The pages a lookup asked for (not a peek). */
     void (*observe)(pc_radix *t, uint32_t ns_hash, const uint32_t *tokens,
                     size_t pages);
-    /* The next unlocked leaf to evict from (NULL: none), the driver then
-     * taking min(want, npages) of its pages.  Required. */
-    pc_radix_node *(*victim)(pc_radix *t, size_t want);
+    /* The next unlocked leaf to evict from (NULL: none).  Only the policy's
+     * own reordering may happen here (s3fifo's second rounds): the driver
+     * may set the leaf aside instead of evicting it (a namespace at its
+     * reserve).  Required. */
+    pc_radix_node *(*pick)(pc_radix *t);
+    /* The driver takes the last `take` pages of the picked leaf x (what a
+     * victim means to the policy: LFU-DA's L, s3fifo's ghost). */
+    void (*evicting)(pc_radix *t, pc_radix_node *x, size_t take);
+    /* Take the picked leaf x out of the candidates until restore (which
+     * puts every such leaf back where it was); both required.  Only
+     * inside one eviction call. */
+    void (*aside)(pc_radix *t, pc_radix_node *x);
+    void (*restore)(pc_radix *t);
     /* The policy's own invariants (pc_radix_check has verified the tree,
      * the list and the counters).  Required. */
     int (*check)(const pc_radix *t);
@@ -204,6 +240,16 @@ struct pc_radix {
     ghost gh;
     ns_prio *prios;
     uint32_t nprios, cprios; /* entries, room */
+    ns_limit *limits;        /* limits.c: per-namespace quota and reserve */
+    uint32_t nlimits, climits;
+    pc_radix_evict_fn hook;  /* where quota evictions go */
+    void *hook_ctx;
+    /* Leaves set aside by one eviction call (a namespace at its reserve):
+     * the LRU list's in list order; the heaps' at the top of each heap's
+     * array, v[hcap - 1] downwards (room that heap never reaches: a heap
+     * and its set-aside leaves together are at most the nodes). */
+    lru_link lru_aside;
+    uint32_t heap_aside[2];
     /* auto (auto.c): the simulations, and which of them the victims follow */
     uint64_t capacity;   /* pages; 0 unknown                            */
     mini sim[2];         /* [0] LRU, [1] S3-FIFO                        */
@@ -275,13 +321,13 @@ static inline void rx_free(pc_radix *t, void *p)
 
 /* Every allocation the tree holds besides its nodes and their child tables
  * (NULL where a policy does not use it), for destroy and the check. */
-#define RX_STATE_N 10
+#define RX_STATE_N 11
 static inline void rx_state(const pc_radix *t, void *out[RX_STATE_N])
 {
     void *v[RX_STATE_N] = {t->ns.slots,    t->heap[0].v,  t->heap[1].v,
                            t->gh.ring,     t->gh.set,     t->prios,
                            t->sim[0].slot, t->sim[0].tab, t->sim[1].slot,
-                           t->sim[1].tab};
+                           t->sim[1].tab,  t->limits};
     memcpy(out, v, sizeof(v));
 }
 
@@ -311,6 +357,62 @@ static inline void lru_append(pc_radix *t, pc_radix_node *n)
 static inline pc_radix_node *lru_head(const pc_radix *t)
 {
     return t->lru.next != &t->lru ? (pc_radix_node *)t->lru.next : NULL;
+}
+
+/* Aside for a policy whose victims are the list's head: the picked leaf is
+ * always the head, so the set-aside leaves keep their order and restore
+ * puts them back in front in O(1). */
+static inline void lru_aside(pc_radix *t, pc_radix_node *x)
+{
+    lru_unlink(x);
+    lru_insert_after(t->lru_aside.prev, x);
+}
+
+static inline void lru_restore(pc_radix *t)
+{
+    lru_link *a = &t->lru_aside;
+    if (a->next == a)
+        return;
+    a->prev->next = t->lru.next;
+    t->lru.next->prev = a->prev;
+    t->lru.next = a->next;
+    a->next->prev = &t->lru;
+    a->prev = a->next = a;
+}
+
+/* ---- per-namespace accounting ---------------------------------------------- */
+
+/* Unlocked pages of namespace root r that eviction for space may take: all
+ * of them, unless the reserve holds some back. */
+static inline uint64_t ns_avail(const pc_radix_node *r)
+{
+    uint64_t e = r->ns_unlocked;
+    if (!r->ns_min)
+        return e;
+    uint64_t room = r->ns_pages > r->ns_min ? r->ns_pages - r->ns_min : 0;
+    return e < room ? e : room;
+}
+
+/* Namespace r gains dn pages, de of them unlocked (either may be negative);
+ * the tree's evictable / reserved / protected counters follow.  Unsigned
+ * wrap-around makes the differences exact. */
+static inline void ns_account(pc_radix *t, pc_radix_node *r, int64_t dn,
+                              int64_t de)
+{
+    uint64_t a0 = ns_avail(r), e0 = r->ns_unlocked;
+    r->ns_pages += (uint64_t)dn;
+    r->ns_unlocked += (uint64_t)de;
+    uint64_t a1 = ns_avail(r);
+    t->st.evictable_pages += a1 - a0;
+    t->st.reserved_pages += (r->ns_unlocked - a1) - (e0 - a0);
+    t->st.protected_pages += (uint64_t)(dn - de);
+}
+
+static inline pc_radix_node *root_of(pc_radix_node *n)
+{
+    while (n->parent)
+        n = n->parent;
+    return n;
 }
 
 /* ---- the child table (children.c) ------------------------------------------ */
@@ -405,10 +507,23 @@ void pc_radix_s3_admit(pc_radix *t, pc_radix_node *n, const pc_radix_node *root,
 void pc_radix_s3_touch(pc_radix *t, pc_radix_node *n, bool hit);
 void pc_radix_s3_trim(pc_radix *t, pc_radix_node *x, size_t take);
 pc_radix_node *pc_radix_s3_pick(pc_radix *t);
-void pc_radix_s3_evicting(pc_radix *t, const pc_radix_node *x, size_t want);
+void pc_radix_s3_evicting(pc_radix *t, pc_radix_node *x, size_t take);
 int pc_radix_s3_check(const pc_radix *t);
 /* The root key of a namespace (its priority, biased), for a new root. */
 uint64_t pc_radix_ns_prio_key(const pc_radix *t, const void *ns, size_t len);
+
+/* radix.c: evict the last `take` pages of the unlocked leaf x of namespace
+ * root r (the namespace may go with its last page). */
+void pc_radix_evict_tail(pc_radix *t, pc_radix_node *r, pc_radix_node *x,
+                         size_t take, pc_radix_evict_fn fn, void *ctx);
+/* policies.c: aside/restore for the heap policies */
+void pc_radix_heap_aside(pc_radix *t, pc_radix_node *x);
+void pc_radix_heap_restore(pc_radix *t);
+/* limits.c: a new root's limits; quota eviction down to max_pages, never
+ * the node `keep` (NULL: any). */
+void pc_radix_ns_limits_init(const pc_radix *t, pc_radix_node *r);
+void pc_radix_quota_evict(pc_radix *t, pc_radix_node *r,
+                          const pc_radix_node *keep);
 
 /* auto.c: no simulations unless the policy is auto (for the others' check) */
 int pc_radix_auto_check_idle(const pc_radix *t);

@@ -23,6 +23,8 @@ void pc_radix_stats_visit(const pc_radix *t, pc_stat_fn fn, void *ctx)
     fn(ctx, "tree.splits", s.splits);
     fn(ctx, "tree.evicted_pages", s.evicted_pages);
     fn(ctx, "tree.evicted_nodes", s.evicted_nodes);
+    fn(ctx, "tree.reserved_pages", s.reserved_pages);
+    fn(ctx, "tree.evicted_quota_pages", s.evicted_quota_pages);
     fn(ctx, "evict.policy", (uint64_t)pc_radix_get_policy(t)); /* pc_radix_policy */
     fn(ctx, "evict.auto.using_s3fifo", as.using_s3fifo);
     fn(ctx, "evict.auto.switches", as.switches);

@@ -676,6 +676,10 @@ static uint64_t enc_lookup(pc_client *c, const void *ns, size_t ns_len,
         PC_SET(&q, lookup_req, alloc, true);
     if (flags & PC_CLIENT_PROMOTE)
         PC_SET(&q, lookup_req, promote, true);
+    if (flags & PC_CLIENT_NO_CACHE)
+        PC_SET(&q, lookup_req, no_cache, true);
+    if (flags & PC_CLIENT_NO_COUNT)
+        PC_SET(&q, lookup_req, no_count, true);
     if (lease)
         PC_SET(&q, lookup_req, lease, lease);
     return begin(c, PC_OP_LOOKUP, &q);
@@ -738,6 +742,8 @@ static uint64_t enc_insert(pc_client *c, const void *ns, size_t ns_len,
         PC_SET(&q, insert_req, release, true);
     if (flags & PC_CLIENT_PIN)
         PC_SET(&q, insert_req, pin, true);
+    if (flags & PC_CLIENT_NO_CACHE)
+        PC_SET(&q, insert_req, no_cache, true);
     return begin(c, PC_OP_INSERT, &q);
 }
 

@@ -101,8 +101,11 @@ void *pc_client_block(const pc_client *c, uint32_t id);
  * daemon's second tier holds (a copy instead of a prefill); implies PIN,
  * and the reply comes when they are in the pool, so the call's timeout
  * must cover the copy. */
+/* NO_CACHE (lookup, insert; 1.2): a private or one-off prompt: a lookup
+ * refreshes nothing, an insert caches nothing.  NO_COUNT (lookup; 1.2):
+ * warm-up traffic, left out of the hit/miss counters. */
 enum { PC_CLIENT_PIN = 1, PC_CLIENT_ALLOC = 2, PC_CLIENT_RELEASE = 4,
-       PC_CLIENT_PROMOTE = 8 };
+       PC_CLIENT_PROMOTE = 8, PC_CLIENT_NO_CACHE = 16, PC_CLIENT_NO_COUNT = 32 };
 
 typedef struct pc_client_lookup_result {
     size_t tokens;            /* matched tokens                           */

@@ -63,6 +63,19 @@ enum { PC_LOG_ERROR = 0, PC_LOG_WARN, PC_LOG_INFO, PC_LOG_DEBUG };
 /* "error", "warn", "info", "debug"; NULL past the last (for config tables). */
 const char *pc_rpc_log_level_name(int level);
 
+/* One more descriptor for the loop to watch (the daemon's metrics listener:
+ * libmicrohttpd's epoll fd), so that whatever serves it runs on the loop's
+ * thread, between requests, and may read the cache (which has no locks).
+ * ready() is called when fd is readable; timeout_ms() (may be NULL) says
+ * how long the loop may sleep before ready() must run anyway (-1: no
+ * limit), e.g. for the listener's idle-connection timeouts. */
+typedef struct pc_rpc_watch {
+    int fd; /* 0: none (fd 0 is never one) */
+    void (*ready)(void *ctx);
+    int (*timeout_ms)(void *ctx);
+    void *ctx;
+} pc_rpc_watch;
+
 /* What the server needs from its host (the daemon) without including it. */
 typedef struct pc_rpc_hooks {
     void *ctx;
@@ -93,6 +106,7 @@ typedef struct pc_rpc_config {
      * caller tests its flags after poll returns.  0: none (fd 0 is never
      * one). */
     int wakeup_fd;
+    pc_rpc_watch watch; /* optional: one more fd for the loop (above)  */
     /* ipc file endpoints: the socket file's permission bits, set with
      * chmod after bind whatever the umask (0: 0600; at most 0777); with
      * ipc_chgrp, its group becomes ipc_gid first, so that engines under
@@ -152,5 +166,28 @@ typedef struct pc_rpc_stats {
 } pc_rpc_stats;
 
 void pc_rpc_server_stats(const pc_rpc_server *s, pc_rpc_stats *out);
+
+/*
+ * Every counter the STATS reply carries, in its order: the cache's
+ * (pc_cache_stats_visit), then rpc.* (requests, errors, per op), the
+ * request latency histograms and uptime_ms.  STATS and the daemon's
+ * /metrics both walk this one list, so they cannot disagree.  Names stay
+ * valid as long as the server and its cache.
+ *
+ * Latency: per op, the time from a decoded-or-refused request to its
+ * encoded reply (handle(): decode, run, encode; not the socket), in
+ * cumulative buckets, like Prometheus's:
+ *   rpc.latency.<op>.bucket_us.<N>   requests that took <= N microseconds
+ *   rpc.latency.<op>.bucket_us.inf   all of them (= .count)
+ *   rpc.latency.<op>.sum_ns          total nanoseconds
+ *   rpc.latency.<op>.count           requests timed
+ * with N in PC_RPC_LATENCY_BUCKETS_US.
+ */
+void pc_rpc_server_stats_visit(const pc_rpc_server *s, pc_stat_fn fn, void *ctx);
+
+/* The bucket bounds, microseconds: µs-scale pings to second-scale stalls. */
+#define PC_RPC_LATENCY_BUCKETS_US(M)                                           \
+    M(5) M(10) M(25) M(50) M(100) M(250) M(500) M(1000) M(2500) M(10000)      \
+    M(50000) M(250000) M(1000000)
 
 #endif /* PC_RPC_H */

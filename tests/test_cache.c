@@ -2029,3 +2029,220 @@ Test(cache, cuda_pool_on_the_fake_device)
     pc_cache_describe(n, &d);
     cr_assert_null(d.device_ops);
 }
+
+/* ---- per-request flags: no_count, no_cache (issue 14) ---------------------- */
+
+Test(cache, no_count_lookup_is_left_out_of_the_counters)
+{
+    pc_cache *c = mk(16);
+    uint32_t a[12], ab[3], got[3];
+    seq_fill(a, 12, 100);
+    put(c, NS, a, 12, ab);
+    pc_cache_stats s0 = cstats(c);
+    pc_lookup_result r = lk(c, NS, a, 12, PC_CACHE_NO_COUNT, 0, got);
+    cr_assert_eq(r.pages, 3, "the match is returned");
+    IDS_EQ(got, ab, 3, "blocks");
+    pc_cache_stats s1 = cstats(c);
+    cr_assert_eq(s1.tree.lookups, s0.tree.lookups);
+    cr_assert_eq(s1.tree.hit_pages, s0.tree.hit_pages);
+    cr_assert_eq(s1.tree.miss_pages, s0.tree.miss_pages);
+    /* pinning works with it */
+    r = lk(c, NS, a, 12, PC_CACHE_PIN | PC_CACHE_NO_COUNT, 0, got);
+    cr_assert_neq(r.lease, 0);
+    cr_assert_eq(cstats(c).tree.lookups, s0.tree.lookups);
+    rel(c, r.lease);
+    /* a counted one for contrast */
+    lk(c, NS, a, 12, 0, 0, got);
+    cr_assert_eq(cstats(c).tree.lookups, s0.tree.lookups + 1);
+    cr_assert_eq(cstats(c).tree.hit_pages, s0.tree.hit_pages + 3);
+    pc_lookup_result out;
+    RC_EQ(pc_cache_lookup(c, NS, strlen(NS), a, 12, 64, 0, got, &out), PC_E_INVAL);
+    cache_del(c);
+}
+
+Test(cache, no_cache_lookup_keeps_no_page_alive)
+{
+    /* two prompts in a pool of 4 blocks; A is the least recently used */
+    for (int flag = 0; flag < 2; flag++) {
+        pc_cache *c = mk(4);
+        uint32_t a[8], b[8], ab[2], bb[2], got[2];
+        seq_fill(a, 8, 100);
+        seq_fill(b, 8, 500);
+        put(c, NS, a, 8, ab);
+        put(c, NS, b, 8, bb);
+        /* look A up: a normal lookup makes B the LRU, no_cache does not */
+        lk(c, NS, a, 8, flag ? PC_CACHE_NO_CACHE : 0, 0, got);
+        size_t ev = pc_cache_evict(c, 2);
+        cr_assert_eq(ev, 2);
+        CHECK(c);
+        size_t a_left = lk_pages(c, NS, a, 8), b_left = lk_pages(c, NS, b, 8);
+        if (flag)
+            cr_assert(a_left == 0 && b_left == 2, "no_cache refreshed A: A %zu B %zu",
+                      a_left, b_left);
+        else
+            cr_assert(a_left == 2 && b_left == 0, "a lookup did not refresh A");
+        cache_del(c);
+    }
+}
+
+Test(cache, no_cache_insert_caches_nothing)
+{
+    pc_cache *c = mk(16);
+    uint32_t a[12], ab[3], own[3], canon[3];
+    seq_fill(a, 12, 100);
+    put(c, NS, a, 4, ab); /* the first page is cached */
+    uint64_t lease = 0;
+    al(c, 3, &lease, own);
+    pc_cache_stats s0 = cstats(c);
+    pc_insert_result r;
+    uint32_t blocks[3] = {ab[0], own[1], own[2]};
+    RC_EQ(pc_cache_insert_pin(c, NS, strlen(NS), a, 12, blocks, lease,
+                              PC_CACHE_NO_CACHE, canon, &r), 0);
+    CHECK(c);
+    cr_assert_eq(r.cached_tokens, 4);
+    cr_assert_eq(r.inserted_pages, 0);
+    cr_assert_eq(canon[0], ab[0]);
+    cr_assert_eq(canon[1], own[1]);
+    cr_assert_eq(canon[2], own[2]);
+    pc_cache_stats s1 = cstats(c);
+    cr_assert_eq(s1.tree.pages, s0.tree.pages, "nothing cached");
+    cr_assert_eq(s1.pool.leased, s0.pool.leased, "the lease keeps its blocks");
+    cr_assert_eq(lk_pages(c, NS, a, 12), 1);
+    /* pin with no_cache makes no sense: refused, nothing changes */
+    RC_EQ(pc_cache_insert_pin(c, NS, strlen(NS), a, 12, blocks, lease,
+                              PC_CACHE_NO_CACHE | PC_CACHE_PIN, canon, &r),
+          PC_E_INVAL);
+    rel(c, lease);
+    COUNTS(c, 15, 0, 1);
+    cache_del(c);
+}
+
+/* ---- operator-pinned prefixes (issue 14) ------------------------------------ */
+
+typedef struct stat_q {
+    const char *name;
+    uint64_t v;
+    bool found;
+} stat_q;
+
+static void stat_pick(void *ctx, const char *name, uint64_t v)
+{
+    stat_q *q = ctx;
+    if (strcmp(name, q->name) == 0)
+        q->v = v, q->found = true;
+}
+
+static uint64_t stat_named(const pc_cache *c, const char *name)
+{
+    stat_q q = {name, 0, false};
+    pc_cache_stats_visit(c, stat_pick, &q);
+    cr_assert(q.found, "no stat %s", name);
+    return q.v;
+}
+
+Test(cache, operator_pins_keep_a_prefix_and_grow_with_it)
+{
+    pc_cache *c = mk(8);
+    uint32_t sys[16], other[16], ids[4], got[4];
+    seq_fill(sys, 16, 100);
+    seq_fill(other, 16, 900);
+    pc_cache_pin_spec spec = {NS, strlen(NS), sys, 16};
+    RC_EQ(pc_cache_set_operator_pins(c, &spec, 1), 0);
+    CHECK(c);
+    cr_assert_eq(stat_named(c, "pins.operator_prefixes"), 1);
+    cr_assert_eq(stat_named(c, "pins.operator_pages"), 0, "nothing cached yet");
+    cr_assert_eq(stat_named(c, "pins.operator_pages_wanted"), 4);
+
+    put(c, NS, sys, 8, ids); /* an engine caches the first two pages */
+    cr_assert_eq(stat_named(c, "pins.operator_pages"), 2);
+    cr_assert_eq(pc_cache_evict(c, SIZE_MAX), 0, "pinned pages were evicted");
+    CHECK(c);
+    put(c, NS, sys, 16, ids); /* then all of it */
+    cr_assert_eq(stat_named(c, "pins.operator_pages"), 4);
+    /* pressure: the other prompts come and go, the pinned one stays */
+    for (uint32_t k = 0; k < 6; k++) {
+        seq_fill(other, 16, 900 + 50 * k);
+        put(c, NS, other, 16, got);
+        CHECK(c);
+    }
+    cr_assert_eq(lk_pages(c, NS, sys, 16), 4);
+    /* a prefix of it in another namespace is another prefix */
+    cr_assert_eq(lk_pages(c, "model-b", sys, 16), 0);
+
+    /* refused whole when it cannot fit: 12 distinct pages in 8 blocks */
+    uint32_t big[48];
+    seq_fill(big, 48, 5000);
+    pc_cache_pin_spec two[2] = {{NS, strlen(NS), sys, 16}, {NS, strlen(NS), big, 48}};
+    RC_EQ(pc_cache_set_operator_pins(c, two, 2), PC_E_NOSPACE);
+    cr_assert(strstr(pc_cache_why(c), "pages"), "why: %s", pc_cache_why(c));
+    cr_assert_eq(stat_named(c, "pins.operator_prefixes"), 1, "a refusal changed the set");
+    /* shared pages count once: sys and sys's first half make 4, not 6 */
+    pc_cache_pin_spec shared[2] = {{NS, strlen(NS), sys, 16}, {NS, strlen(NS), sys, 8}};
+    RC_EQ(pc_cache_set_operator_pins(c, shared, 2), 0);
+    CHECK(c);
+    cr_assert_eq(stat_named(c, "pins.operator_pages"), 4 + 2);
+    pc_cache_pin_spec bad = {NS, strlen(NS), sys, 3};
+    RC_EQ(pc_cache_set_operator_pins(c, &bad, 1), PC_E_INVAL);
+
+    /* unpinned: evictable again */
+    RC_EQ(pc_cache_set_operator_pins(c, NULL, 0), 0);
+    CHECK(c);
+    cr_assert_eq(stat_named(c, "pins.operator_pages"), 0);
+    cr_assert_geq(pc_cache_evict(c, SIZE_MAX), 4);
+    cr_assert_eq(lk_pages(c, NS, sys, 16), 0);
+    CHECK(c);
+    cache_del(c);
+}
+
+/* ---- namespace quotas and reserves by pattern (issue 14) ----------------- */
+
+static uint64_t ns_pages(pc_cache *c, const char *ns)
+{
+    uint64_t n = 0;
+    cr_assert_eq(pc_radix_ns_pages(pc_cache_tree(c), ns, strlen(ns), &n), 0);
+    return n;
+}
+
+Test(cache, ns_quotas_cap_and_reserve_by_pattern)
+{
+    pc_cache *c = mk(8);
+    uint32_t t[8], ids[2];
+    /* a quota for tenant-a, a reserve for keep, nothing for the rest */
+    pc_cache_quota rules[2] = {{"tenant-a/*", 4, 0}, {"keep", 0, 4}};
+    RC_EQ(pc_cache_set_ns_quotas(c, rules, 2), 0);
+    CHECK(c);
+    for (uint32_t k = 0; k < 4; k++) { /* 8 pages into a quota of 4 */
+        seq_fill(t, 8, 1000 + 100 * k);
+        put(c, "tenant-a/chat", t, 8, ids);
+        cr_assert_leq(ns_pages(c, "tenant-a/chat"), 4, "quota exceeded");
+    }
+    cr_assert_eq(ns_pages(c, "tenant-a/chat"), 4);
+    cr_assert_eq(stat_named(c, "tree.evicted_quota_pages"), 4);
+    /* the reserve: keep's 4 pages survive pressure from another namespace */
+    for (uint32_t k = 0; k < 2; k++) {
+        seq_fill(t, 8, 5000 + 100 * k);
+        put(c, "keep", t, 8, ids);
+    }
+    for (uint32_t k = 0; k < 6; k++) {
+        seq_fill(t, 8, 9000 + 100 * k);
+        put(c, "other", t, 8, ids);
+        CHECK(c);
+    }
+    cr_assert_eq(ns_pages(c, "keep"), 4, "the reserve was evicted");
+    cr_assert_eq(stat_named(c, "quota.namespaces"), 2);
+    cr_assert_eq(stat_named(c, "quota.reserved_pages"), 4);
+    /* refused whole: a reserve above its quota; reserves above the pool */
+    pc_cache_quota bad1 = {"x*", 2, 3};
+    RC_EQ(pc_cache_set_ns_quotas(c, &bad1, 1), PC_E_INVAL);
+    pc_cache_quota bad2[2] = {{"keep", 0, 6}, {"other", 0, 6}};
+    RC_EQ(pc_cache_set_ns_quotas(c, bad2, 2), PC_E_NOSPACE);
+    cr_assert(strstr(pc_cache_why(c), "reserves"), "%s", pc_cache_why(c));
+    cr_assert_eq(stat_named(c, "quota.rules"), 2, "a refusal changed the rules");
+    /* live change: no rules, no limits; everything evictable again */
+    RC_EQ(pc_cache_set_ns_quotas(c, NULL, 0), 0);
+    CHECK(c);
+    cr_assert_eq(stat_named(c, "quota.namespaces"), 0);
+    cr_assert_eq(pc_cache_evict(c, SIZE_MAX), 8);
+    CHECK(c);
+    cache_del(c);
+}

@@ -165,6 +165,12 @@ static void promoted_of(void *ctx, const char *name, uint64_t v)
         *(uint64_t *)ctx = v;
 }
 
+static void quota_evicted_of(void *ctx, const char *name, uint64_t v)
+{
+    if (strcmp(name, "tree.evicted_quota_pages") == 0)
+        *(uint64_t *)ctx = v;
+}
+
 /* tier2: a host pool (file tier), or a cuda pool on the fake device
  * (page-locked host tier) with cuda; else a pool without a second tier. */
 static void run(uint64_t seed, bool tier2, int steps, bool cuda)
@@ -182,6 +188,10 @@ static void run(uint64_t seed, bool tier2, int steps, bool cuda)
     else
         cr_assert_null(m->medium[2]);
     pc_cache_set_event_fn(c, on_event, m);
+    /* namespace b under a quota: its inserts evict its own pages (radix's
+     * quota hook, which names blocks only) */
+    pc_cache_quota q = {"b", 6, 0};
+    cr_assert_eq(pc_cache_set_ns_quotas(c, &q, 1), 0);
     uint32_t tok[8 * P], blocks[8], fresh[8];
     uint64_t held = 0; /* a lease kept pinned for a while */
     for (int step = 0; step < steps; step++) {
@@ -222,6 +232,9 @@ static void run(uint64_t seed, bool tier2, int steps, bool cuda)
             pc_cache_evict(c, 1 + test_rng_next(&rng) % 4);
         } else if (op < 95) {
             pc_cache_maintain(c);
+        } else if (op == 99) { /* a new quota: lowering it evicts at once */
+            q.max_pages = 1 + test_rng_next(&rng) % 8;
+            cr_assert_eq(pc_cache_set_ns_quotas(c, &q, 1), 0);
         } else if (held) {
             cr_assert_eq(pc_cache_release(c, held), 0);
             held = 0;
@@ -238,6 +251,9 @@ static void run(uint64_t seed, bool tier2, int steps, bool cuda)
     cr_assert_eq(m->tier[1].n + m->tier[2].n, 0);
     cr_assert_gt(m->stored[1], 0);
     cr_assert_gt(m->removed[1], 0);
+    uint64_t quota_evicted = 0;
+    pc_cache_stats_visit(c, quota_evicted_of, &quota_evicted);
+    cr_assert_gt(quota_evicted, 0, "no quota eviction");
     if (tier2) {
         uint64_t promoted = 0;
         pc_cache_stats_visit(c, promoted_of, &promoted);

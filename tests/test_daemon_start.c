@@ -43,6 +43,7 @@
  * steered with XDG_RUNTIME_DIR and HOME into directories the test owns.
  */
 #include "tests/harness/harness.h"
+#include "tests/harness/client_check.h"
 
 #include "blockpool/blockpool.h"
 #include "rpc/client.h"
@@ -433,14 +434,6 @@ static void set_shm(hd_daemon *d, const char *name)
     memcpy(d->shm_path + 8, name, n + 1);
     hd_track(d);
 }
-
-#define RC_EQ(c, expr, want)                                                   \
-    do {                                                                       \
-        int rc_ = (expr);                                                      \
-        cr_assert_eq(rc_, (want), "line %d: %s = %s, want %s; %s", __LINE__,   \
-                     #expr, pc_errname(rc_), pc_errname(want),                 \
-                     pc_client_last_error(c));                                 \
-    } while (0)
 
 Test(start, restart_after_kill9)
 {

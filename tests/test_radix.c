@@ -80,7 +80,7 @@ static const char *stats_diff(const pc_radix_stats *a, const pc_radix_stats *b)
         F(metadata_bytes),  F(lookups),         F(hit_pages),
         F(miss_pages),      F(inserts),         F(inserted_pages),
         F(duplicate_pages), F(splits),          F(evicted_pages),
-        F(evicted_nodes),
+        F(evicted_nodes),   F(reserved_pages),  F(evicted_quota_pages),
 #undef F
     };
     cr_assert_eq(sizeof(fields) / sizeof(fields[0]) * sizeof(uint64_t),
@@ -1436,18 +1436,93 @@ Test(radix, evict_ns_flushes_one_namespace_and_keeps_pins)
     pc_radix_destroy(t);
 }
 
-/* What pc_radix_evict_ns_paths reported: each page with its whole prefix. */
+/* What pc_radix_evict_paths reported: each page's block, its index and
+ * the tokens of its whole prefix, copied. */
 typedef struct pathrec {
-    int n;              /* pages reported                          */
-    uint32_t blk[16];
-    uint32_t tok[16][16]; /* per page: the prefix through it (4-token pages) */
-    size_t depth[16];   /* pages from the root through it          */
-    char ns[16][4];
+    size_t n;
+    uint32_t block[32];
+    size_t page[32];
+    uint32_t prefix[32][16];
+    char ns[32][8];
 } pathrec;
 
 static void path_cb(void *ctx, const pc_radix_evicted *e)
 {
     pathrec *r = ctx;
+    cr_assert(e->tokens, "the prefix was assembled");
+    cr_assert_gt(e->n_pages, 0);
+    for (size_t i = 0; i < e->n_pages; i++) {
+        cr_assert_lt(r->n, 32);
+        size_t pg = e->first_page + i;
+        r->block[r->n] = e->blocks[i];
+        r->page[r->n] = pg;
+        cr_assert_leq((pg + 1) * 4, 16);
+        memcpy(r->prefix[r->n], e->tokens, (pg + 1) * 4 * sizeof(uint32_t));
+        snprintf(r->ns[r->n], sizeof(r->ns[0]), "%.*s", (int)e->ns_len,
+                 (const char *)e->ns);
+        r->n++;
+    }
+}
+
+Test(radix, evict_paths_reports_each_page_with_its_prefix)
+{
+    /* a and b share two pages, then split; b's own pages sit in a child
+     * node, a's in another: the prefix must be assembled across nodes */
+    pc_radix *t = mk(4);
+    uint32_t a[16], b[16], c[8];
+    seq_fill(a, 16, 1000);
+    seq_fill(b, 16, 1000);
+    b[8] = 7;
+    seq_fill(c, 8, 5000);
+    ins(t, "A", a, 16, (uint32_t[]){101, 102, 103, 104}, NULL);
+    ins(t, "A", b, 16, (uint32_t[]){101, 102, 203, 204}, NULL);
+    ins(t, "Bq", c, 8, (uint32_t[]){301, 302}, NULL);
+    pathrec r;
+    memset(&r, 0, sizeof(r));
+    cr_assert_eq(pc_radix_evict_paths(t, 100, path_cb, &r), 8);
+    CHECK(t);
+    cr_assert_eq(r.n, 8);
+    cr_assert_eq(stats(t).pages, 0);
+    for (size_t i = 0; i < r.n; i++) {
+        const uint32_t *src = NULL;
+        uint32_t b0 = r.block[i];
+        if (b0 >= 300)
+            src = c;
+        else if (b0 >= 200 || r.page[i] < 2)
+            src = (b0 >= 200) ? b : a; /* shared pages: a's tokens = b's */
+        else
+            src = a;
+        cr_assert_str_eq(r.ns[i], b0 >= 300 ? "Bq" : "A");
+        cr_assert_eq(r.page[i], (size_t)(b0 % 100 - 1), "block %u at page %zu",
+                     b0, r.page[i]);
+        cr_assert_arr_eq(r.prefix[i], src, (r.page[i] + 1) * 4 * sizeof(uint32_t),
+                         "block %u: prefix differs", b0);
+    }
+    /* a pinned path is never reported: only what is evicted */
+    ins(t, "A", a, 16, (uint32_t[]){101, 102, 103, 104}, NULL);
+    pc_radix_match_result m = mt(t, "A", a, 8, NULL, 0, PC_RADIX_MATCH_SPLIT);
+    lock_ok(t, m.node);
+    memset(&r, 0, sizeof(r));
+    cr_assert_eq(pc_radix_evict_paths(t, 100, path_cb, &r), 2);
+    cr_assert_eq(r.n, 2);
+    cr_assert_eq(r.block[0] + r.block[1], 103 + 104);
+    unlock_ok(t, m.node);
+    CHECK(t);
+    pc_radix_destroy(t);
+}
+
+/* What pc_radix_evict_ns_paths reported: each page with its whole prefix. */
+typedef struct nspathrec {
+    int n;              /* pages reported                          */
+    uint32_t blk[16];
+    uint32_t tok[16][16]; /* per page: the prefix through it (4-token pages) */
+    size_t depth[16];   /* pages from the root through it          */
+    char ns[16][4];
+} nspathrec;
+
+static void nspath_cb(void *ctx, const pc_radix_evicted *e)
+{
+    nspathrec *r = ctx;
     cr_assert_not_null(e->tokens);
     for (size_t i = 0; i < e->n_pages; i++) {
         int k = r->n++;
@@ -1478,10 +1553,10 @@ Test(radix, evict_ns_paths_reports_every_page_with_its_prefix)
     /* Pin a's first page: it stays, everything else of A goes. */
     pc_radix_match_result m = mt(t, "A", a, 4, NULL, 0, PC_RADIX_MATCH_SPLIT);
     lock_ok(t, m.node);
-    pathrec r;
+    nspathrec r;
     memset(&r, 0, sizeof(r));
     size_t n = 0;
-    cr_assert_eq(pc_radix_evict_ns_paths(t, "A", 1, path_cb, &r, &n), 0);
+    cr_assert_eq(pc_radix_evict_ns_paths(t, "A", 1, nspath_cb, &r, &n), 0);
     CHECK(t);
     cr_assert_eq(n, 5);
     cr_assert_eq(r.n, 5);
@@ -1499,12 +1574,12 @@ Test(radix, evict_ns_paths_reports_every_page_with_its_prefix)
     cr_assert_eq(mpages(t, "B", c, 16), 4);
     unlock_ok(t, m.node);
     memset(&r, 0, sizeof(r));
-    cr_assert_eq(pc_radix_evict_ns_paths(t, "A", 1, path_cb, &r, &n), 0);
+    cr_assert_eq(pc_radix_evict_ns_paths(t, "A", 1, nspath_cb, &r, &n), 0);
     CHECK(t);
     cr_assert_eq(n, 1);
     cr_assert_eq(r.blk[0], 100);
     cr_assert_eq(stats(t).namespaces, 1);
-    cr_assert_eq(pc_radix_evict_ns_paths(t, NULL, 300, path_cb, &r, &n),
+    cr_assert_eq(pc_radix_evict_ns_paths(t, NULL, 300, nspath_cb, &r, &n),
                  PC_E_INVAL);
     pc_radix_destroy(t);
 }

@@ -8,9 +8,15 @@
  *
  * Operations (insert, match, match+SPLIT+lock, unlock, refused unlocks,
  * evict) run over 3 namespaces (the empty one, a text one and a binary one
- * that shares the text one's first bytes), for P in {1, 4, 16}.  After
- * every operation: pc_radix_check() == 0 and the counters agree with the
- * model (pages, tokens, protected/evictable pages, namespaces).
+ * that shares the text one's first bytes), for P in {1, 4, 16}, and random
+ * per-namespace limits (quota and reserve, set and cleared now and then).
+ * After every operation: pc_radix_check() == 0 and the counters agree with
+ * the model (pages, tokens, protected/evictable/reserved pages, pages per
+ * namespace, namespaces).  The model also proves the limits' rules: quota
+ * evictions take only unlocked leaves of the inserting namespace off the
+ * inserted path, and leave it at its quota unless nothing else there is
+ * evictable; eviction for space never takes a namespace below its reserve
+ * and frees exactly what the model says is evictable.
  *
  * Reproduce a failure with PC_PROP_SEED=<seed> (printed in every failure
  * message together with P and the op index); PC_PROP_OPS=<n> changes the
@@ -57,7 +63,7 @@ static struct {
     pc_radix *t;
     /* coverage counters, logged at the end of a run */
     size_t hits, locks, refused_extra, extra_ok, refused_ancestor, evict_calls,
-        sum_pages;
+        sum_pages, reserve_held; /* evict calls with a reserve holding pages */
 } g;
 
 #define PASSERT(cond, ...)                                                     \
@@ -147,6 +153,7 @@ typedef struct model {
     seq pool[N_NS][POOL];
     uint32_t npool[N_NS];
     uint32_t next_block;
+    uint32_t lmin[N_NS], lmax[N_NS]; /* limits in force; 0: none */
 } model;
 
 static bool same_path(const model *m, const entry *e, int ns, uint32_t depth,
@@ -250,6 +257,35 @@ static size_t count_protected(const model *m)
     return k;
 }
 
+/* Pages of namespace ns, and how many of them are unlocked. */
+static void ns_count(const model *m, int ns, size_t *pages, size_t *unlocked)
+{
+    *pages = *unlocked = 0;
+    for (size_t i = 0; i < m->n; i++)
+        if (m->e[i].ns == ns) {
+            ++*pages;
+            *unlocked += !is_protected(m, &m->e[i]);
+        }
+}
+
+/* What eviction for space may take from ns: its unlocked pages, down to
+ * its reserve. */
+static size_t ns_avail_model(const model *m, int ns)
+{
+    size_t n, u;
+    ns_count(m, ns, &n, &u);
+    size_t room = n > m->lmin[ns] ? n - m->lmin[ns] : 0;
+    return m->lmin[ns] && room < u ? room : u;
+}
+
+static size_t avail_model(const model *m)
+{
+    size_t a = 0;
+    for (int ns = 0; ns < N_NS; ns++)
+        a += ns_avail_model(m, ns);
+    return a;
+}
+
 /* Held locks whose path extends the d-page path `tok` (lock_ref of the node
  * that ends there). */
 static uint32_t locks_below(const model *m, int ns, const uint32_t *tok,
@@ -333,9 +369,21 @@ static void check_all(model *m)
     PASSERT(s.protected_pages == prot,
             "stats.protected_pages %" PRIu64 " != model %zu", s.protected_pages,
             prot);
-    PASSERT(s.evictable_pages == m->n - prot,
+    size_t avail = avail_model(m);
+    PASSERT(s.evictable_pages == avail,
             "stats.evictable_pages %" PRIu64 " != model %zu", s.evictable_pages,
-            m->n - prot);
+            avail);
+    PASSERT(s.reserved_pages == m->n - prot - avail,
+            "stats.reserved_pages %" PRIu64 " != model %zu", s.reserved_pages,
+            m->n - prot - avail);
+    for (int ns = 0; ns < N_NS; ns++) {
+        size_t n, u;
+        uint64_t got = UINT64_MAX;
+        ns_count(m, ns, &n, &u);
+        int rc2 = pc_radix_ns_pages(g.t, NS[ns].bytes, NS[ns].len, &got);
+        PASSERT(rc2 == 0 && got == n, "ns %d pages %" PRIu64 " != model %zu",
+                ns, got, n);
+    }
     uint64_t nns = 0;
     for (int ns = 0; ns < N_NS; ns++) {
         bool any = false;
@@ -362,6 +410,83 @@ static void assert_stats_same(const pc_radix_stats *a)
     PASSERT(memcmp(a, &b, sizeof(b)) == 0, "a refused call changed the stats");
 }
 
+/* ---- quota evictions ------------------------------------------------------ */
+
+/* What the quota hook may take: leaves of namespace ns, unlocked, not on
+ * the path tok[0 .. pages * P) (the inserting call's; pages 0: none). */
+static struct {
+    model *m;
+    int ns;
+    const uint32_t *tok;
+    uint32_t pages;
+    size_t count;
+    char err[256];
+} qh;
+
+static bool on_path(const model *m, const entry *e, int ns,
+                    const uint32_t *tok, uint32_t pages)
+{
+    return e->ns == ns && e->depth <= pages &&
+           memcmp(e->tok, tok, (size_t)e->depth * m->P * sizeof(uint32_t)) == 0;
+}
+
+static void on_quota_evict(void *ctx, uint32_t block)
+{
+    (void)ctx;
+    qh.count++;
+    if (qh.err[0])
+        return;
+    entry *e = qh.m ? find_block(qh.m, block) : NULL;
+    if (!qh.m)
+        snprintf(qh.err, sizeof(qh.err), "quota eviction of %u outside an "
+                 "insert or a limit change", block);
+    else if (!e)
+        snprintf(qh.err, sizeof(qh.err), "quota evicted block %u, not cached",
+                 block);
+    else if (e->ns != qh.ns)
+        snprintf(qh.err, sizeof(qh.err), "quota of ns %d evicted block %u of "
+                 "ns %d", qh.ns, block, e->ns);
+    else if (is_protected(qh.m, e))
+        snprintf(qh.err, sizeof(qh.err), "quota evicted locked block %u",
+                 block);
+    else if (has_child(qh.m, e))
+        snprintf(qh.err, sizeof(qh.err), "quota evicted block %u with a "
+                 "cached child", block);
+    else if (on_path(qh.m, e, qh.ns, qh.tok, qh.pages))
+        snprintf(qh.err, sizeof(qh.err), "quota evicted block %u on the "
+                 "inserted path", block);
+    else
+        remove_entry(qh.m, e);
+}
+
+static void quota_begin(model *m, int ns, const uint32_t *tok, uint32_t pages)
+{
+    qh.m = m;
+    qh.ns = ns;
+    qh.tok = tok;
+    qh.pages = pages;
+    qh.count = 0;
+    qh.err[0] = 0;
+}
+
+/* After a quota could act on ns: no violation, and ns at its quota unless
+ * all that is left above it is locked or on the protected path. */
+static void quota_end(model *m, int ns, const uint32_t *tok, uint32_t pages)
+{
+    PASSERT(qh.err[0] == 0, "%s", qh.err);
+    qh.m = NULL;
+    size_t n, u;
+    ns_count(m, ns, &n, &u);
+    if (!m->lmax[ns] || n <= m->lmax[ns])
+        return;
+    for (size_t i = 0; i < m->n; i++) {
+        const entry *e = &m->e[i];
+        PASSERT(e->ns != ns || is_protected(m, e) || on_path(m, e, ns, tok, pages),
+                "ns %d holds %zu pages > quota %u with block %u evictable", ns,
+                n, m->lmax[ns], e->block);
+    }
+}
+
 /* ---- operations ---------------------------------------------------------- */
 
 static void op_insert(model *m)
@@ -382,9 +507,12 @@ static void op_insert(model *m)
     bool want_canon = chance(85);
 
     pc_radix_insert_result r;
+    quota_begin(m, ns, s.tok, pages);
     int rc = pc_radix_insert(g.t, NS[ns].bytes, NS[ns].len, s.tok, s.n, blocks,
                              want_canon ? canon : NULL, &r);
     PASSERT(rc == 0, "insert n=%u: %s", s.n, pc_errname(rc));
+    PASSERT(qh.err[0] == 0, "%s", qh.err);
+    qh.m = NULL;
     PASSERT(r.cached_tokens == (size_t)c * P,
             "cached_tokens %zu, model has %u pages", r.cached_tokens, c);
     PASSERT(r.inserted_pages == pages - c, "inserted_pages %zu, want %u",
@@ -408,6 +536,8 @@ static void op_insert(model *m)
         PASSERT(lr == want_lr, "insert handle lock_ref %u, want %u", lr,
                 want_lr);
     }
+    if (pages) /* an insert without a full page changes nothing */
+        quota_end(m, ns, s.tok, pages);
 }
 
 /* A match of a generated sequence; returns the handle (SPLIT: exact). */
@@ -608,15 +738,24 @@ static void on_evict(void *ctx, uint32_t block)
         snprintf(c->err, sizeof(c->err),
                  "evicted block %u (#%zu, depth %u) still has a cached child",
                  block, c->count, e->depth);
-    else
+    else {
+        int ns = e->ns;
         remove_entry(c->m, e);
+        size_t n, u;
+        ns_count(c->m, ns, &n, &u);
+        if (n < c->m->lmin[ns])
+            snprintf(c->err, sizeof(c->err),
+                     "evicted block %u takes ns %d below its reserve (%zu < "
+                     "%u)", block, ns, n, c->m->lmin[ns]);
+    }
 }
 
 static void do_evict(model *m, size_t k)
 {
-    size_t avail = m->n - count_protected(m);
+    size_t avail = avail_model(m);
     size_t want = k < avail ? k : avail;
     evctx c = {.m = m, .count = 0, .err = ""};
+    g.reserve_held += k && stats_now().reserved_pages > 0;
     size_t got = pc_radix_evict(g.t, k, on_evict, &c);
     g.evict_calls++;
     PASSERT(c.err[0] == 0, "evict(%zu): %s", k, c.err);
@@ -677,6 +816,38 @@ static void op_policy(int policy)
     }
 }
 
+/* New limits for one namespace (or all cleared), like a reloaded config;
+ * sometimes an invalid pair, which must change nothing. */
+static void op_limits(model *m)
+{
+    if (chance(20)) {
+        g.what = "clear_ns_limits";
+        pc_radix_clear_ns_limits(g.t); /* evicts nothing */
+        memset(m->lmin, 0, sizeof(m->lmin));
+        memset(m->lmax, 0, sizeof(m->lmax));
+        return;
+    }
+    int ns = (int)below(N_NS);
+    uint32_t mn = chance(50) ? 0 : 1 + below(60);
+    uint32_t mx = chance(50) ? 0 : (mn ? mn : 1) + below(100);
+    if (chance(5) && mn > 1) { /* refused: the reserve above the quota */
+        g.what = "set_ns_limits (refused)";
+        pc_radix_stats before = stats_now();
+        int rc = pc_radix_set_ns_limits(g.t, NS[ns].bytes, NS[ns].len, mn,
+                                        mn - 1);
+        PASSERT(rc == PC_E_INVAL, "min > max: %s", pc_errname(rc));
+        assert_stats_same(&before);
+        return;
+    }
+    g.what = "set_ns_limits";
+    quota_begin(m, ns, NULL, 0); /* a lower quota evicts at once */
+    int rc = pc_radix_set_ns_limits(g.t, NS[ns].bytes, NS[ns].len, mn, mx);
+    PASSERT(rc == 0, "set_ns_limits(%u, %u): %s", mn, mx, pc_errname(rc));
+    m->lmin[ns] = mn;
+    m->lmax[ns] = mx;
+    quota_end(m, ns, NULL, 0);
+}
+
 static void run_policy(uint32_t P, int policy, size_t ops_div)
 {
     g.seed = env_u64("PC_PROP_SEED", DEFAULT_SEED);
@@ -690,12 +861,13 @@ static void run_policy(uint32_t P, int policy, size_t ops_div)
 
     g.t = NULL;
     g.hits = g.locks = g.refused_extra = g.extra_ok = g.refused_ancestor = 0;
-    g.evict_calls = g.sum_pages = 0;
+    g.evict_calls = g.sum_pages = g.reserve_held = 0;
     int rc = pc_radix_create(P, &g.t);
     PASSERT(rc == 0, "create: %s", pc_errname(rc));
     /* auto's simulations need a capacity: about what the soft cap keeps */
     rc = pc_radix_set_capacity(g.t, SOFT_CAP);
     PASSERT(rc == 0, "set_capacity: %s", pc_errname(rc));
+    pc_radix_set_evict_hook(g.t, on_quota_evict, NULL);
     if (policy != SWITCHING) {
         rc = pc_radix_set_policy(g.t, (pc_radix_policy)policy);
         PASSERT(rc == 0, "set_policy: %s", pc_errname(rc));
@@ -719,7 +891,11 @@ static void run_policy(uint32_t P, int policy, size_t ops_div)
             op_unlock(m);
         else if (r < 91)
             op_ancestor_unlock(m);
-        else if (r < 99 || !chance(policy == SWITCHING ? 50 : 10))
+        else if (r < 99)
+            op_evict(m);
+        else if (chance(50))
+            op_limits(m);
+        else if (!chance(policy == SWITCHING ? 50 : 10))
             op_evict(m);
         else
             op_policy(policy);
@@ -739,18 +915,30 @@ static void run_policy(uint32_t P, int policy, size_t ops_div)
     splits_seen = s.splits;
     dup_seen = s.duplicate_pages;
     cr_log_info("radix prop P=%u: max pages %zu, splits %" PRIu64
-                ", duplicate pages %" PRIu64 ", evicted %" PRIu64,
-                P, max_pages, splits_seen, dup_seen, s.evicted_pages);
+                ", duplicate pages %" PRIu64 ", evicted %" PRIu64
+                " (by quotas %" PRIu64 ")",
+                P, max_pages, splits_seen, dup_seen, s.evicted_pages,
+                s.evicted_quota_pages);
     cr_log_info("radix prop P=%u: mean pages %zu, matches with a hit %zu, "
                 "locks %zu, refused unlocks %zu (+%zu ok) / ancestors %zu, "
-                "evict calls %zu",
+                "evict calls %zu (%zu with reserves holding pages)",
                 P, g.sum_pages / (ops ? ops : 1), g.hits, g.locks,
-                g.refused_extra, g.extra_ok, g.refused_ancestor, g.evict_calls);
+                g.refused_extra, g.extra_ok, g.refused_ancestor, g.evict_calls,
+                g.reserve_held);
     g.what = "end";
     PASSERT(splits_seen > ops / 100, "few splits: %" PRIu64, splits_seen);
     PASSERT(dup_seen > ops / 100, "few duplicates: %" PRIu64, dup_seen);
+    PASSERT(g.reserve_held > ops / 1000, "few evictions against a reserve: %zu",
+            g.reserve_held);
+    PASSERT(s.evicted_quota_pages > ops / 1000, "few quota evictions: %" PRIu64,
+            s.evicted_quota_pages);
 
-    /* release every lock; then everything is evictable */
+    /* release every lock and every limit; then everything is evictable */
+    g.what = "final clear limits";
+    pc_radix_clear_ns_limits(g.t);
+    memset(m->lmin, 0, sizeof(m->lmin));
+    memset(m->lmax, 0, sizeof(m->lmax));
+    check_all(m);
     g.what = "final unlock";
     while (m->nlocks) {
         rc = pc_radix_unlock(g.t, m->locks[m->nlocks - 1].node);

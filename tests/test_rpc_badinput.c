@@ -46,6 +46,7 @@
  * still release, and the daemon must exit 0 on SIGTERM with a clean log.
  */
 #include "tests/harness/harness.h"
+#include "tests/harness/client_check.h"
 #include "tests/harness/prng.h"
 
 #include "rpc/client.h"
@@ -73,19 +74,6 @@ typedef struct fixture {
     uint32_t free_block; /* a FREE block id */
 } fixture;
 
-static void prompt(uint32_t *t, size_t n, uint32_t seed)
-{
-    for (size_t i = 0; i < n; i++)
-        t[i] = seed * 100003u + (uint32_t)i + 1u;
-}
-
-#define RC_EQ(c, expr, want)                                                   \
-    do {                                                                       \
-        int rc_ = (expr);                                                      \
-        cr_assert_eq(rc_, (want), "line %d: %s = %d (%s); %s", __LINE__,       \
-                     #expr, rc_, pc_errname(rc_), pc_client_last_error(c));    \
-    } while (0)
-
 static void put(pc_client *c, const char *ns, const uint32_t *t, size_t n,
                 uint32_t *canon)
 {
@@ -105,9 +93,9 @@ static void fixture_up(fixture *fx)
     snprintf(mt, sizeof(mt), "--max_tokens=%u", MAX_TOKENS);
     snprintf(mm, sizeof(mm), "--max_msg_bytes=%u", MAX_MSG);
     hd_start(&fx->d, mt, mm, "--log_level=info", NULL);
-    prompt(fx->tok_a, 8, 1);
-    prompt(fx->tok_b, 8, 2);
-    prompt(fx->tok_c, 8, 3);
+    hd_prompt(fx->tok_a, 8, 1);
+    hd_prompt(fx->tok_b, 8, 2);
+    hd_prompt(fx->tok_c, 8, 3);
     pc_client *c;
     pc_hello h;
     cr_assert_eq(pc_client_connect(fx->d.endpoint, HD_CALL_MS, &c), 0);
@@ -119,7 +107,7 @@ static void fixture_up(fixture *fx)
     /* L1: pins A and allocates one page for A + 4 tokens, then one more */
     uint32_t t12[12];
     memcpy(t12, fx->tok_a, sizeof(fx->tok_a));
-    prompt(t12 + 8, 4, 9);
+    hd_prompt(t12 + 8, 4, 9);
     pc_client_lookup_result r;
     RC_EQ(c, pc_client_lookup(c, NS, NSL, t12, 12, PC_CLIENT_PIN | PC_CLIENT_ALLOC,
                               0, &r), 0);
@@ -434,7 +422,7 @@ static void tokens_n(hd_buf *b, size_t n)
 {
     uint32_t *t = calloc(n, sizeof(*t));
     cr_assert(t);
-    prompt(t, n, 77);
+    hd_prompt(t, n, 77);
     pc_pack_kv_u32s(PK, "tokens", t, n);
     free(t);
 }

@@ -38,6 +38,7 @@
  * ZeroMQ contexts (hd_quiesce, see tests/harness/harness.h).
  */
 #include "tests/harness/harness.h"
+#include "tests/harness/client_check.h"
 
 #include "gpu/dev.h" /* the fake device's identity and shm names */
 #include "rpc/client.h"
@@ -53,21 +54,6 @@
 TestSuite(e2e, .fini = hd_cleanup, .timeout = 60);
 
 /* ---- helpers ------------------------------------------------------------------- */
-
-#define RC_EQ(c, expr, want)                                                   \
-    do {                                                                       \
-        int rc_ = (expr);                                                      \
-        cr_assert_eq(rc_, (want), "line %d: %s = %d (%s), want %d (%s); %s",   \
-                     __LINE__, #expr, rc_, pc_errname(rc_), (int)(want),       \
-                     pc_errname(want), pc_client_last_error(c));               \
-    } while (0)
-
-/* Deterministic prompt: distinct per seed, never token 0. */
-static void prompt(uint32_t *t, size_t n, uint32_t seed)
-{
-    for (size_t i = 0; i < n; i++)
-        t[i] = seed * 100003u + (uint32_t)i + 1u;
-}
 
 /* The KV byte the engine "computed" for byte i of page `page` of `seed`. */
 static uint8_t kv_byte(uint32_t seed, size_t page, size_t i)
@@ -212,7 +198,7 @@ Test(e2e, lifecycle)
 
     /* round trip 1: lookup + pin + alloc of a 10-token prompt (2 pages + 2) */
     uint32_t t[14];
-    prompt(t, 14, 1);
+    hd_prompt(t, 14, 1);
     pc_client_lookup_result r;
     RC_EQ(c, pc_client_lookup(c, NS, NSL, t, 10, PC_CLIENT_PIN | PC_CLIENT_ALLOC,
                               0, &r), 0);
@@ -392,7 +378,7 @@ Test(e2e, shared_prefix)
     hd_daemon d;
     hd_start(&d, NULL);
     uint32_t t[24];
-    prompt(t, 24, 7);
+    hd_prompt(t, 24, 7);
 
     hd_quiesce(); /* see harness.h: no busy ZeroMQ thread at fork */
     fflush(NULL);
@@ -451,8 +437,8 @@ Test(e2e, shared_prefix)
 
     /* two children at once on distinct prompts, then both visible */
     uint32_t u[2][8];
-    prompt(u[0], 8, 100);
-    prompt(u[1], 8, 101);
+    hd_prompt(u[0], 8, 100);
+    hd_prompt(u[1], 8, 101);
     pid_t k[2];
     pc_client_close(c); /* no ZeroMQ thread of ours busy at fork */
     hd_quiesce();
@@ -499,7 +485,7 @@ Test(e2e, eviction_policy_reload)
     enum { N = 8, T = 4 * P };
     uint32_t t[2 * N][T], canon[4];
     for (uint32_t i = 0; i < 2 * N; i++)
-        prompt(t[i], T, 3000 + i);
+        hd_prompt(t[i], T, 3000 + i);
     for (uint32_t i = 0; i < N; i++)
         put_prompt(c, "bulk", 4, t[i], T, 3000 + i, canon);
     RC_EQ(c, pc_client_config_set(c, "namespace_priorities", "gold=5", NULL, NULL), 0);
@@ -518,7 +504,7 @@ Test(e2e, eviction_policy_reload)
         cr_assert_eq(matched(c, "bulk", 4, t[i], T), T);
     for (uint32_t i = 0; i < N; i++) {
         uint32_t fresh[T];
-        prompt(fresh, T, 4000 + i);
+        hd_prompt(fresh, T, 4000 + i);
         put_prompt(c, "bulk", 4, fresh, T, 4000 + i, canon);
     }
     for (uint32_t i = N; i < 2 * N; i++)
@@ -542,7 +528,7 @@ Test(e2e, eviction_policy_reload)
         RC_EQ(c, pc_client_config_set(c, "eviction_policy", pol[k], NULL, NULL), 0);
         for (uint32_t i = 0; i < N; i++) {
             uint32_t fresh[T];
-            prompt(fresh, T, 5000 + 100 * (uint32_t)k + i);
+            hd_prompt(fresh, T, 5000 + 100 * (uint32_t)k + i);
             put_prompt(c, "bulk", 4, fresh, T, 5000 + 100 * (uint32_t)k + i, canon);
         }
         hd_stats_get(&d, &st);
@@ -561,7 +547,7 @@ Test(e2e, insert_pin)
     client_open(&d, &c, NULL);
     enum { T = 4 * P };
     uint32_t t[T], ids[4], canon[4];
-    prompt(t, T, 7000);
+    hd_prompt(t, T, 7000);
     pc_client_lookup_result r;
     RC_EQ(c, pc_client_lookup(c, NS, NSL, t, T, PC_CLIENT_PIN | PC_CLIENT_ALLOC,
                               0, &r), 0);
@@ -588,7 +574,7 @@ Test(e2e, insert_pin)
     /* the rest of the pool churns: the pinned prompt stays */
     for (uint32_t i = 0; i < CAP / 4 + 4; i++) {
         uint32_t o[T], oc[4];
-        prompt(o, T, 7100 + i);
+        hd_prompt(o, T, 7100 + i);
         put_prompt(c, NS, NSL, o, T, 7100 + i, oc);
     }
     cr_assert_eq(matched(c, NS, NSL, t, T), T, "pinned pages survive eviction");
@@ -614,7 +600,7 @@ Test(e2e, eviction)
     enum { N = 16, T = 4 * P };
     uint32_t t[N + 4][T], canon[N + 4][4];
     for (uint32_t i = 0; i < N + 4; i++)
-        prompt(t[i], T, 1000 + i);
+        hd_prompt(t[i], T, 1000 + i);
     for (uint32_t i = 0; i < N; i++)
         put_prompt(c, NS, NSL, t[i], T, 1000 + i, canon[i]);
     GAUGES_ARE(&d, CAP, 0, 0, 0, 0, 0);
@@ -657,7 +643,7 @@ Test(e2e, eviction)
     hd_gauges_eq(&before, &after, "alloc NOSPACE");
     /* the same through lookup+alloc: the lookup succeeds, the alloc does not */
     uint32_t big[(CAP + 1) * P];
-    prompt(big, (CAP + 1) * P, 5000);
+    hd_prompt(big, (CAP + 1) * P, 5000);
     RC_EQ(c, pc_client_lookup(c, NS, NSL, big, (CAP + 1) * P, PC_CLIENT_ALLOC, 0,
                               &r), 0);
     cr_assert_eq(r.tokens, 0);
@@ -701,7 +687,7 @@ Test(e2e, lookup_alloc_never_returns_a_block_twice)
         client_open(&d, &c, &h);
         cr_assert_eq(h.capacity, 4);
         uint32_t t[6 * P], canon[4];
-        prompt(t, 6 * P, 77);
+        hd_prompt(t, 6 * P, 77);
         put_prompt(c, NS, NSL, t, 4 * P, 77, canon);
         pc_client_lookup_result r;
         RC_EQ(c, pc_client_lookup(c, NS, NSL, t, 6 * P, PC_CLIENT_ALLOC, 0, &r), 0);
@@ -749,7 +735,7 @@ Test(e2e, lease_expiry)
     client_open(&d, &c, &h);
     cr_assert_eq(h.lease_ttl_ms, TTL_SHORT);
     uint32_t t[16], canon[4];
-    prompt(t, 16, 3);
+    hd_prompt(t, 16, 3);
     put_prompt(c, NS, NSL, t, 8, 3, canon); /* 2 pages cached */
     GAUGES_ARE(&d, 2, CAP - 2, 0, 0, 0, 0);
 
@@ -814,7 +800,7 @@ Test(e2e, lease_expiry)
     /* an engine that was too slow: its insert under the expired lease is
      * refused and nothing is cached */
     uint32_t late[4];
-    prompt(late, 4, 4);
+    hd_prompt(late, 4, 4);
     RC_EQ(c, pc_client_insert(c, NS, NSL, late, 4, mine_blk, mine, PC_CLIENT_RELEASE,
                               NULL, NULL), PC_E_LEASE);
     cr_assert_eq(matched(c, NS, NSL, late, 4), 0);
@@ -1021,9 +1007,9 @@ Test(e2e, flush)
     pc_hello h;
     client_open(&d, &c, &h);
     uint32_t a1[8], a2[8], b1[12], canon[3];
-    prompt(a1, 8, 11);
-    prompt(a2, 8, 12);
-    prompt(b1, 12, 13);
+    hd_prompt(a1, 8, 11);
+    hd_prompt(a2, 8, 12);
+    hd_prompt(b1, 12, 13);
     put_prompt(c, "ns-a", 4, a1, 8, 11, canon);
     put_prompt(c, "ns-a", 4, a2, 8, 12, canon);
     put_prompt(c, "ns-b", 4, b1, 12, 13, canon);
@@ -1078,7 +1064,7 @@ Test(e2e, pipelined)
     pc_hello h;
     client_open(&d, &c, &h);
     uint32_t base[16], canon[4];
-    prompt(base, 16, 21);
+    hd_prompt(base, 16, 21);
     put_prompt(c, NS, NSL, base, 16, 21, canon);
 
     /* 16 lookups in flight: prompt i is the first 4 * (i % 4 + 1) tokens of
@@ -1090,7 +1076,7 @@ Test(e2e, pipelined)
         uint32_t t[19];
         size_t n = 4 * (size_t)(i % 4 + 1);
         memcpy(t, base, n * sizeof(*t));
-        prompt(t + n, 3, 500 + (uint32_t)i);
+        hd_prompt(t + n, 3, 500 + (uint32_t)i);
         want[i] = n;
         ids[i] = pc_client_send_lookup(c, NS, NSL, t, n + 3, 0, 0);
         cr_assert_gt(ids[i], 0, "send_lookup %d: %s", i, pc_client_last_error(c));
@@ -1126,7 +1112,7 @@ Test(e2e, pipelined)
     int64_t iid[4];
     uint32_t q[4][8];
     for (int i = 0; i < 4; i++) {
-        prompt(q[i], 8, 600 + (uint32_t)i);
+        hd_prompt(q[i], 8, 600 + (uint32_t)i);
         iid[i] = pc_client_send_insert(c, NS, NSL, q[i], 8, blk + 2 * i, lease, 0);
         cr_assert_gt(iid[i], 0);
         if (i == 1)
@@ -1259,8 +1245,8 @@ Test(e2e, late_reply)
     pc_hello h;
     client_open(&d, &c, &h);
     uint32_t a[8], b[16], canon[4];
-    prompt(a, 8, 31);
-    prompt(b, 16, 32);
+    hd_prompt(a, 8, 31);
+    hd_prompt(b, 16, 32);
     put_prompt(c, NS, NSL, a, 8, 31, canon);
     put_prompt(c, NS, NSL, b, 16, 32, canon);
 
@@ -1434,7 +1420,7 @@ Test(e2e, shutdown)
     pc_hello h;
     client_open(&a, &c, &h);
     uint32_t t[8], canon[2];
-    prompt(t, 8, 41);
+    hd_prompt(t, 8, 41);
     put_prompt(c, NS, NSL, t, 8, 41, canon);
 
     /* a second daemon on the same endpoint fails at start, clearly */
@@ -1628,7 +1614,7 @@ Test(e2e, cli)
     pc_hello h;
     client_open(&d, &c, &h);
     uint32_t t[10], canon[2];
-    prompt(t, 10, 51);
+    hd_prompt(t, 10, 51);
     put_prompt(c, NS, NSL, t, 10, 51, canon);
 
     CLI_OK(o, "--endpoint", ep, "stats", "--json");
@@ -1838,7 +1824,7 @@ Test(e2e, limits)
     client_open(&d, &c, &h);
     uint32_t t[3][8], canon[2];
     for (uint32_t i = 0; i < 3; i++) {
-        prompt(t[i], 8, 60 + i);
+        hd_prompt(t[i], 8, 60 + i);
         put_prompt(c, NS, NSL, t[i], 8, 60 + i, canon);
     }
     uint64_t l1 = 0, l2 = 0, l3 = 0;
@@ -1882,7 +1868,7 @@ Test(e2e, watermarks)
     /* 14 prompts of 4 pages: 56 blocks cached, 8 free: not below low */
     uint32_t t[16][16], canon[4];
     for (uint32_t i = 0; i < 14; i++) {
-        prompt(t[i], 16, 70 + i);
+        hd_prompt(t[i], 16, 70 + i);
         put_prompt(c, NS, NSL, t[i], 16, 70 + i, canon);
     }
     gauges g = gauges_get(&d);
@@ -1890,7 +1876,7 @@ Test(e2e, watermarks)
     cr_assert_eq(gauge(&d, "cache.evictions_watermark"), 0);
     /* one more: 4 free < 8 -> between requests the daemon evicts LRU pages
      * until 16 are free (prompts 0..2, the least recently used) */
-    prompt(t[14], 16, 84);
+    hd_prompt(t[14], 16, 84);
     put_prompt(c, NS, NSL, t[14], 16, 84, canon);
     int64_t t0 = hd_now_ms();
     while ((g = gauges_get(&d)).free < 16 && hd_now_ms() - t0 < 2000)
@@ -1928,7 +1914,7 @@ Test(e2e, namespaces)
     } nss[] = {{"", 0},       {"a", 1},          {"a\0", 2},  {"\xff\xfe", 2},
                {"\xff", 1},   {"a\0b", 3},       {big, 256},  {"A", 1}};
     uint32_t t[8], canon[2];
-    prompt(t, 8, 90);
+    hd_prompt(t, 8, 90);
     for (size_t i = 0; i < HD_NELEM(nss); i++) {
         for (size_t j = 0; j < i; j++)
             cr_assert_eq(matched(c, nss[i].ns, nss[i].len, t, 8), 0,
@@ -1993,8 +1979,8 @@ static bool page_ok(const uint8_t *b, const uint32_t *page, size_t pos)
 /* 3 system prompts (2 pages) x 12 questions (2 pages) + 2 loose tokens */
 static void conc_prompt(uint32_t *t, unsigned sys, unsigned q)
 {
-    prompt(t, 8, 200 + sys);
-    prompt(t + 8, 10, 300 + sys * 100 + q);
+    hd_prompt(t, 8, 200 + sys);
+    hd_prompt(t + 8, 10, 300 + sys * 100 + q);
 }
 
 /* One engine: `rounds` prompts; exit code 0, or what went wrong. */
@@ -2133,7 +2119,7 @@ Test(e2e, msg_limits)
     enum { N = 40000 }; /* 160 KB of tokens: beyond max_msg + 64 KiB */
     uint32_t *t = calloc(N, sizeof(*t));
     cr_assert(t);
-    prompt(t, N, 95);
+    hd_prompt(t, N, 95);
     /* before hello the client does not know the limit: the daemon's libzmq
      * cuts the connection, the call times out ... */
     int64_t t0 = hd_now_ms();
@@ -2174,7 +2160,7 @@ Test(e2e, pipelined_deep)
     pc_hello h;
     client_open(&d, &c, &h);
     uint32_t base[8], canon[2];
-    prompt(base, 8, 97);
+    hd_prompt(base, 8, 97);
     put_prompt(c, NS, NSL, base, 8, 97, canon);
     enum { N = 4096 };
     int64_t first = 0;
@@ -2209,7 +2195,7 @@ Test(e2e, daemon_restart)
     pc_hello h;
     client_open(&a, &c, &h);
     uint32_t t[8], canon[2];
-    prompt(t, 8, 98);
+    hd_prompt(t, 8, 98);
     put_prompt(c, NS, NSL, t, 8, 98, canon);
     uint64_t l = 0;
     uint32_t id;
@@ -2274,7 +2260,7 @@ Test(e2e, tcp_endpoint)
     RC_EQ(c, pc_client_hello(c, &h), 0);
     cr_assert_eq(h.capacity, CAP);
     uint32_t t[8], canon[2];
-    prompt(t, 8, 99);
+    hd_prompt(t, 8, 99);
     put_prompt(c, NS, NSL, t, 8, 99, canon);
 
     /* a second daemon on that port: refused */
@@ -2317,7 +2303,7 @@ Test(e2e, backend_none)
     cr_assert(!hd_exists(d.shm_path));
     pc_client_lookup_result r;
     uint32_t t[8];
-    prompt(t, 8, 110);
+    hd_prompt(t, 8, 110);
     RC_EQ(c, pc_client_lookup(c, NS, NSL, t, 8, PC_CLIENT_PIN | PC_CLIENT_ALLOC, 0,
                               &r), 0);
     cr_assert_eq(r.n_alloc, 2);
@@ -2461,7 +2447,7 @@ Test(e2e, cuda_pool_fake)
 
     /* A computes 2 pages into fresh blocks and inserts them */
     uint32_t t[24];
-    prompt(t, 24, 13);
+    hd_prompt(t, 24, 13);
     uint32_t canon[2];
     put_prompt(c, NS, NSL, t, 8, 13, canon);
     GAUGES_ARE(&d, 2, CAP - 2, 0, 0, 0, 0);

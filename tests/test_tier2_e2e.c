@@ -18,6 +18,7 @@
  * Children use only pc_client and report through their exit status.
  */
 #include "tests/harness/harness.h"
+#include "tests/harness/client_check.h"
 
 #include "rpc/client.h"
 
@@ -27,20 +28,6 @@
 #define BB HD_BLOCK_BYTES
 
 TestSuite(tier2_e2e, .fini = hd_cleanup, .timeout = 90);
-
-#define RC_EQ(c, expr, want)                                                   \
-    do {                                                                       \
-        int rc_ = (expr);                                                      \
-        cr_assert_eq(rc_, (want), "line %d: %s = %d (%s), want %d (%s); %s",   \
-                     __LINE__, #expr, rc_, pc_errname(rc_), (int)(want),       \
-                     pc_errname(want), pc_client_last_error(c));               \
-    } while (0)
-
-static void prompt(uint32_t *t, size_t n, uint32_t seed)
-{
-    for (size_t i = 0; i < n; i++)
-        t[i] = seed * 100003u + (uint32_t)i + 1u;
-}
 
 static uint8_t kv_byte(uint32_t seed, size_t page, size_t i)
 {
@@ -60,7 +47,7 @@ static void engine_write(pc_client *c, uint32_t seed, size_t pages)
 {
     uint32_t t[64], ids[16];
     cr_assert(pages * P <= HD_NELEM(t));
-    prompt(t, pages * P, seed);
+    hd_prompt(t, pages * P, seed);
     pc_client_lookup_result r;
     RC_EQ(c, pc_client_lookup(c, NS, NSL, t, pages * P,
                               PC_CLIENT_PIN | PC_CLIENT_ALLOC, 0, &r), 0);
@@ -118,7 +105,7 @@ static void round_trip(hd_daemon *d, const char *tier_kind)
     cr_assert_eq(stat_of(d, "tier2.demoted_pages"), 4);
 
     uint32_t t[8];
-    prompt(t, 8, 1);
+    hd_prompt(t, 8, 1);
     pc_client_lookup_result r;
     RC_EQ(c, pc_client_lookup(c, NS, NSL, t, 8, 0, 0, &r), 0);
     cr_assert_eq(r.tokens, 0);
@@ -137,7 +124,7 @@ static void round_trip(hd_daemon *d, const char *tier_kind)
     cr_assert_eq(stat_of(d, "tier2.busy_pages"), 0);
     /* the promotion evicted two more pages (prompt 3): into tier 2 too */
     cr_assert_eq(stat_of(d, "tier2.demoted_pages"), 6);
-    prompt(t, 8, 3);
+    hd_prompt(t, 8, 3);
     RC_EQ(c, pc_client_lookup(c, NS, NSL, t, 8, PC_CLIENT_PROMOTE, 0, &r), 0);
     cr_assert_eq(r.tokens, 8);
     memcpy(ids, r.blocks, sizeof(ids));
@@ -189,7 +176,7 @@ Test(tier2_e2e, never_returned_while_copying)
     client_open(&d, 10000, &b, &h);
     prompt9_in_tier2(a);
     uint32_t t[16];
-    prompt(t, 16, 9);
+    hd_prompt(t, 16, 9);
 
     int64_t t0 = hd_now_ms();
     int64_t ida = pc_client_send_lookup(a, NS, NSL, t, 16, PC_CLIENT_PROMOTE, 0);
@@ -236,7 +223,7 @@ static int promoter_child(const char *endpoint, int wfd)
     if (pc_client_connect(endpoint, 10000, &c))
         return 10;
     uint32_t t[16];
-    prompt(t, 16, 9);
+    hd_prompt(t, 16, 9);
     if (pc_client_send_lookup(c, NS, NSL, t, 16, PC_CLIENT_PROMOTE, 0) <= 0)
         return 11;
     ssize_t w = write(wfd, "x", 1);
@@ -303,7 +290,7 @@ Test(tier2_e2e, client_killed_mid_promotion)
     /* and the pages it brought back are cached, with their bytes */
     client_open(&d, HD_CALL_MS, &a, &h);
     uint32_t t[16];
-    prompt(t, 16, 9);
+    hd_prompt(t, 16, 9);
     pc_client_lookup_result r;
     RC_EQ(a, pc_client_lookup(a, NS, NSL, t, 16, PC_CLIENT_PIN, 0, &r), 0);
     cr_assert_eq(r.tokens, 16);

@@ -5,7 +5,8 @@
  * an exhaustive search of every eviction choice on tiny traces, and the real
  * cache's replay against a naive LRU and FIFO model, against Belady (never
  * beaten) and against the ideal (reached when the pool holds the working
- * set).  Random traces come from a small conversation-like generator (page
+ * set); the two-tier replay (tier 2 behind a small pool) against its own
+ * invariants and the one-tier replay.  Random traces come from a small conversation-like generator (page
  * tokens 4 keeps them small); PC_TR_SEED=<n> changes its seed.
  */
 #include <criterion/criterion.h>
@@ -735,6 +736,105 @@ Test(replay, priority_namespaces)
     cr_assert_eq(r.hit_pages, 0);
     tr_trace_free(t);
     free(b.s);
+}
+
+/* ---- two tiers (a host pool plus a tier-2 file) ----------------------------------- */
+
+/* Without tier 2 the two-tier steps (host pool, fp8 blocks, the promotion
+ * branch never taken) give the one-tier replay's hits, request by request,
+ * for every policy. */
+Test(tiers, no_tier2_equals_one_tier)
+{
+    for (uint64_t k = 0; k < 6; k++) {
+        uint64_t s = base_seed() * 19 + k;
+        char *text = gen_trace(s, 150, 4, 1 + (int)(k % 3), false);
+        tr_trace *t = load(text, 4, false);
+        uint64_t caps[] = {2, 5, 11, 40};
+        for (size_t c = 0; c < sizeof caps / sizeof caps[0]; c++)
+            for (int p = 0; p < PC_POLICY_COUNT; p++) {
+                if (!available((pc_radix_policy)p))
+                    continue;
+                uint32_t *a = calloc(t->n_req + 1, sizeof(uint32_t));
+                uint32_t *b = calloc(t->n_req + 1, sizeof(uint32_t));
+                tr_replay_opts o = {.policy = (pc_radix_policy)p, .capacity = caps[c],
+                                    .per_req_hits = a};
+                tr_result r1, r2;
+                cr_assert_eq(tr_replay_cache(t, &o, &r1), 0);
+                o.per_req_hits = b;
+                o.two_tier = true;
+                o.check_every = k == 0;
+                int rc = tr_replay_cache(t, &o, &r2);
+                cr_assert_eq(rc, 0, "%s", pc_strerror(rc));
+                cr_assert_arr_eq(a, b, t->n_req * sizeof(uint32_t),
+                                 "%s seed %" PRIu64 " cap %" PRIu64,
+                                 pc_radix_policy_name((pc_radix_policy)p), s, caps[c]);
+                cr_assert_eq(r2.hit_pages, r1.hit_pages);
+                cr_assert_eq(r2.tier1_hit_pages, r1.hit_pages);
+                cr_assert_eq(r2.tier2_hit_pages, 0);
+                cr_assert_eq(r2.promote_jobs + r2.tier2_demoted_pages +
+                             r2.tier2_capacity_pages, 0);
+                cr_assert_eq(r2.evicted_pages, r1.evicted_pages);
+                cr_assert_eq(r2.inserted_pages, r1.inserted_pages);
+                cr_assert_eq(r2.truncated, r1.truncated);
+                free(a);
+                free(b);
+            }
+        tr_trace_free(t);
+        free(text);
+    }
+}
+
+/* A pool far smaller than the working set, with tier 2 behind it: the
+ * tiers add up, pc_cache_check holds after every request, tier 2 serves
+ * hits, and once tier 2 holds the whole working set (and the pool every
+ * request) nothing seen before is ever missed: the ideal exactly.  A
+ * smaller tier 2 still never loses tier-1 hits under LRU: promotion puts
+ * back exactly what the one-tier pool would have re-inserted. */
+Test(tiers, hits_per_tier)
+{
+    for (uint64_t k = 0; k < 8; k++) {
+        uint64_t s = base_seed() * 23 + k;
+        char *text = gen_trace(s, 200, 4, 1 + (int)(k % 3), false);
+        tr_trace *t = load(text, 4, false);
+        uint64_t C = t->max_req_pages + 1; /* every request fits */
+        cr_assert_lt(4 * C, t->n_distinct, "the pool must be small: %" PRIu64
+                     " of %u", C, t->n_distinct);
+        uint64_t Ts[] = {t->n_distinct, C, 1};
+        tr_replay_opts o = {.policy = PC_POLICY_LRU, .capacity = C};
+        tr_result one;
+        cr_assert_eq(tr_replay_cache(t, &o, &one), 0);
+        for (size_t i = 0; i < sizeof Ts / sizeof Ts[0]; i++) {
+            o.two_tier = true;
+            o.tier2_pages = Ts[i];
+            o.check_every = true;
+            tr_result r;
+            int rc = tr_replay_cache(t, &o, &r);
+            cr_assert_eq(rc, 0, "seed %" PRIu64 " T %" PRIu64 ": %s", s, Ts[i],
+                         pc_strerror(rc));
+            cr_assert_eq(r.total_pages, t->n_occ);
+            cr_assert_eq(r.tier1_hit_pages + r.tier2_hit_pages, r.hit_pages);
+            cr_assert_leq(r.hit_pages, t->ideal_hits);
+            cr_assert_eq(r.tier2_capacity_pages, Ts[i]);
+            cr_assert_eq(r.tier1_hit_pages, one.hit_pages,
+                         "seed %" PRIu64 " T %" PRIu64 ": tier 1 %" PRIu64
+                         " vs one tier %" PRIu64, s, Ts[i], r.tier1_hit_pages,
+                         one.hit_pages);
+            cr_assert_eq(r.truncated, 0);
+            /* one client: whatever is promoted is the next lookup's */
+            cr_assert_eq(r.tier2_promoted_pages, r.tier2_hit_pages);
+            cr_assert_leq(r.tier2_demoted_pages, r.evicted_pages);
+            if (Ts[i] >= t->n_distinct) {
+                cr_assert_gt(r.tier2_hit_pages, 0);
+                cr_assert_eq(r.hit_pages, t->ideal_hits,
+                             "seed %" PRIu64 ": %" PRIu64 " hits, ideal %" PRIu64,
+                             s, r.hit_pages, t->ideal_hits);
+                cr_assert_eq(r.tier2_evicted_pages, 0);
+                cr_assert_eq(r.tier2_unpromoted, 0);
+            }
+        }
+        tr_trace_free(t);
+        free(text);
+    }
 }
 
 /* Random damage to valid lines of both formats: a clean error or a clean

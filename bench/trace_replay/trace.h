@@ -131,6 +131,14 @@ typedef struct tr_result {
     uint64_t evicted_pages;
     uint64_t truncated;     /* requests that did not fit (prefix inserted)   */
     double seconds;
+    /* Two-tier replays (tr_replay_opts.two_tier); hit_pages = tier1 + tier2. */
+    uint64_t tier1_hit_pages;   /* matched in the pool by the first lookup   */
+    uint64_t tier2_hit_pages;   /* promoted from tier 2, then matched        */
+    uint64_t tier2_unpromoted;  /* in tier 2 but not promoted (no room)      */
+    uint64_t promote_jobs;      /* promotions waited for                     */
+    /* the cache's tier2.* counters at the end */
+    uint64_t tier2_capacity_pages, tier2_demoted_pages, tier2_promoted_pages,
+             tier2_evicted_pages, tier2_promotions;
 } tr_result;
 
 static inline double tr_hit_rate(const tr_result *r)
@@ -154,6 +162,13 @@ typedef struct tr_replay_opts {
     void (*progress)(void *ctx, size_t done, size_t total);
     void *progress_ctx;
     size_t progress_every;
+    /* Two tiers: a host pool (memory: 1x1x1 fp8 blocks, 2 bytes a token)
+     * plus tier2_pages pages of tier 2 in a file under tier2_path (NULL:
+     * /var/tmp); 0 pages: no tier, but still the host pool and the
+     * two-tier steps, which must then give the one-tier results. */
+    bool two_tier;
+    uint64_t tier2_pages;
+    const char *tier2_path;
 } tr_replay_opts;
 
 /* Replay through a real pc_cache (pool backend "none", 1x1x1 fp16 blocks of
@@ -164,6 +179,11 @@ typedef struct tr_replay_opts {
  * refuses (e.g. one not implemented yet), PC_E_CORRUPT when a check fails,
  * PC_E_RANGE for a capacity below 2, else what the cache returns. */
 int tr_replay_cache(const tr_trace *t, const tr_replay_opts *o, tr_result *out);
+/* Two-tier steps (two_tier): lookup with pin (m1 pages: tier-1 hits); when
+ * it reports pages in tier 2, pc_cache_promote and wait for each job
+ * until none is returned, then lookup again with pin under the same lease
+ * (m2 >= m1: m2 - m1 tier-2 hits), then alloc/insert/release as above
+ * from m2.  The tree's hit count then includes both lookups. */
 
 /* Belady's offline optimum adapted to the prefix tree (belady.c), with the
  * same per-request steps and the same truncation rule.  per_req_hits may be

@@ -8,6 +8,10 @@
  *   trace_replay --spawn-daemon [--policy P] [--capacity N] TRACE
  *                                            the same replay through a daemon,
  *                                            checked against the in-process one
+ *   trace_replay --tier2-x LIST | --tier2-pages LIST [options] TRACE...
+ *                                            two tiers: pool C plus tier 2 T,
+ *                                            hits per tier, next to one-tier
+ *                                            pools of C and of C + T
  *
  * Formats and the replay's rules: trace.h.  Capacities are in pages (one page
  * = one trace block of page_tokens = 512 tokens), by default 1, 2, 5, 10, 20,
@@ -53,6 +57,7 @@
 #define MAX_TRACES 16
 #define MAX_CAPS 32
 #define MAX_PRIO 64
+#define MAX_T2 16
 #define N_POL PC_POLICY_COUNT
 #define A_BELADY N_POL /* algorithm index: the policies, then Belady */
 #define N_ALG (N_POL + 1)
@@ -80,6 +85,13 @@ static struct {
     bool flush;
     int timeout_ms;
     bool caps_given; /* --fractions or --capacity on the command line */
+    /* two tiers: each size in pages, or a multiple of the capacity */
+    struct {
+        bool mult;
+        double v;
+    } t2[MAX_T2];
+    size_t n_t2;
+    const char *t2_path;
 } O;
 
 static void usage(FILE *f)
@@ -108,6 +120,11 @@ static void usage(FILE *f)
         "  --md PATH             the tables in Markdown\n"
         "  --plot-dir DIR        DIR/<trace>.png: hit rate vs capacity (gnuplot)\n"
         "  --quiet               no progress on stderr\n"
+        "two tiers (in-process; a host pool of C pages plus T pages of tier 2 in\n"
+        "a file; default policy lru; the table and --json/--md change):\n"
+        "  --tier2-x LIST        T as multiples of each capacity (e.g. 0,1,4)\n"
+        "  --tier2-pages LIST    T in pages (both lists may be given)\n"
+        "  --tier2-path DIR      where the tier-2 files go (default /var/tmp)\n"
         "daemon mode (one trace, one policy, one capacity):\n"
         "  --endpoint EP         replay through a running prefixcached started with\n"
         "                        --pool_backend=none --page_tokens=512\n"
@@ -158,6 +175,26 @@ static void add_capacity(const char *e, const char *what)
     O.capacities[O.n_capacities++] = v;
 }
 
+static void add_t2(const char *e, const char *what, bool mult)
+{
+    if (O.n_t2 == MAX_T2)
+        bench_die("%s: more than %d tier-2 sizes in all", what, MAX_T2);
+    double v;
+    if (mult) {
+        char *end;
+        v = strtod(e, &end);
+        if (*end || !(v >= 0) || v > 1e6)
+            bench_die("%s: '%s' must be a number in [0, 1e6]", what, e);
+    } else {
+        v = (double)bench_arg_u64(e, what, 0, (uint64_t)1 << 40);
+    }
+    O.t2[O.n_t2].mult = mult;
+    O.t2[O.n_t2++].v = v;
+}
+
+static void add_t2_mult(const char *e, const char *what) { add_t2(e, what, true); }
+static void add_t2_pages(const char *e, const char *what) { add_t2(e, what, false); }
+
 static void add_policy(const char *e, const char *what)
 {
     pc_radix_policy p;
@@ -172,7 +209,7 @@ static void parse_args(int argc, char **argv)
         OPT_FORMAT = 256, OPT_PT, OPT_FRAC, OPT_CAP, OPT_POL, OPT_NOBEL,
         OPT_PRIO, OPT_JOBS, OPT_CHECK, OPT_LIMIT, OPT_SKIP, OPT_JSON, OPT_MD,
         OPT_PLOT, OPT_QUIET, OPT_EP, OPT_SPAWN, OPT_DAEMON, OPT_POLICY,
-        OPT_FLUSH, OPT_TIMEOUT, OPT_HELP
+        OPT_FLUSH, OPT_TIMEOUT, OPT_T2X, OPT_T2P, OPT_T2PATH, OPT_HELP
     };
     static const struct option lo[] = {
         {"format", 1, 0, OPT_FORMAT},     {"page-tokens", 1, 0, OPT_PT},
@@ -186,6 +223,8 @@ static void parse_args(int argc, char **argv)
         {"spawn-daemon", 0, 0, OPT_SPAWN}, {"daemon", 1, 0, OPT_DAEMON},
         {"policy", 1, 0, OPT_POLICY},     {"flush", 0, 0, OPT_FLUSH},
         {"timeout-ms", 1, 0, OPT_TIMEOUT}, {"help", 0, 0, OPT_HELP},
+        {"tier2-x", 1, 0, OPT_T2X},       {"tier2-pages", 1, 0, OPT_T2P},
+        {"tier2-path", 1, 0, OPT_T2PATH},
         {0, 0, 0, 0}};
     O.belady = true;
     O.load.page_tokens = 512;
@@ -259,14 +298,21 @@ static void parse_args(int argc, char **argv)
             O.timeout_ms =
                 (int)bench_arg_u64(optarg, "--timeout-ms", 1, 3600000);
             break;
+        case OPT_T2X: parse_list(optarg, "--tier2-x", add_t2_mult); break;
+        case OPT_T2P: parse_list(optarg, "--tier2-pages", add_t2_pages); break;
+        case OPT_T2PATH: O.t2_path = optarg; break;
         case 'h':
         case OPT_HELP: bench_help();
         default: bench_die("bad option");
         }
     }
-    if (!any_pol)
+    if (!any_pol && O.n_t2)
+        O.want[PC_POLICY_LRU] = true; /* two tiers: one policy unless asked */
+    else if (!any_pol)
         for (int p = 0; p < N_POL; p++)
             O.want[p] = true;
+    if (O.n_t2 && (O.endpoint || O.spawn))
+        bench_die("two tiers (--tier2-*) run in-process only");
     if (O.n_fractions && O.n_capacities)
         bench_die("--fractions and --capacity exclude each other");
     O.caps_given = O.n_fractions || O.n_capacities;
@@ -285,9 +331,16 @@ static void parse_args(int argc, char **argv)
 
 /* ---- the sweep ---------------------------------------------------------------- */
 
+/* What a job runs: the sweep's one-tier replay (or Belady), a two-tier
+ * replay with t2 pages of tier 2, or a one-tier replay of cap + t2 pages
+ * (the two-tier table's references). */
+enum { M_SWEEP = 0, M_TWO_TIER, M_FLAT };
+
 typedef struct job {
     size_t trace, cap; /* indices */
     int alg;           /* a pc_radix_policy, or A_BELADY */
+    int mode;          /* M_* */
+    uint64_t t2;       /* pages */
 } job;
 
 typedef struct job_out {
@@ -328,6 +381,13 @@ static int run_job(const job *j, tr_result *r)
     tr_replay_opts ro = {.policy = (pc_radix_policy)j->alg, .capacity = cap,
                          .check_every = O.check, .prio = O.prio,
                          .n_prio = O.n_prio};
+    if (j->mode == M_TWO_TIER) {
+        ro.two_tier = true;
+        ro.tier2_pages = j->t2;
+        ro.tier2_path = O.t2_path;
+    } else if (j->mode == M_FLAT) {
+        ro.capacity = cap + j->t2;
+    }
     return tr_replay_cache(t, &ro, r);
 }
 
@@ -346,10 +406,26 @@ static void worker(const job *jobs, size_t n_jobs, shared *sh)
 static void report_job(const job *j, const job_out *o, size_t done, size_t n)
 {
     trace_run *tr = &T[j->trace];
+    char what[64] = "";
+    if (j->mode == M_TWO_TIER)
+        snprintf(what, sizeof what, " + %" PRIu64 " pages of tier 2", j->t2);
+    else if (j->mode == M_FLAT)
+        snprintf(what, sizeof what, " + %" PRIu64 " pages (one tier)", j->t2);
     if (o->rc)
-        fprintf(stderr, "trace_replay: %s, %s, %" PRIu64 " pages: %s\n",
-                tr->t->name, alg_name(j->alg), tr->caps[j->cap],
+        fprintf(stderr, "trace_replay: %s, %s, %" PRIu64 " pages%s: %s\n",
+                tr->t->name, alg_name(j->alg), tr->caps[j->cap], what,
                 pc_strerror(o->rc));
+    else if (j->mode == M_TWO_TIER)
+        bench_say("%zu/%zu  %-20s %-8s C %" PRIu64 " + T %" PRIu64 " pages: tier 1 "
+                  "%6.2f%%, tier 2 %6.2f%%, both %6.2f%%  (%.2f s)",
+                  done, n, tr->t->name, alg_name(j->alg), tr->caps[j->cap], j->t2,
+                  100.0 * (double)o->r.tier1_hit_pages / (double)(o->r.total_pages ? o->r.total_pages : 1),
+                  100.0 * (double)o->r.tier2_hit_pages / (double)(o->r.total_pages ? o->r.total_pages : 1),
+                  100 * tr_hit_rate(&o->r), o->r.seconds);
+    else if (j->mode == M_FLAT)
+        bench_say("%zu/%zu  %-20s %-8s one tier of %" PRIu64 " pages: hit rate "
+                  "%6.2f%%  (%.2f s)", done, n, tr->t->name, alg_name(j->alg),
+                  tr->caps[j->cap] + j->t2, 100 * tr_hit_rate(&o->r), o->r.seconds);
     else
         bench_say("%zu/%zu  %-20s %-8s %5.3g%% (%" PRIu64 " pages): hit rate "
                   "%6.2f%%  (%.2f s)%s",
@@ -477,6 +553,26 @@ static const char *pol_status(int p)
 }
 
 /* The verdicts of one trace, as lines (also kept for JSON). */
+/* A report file (--json, --md) opened for writing; NULL (said) on failure. */
+static FILE *open_out(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        fprintf(stderr, "trace_replay: %s: %s\n", path, strerror(errno));
+    return f;
+}
+
+/* The Markdown heading of one trace's table. */
+static void md_trace_heading(FILE *f, const trace_run *tr, const char *rates)
+{
+    const tr_trace *t = tr->t;
+    fprintf(f, "### %s\n\n%zu requests, %" PRIu64 " full pages of %u "
+               "tokens, working set %u pages, ideal hit rate %.2f%%. "
+               "%s (%%):\n\n",
+            t->name, t->n_req, tr_total_pages(t), t->page_tokens,
+            t->n_distinct, 100 * tr_hit_rate(&tr->ideal), rates);
+}
+
 typedef struct verdict {
     char text[640];
     int pass; /* 1, 0, -1 (info) */
@@ -977,9 +1073,8 @@ static int sweep(void)
     printf("\n%s\nsweep: %zu runs in %.1f s wall on %d worker%s\n", line, n_jobs,
            secs, O.jobs, O.jobs == 1 ? "" : "s");
     if (O.json_path) {
-        FILE *f = fopen(O.json_path, "w");
+        FILE *f = open_out(O.json_path);
         if (!f) {
-            fprintf(stderr, "trace_replay: %s: %s\n", O.json_path, strerror(errno));
             status = 1;
         } else {
             write_json(f, sh, jobs, n_jobs, line, overall_pass);
@@ -988,18 +1083,12 @@ static int sweep(void)
         }
     }
     if (O.md_path) {
-        FILE *f = fopen(O.md_path, "w");
+        FILE *f = open_out(O.md_path);
         if (!f) {
-            fprintf(stderr, "trace_replay: %s: %s\n", O.md_path, strerror(errno));
             status = 1;
         } else {
             for (size_t ti = 0; ti < n_traces; ti++) {
-                const tr_trace *t = T[ti].t;
-                fprintf(f, "### %s\n\n%zu requests, %" PRIu64 " full pages of %u "
-                           "tokens, working set %u pages, ideal hit rate %.2f%%. "
-                           "Page hit rate (%%):\n\n",
-                        t->name, t->n_req, tr_total_pages(t), t->page_tokens,
-                        t->n_distinct, 100 * tr_hit_rate(&T[ti].ideal));
+                md_trace_heading(f, &T[ti], "Page hit rate");
                 print_table(f, sh, jobs, n_jobs, ti, true);
                 fprintf(f, "\nVerdicts:\n\n");
                 for (size_t k = 0; k < V[ti].n; k++)
@@ -1023,6 +1112,262 @@ static int sweep(void)
                     status = 1;
         }
     }
+    free(jobs);
+    return status;
+}
+
+/* ---- two tiers -------------------------------------------------------------------- */
+
+static bool find_job(const job *jobs, size_t n_jobs, size_t ti, size_t ci, int alg,
+                     int mode, uint64_t t2)
+{
+    for (size_t i = 0; i < n_jobs; i++)
+        if (jobs[i].trace == ti && jobs[i].cap == ci && jobs[i].alg == alg &&
+            jobs[i].mode == mode && jobs[i].t2 == t2)
+            return true;
+    return false;
+}
+
+static double rate(uint64_t n, uint64_t d) { return d ? (double)n / (double)d : NAN; }
+
+/* The result of a job, NULL when there is none or it failed. */
+static const tr_result *find(const shared *sh, const job *jobs, size_t n_jobs,
+                             size_t ti, size_t ci, int alg, int mode, uint64_t t2)
+{
+    for (size_t i = 0; i < n_jobs; i++)
+        if (jobs[i].trace == ti && jobs[i].cap == ci && jobs[i].alg == alg &&
+            jobs[i].mode == mode && jobs[i].t2 == t2)
+            return sh->out[i].rc ? NULL : &sh->out[i].r;
+    return NULL;
+}
+
+/* One row of the two-tier table: a two-tier job and its references. */
+static void tier_row(FILE *f, const shared *sh, const job *jobs, size_t n_jobs,
+                     size_t i, bool md)
+{
+    const job *j = &jobs[i];
+    const trace_run *tr = &T[j->trace];
+    uint64_t C = tr->caps[j->cap];
+    const tr_result *r = sh->out[i].rc ? NULL : &sh->out[i].r;
+    const tr_result *f1 = find(sh, jobs, n_jobs, j->trace, j->cap, j->alg, M_FLAT, 0);
+    const tr_result *f2 = find(sh, jobs, n_jobs, j->trace, j->cap, j->alg, M_FLAT, j->t2);
+    char t1[16], t2[16], both[16], miss[16], one[16], onect[16], x[16];
+    fmt_pct(r ? rate(r->tier1_hit_pages, r->total_pages) : NAN, t1, sizeof t1);
+    fmt_pct(r ? rate(r->tier2_hit_pages, r->total_pages) : NAN, t2, sizeof t2);
+    fmt_pct(r ? tr_hit_rate(r) : NAN, both, sizeof both);
+    fmt_pct(r ? rate(r->total_pages - r->hit_pages, r->total_pages) : NAN, miss,
+            sizeof miss);
+    fmt_pct(f1 ? tr_hit_rate(f1) : NAN, one, sizeof one);
+    fmt_pct(f2 ? tr_hit_rate(f2) : NAN, onect, sizeof onect);
+    snprintf(x, sizeof x, "%.3g", (double)j->t2 / (double)C);
+    uint64_t z = 0;
+    const uint64_t *dem = r ? &r->tier2_demoted_pages : &z,
+                   *pro = r ? &r->tier2_promoted_pages : &z,
+                   *jobsn = r ? &r->promote_jobs : &z,
+                   *ev = r ? &r->tier2_evicted_pages : &z,
+                   *unp = r ? &r->tier2_unpromoted : &z;
+    if (md)
+        fprintf(f, "| %s | %.3g | %" PRIu64 " | %" PRIu64 " | %s | %s | %s | %s | %s"
+                   " | %s | %s | %" PRIu64 " | %" PRIu64 " | %" PRIu64 " | %" PRIu64
+                   " | %" PRIu64 " |\n",
+                alg_name(j->alg), tr->pct[j->cap], C, j->t2, x, t1, t2, both, miss,
+                one, onect, *dem, *pro, *jobsn, *ev, *unp);
+    else
+        fprintf(f, "%-8s %6.3g %8" PRIu64 " %8" PRIu64 " %5s %7s %7s %7s %7s %7s %7s"
+                   " %9" PRIu64 " %9" PRIu64 " %7" PRIu64 " %9" PRIu64 " %6" PRIu64 "\n",
+                alg_name(j->alg), tr->pct[j->cap], C, j->t2, x, t1, t2, both, miss,
+                one, onect, *dem, *pro, *jobsn, *ev, *unp);
+}
+
+static void tier_table(FILE *f, const shared *sh, const job *jobs, size_t n_jobs,
+                       size_t ti, bool md)
+{
+    const tr_trace *t = T[ti].t;
+    if (md) {
+        fprintf(f, "| policy | C %% | C pages | T pages | T/C | tier 1 | tier 2 | "
+                   "both | miss | one tier C | one tier C+T | demoted | promoted | "
+                   "promotions | t2 evicted | not promoted |\n"
+                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:"
+                   "|---:|---:|---:|\n");
+    } else {
+        fprintf(f, "\n%s: %zu requests, %" PRIu64 " full pages of %u tokens, "
+                   "working set %u pages; ideal (infinite cache) hit rate %.2f%%\n"
+                   "page hit rates (%%): pool of C pages + tier 2 of T pages; "
+                   "one-tier pools of C and of C+T for reference\n",
+                t->name, t->n_req, tr_total_pages(t), t->page_tokens, t->n_distinct,
+                100 * tr_hit_rate(&T[ti].ideal));
+        fprintf(f, "%-8s %6s %8s %8s %5s %7s %7s %7s %7s %7s %7s %9s %9s %7s %9s %6s\n",
+                "policy", "C%", "C", "T", "T/C", "tier1", "tier2", "both", "miss",
+                "1t:C", "1t:C+T", "demoted", "promoted", "promos", "t2evict",
+                "unprom");
+    }
+    for (size_t i = 0; i < n_jobs; i++)
+        if (jobs[i].mode == M_TWO_TIER && jobs[i].trace == ti)
+            tier_row(f, sh, jobs, n_jobs, i, md);
+}
+
+static void tier_json(FILE *f, const shared *sh, const job *jobs, size_t n_jobs)
+{
+    fprintf(f, "{\n  \"bench\": \"trace_replay\",\n  \"mode\": \"two_tier\",\n"
+               "  \"page_tokens\": %u,\n  \"traces\": [\n", O.load.page_tokens);
+    for (size_t ti = 0; ti < n_traces; ti++) {
+        const trace_run *tr = &T[ti];
+        const tr_trace *t = tr->t;
+        fprintf(f, "    {\"name\": ");
+        rpt_json_str(f, t->name);
+        fprintf(f, ", \"path\": ");
+        rpt_json_str(f, tr->path);
+        fprintf(f, ", \"requests\": %zu, \"full_pages\": %" PRIu64
+                   ", \"working_set\": %u, \"ideal\": ",
+                t->n_req, tr_total_pages(t), t->n_distinct);
+        rpt_json_num(f, tr_hit_rate(&tr->ideal));
+        fprintf(f, ",\n     \"rows\": [");
+        bool first = true;
+        for (size_t i = 0; i < n_jobs; i++) {
+            const job *j = &jobs[i];
+            if (j->mode != M_TWO_TIER || j->trace != ti)
+                continue;
+            const tr_result *r = sh->out[i].rc ? NULL : &sh->out[i].r;
+            const tr_result *f1 = find(sh, jobs, n_jobs, ti, j->cap, j->alg, M_FLAT, 0);
+            const tr_result *f2 = find(sh, jobs, n_jobs, ti, j->cap, j->alg, M_FLAT, j->t2);
+            fprintf(f, "%s\n       {\"policy\": \"%s\", \"capacity_pct\": ",
+                    first ? "" : ",", alg_name(j->alg));
+            first = false;
+            rpt_json_num(f, tr->pct[j->cap]);
+            fprintf(f, ", \"capacity_pages\": %" PRIu64 ", \"tier2_pages\": %" PRIu64
+                       ", \"ok\": %s", tr->caps[j->cap], j->t2, r ? "true" : "false");
+            fprintf(f, ", \"tier1_hit_rate\": ");
+            rpt_json_num(f, r ? rate(r->tier1_hit_pages, r->total_pages) : NAN);
+            fprintf(f, ", \"tier2_hit_rate\": ");
+            rpt_json_num(f, r ? rate(r->tier2_hit_pages, r->total_pages) : NAN);
+            fprintf(f, ", \"hit_rate\": ");
+            rpt_json_num(f, r ? tr_hit_rate(r) : NAN);
+            fprintf(f, ", \"one_tier_c_hit_rate\": ");
+            rpt_json_num(f, f1 ? tr_hit_rate(f1) : NAN);
+            fprintf(f, ", \"one_tier_c_plus_t_hit_rate\": ");
+            rpt_json_num(f, f2 ? tr_hit_rate(f2) : NAN);
+            if (r) {
+                fprintf(f, ",\n        \"total_pages\": %" PRIu64
+                           ", \"tier1_hit_pages\": %" PRIu64
+                           ", \"tier2_hit_pages\": %" PRIu64
+                           ", \"miss_pages\": %" PRIu64
+                           ", \"tier2_not_promoted_pages\": %" PRIu64
+                           ", \"promote_jobs\": %" PRIu64
+                           ", \"truncated_requests\": %" PRIu64
+                           ", \"evicted_pages\": %" PRIu64
+                           ",\n        \"tier2\": {\"capacity_pages\": %" PRIu64
+                           ", \"demoted_pages\": %" PRIu64
+                           ", \"promoted_pages\": %" PRIu64
+                           ", \"promotions\": %" PRIu64
+                           ", \"evicted_pages\": %" PRIu64 "}, \"seconds\": ",
+                        r->total_pages, r->tier1_hit_pages, r->tier2_hit_pages,
+                        r->total_pages - r->hit_pages, r->tier2_unpromoted,
+                        r->promote_jobs, r->truncated, r->evicted_pages,
+                        r->tier2_capacity_pages, r->tier2_demoted_pages,
+                        r->tier2_promoted_pages, r->tier2_promotions,
+                        r->tier2_evicted_pages);
+                rpt_json_num(f, r->seconds);
+            }
+            fprintf(f, "}");
+        }
+        fprintf(f, "\n     ]}%s\n", ti + 1 < n_traces ? "," : "");
+    }
+    fprintf(f, "  ]\n}\n");
+}
+
+static int tiers(void)
+{
+    probe_policies();
+    size_t max_jobs = 0;
+    for (size_t ti = 0; ti < n_traces; ti++)
+        max_jobs += T[ti].n_caps * N_POL * (2 * O.n_t2 + 1);
+    job *jobs = calloc(max_jobs + 1, sizeof(*jobs));
+    if (!jobs)
+        return 1;
+    size_t n_jobs = 0;
+    for (size_t ti = 0; ti < n_traces; ti++)
+        for (size_t c = 0; c < T[ti].n_caps; c++)
+            for (int a = 0; a < N_POL; a++) {
+                if (!pol_shown(a) || pol_rc[a])
+                    continue;
+                uint64_t C = T[ti].caps[c];
+                jobs[n_jobs++] = (job){ti, c, a, M_FLAT, 0};
+                for (size_t k = 0; k < O.n_t2; k++) {
+                    uint64_t t2 = O.t2[k].mult ? (uint64_t)llround(O.t2[k].v * (double)C)
+                                               : (uint64_t)O.t2[k].v;
+                    jobs[n_jobs++] = (job){ti, c, a, M_TWO_TIER, t2};
+                    if (t2 && !find_job(jobs, n_jobs, ti, c, a, M_FLAT, t2))
+                        jobs[n_jobs++] = (job){ti, c, a, M_FLAT, t2};
+                }
+            }
+    bench_say("%zu runs on %d worker%s", n_jobs, O.jobs, O.jobs == 1 ? "" : "s");
+    uint64_t t0 = bench_now_ns();
+    shared *sh = run_jobs(jobs, n_jobs);
+    double secs = (double)(bench_now_ns() - t0) / 1e9;
+    int status = 0;
+    for (size_t i = 0; i < n_jobs; i++) {
+        const job *j = &jobs[i];
+        const tr_result *r = &sh->out[i].r;
+        if (sh->out[i].rc) {
+            status = 1;
+            continue;
+        }
+        if (j->mode != M_TWO_TIER)
+            continue;
+        /* Self-checks: the tiers add up; no tier 2, no change; never above
+         * an infinite cache; with one client every promoted page is hit. */
+        const trace_run *tr = &T[j->trace];
+        const tr_result *f1 = find(sh, jobs, n_jobs, j->trace, j->cap, j->alg, M_FLAT, 0);
+        const char *bad = NULL;
+        if (r->tier1_hit_pages + r->tier2_hit_pages != r->hit_pages ||
+            r->total_pages != tr_total_pages(tr->t))
+            bad = "tier 1 + tier 2 + misses != the pages asked for";
+        else if (r->hit_pages > tr->ideal.hit_pages)
+            bad = "more hits than the infinite cache";
+        else if (j->t2 == 0 && (r->tier2_hit_pages || r->promote_jobs ||
+                                (f1 && f1->hit_pages != r->hit_pages)))
+            bad = "with no tier 2, not the one-tier result";
+        else if (j->t2 && r->tier2_capacity_pages != j->t2)
+            bad = "tier 2 is not the size asked for";
+        else if (r->tier2_promoted_pages != r->tier2_hit_pages)
+            bad = "a promoted page was not found by the lookup after it";
+        if (bad) {
+            fprintf(stderr, "trace_replay: CHECK FAILED: %s %s at %" PRIu64
+                            " + %" PRIu64 " pages: %s\n",
+                    tr->t->name, alg_name(j->alg), tr->caps[j->cap], j->t2, bad);
+            status = 1;
+        }
+    }
+    for (size_t ti = 0; ti < n_traces; ti++)
+        tier_table(stdout, sh, jobs, n_jobs, ti, false);
+    printf("\ntwo tiers: %zu runs in %.1f s wall on %d worker%s\n", n_jobs, secs,
+           O.jobs, O.jobs == 1 ? "" : "s");
+    if (O.json_path) {
+        FILE *f = open_out(O.json_path);
+        if (!f) {
+            status = 1;
+        } else {
+            tier_json(f, sh, jobs, n_jobs);
+            if (fclose(f))
+                status = 1;
+        }
+    }
+    if (O.md_path) {
+        FILE *f = open_out(O.md_path);
+        if (!f) {
+            status = 1;
+        } else {
+            for (size_t ti = 0; ti < n_traces; ti++) {
+                md_trace_heading(f, &T[ti], "Page hit rates");
+                tier_table(f, sh, jobs, n_jobs, ti, true);
+                fprintf(f, "\n");
+            }
+            if (fclose(f))
+                status = 1;
+        }
+    }
+    if (O.plot_dir)
+        fprintf(stderr, "trace_replay: note: no plots in two-tier mode\n");
     free(jobs);
     return status;
 }
@@ -1389,7 +1734,7 @@ int main(int argc, char **argv)
     bench_cli.usage = usage;
     parse_args(argc, argv);
     load_traces(argc, argv);
-    int st = (O.endpoint || O.spawn) ? daemon_mode() : sweep();
+    int st = (O.endpoint || O.spawn) ? daemon_mode() : O.n_t2 ? tiers() : sweep();
     for (size_t i = 0; i < n_traces; i++)
         tr_trace_free(T[i].t);
     for (size_t i = 0; i < O.n_prio; i++)

@@ -275,8 +275,8 @@ bool hd_ping(const char *endpoint, int timeout_ms);
 
 typedef struct hd_statmap {
     int n;
-    char name[256][64];
-    uint64_t value[256];
+    char name[512][64]; /* names beyond 63 bytes are cut (ns.* may be) */
+    uint64_t value[512];
     bool has_check;
     int64_t check; /* the `check` field of the reply (0 = consistent) */
 } hd_statmap;

@@ -303,7 +303,7 @@ void hd_stats_on(hd_conn *c, hd_statmap *s)
         const msgpack_object *k = &m->via.map.ptr[i].key;
         const msgpack_object *v = &m->via.map.ptr[i].val;
         cr_assert(k->type == MSGPACK_OBJECT_STR, "stats key not a string");
-        if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER || s->n >= 256)
+        if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER || s->n >= 512)
             continue;
         size_t kl = k->via.str.size < 63 ? k->via.str.size : 63;
         memcpy(s->name[s->n], k->via.str.ptr, kl);

@@ -1,0 +1,290 @@
+/*
+ * bench/rpc_bench_observers.c - what observability costs the daemon:
+ *
+ *   rpc_bench --observers metrics[,...] [--rounds N] [rpc_bench options]
+ *
+ *   for round in 1..N:                      (the order alternates per round)
+ *     off      rpc_bench --side daemon --phases cycle,cycle-tput --json T
+ *     metrics  the same + --daemon-arg --metrics-listen=127.0.0.1:PORT,
+ *              and a forked scraper: GET /metrics every second
+ *   then: cycle p50 (1 client) and cycle throughput (8 clients) of each
+ *   observer against "off", medians over the rounds.
+ *
+ * Each measurement is a whole child rpc_bench (its own daemon, workers and
+ * warm-up), so this file needs nothing of rpc_bench.c's state: it reads the
+ * child's JSON report.  Adding an observer (a KV-events publisher, say) is
+ * one row of OBSERVERS: the daemon option that turns it on and a consumer
+ * that runs, forked, while the child measures.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench/common/cli.h"
+
+#define MAX_ROUNDS 9
+#define MAX_OBS 4
+
+/* ---- observers ---------------------------------------------------------------- */
+
+/* Successful consumptions (scrapes...), counted by the forked consumer in
+ * a shared page, so that the report can say the observer really worked. */
+static volatile unsigned long *g_consumed;
+
+/* Scrape http://127.0.0.1:port/metrics every second until killed. */
+static void scrape_metrics(unsigned port)
+{
+    char req[] = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", buf[65536];
+    for (;;) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+            write(fd, req, sizeof(req) - 1) == (ssize_t)(sizeof(req) - 1)) {
+            ssize_t n, got = 0;
+            bool ok = false;
+            while ((n = read(fd, buf, sizeof(buf))) > 0) {
+                if (!got)
+                    ok = n > 12 && !memcmp(buf + 8, " 200", 4);
+                got += n;
+            }
+            if (ok)
+                ++*g_consumed;
+        }
+        if (fd >= 0)
+            close(fd);
+        sleep(1);
+    }
+}
+
+typedef struct observer {
+    const char *name;
+    const char *daemon_arg; /* printf format with the port (%u) */
+    void (*consume)(unsigned port);
+} observer;
+
+static const observer OBSERVERS[] = {
+    {"metrics", "--metrics-listen=127.0.0.1:%u", scrape_metrics},
+};
+#define NOBS (sizeof(OBSERVERS) / sizeof(OBSERVERS[0]))
+
+/* ---- one child run -------------------------------------------------------------- */
+
+static unsigned free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
+        getsockname(fd, (struct sockaddr *)&sa, &len))
+        bench_die("free port: %s", strerror(errno));
+    close(fd); /* a race with other programs: acceptable for a benchmark */
+    return ntohs(sa.sin_port);
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        bench_die("%s: %s", path, strerror(errno));
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    return buf;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, size_t n)
+{
+    qsort(v, n, sizeof(*v), cmp_d);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+typedef struct figures {
+    double p50_us, rate;
+    double cpu_us; /* the daemon's CPU per request over the whole run */
+    unsigned long consumed;
+} figures;
+
+/* cycle p50 of the first placement, median cycle throughput of the rounds */
+static figures parse_report(const char *json)
+{
+    figures f = {0, 0, 0, 0};
+    const char *p = strstr(json, "\"cycle_daemon_");
+    const char *q = p ? strstr(p, "\"p50\": ") : NULL;
+    if (!q)
+        bench_die("child report: no cycle latency");
+    f.p50_us = strtod(q + 7, NULL);
+    p = strstr(json, "\"cycle_daemon\": [");
+    if (!p)
+        bench_die("child report: no cycle throughput");
+    const char *end = strchr(p, ']');
+    double r[64];
+    size_t n = 0;
+    for (q = strstr(p, "\"rate\": "); q && q < end && n < 64;
+         q = strstr(q + 1, "\"rate\": "))
+        r[n++] = strtod(q + 8, NULL);
+    if (!n)
+        bench_die("child report: no throughput rounds");
+    f.rate = median(r, n);
+    p = strstr(json, "\"daemon_cpu_seconds\": ");
+    q = strstr(json, "\"rpc.requests\": ");
+    double reqs = q ? strtod(q + 16, NULL) : 0;
+    f.cpu_us = p && reqs > 0 ? strtod(p + 22, NULL) / reqs * 1e6 : 0;
+    return f;
+}
+
+/* Run the child rpc_bench with the observer obs (NULL: none). */
+static figures run_child(const char *self, int argc, char **argv,
+                         const observer *obs, const char *json)
+{
+    unsigned port = obs ? free_port() : 0;
+    *g_consumed = 0;
+    char darg[128];
+    char *args[256];
+    int k = 0;
+    args[k++] = (char *)self;
+    for (int i = 1; i < argc && k < 240; i++)
+        args[k++] = argv[i];
+    args[k++] = "--side";
+    args[k++] = "daemon";
+    args[k++] = "--phases";
+    args[k++] = "cycle,cycle-tput";
+    args[k++] = "--json";
+    args[k++] = (char *)json;
+    if (obs) {
+        snprintf(darg, sizeof(darg), obs->daemon_arg, port);
+        args[k++] = "--daemon-arg";
+        args[k++] = darg;
+    }
+    args[k] = NULL;
+    pid_t child = fork();
+    if (child == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        if (null >= 0)
+            dup2(null, 1); /* its table: we read its JSON */
+        execv(self, args);
+        _exit(127);
+    }
+    pid_t consumer = -1;
+    if (obs && child > 0 && (consumer = fork()) == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        obs->consume(port); /* refused until the daemon is up: retried */
+        _exit(0);
+    }
+    int st;
+    if (child < 0 || waitpid(child, &st, 0) != child)
+        bench_die("child rpc_bench: %s", strerror(errno));
+    if (consumer > 0) {
+        kill(consumer, SIGKILL);
+        waitpid(consumer, NULL, 0);
+    }
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        bench_die("child rpc_bench (%s) failed: wait status 0x%x",
+                  obs ? obs->name : "off", st);
+    figures f = parse_report(slurp(json));
+    f.consumed = *g_consumed;
+    return f;
+}
+
+/* Strip --observers LIST and --rounds N out of argv for the children. */
+int rpc_bench_observers_main(int argc, char **argv)
+{
+    const observer *use[MAX_OBS];
+    size_t nuse = 0, rounds = 3;
+    char *kept[256];
+    int nk = 0;
+    kept[nk++] = argv[0];
+    for (int i = 1; i < argc && nk < 250; i++) {
+        if (!strcmp(argv[i], "--observers") && i + 1 < argc) {
+            char list[128];
+            snprintf(list, sizeof(list), "%s", argv[++i]);
+            for (char *sv = NULL, *t = strtok_r(list, ",", &sv); t;
+                 t = strtok_r(NULL, ",", &sv)) {
+                size_t o = 0;
+                while (o < NOBS && strcmp(OBSERVERS[o].name, t))
+                    o++;
+                if (o == NOBS)
+                    bench_die("--observers: unknown '%s' (known: metrics)", t);
+                if (nuse == MAX_OBS)
+                    bench_die("--observers: at most %d", MAX_OBS);
+                use[nuse++] = &OBSERVERS[o];
+            }
+        } else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) {
+            rounds = (size_t)bench_arg_u64(argv[++i], "--rounds", 1, MAX_ROUNDS);
+        } else {
+            kept[nk++] = argv[i];
+        }
+    }
+    kept[nk] = NULL;
+    if (!nuse)
+        bench_die("--observers: which? (metrics)");
+    g_consumed = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (g_consumed == MAP_FAILED)
+        bench_die("mmap: %s", strerror(errno));
+    char self[4096];
+    ssize_t sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (sl <= 0)
+        bench_die("/proc/self/exe: %s", strerror(errno));
+    self[sl] = 0;
+    char json[] = "/tmp/rpc_bench_obs_XXXXXX";
+    int jfd = mkstemp(json);
+    if (jfd < 0)
+        bench_die("mkstemp: %s", strerror(errno));
+    close(jfd);
+    double p50[MAX_OBS + 1][MAX_ROUNDS], rate[MAX_OBS + 1][MAX_ROUNDS];
+    double cpu[MAX_OBS + 1][MAX_ROUNDS];
+    for (size_t r = 0; r < rounds; r++)
+        for (size_t j = 0; j <= nuse; j++) {
+            size_t o = r % 2 ? nuse - j : j; /* off first, then last first */
+            const observer *obs = o ? use[o - 1] : NULL;
+            bench_say("round %zu/%zu: %s", r + 1, rounds, obs ? obs->name : "off");
+            figures f = run_child(self, nk, kept, obs, json);
+            p50[o][r] = f.p50_us;
+            rate[o][r] = f.rate;
+            cpu[o][r] = f.cpu_us;
+            bench_say("  cycle p50 %.1f us, cycle throughput %.0f/s, daemon CPU "
+                      "%.2f us/request%s", f.p50_us, f.rate, f.cpu_us,
+                      obs ? "" : " (no observer)");
+            if (obs)
+                bench_say("  %s: %lu successful (scrapes, ...) during the run",
+                          obs->name, f.consumed);
+        }
+    unlink(json);
+    double base_p50 = median(p50[0], rounds), base_rate = median(rate[0], rounds);
+    double base_cpu = median(cpu[0], rounds);
+    printf("observer   cycle p50 (us)  vs off   cycle tput 8 cl. (/s)  vs off   "
+           "daemon CPU (us/req)  vs off\n");
+    printf("off        %14.1f          %21.0f          %19.2f\n", base_p50,
+           base_rate, base_cpu);
+    for (size_t o = 1; o <= nuse; o++) {
+        double a = median(p50[o], rounds), b = median(rate[o], rounds);
+        double c = median(cpu[o], rounds);
+        printf("%-10s %14.1f  %+6.1f%%  %21.0f  %+6.1f%%  %19.2f  %+6.1f%%\n",
+               use[o - 1]->name, a, 100 * (a / base_p50 - 1), b,
+               100 * (b / base_rate - 1), c, 100 * (c / base_cpu - 1));
+    }
+    printf("(medians of %zu rounds, each a whole rpc_bench run on its own daemon; "
+           "target: within 5%%)\n", rounds);
+    return 0;
+}
