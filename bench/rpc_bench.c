@@ -68,7 +68,9 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -137,6 +139,7 @@ typedef struct config {
     bool side[2]; /* --side: run the daemon [0] and/or the echo [1] half   */
     const char *dargs[MAX_DARGS];
     size_t n_dargs;
+    bool events; /* --events: KV events on, one subscriber draining them */
     /* derived */
     size_t pages, sys_pages, tail_pages, tail_tokens;
     uint64_t pool_blocks;
@@ -157,7 +160,7 @@ static char g_daemon_ep[128], g_echo_ep[128], g_shm_name[64];
 static int g_daemon_status = -1, g_echo_status = -1; /* after reaping */
 
 static const char *const g_dir_files[] = {"daemon.sock", "daemon.sock.lock",
-                                          "echo.sock"};
+                                          "echo.sock", "events.sock"};
 
 
 /* Stop everything this run started and remove its files.  Idempotent; only
@@ -1161,12 +1164,57 @@ static void start_servers(void)
     snprintf(a[k++], 200, "--log_level=warn");
     if (host)
         snprintf(a[k++], 200, "--shm_name=%s", g_shm_name);
+    if (C.events)
+        snprintf(a[k++], 200, "--kv_events_endpoint=ipc://%s/events.sock", g_dir);
     for (int i = 0; i < k; i++)
         dargv[n++] = a[i];
     for (size_t i = 0; i < C.n_dargs; i++)
         dargv[n++] = (char *)C.dargs[i];
     dargv[n] = NULL;
     g_daemon = spawn(dargv);
+}
+
+/* --events: one subscriber in a thread of this process, so that the
+ * daemon's PUB really sends (with none it drops at once); it counts what
+ * it gets.  Its own context: the bench's sockets stay single-threaded. */
+static struct {
+    pthread_t thr;
+    atomic_bool stop;
+    uint64_t batches, bytes;
+    bool up;
+} g_ev;
+
+static void *events_main(void *arg)
+{
+    (void)arg;
+    void *ctx = zmq_ctx_new(), *sub = ctx ? zmq_socket(ctx, ZMQ_SUB) : NULL;
+    char ep[200];
+    snprintf(ep, sizeof ep, "ipc://%s/events.sock", g_dir);
+    if (!sub || zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0) || zmq_connect(sub, ep))
+        bench_die("events subscriber: %s", zmq_strerror(zmq_errno()));
+    while (!atomic_load(&g_ev.stop)) {
+        zmq_pollitem_t it = {sub, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, 100) <= 0)
+            continue;
+        zmq_msg_t m;
+        int more = 1;
+        while (more) {
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, sub, ZMQ_DONTWAIT) < 0) {
+                zmq_msg_close(&m);
+                break;
+            }
+            g_ev.bytes += zmq_msg_size(&m);
+            more = zmq_msg_more(&m);
+            zmq_msg_close(&m);
+        }
+        g_ev.batches++;
+    }
+    int zero = 0;
+    zmq_setsockopt(sub, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_close(sub);
+    zmq_ctx_term(ctx);
+    return NULL;
 }
 
 /* Wait until both servers answer. */
@@ -1819,6 +1867,8 @@ static void usage(FILE *f)
         "                    so nothing is evicted); smaller: the cycles run\n"
         "                    under eviction, as in a full cache\n"
         "  --daemon-arg ARG  one more argument for the daemon (repeatable)\n"
+        "  --events          KV events on (kv_events_endpoint in the private\n"
+        "                    directory) with one subscriber draining them\n"
         "  --pin LIST        placements of the 1-client latency phases, run in\n"
         "                    turn (the first carries the targets): same = the\n"
         "                    client and both servers on CPU 0, split = client on\n"
@@ -1869,6 +1919,8 @@ static void parse_args(int argc, char **argv)
             continue;
         if (!strcmp(a, "--quick"))
             quick = 1;
+        else if (!strcmp(a, "--events"))
+            C.events = true;
         else if (!strcmp(a, "--seed") && i + 1 < argc)
             C.seed = bench_arg_u64(argv[++i], "--seed", 0, UINT64_MAX);
         else if (!strcmp(a, "--json") && i + 1 < argc)
@@ -2032,6 +2084,11 @@ int main(int argc, char **argv)
     start_workers();
     start_servers();
     wait_servers();
+    if (C.events) {
+        if (pthread_create(&g_ev.thr, NULL, events_main, NULL))
+            bench_die("events subscriber: pthread_create");
+        g_ev.up = true;
+    }
     bench_say("daemon %s (pid %ld) and echo_server (pid %ld) up in %s; "
               "this process is pid %ld", C.daemon_path, (long)g_daemon,
               (long)g_echo, g_dir, (long)getpid());
@@ -2077,6 +2134,14 @@ int main(int argc, char **argv)
 
     final_stats();
     R.daemon_cpu_s = proc_cpu_s(g_daemon);
+    if (g_ev.up) {
+        atomic_store(&g_ev.stop, true);
+        pthread_join(g_ev.thr, NULL);
+        bench_say("kv events: one subscriber got %llu batches, %llu bytes "
+                  "(the last round's may still have been in flight)",
+                  (unsigned long long)g_ev.batches,
+                  (unsigned long long)g_ev.bytes);
+    }
     uint64_t ev = stat_of("tree.evicted_pages");
     if (ev == UINT64_MAX)
         bench_die("stats: no tree.evicted_pages");

@@ -32,6 +32,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <zmq.h>
+
 #include "bench/common/cli.h"
 
 #define MAX_ROUNDS 9
@@ -69,6 +71,32 @@ static void scrape_metrics(unsigned port)
     }
 }
 
+/* A KV-events subscriber (issue 14): every batch (three frames) counts.
+ * Its own context, made here in the forked child. */
+static void subscribe_events(unsigned port)
+{
+    char ep[64];
+    snprintf(ep, sizeof(ep), "tcp://127.0.0.1:%u", port);
+    void *ctx = zmq_ctx_new(), *sub = ctx ? zmq_socket(ctx, ZMQ_SUB) : NULL;
+    if (!sub || zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0) || zmq_connect(sub, ep))
+        _exit(1);
+    for (;;) {
+        zmq_msg_t m;
+        int more = 1;
+        while (more) {
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, sub, 0) < 0) { /* EINTR, or a reconnect */
+                zmq_msg_close(&m);
+                break;
+            }
+            more = zmq_msg_more(&m);
+            zmq_msg_close(&m);
+            if (!more)
+                ++*g_consumed;
+        }
+    }
+}
+
 typedef struct observer {
     const char *name;
     const char *daemon_arg; /* printf format with the port (%u) */
@@ -77,6 +105,7 @@ typedef struct observer {
 
 static const observer OBSERVERS[] = {
     {"metrics", "--metrics-listen=127.0.0.1:%u", scrape_metrics},
+    {"events", "--kv_events_endpoint=tcp://127.0.0.1:%u", subscribe_events},
 };
 #define NOBS (sizeof(OBSERVERS) / sizeof(OBSERVERS[0]))
 

@@ -111,9 +111,22 @@ struct pc_cache {
     uint64_t opin_pages_wanted;
     pc_cache_metrics *metrics; /* per namespace, refusals (metrics.c) */
     pc_quota *quota; /* namespace quotas and reserves (NULL: none) */
+    /* KV events (cache.h): the hook, its block hashes, the tier-2 run a
+     * demotion is storing (emitted before any drop, to keep the order) */
+    pc_cache_event_fn ev_fn;
+    void *ev_ctx;
+    uint64_t *ebuf;
+    size_t ebuf_cap;
+    uint64_t ev_lost;
+    uint64_t *bhash; /* per pool block: its page's hash (quota evictions) */
+    struct {
+        const pc_radix_evicted *e;
+        size_t first, n;
+    } run;
 };
 
 static void evicted_to_pool(void *ctx, uint32_t block);
+static void evicted_quota(void *ctx, uint32_t block);
 
 /* ---- clock and ids -------------------------------------------------------- */
 
@@ -458,7 +471,7 @@ int pc_cache_create(const pc_cache_config *cfg, pc_cache **out)
         (rc = pc_radix_set_policy(c->tree, cfg->eviction_policy)))
         goto fail;
     /* quota evictions (namespace_quotas) free their blocks like any other */
-    pc_radix_set_evict_hook(c->tree, evicted_to_pool, c);
+    pc_radix_set_evict_hook(c->tree, evicted_quota, c);
     rc = PC_E_NOMEM;
     /* Per-block bookkeeping, 16 bytes a block, written now rather than on
      * first use: calloc's lazily mapped zero pages would otherwise fault
@@ -530,6 +543,8 @@ void pc_cache_destroy(pc_cache *c)
     free(c->slot_promo);
     free(c->hbuf);
     free(c->sbuf);
+    free(c->ebuf);
+    free(c->bhash);
     pc_radix_destroy(c->tree);
     pc_pool_destroy(c->pool);
     pc_cache_metrics_destroy(c->metrics);
@@ -560,27 +575,7 @@ int pc_cache_set_limits(pc_cache *c, const pc_cache_config *cfg)
     return 0;
 }
 
-/* ---- eviction ------------------------------------------------------------- */
-
-static void evicted_to_pool(void *ctx, uint32_t block)
-{
-    int rc = pc_pool_free(((pc_cache *)ctx)->pool, block);
-    assert(rc == 0); /* a tree page's block is CACHED */
-    (void)rc;
-}
-
-static size_t evict(pc_cache *c, size_t n)
-{
-    return c ? pc_radix_evict(c->tree, n, evicted_to_pool, c) : 0;
-}
-
-size_t pc_cache_evict(pc_cache *c, size_t n)
-{
-    size_t k = evict(c, n);
-    if (c)
-        pc_cache_metrics_flushed(c->metrics, k);
-    return k;
-}
+/* ---- events (cache.h) ------------------------------------------------------ */
 
 /* Room for the chain hashes of n pages. */
 static int hbuf_reserve(pc_cache *c, size_t n)
@@ -593,6 +588,172 @@ static int hbuf_reserve(pc_cache *c, size_t n)
     c->hbuf = h;
     c->hbuf_cap = n;
     return 0;
+}
+
+static int ebuf_reserve(pc_cache *c, size_t n)
+{
+    if (n <= c->ebuf_cap)
+        return 0;
+    uint64_t *h = realloc(c->ebuf, n * sizeof(*h));
+    if (!h)
+        return PC_E_NOMEM;
+    c->ebuf = h;
+    c->ebuf_cap = n;
+    return 0;
+}
+
+const char *pc_cache_medium(const pc_cache *c, int tier)
+{
+    if (!c)
+        return NULL;
+    if (tier == 1) /* vLLM's names: "GPU" for device KV, "CPU" offloaded */
+        return pc_pool_backend_get(c->pool) == PC_POOL_CUDA ? "GPU" : "CPU";
+    if (tier == 2 && c->tier)
+        return c->tier && strcmp(pc_tier_kind(c->tier), "file") == 0 ? "DISK"
+                                                                      : "CPU";
+    return NULL;
+}
+
+uint64_t pc_cache_events_lost(const pc_cache *c) { return c ? c->ev_lost : 0; }
+
+/* STORED for pages [first, first + n) of a prefix whose chain hashes
+ * hbuf[0 .. first + n) holds. */
+static void emit_stored(pc_cache *c, int tier, const void *ns, size_t ns_len,
+                        const uint32_t *tokens, size_t first, size_t n)
+{
+    if (ebuf_reserve(c, n)) {
+        c->ev_lost += n;
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        c->ebuf[i] = c->hbuf[first + i].lo;
+    pc_cache_event ev = {
+        .type = PC_CACHE_EV_STORED, .tier = tier,
+        .medium = pc_cache_medium(c, tier), .ns = ns, .ns_len = ns_len,
+        .tokens = tokens, .page_tokens = c->P, .first_page = first,
+        .n_pages = n, .hashes = c->ebuf, .has_parent = first > 0,
+        .parent = first ? c->hbuf[first - 1].lo : 0,
+    };
+    c->ev_fn(c->ev_ctx, &ev);
+}
+
+static void emit_removed(pc_cache *c, int tier, const void *ns, size_t ns_len,
+                         const uint64_t *hashes, size_t n)
+{
+    pc_cache_event ev = {
+        .type = PC_CACHE_EV_REMOVED, .tier = tier,
+        .medium = pc_cache_medium(c, tier), .ns = ns, .ns_len = ns_len,
+        .page_tokens = c->P, .n_pages = n, .hashes = hashes,
+    };
+    c->ev_fn(c->ev_ctx, &ev);
+}
+
+/* The run of pages a demotion stored into tier 2 so far, as one event. */
+static void run_flush(pc_cache *c)
+{
+    if (!c->run.n)
+        return;
+    const pc_radix_evicted *e = c->run.e;
+    emit_stored(c, 2, e->ns, e->ns_len, e->tokens, c->run.first, c->run.n);
+    c->run.n = 0;
+}
+
+/* Tier 2 forgets a page: what it stored before goes out first. */
+static void tier_dropped(void *ctx, pc_page_hash key)
+{
+    pc_cache *c = ctx;
+    if (!c->ev_fn)
+        return; /* pc_cache_flush_all says CLEARED instead */
+    run_flush(c);
+    emit_removed(c, 2, NULL, 0, &key.lo, 1);
+}
+
+void pc_cache_set_event_fn(pc_cache *c, pc_cache_event_fn fn, void *ctx)
+{
+    if (!c)
+        return;
+    if (fn && !c->bhash) /* NULL: quota evictions go unnamed (ev_lost) */
+        c->bhash = calloc(c->capacity, sizeof(*c->bhash));
+    c->ev_fn = fn;
+    c->ev_ctx = ctx;
+    if (c->tier)
+        pc_tier_set_drop_fn(c->tier, fn ? tier_dropped : NULL, c);
+}
+
+/* Chain hashes of an evicted run's prefix into hbuf; false (and counted as
+ * lost when the hook wants them) when there is no memory. */
+static bool hash_evicted(pc_cache *c, const pc_radix_evicted *e)
+{
+    size_t end = e->first_page + e->n_pages;
+    if (e->tokens && hbuf_reserve(c, end) == 0) {
+        pc_page_hash_chain(e->ns, e->ns_len, e->tokens, end, c->P, c->hbuf);
+        return true;
+    }
+    if (c->ev_fn)
+        c->ev_lost += e->n_pages;
+    return false;
+}
+
+/* REMOVED from the pool for an evicted run hashed into hbuf. */
+static void emit_evicted(pc_cache *c, const pc_radix_evicted *e)
+{
+    if (ebuf_reserve(c, e->n_pages)) {
+        c->ev_lost += e->n_pages;
+        return;
+    }
+    for (size_t i = 0; i < e->n_pages; i++)
+        c->ebuf[i] = c->hbuf[e->first_page + i].lo;
+    emit_removed(c, 1, e->ns, e->ns_len, c->ebuf, e->n_pages);
+}
+
+/* ---- eviction ------------------------------------------------------------- */
+
+static void evicted_to_pool(void *ctx, uint32_t block)
+{
+    int rc = pc_pool_free(((pc_cache *)ctx)->pool, block);
+    assert(rc == 0); /* a tree page's block is CACHED */
+    (void)rc;
+}
+
+/* Eviction with a hook: name the pages, then free their blocks. */
+static void evicted_named(void *ctx, const pc_radix_evicted *e)
+{
+    pc_cache *c = ctx;
+    if (hash_evicted(c, e))
+        emit_evicted(c, e);
+    for (size_t i = 0; i < e->n_pages; i++)
+        evicted_to_pool(c, e->blocks[i]);
+}
+
+/* A quota eviction (radix's hook) reports block ids only: with a hook, the
+ * block's hash was kept when the page was stored (bhash). */
+static void evicted_quota(void *ctx, uint32_t block)
+{
+    pc_cache *c = ctx;
+    if (c->ev_fn) {
+        if (c->bhash)
+            emit_removed(c, 1, NULL, 0, &c->bhash[block], 1);
+        else
+            c->ev_lost++;
+    }
+    evicted_to_pool(c, block);
+}
+
+static size_t evict(pc_cache *c, size_t n)
+{
+    if (!c)
+        return 0;
+    if (c->ev_fn)
+        return pc_radix_evict_paths(c->tree, n, evicted_named, c);
+    return pc_radix_evict(c->tree, n, evicted_to_pool, c);
+}
+
+size_t pc_cache_evict(pc_cache *c, size_t n)
+{
+    size_t k = evict(c, n);
+    if (c)
+        pc_cache_metrics_flushed(c->metrics, k);
+    return k;
 }
 
 static int sbuf_reserve(pc_cache *c, size_t n)
@@ -608,18 +769,34 @@ static int sbuf_reserve(pc_cache *c, size_t n)
 }
 
 /* Evicted pages go to tier 2 (when there is room for their identity),
- * then their blocks back to the pool. */
+ * then their blocks back to the pool.  With a hook: STORED (tier 2) for
+ * each run of pages tier 2 did not hold yet, then REMOVED (pool). */
 static void evicted_to_tier(void *ctx, const pc_radix_evicted *e)
 {
     pc_cache *c = ctx;
-    size_t end = e->first_page + e->n_pages;
-    if (e->tokens && hbuf_reserve(c, end) == 0) {
-        pc_page_hash_chain(e->ns, e->ns_len, e->tokens, end, c->P, c->hbuf);
+    if (hash_evicted(c, e)) {
         uint64_t nsid = pc_page_hash_ns(e->ns, e->ns_len).lo;
+        pc_tier_stats *ts = pc_tier_counters(c->tier);
+        c->run.e = e;
+        c->run.n = 0;
         for (size_t i = 0; i < e->n_pages; i++) {
             size_t pg = e->first_page + i;
+            uint64_t before = ts->demoted_pages;
             (void)pc_tier_demote(c->tier, c->hbuf[pg], nsid,
                                  e->tokens + pg * c->P, e->blocks[i]);
+            if (!c->ev_fn)
+                continue;
+            if (ts->demoted_pages != before) { /* new in tier 2 */
+                if (!c->run.n)
+                    c->run.first = pg;
+                c->run.n++;
+            } else { /* already there, or no room: the run breaks */
+                run_flush(c);
+            }
+        }
+        if (c->ev_fn) {
+            run_flush(c);
+            emit_evicted(c, e);
         }
     } else {
         pc_tier_counters(c->tier)->demote_dropped_pages += e->n_pages;
@@ -645,10 +822,46 @@ int pc_cache_flush_ns(pc_cache *c, const void *ns, size_t ns_len,
 {
     if (!c)
         return PC_E_INVAL;
-    int rc = pc_radix_evict_ns(c->tree, ns, ns_len, evicted_to_pool, c, evicted);
+    int rc = c->ev_fn ? pc_radix_evict_ns_paths(c->tree, ns, ns_len,
+                                                 evicted_named, c, evicted)
+                      : pc_radix_evict_ns(c->tree, ns, ns_len, evicted_to_pool,
+                                          c, evicted);
     if (rc == 0 && evicted)
         pc_cache_metrics_flushed(c->metrics, *evicted);
     return rc;
+}
+
+void pc_cache_flush_all(pc_cache *c, size_t *evicted, size_t *tier2)
+{
+    size_t ev = 0, t2 = 0;
+    if (c) {
+        pc_cache_event_fn fn = c->ev_fn;
+        bool clear = false;
+        if (fn) { /* will nothing be left?  Pinned pages and busy slots stay */
+            pc_radix_stats rs;
+            pc_radix_stats_get(c->tree, &rs);
+            clear = rs.protected_pages == 0;
+            if (c->tier) {
+                pc_tier_stats ts;
+                pc_tier_stats_get(c->tier, &ts);
+                clear = clear && ts.busy_pages == 0;
+            }
+        }
+        if (clear)
+            c->ev_fn = NULL; /* one CLEARED says it all */
+        ev = pc_cache_evict(c, SIZE_MAX);
+        t2 = pc_cache_flush_tier2(c, NULL, 0, true);
+        if (clear) {
+            c->ev_fn = fn;
+            pc_cache_event e = {.type = PC_CACHE_EV_CLEARED,
+                                .page_tokens = c->P};
+            fn(c->ev_ctx, &e);
+        }
+    }
+    if (evicted)
+        *evicted = ev;
+    if (tier2)
+        *tier2 = t2;
 }
 
 size_t pc_cache_maintain(pc_cache *c)
@@ -1091,6 +1304,17 @@ static int insert_l(pc_cache *c, lease *l, const void *ns, size_t ns_len,
     }
     out->cached_tokens = ir.cached_tokens;
     out->inserted_pages = ir.inserted_pages;
+    if (c->ev_fn && np > cached) { /* the new pages, named by their chain */
+        if (hbuf_reserve(c, np) == 0) {
+            pc_page_hash_chain(ns, ns_len, tokens, np, c->P, c->hbuf);
+            if (c->bhash) /* what a quota eviction will need to name them */
+                for (size_t i = cached; i < np; i++)
+                    c->bhash[blocks[i]] = c->hbuf[i].lo;
+            emit_stored(c, 1, ns, ns_len, tokens, cached, np - cached);
+        } else {
+            c->ev_lost += np - cached;
+        }
+    }
     if (l && l->heap_pos)
         lease_renew(c, l);
     if (c->nopins && ir.inserted_pages)
@@ -1584,6 +1808,88 @@ int pc_cache_set_ns_priority(pc_cache *c, const void *ns, size_t ns_len,
                              int32_t prio)
 {
     return pc_radix_set_ns_priority(c->tree, ns, ns_len, prio);
+}
+
+/* ---- pc_cache_list_hashes (inspect.h) -------------------------------------- */
+
+/* A pre-order walk keeps the chain hash at the end of each node on the
+ * path to the current one: a node's parent is the deepest entry whose
+ * depth is where the node's edge starts. */
+typedef struct list_walk {
+    const pc_cache *c;
+    const void *ns;
+    size_t ns_len;
+    size_t *depth;       /* per path entry: pages through its end */
+    pc_page_hash *h;     /* per path entry: the chain there       */
+    size_t n, cap;
+    uint64_t *out;
+    size_t out_cap, count;
+    int nomem;
+} list_walk;
+
+static int list_node(void *ctx, const void *ns, size_t ns_len,
+                     const pc_radix_node *x, const uint32_t *blocks,
+                     uint32_t npages)
+{
+    list_walk *w = ctx;
+    (void)blocks;
+    size_t end = pc_radix_node_depth_pages(x), start = end - npages;
+    if (ns != w->ns || ns_len != w->ns_len) { /* a new namespace */
+        w->ns = ns;
+        w->ns_len = ns_len;
+        w->n = 0;
+    }
+    while (w->n && w->depth[w->n - 1] > start)
+        w->n--;
+    if (npages == 0)
+        return 0; /* the namespace's root */
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? 2 * w->cap : 64;
+        size_t *d = realloc(w->depth, cap * sizeof(*d));
+        if (d)
+            w->depth = d;
+        pc_page_hash *h = realloc(w->h, cap * sizeof(*h));
+        if (h)
+            w->h = h;
+        if (!d || !h)
+            return w->nomem = PC_E_NOMEM;
+        w->cap = cap;
+    }
+    pc_page_hash h = w->n ? w->h[w->n - 1] : pc_page_hash_ns(ns, ns_len);
+    const uint32_t *tok = pc_radix_node_tokens(w->c->tree, x);
+    for (uint32_t i = 0; i < npages; i++) {
+        h = pc_page_hash_next(h, tok + (size_t)i * w->c->P, w->c->P);
+        if (w->count < w->out_cap)
+            w->out[w->count] = h.lo;
+        w->count++;
+    }
+    w->depth[w->n] = end;
+    w->h[w->n++] = h;
+    return 0;
+}
+
+size_t pc_cache_list_hashes(const pc_cache *c, int tier, uint64_t *out,
+                            size_t cap)
+{
+    if (!c)
+        return 0;
+    if (tier == 2) {
+        if (!c->tier)
+            return 0;
+        pc_page_hash *k = cap ? malloc(cap * sizeof(*k)) : NULL;
+        if (cap && !k)
+            return 0;
+        size_t n = pc_tier_list(c->tier, k, cap);
+        for (size_t i = 0; i < n && i < cap; i++)
+            out[i] = k[i].lo;
+        free(k);
+        return n;
+    }
+    list_walk w = {.c = c, .out = out, .out_cap = cap};
+    pc_radix_foreach(c->tree, list_node, &w);
+    free(w.depth);
+    free(w.h);
+    return w.nomem ? 0 : w.count;
 }
 
 /* ---- pc_cache_check ------------------------------------------------------- */

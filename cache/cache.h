@@ -277,6 +277,81 @@ size_t pc_cache_evict(pc_cache *c, size_t n);
 int pc_cache_flush_ns(pc_cache *c, const void *ns, size_t ns_len,
                       size_t *evicted);
 
+/* ---- events: what the cache holds, as it changes (KV events) ------------ */
+
+/*
+ * A hook told of every change to the set of pages the pool and tier 2
+ * hold, so that a publisher (rpc/events.c) can let cluster routers mirror
+ * it.  A page is named by its block hash: the low 64 bits of its chained
+ * identity (proto/pagehash.h), which covers the namespace and the whole
+ * prefix through the page.
+ *
+ *   STORED   pages [first_page, first_page + n_pages) of a prefix are newly
+ *            held by `medium`: inserted (duplicates are not), brought back
+ *            by a promotion (pool), or demoted into tier 2
+ *   REMOVED  the pages with hashes[0..n_pages) are no longer held by
+ *            `medium`: evicted (allocation, watermark, flush, a namespace
+ *            quota: those are named from a per-block copy of the hash kept
+ *            while a hook is set, 8 bytes a block), or dropped
+ *            by tier 2 (its LRU, a flush, a failed promotion)
+ *   CLEARED  nothing is held anywhere any more (a flush of everything that
+ *            left nothing pinned or busy)
+ *
+ * Every STORED page is later REMOVED or CLEARED, or is still held; a page
+ * is never STORED twice in one medium without a REMOVED in between.  A
+ * page may be held by both media at once (a promotion copies, tier 2
+ * keeps its copy).  Events come in the order of the changes, from inside
+ * the call that makes them; the pointers are valid only during the call
+ * and fn must not call back into the cache.  Without a hook (the default)
+ * nothing is hashed: the cache costs what it did before.
+ */
+typedef enum pc_cache_event_type {
+    PC_CACHE_EV_STORED = 1,
+    PC_CACHE_EV_REMOVED = 2,
+    PC_CACHE_EV_CLEARED = 3,
+} pc_cache_event_type;
+
+typedef struct pc_cache_event {
+    pc_cache_event_type type;
+    int tier;                /* 1: the pool; 2: the second tier          */
+    const char *medium;      /* pc_cache_medium(c, tier)                 */
+    const void *ns;          /* STORED: the namespace; REMOVED: it, or   */
+    size_t ns_len;           /*   NULL when unknown (a tier-2 drop)      */
+    /* STORED: the prefix through the last stored page,
+     * (first_page + n_pages) x page_tokens tokens. */
+    const uint32_t *tokens;
+    uint32_t page_tokens;
+    size_t first_page;       /* STORED: page index of the first one      */
+    size_t n_pages;          /* STORED, REMOVED                          */
+    const uint64_t *hashes;  /* STORED, REMOVED: n_pages block hashes    */
+    bool has_parent;         /* STORED: first_page > 0                   */
+    uint64_t parent;         /*   the block hash of page first_page - 1  */
+} pc_cache_event;
+
+typedef void (*pc_cache_event_fn)(void *ctx, const pc_cache_event *ev);
+
+/* Set (or with NULL remove) the hook.  Set it on an empty cache, or the
+ * consumer will not know what was held before (it is not replayed). */
+void pc_cache_set_event_fn(pc_cache *c, pc_cache_event_fn fn, void *ctx);
+
+/* The medium names of events: tier 1 (the pool) "GPU" for a cuda pool,
+ * "CPU" for a host pool; tier 2 "CPU" (page-locked host memory under a
+ * cuda pool) or "DISK" (the file tier under a host pool).  NULL for a tier
+ * that does not exist. */
+const char *pc_cache_medium(const pc_cache *c, int tier);
+
+/* Pages the hook could not name (no memory to assemble their prefix or
+ * hash it): a consumer may then hold stale pages.  0 in practice. */
+uint64_t pc_cache_events_lost(const pc_cache *c);
+
+/* Flush everything: evict every unpinned page of the pool (not into tier
+ * 2) and drop every idle page of tier 2.  With a hook: one CLEARED when
+ * nothing is left in either, else REMOVED for what went.  *evicted and
+ * *tier2 (may be NULL) get the counts. */
+void pc_cache_flush_all(pc_cache *c, size_t *evicted, size_t *tier2);
+
+/* (Tests: pc_cache_list_hashes in cache/inspect.h.) */
+
 typedef struct pc_cache_stats {
     pc_radix_stats tree;
     pc_pool_stats pool;

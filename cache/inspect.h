@@ -17,4 +17,11 @@
 pc_pool *pc_cache_pool(const pc_cache *c);
 pc_radix *pc_cache_tree(const pc_cache *c);
 
+/* The block hash (cache.h, events) of every page the medium (tier 1: the
+ * pool, 2: the second tier) holds, into out[0..cap) in no order; returns
+ * how many there are (more than cap: call again with room), 0 on NOMEM.
+ * O(pages x depth): tests check event streams against it. */
+size_t pc_cache_list_hashes(const pc_cache *c, int tier, uint64_t *out,
+                            size_t cap);
+
 #endif /* PC_CACHE_INSPECT_H */

@@ -67,6 +67,8 @@ struct pc_tier {
     uint8_t *live;
     uint32_t *tab, tab_cap; /* slot + 1; 0 empty                          */
     pc_tier_stats st;
+    pc_tier_drop_fn drop_fn; /* KV events: told of every page forgotten */
+    void *drop_ctx;
     uint32_t read_delay_us;
     /* file tier */
     int fd, efd;
@@ -144,6 +146,8 @@ bool pc_tier_busy(const pc_tier *t, uint32_t slot) { return t->busy[slot] > 0; }
 /* Forget a live, idle slot: off the index and the LRU, onto the free list. */
 static void drop(pc_tier *t, uint32_t s)
 {
+    if (t->drop_fn)
+        t->drop_fn(t->drop_ctx, t->key[s]);
     uint32_t mask = t->tab_cap - 1;
     uint32_t i = (uint32_t)(tab_slot(t, t->key[s]) - t->tab);
     pc_hashtab_delete(t->tab, mask, i, &tier_tab, t);
@@ -605,6 +609,24 @@ size_t pc_tier_flush(pc_tier *t, bool all, uint64_t nsid)
             n++;
         }
     t->st.flushed_pages += n;
+    return n;
+}
+
+void pc_tier_set_drop_fn(pc_tier *t, pc_tier_drop_fn fn, void *ctx)
+{
+    t->drop_fn = fn;
+    t->drop_ctx = ctx;
+}
+
+size_t pc_tier_list(const pc_tier *t, pc_page_hash *out, size_t cap)
+{
+    size_t n = 0;
+    for (uint32_t s = 0; s < t->nslots; s++)
+        if (t->live[s]) {
+            if (n < cap)
+                out[n] = t->key[s];
+            n++;
+        }
     return n;
 }
 

@@ -104,6 +104,15 @@ bool pc_tier_polls(const pc_tier *t); /* jobs in flight that only polling sees *
  * returns how many. */
 size_t pc_tier_flush(pc_tier *t, bool all, uint64_t nsid);
 
+/* Told of every page the tier forgets (its LRU making room, a flush, a
+ * failed promotion's slots), before the slot is reused; NULL: nobody. */
+typedef void (*pc_tier_drop_fn)(void *ctx, pc_page_hash key);
+void pc_tier_set_drop_fn(pc_tier *t, pc_tier_drop_fn fn, void *ctx);
+
+/* The keys of every page held, into out[0..cap); returns how many are
+ * held (tests). */
+size_t pc_tier_list(const pc_tier *t, pc_page_hash *out, size_t cap);
+
 void pc_tier_stats_get(const pc_tier *t, pc_tier_stats *out);
 pc_tier_stats *pc_tier_counters(pc_tier *t); /* the cache counts lookups */
 void pc_tier_stats_visit(const pc_tier *t, pc_stat_fn fn, void *ctx);

@@ -251,6 +251,30 @@ static const pcd_knob KNOBS[] = {
      "loopback: the metrics name namespaces). Port 0: any free port (logged). "
      "Empty: off. Scrapes are served by the daemon's own loop, between "
      "requests."},
+    {"kv_events_endpoint", PCD_STR, F(kv_events_endpoint), "", NULL, NULL, 0,
+     PCD_ENDPOINT_MAX - 1, NULL, false,
+     "KV events for cluster routers (docs/cluster.md): a ZeroMQ PUB socket "
+     "bound here (`tcp://*:5557`, `ipc://PATH`) publishes, the way vLLM "
+     "does, every page the pool or the second tier stores or drops "
+     "(BlockStored, BlockRemoved, AllBlocksCleared; block hash = the low 64 "
+     "bits of the page's chain hash). Empty: off (nothing is hashed)."},
+    {"kv_events_topic", PCD_STR, F(kv_events_topic), "kv@<hostname>@prefixcache",
+     NULL, NULL, 0, PCD_ENDPOINT_MAX - 1, NULL, false,
+     "First frame of every KV-event batch; `<hostname>` is replaced by the "
+     "host's name. llm-d's indexer reads `kv@<pod>@<model>`: set it so."},
+    {"kv_events_replay_endpoint", PCD_STR, F(kv_events_replay_endpoint), "",
+     NULL, NULL, 0, PCD_ENDPOINT_MAX - 1, NULL, false,
+     "A ROUTER socket bound here answers `[id, \"\", start_seq]` (8 bytes, "
+     "big-endian) with every kept batch from start_seq on, then seq -1: a "
+     "subscriber that joins late or missed batches catches up. Empty: off."},
+    {"kv_events_buffer", PCD_INT, F(kv_events_buffer), "10000", NULL, NULL, 1,
+     10000000, NULL, false,
+     "KV-event batches kept for replay (the newest; one batch per round of "
+     "requests)."},
+    {"kv_events_format", PCD_ENUM, F(kv_events_format), "map", NULL, NULL, 0,
+     0, pc_rpc_events_format_name, false,
+     "How each KV event is encoded. map: a msgpack map with \"type\" (current "
+     "vLLM); array: positional, the type first (older vLLM)."},
 };
 #undef F
 

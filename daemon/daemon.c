@@ -48,6 +48,7 @@ struct pcd_daemon {
     pc_cache *cache;
     pc_rpc_server *srv;
     pcd_metrics *metrics; /* NULL: metrics_listen off */
+    pc_rpc_events *ev;           /* KV events; NULL: off                 */
     volatile sig_atomic_t stop;
 };
 
@@ -505,6 +506,48 @@ static void log_startup(const pcd_daemon *d)
     }
 }
 
+/* KV events (kv_events_*): the publisher, fed by the cache's hook.  Its
+ * replay thread starts with our signals blocked, like libzmq's. */
+static int start_events(pcd_daemon *d, char *err, size_t errlen)
+{
+    const pcd_config *c = &d->cfg;
+    if (!c->kv_events_endpoint[0])
+        return 0;
+    char host[256] = "localhost", topic[PCD_ENDPOINT_MAX * 2];
+    if (gethostname(host, sizeof(host) - 1) != 0)
+        snprintf(host, sizeof(host), "localhost");
+    const char *t = c->kv_events_topic, *h = strstr(t, "<hostname>");
+    if (h)
+        snprintf(topic, sizeof(topic), "%.*s%s%s", (int)(h - t), t, host,
+                 h + strlen("<hostname>"));
+    else
+        snprintf(topic, sizeof(topic), "%s", t);
+    char why[512] = "";
+    pc_rpc_events_config ec = {
+        .endpoint = c->kv_events_endpoint, .topic = topic,
+        .replay_endpoint = c->kv_events_replay_endpoint,
+        .buffer = (uint32_t)c->kv_events_buffer,
+        .format = c->kv_events_format, .dp_rank = -1,
+        .err = why, .errlen = sizeof(why),
+    };
+    sigset_t block, old;
+    sigfillset(&block);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    int rc = pc_rpc_events_create(&ec, &d->ev);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc) {
+        snprintf(err, errlen, "kv_events: %s", why[0] ? why : pc_strerror(rc));
+        return rc;
+    }
+    pc_rpc_events_attach(d->ev, d->cache);
+    pcd_log(PC_LOG_INFO, "kv events: publishing on %s (topic %s, %s format), "
+            "replay %s", pc_rpc_events_endpoint(d->ev), topic,
+            pc_rpc_events_format_name(c->kv_events_format),
+            c->kv_events_replay_endpoint[0]
+                ? pc_rpc_events_replay_endpoint(d->ev) : "off");
+    return 0;
+}
+
 int pcd_daemon_create(const pcd_config *cfg, const pcd_cmdline *cl,
                       pcd_daemon **out, char *err, size_t errlen)
 {
@@ -613,6 +656,8 @@ int pcd_daemon_create(const pcd_config *cfg, const pcd_cmdline *cl,
     pc_rpc_server_set_log_level(d->srv, cfg->log_level);
     pcd_metrics_attach(d->metrics, d->srv);
     log_startup(d);
+    if ((rc = start_events(d, err, errlen)))
+        goto fail;
     *out = d;
     return 0;
 fail:
@@ -638,6 +683,8 @@ int pcd_daemon_run(pcd_daemon *d)
                     pc_strerror(rc));
             return rc;
         }
+        if (d->ev) /* this round's events, one batch */
+            pc_rpc_events_flush(d->ev);
     }
     if (g_stop_sig)
         pcd_log(PC_LOG_INFO, "%s: shutting down", g_stop_sig == SIGINT ? "SIGINT"
@@ -671,6 +718,17 @@ void pcd_daemon_destroy(pcd_daemon *d)
                 st.dropped);
     }
     pcd_metrics_destroy(d->metrics); /* before the server it reads */
+    if (d->ev) {
+        pc_rpc_events_stats es;
+        pc_rpc_events_flush(d->ev); /* what the last round left */
+        pc_rpc_events_stats_get(d->ev, &es);
+        pcd_log(PC_LOG_INFO, "kv events: %" PRIu64 " batches, %" PRIu64
+                " events, %" PRIu64 " sends failed, %" PRIu64 " replays, %"
+                PRIu64 " pages that could not be named", es.batches,
+                es.events, es.send_failed, es.replays, es.lost_pages);
+        pc_rpc_events_attach(d->ev, NULL);
+        pc_rpc_events_destroy(d->ev);
+    }
     if (d->cache) {
         pc_cache_destroy(d->cache); /* unlinks the host pool's shm */
         if (served)

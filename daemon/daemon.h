@@ -28,6 +28,7 @@
 #include "cache/cache.h"
 #include "proto/proto.h"
 #include "rpc/client.h"
+#include "rpc/events.h"
 #include "rpc/rpc.h"
 
 #define PCD_VERSION "0.1.0" /* keep in step with project() in CMakeLists.txt */
@@ -69,6 +70,12 @@ typedef struct pcd_config {
     uint64_t tier2_read_delay_us;
     char pinned_prefixes[PCD_PINNED_PREFIXES_MAX + 1]; /* NS=FILE,...  */
     char namespace_quotas[PCD_PINNED_PREFIXES_MAX + 1]; /* PAT=MAX[:MIN] */
+    /* KV events (rpc/events.h): "" = off */
+    char kv_events_endpoint[PCD_ENDPOINT_MAX];
+    char kv_events_topic[PCD_ENDPOINT_MAX];
+    char kv_events_replay_endpoint[PCD_ENDPOINT_MAX];
+    uint64_t kv_events_buffer;
+    int kv_events_format;        /* PC_KV_EVENTS_*                       */
 } pcd_config;
 
 /* namespace_quotas (daemon/operator.c): "PATTERN=MAX[:MIN],...", fnmatch

@@ -676,8 +676,10 @@ size_t pc_radix_evict_paths(pc_radix *t, size_t n_blocks,
     return freed;
 }
 
-int pc_radix_evict_ns(pc_radix *t, const void *ns, size_t ns_len,
-                      pc_radix_evict_fn fn, void *ctx, size_t *evicted)
+/* pc_radix_evict_ns and its path-reporting variant: one of fn, pfn. */
+static int evict_ns(pc_radix *t, const void *ns, size_t ns_len,
+                    pc_radix_evict_fn fn, pc_radix_evict_path_fn pfn,
+                    void *ctx, size_t *evicted)
 {
     if (evicted)
         *evicted = 0;
@@ -689,7 +691,8 @@ int pc_radix_evict_ns(pc_radix *t, const void *ns, size_t ns_len,
     /* The namespace's nodes in pre-order; walked backwards, every node
      * comes after all of its children, so each unlocked node is a leaf by
      * the time it is reached.  O(nodes of the namespace): an admin op. */
-    size_t n = 0, cap = 64, pages = 0;
+    size_t n = 0, cap = 64, pages = 0, bcap = 0;
+    uint32_t *buf = NULL;
     pc_radix_node **v = malloc(cap * sizeof(*v));
     if (!v)
         return PC_E_NOMEM;
@@ -714,12 +717,38 @@ int pc_radix_evict_ns(pc_radix *t, const void *ns, size_t ns_len,
             continue;
         last = x->parent == r && r->kids.n == 1;
         pages += x->npages;
+        if (pfn) { /* before the pages go (r with them, when last) */
+            size_t depth = pc_radix_node_depth_pages(x);
+            pc_radix_evicted e = {
+                .ns = root_ns(r),
+                .ns_len = r->off,
+                .tokens = path_tokens(t, x, depth, &buf, &bcap),
+                .first_page = depth - x->npages,
+                .n_pages = x->npages,
+                .blocks = node_blocks(t, x),
+            };
+            pfn(ctx, &e);
+        }
         pc_radix_evict_tail(t, r, x, x->npages, fn, ctx);
     }
     free(v);
+    free(buf);
     if (evicted)
         *evicted = pages;
     return 0;
+}
+
+int pc_radix_evict_ns(pc_radix *t, const void *ns, size_t ns_len,
+                      pc_radix_evict_fn fn, void *ctx, size_t *evicted)
+{
+    return evict_ns(t, ns, ns_len, fn, NULL, ctx, evicted);
+}
+
+int pc_radix_evict_ns_paths(pc_radix *t, const void *ns, size_t ns_len,
+                            pc_radix_evict_path_fn fn, void *ctx,
+                            size_t *evicted)
+{
+    return evict_ns(t, ns, ns_len, NULL, fn, ctx, evicted);
 }
 
 /* ---- eviction policy ------------------------------------------------------ */
@@ -796,6 +825,12 @@ uint32_t pc_radix_node_lock_ref(const pc_radix_node *n) { return n ? n->lock_ref
 uint32_t pc_radix_node_pins(const pc_radix_node *n) { return n ? n->pins : 0; }
 uint32_t pc_radix_node_pages(const pc_radix_node *n) { return n ? n->npages : 0; }
 uint64_t pc_radix_node_hits(const pc_radix_node *n) { return n ? n->hits : 0; }
+
+const uint32_t *pc_radix_node_tokens(const pc_radix *t,
+                                     const pc_radix_node *n)
+{
+    return node_tokens(t, n);
+}
 
 size_t pc_radix_node_depth_pages(const pc_radix_node *n)
 {

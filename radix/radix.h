@@ -193,6 +193,14 @@ size_t pc_radix_evict_paths(pc_radix *t, size_t n_blocks,
 int pc_radix_evict_ns(pc_radix *t, const void *ns, size_t ns_len,
                       pc_radix_evict_fn fn, void *ctx, size_t *evicted);
 
+/* pc_radix_evict_ns, reporting each evicted node's pages with their prefix
+ * (one call per node, before its pages go), as pc_radix_evict_paths does:
+ * for callers that must name what went (KV events).  O(depth) more per
+ * evicted node. */
+int pc_radix_evict_ns_paths(pc_radix *t, const void *ns, size_t ns_len,
+                            pc_radix_evict_path_fn fn, void *ctx,
+                            size_t *evicted);
+
 /* ---- eviction policy ------------------------------------------------------ */
 
 /*
@@ -389,6 +397,9 @@ uint32_t pc_radix_node_pages(const pc_radix_node *n);    /* pages on its edge */
 /* Pages from the namespace root to the end of this node's edge. */
 size_t pc_radix_node_depth_pages(const pc_radix_node *n);
 uint64_t pc_radix_node_hits(const pc_radix_node *n);
+/* The tokens on its edge (pages x page_tokens), valid like the handle. */
+const uint32_t *pc_radix_node_tokens(const pc_radix *t,
+                                     const pc_radix_node *n);
 
 /* ---- testing ------------------------------------------------------------- */
 

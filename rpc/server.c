@@ -561,8 +561,8 @@ static int op_flush(pc_rpc_server *s, const pc_flush_req *r, pc_flush_rep *o)
              "tier 2 (pinned pages stay)", ns_text(r->ns.p, r->ns.n, nsb,
              sizeof(nsb)), evicted, evicted == 1 ? "" : "s", t2);
     } else {
-        evicted = pc_cache_evict(s->cache, SIZE_MAX);
-        t2 = pc_cache_flush_tier2(s->cache, NULL, 0, true);
+        /* one call, so that KV events can say "all cleared" */
+        pc_cache_flush_all(s->cache, &evicted, &t2);
         slog(s, PC_LOG_INFO, "flush all namespaces: %zu page%s evicted, %zu "
              "from tier 2 (pinned pages stay)", evicted, evicted == 1 ? "" : "s",
              t2);

@@ -1511,6 +1511,79 @@ Test(radix, evict_paths_reports_each_page_with_its_prefix)
     pc_radix_destroy(t);
 }
 
+/* What pc_radix_evict_ns_paths reported: each page with its whole prefix. */
+typedef struct nspathrec {
+    int n;              /* pages reported                          */
+    uint32_t blk[16];
+    uint32_t tok[16][16]; /* per page: the prefix through it (4-token pages) */
+    size_t depth[16];   /* pages from the root through it          */
+    char ns[16][4];
+} nspathrec;
+
+static void nspath_cb(void *ctx, const pc_radix_evicted *e)
+{
+    nspathrec *r = ctx;
+    cr_assert_not_null(e->tokens);
+    for (size_t i = 0; i < e->n_pages; i++) {
+        int k = r->n++;
+        cr_assert_lt(k, 16);
+        size_t d = e->first_page + i + 1;
+        r->blk[k] = e->blocks[i];
+        r->depth[k] = d;
+        memcpy(r->tok[k], e->tokens, d * 4 * sizeof(uint32_t));
+        memcpy(r->ns[k], e->ns, e->ns_len);
+        r->ns[k][e->ns_len] = 0;
+    }
+}
+
+Test(radix, evict_ns_paths_reports_every_page_with_its_prefix)
+{
+    pc_radix *t = mk(4);
+    uint32_t a[16], b[16], c[16], blk[4];
+    seq_fill(a, 16, 1000);
+    seq_fill(b, 16, 1000);
+    b[8] = 7; /* shares two pages with a */
+    seq_fill(c, 16, 5000);
+    seq_fill(blk, 4, 100);
+    ins(t, "A", a, 16, blk, NULL);
+    seq_fill(blk, 4, 200);
+    ins(t, "A", b, 16, blk, NULL);
+    seq_fill(blk, 4, 300);
+    ins(t, "B", c, 16, blk, NULL);
+    /* Pin a's first page: it stays, everything else of A goes. */
+    pc_radix_match_result m = mt(t, "A", a, 4, NULL, 0, PC_RADIX_MATCH_SPLIT);
+    lock_ok(t, m.node);
+    nspathrec r;
+    memset(&r, 0, sizeof(r));
+    size_t n = 0;
+    cr_assert_eq(pc_radix_evict_ns_paths(t, "A", 1, nspath_cb, &r, &n), 0);
+    CHECK(t);
+    cr_assert_eq(n, 5);
+    cr_assert_eq(r.n, 5);
+    for (int k = 0; k < r.n; k++) {
+        /* block 10x is a's page x, 20x b's page x: the prefix must be that
+         * sequence's, through that page */
+        const uint32_t *seq = r.blk[k] / 100 == 1 ? a : b;
+        cr_assert_eq(r.depth[k], r.blk[k] % 100 + 1, "block %u", r.blk[k]);
+        cr_assert_str_eq(r.ns[k], "A");
+        cr_assert_arr_eq(r.tok[k], seq, r.depth[k] * 4 * sizeof(uint32_t));
+    }
+    uint32_t want[5] = {101, 102, 103, 202, 203};
+    assert_id_set(t, r.blk, (size_t)r.n, want, 5, "flushed ids");
+    cr_assert_eq(mpages(t, "A", a, 16), 1);
+    cr_assert_eq(mpages(t, "B", c, 16), 4);
+    unlock_ok(t, m.node);
+    memset(&r, 0, sizeof(r));
+    cr_assert_eq(pc_radix_evict_ns_paths(t, "A", 1, nspath_cb, &r, &n), 0);
+    CHECK(t);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(r.blk[0], 100);
+    cr_assert_eq(stats(t).namespaces, 1);
+    cr_assert_eq(pc_radix_evict_ns_paths(t, NULL, 300, nspath_cb, &r, &n),
+                 PC_E_INVAL);
+    pc_radix_destroy(t);
+}
+
 /* ---- eviction policies ----------------------------------------------------- */
 
 /* Three 2-page prompts A (1xx), B (2xx), C (3xx) under one namespace, as in
