@@ -405,6 +405,11 @@ BUILD(b_dup_tokens)
 }
 BUILD(b_dup_op) { MAP(3), KSTR("op", "ping"), KU("id", id), KSTR("op", "flush"); }
 BUILD(b_dup_id) { MAP(3), KSTR("op", "ping"), KU("id", id), KU("id", id + 1); }
+/* id twice behind another duplicate: still id 0 (tests/fuzz found it echoed) */
+BUILD(b_dup_op_then_id)
+{
+    MAP(4), KSTR("op", "ping"), KSTR("op", "ping"), KU("id", id), KU("id", id + 1);
+}
 BUILD(b_dup_unknown) { HEAD("ping", 2), KU("x", 1), KU("x", 2); }
 BUILD(b_missing_op) { MAP(1), KU("id", id); }
 BUILD(b_empty_map) { MAP(0); }
@@ -671,6 +676,7 @@ static const bad_case g_ops[] = {
     E("lookup: 'tokens' twice", b_dup_tokens, PC_E_BADMSG, 324, true),
     E("'op' twice (ping, flush)", b_dup_op, PC_E_BADMSG, 325, true),
     E("'id' twice (id 0 echoed)", b_dup_id, PC_E_BADMSG, 326, false),
+    E("'op' twice, then 'id' twice (id 0 echoed)", b_dup_op_then_id, PC_E_BADMSG, 328, false),
     E("an unknown key twice (ignored)", b_dup_unknown, 0, 327, true),
     E("missing op", b_missing_op, PC_E_BADMSG, 308, true),
     E("empty map", b_empty_map, PC_E_BADMSG, 0, false),
