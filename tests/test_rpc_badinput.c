@@ -1126,3 +1126,53 @@ Test(badinput, mutations_strict_utf8, .timeout = 300)
         hd_buf_free(&seeds[i]);
     hd_stop(&fx.d);
 }
+
+/* ---- the fuzzers' seed corpus ------------------------------------------------------------
+ * Not a test of the daemon: with PC_FUZZ_CORPUS_DIR set, every payload of
+ * the tables above (up to 64 KiB) is written there, one file per case,
+ * "bad-<table>-<NN>", for tests/fuzz/gen_corpus.py; skipped otherwise.
+ * No daemon runs: the fixture's leases and blocks are stand-ins (the
+ * fuzzers' own cache holds the same prompts, not the same leases). */
+static void dump_table(const char *dir, const char *group, const bad_case *t,
+                       size_t n, const fixture *fx)
+{
+    for (size_t i = 0; i < n; i++) {
+        hd_buf b;
+        hd_buf_init(&b);
+        t[i].build(&b, fx, t[i].id);
+        if (b.sb.size <= 65536) {
+            char path[4096];
+            snprintf(path, sizeof(path), "%s/bad-%s-%02zu", dir, group, i);
+            FILE *f = fopen(path, "wb");
+            cr_assert(f, "%s: %s", path, strerror(errno));
+            cr_assert_eq(fwrite(b.sb.data ? b.sb.data : "", 1, b.sb.size, f),
+                         b.sb.size);
+            cr_assert_eq(fclose(f), 0);
+        }
+        hd_buf_free(&b);
+    }
+}
+
+Test(badinput, dump_corpus)
+{
+    const char *dir = getenv("PC_FUZZ_CORPUS_DIR");
+    if (!dir || !*dir)
+        cr_skip_test("PC_FUZZ_CORPUS_DIR not set (tests/fuzz/gen_corpus.py sets it)");
+    fixture fx;
+    memset(&fx, 0, sizeof(fx));
+    hd_prompt(fx.tok_a, 8, 1);
+    hd_prompt(fx.tok_b, 8, 2);
+    hd_prompt(fx.tok_c, 8, 3);
+    fx.canon_a[0] = 0, fx.canon_a[1] = 1, fx.canon_b[0] = 2, fx.canon_b[1] = 3;
+    fx.l1 = 0x1111, fx.l2 = 0x2222, fx.dead = 0x3333;
+    fx.l1_blocks[0] = 4, fx.l1_blocks[1] = 5, fx.l2_block = 6, fx.free_block = 7;
+#define DUMP(t) dump_table(dir, &(#t)[2], t, HD_NELEM(t), &fx)
+    DUMP(g_malformed);
+    DUMP(g_types);
+    DUMP(g_ops);
+    DUMP(g_limits);
+    DUMP(g_semantic);
+    DUMP(g_config);
+    DUMP(g_frames);
+#undef DUMP
+}
