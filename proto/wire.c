@@ -255,6 +255,18 @@ static const msgpack_object *find_n(const msgpack_object *m, const char *key,
     return NULL;
 }
 
+/* How many times key (n > 0 bytes) appears in map m. */
+static unsigned key_count(const msgpack_object *m, const char *key, size_t n)
+{
+    unsigned c = 0;
+    for (uint32_t i = 0; i < m->via.map.size; i++) {
+        const msgpack_object *k = &m->via.map.ptr[i].key;
+        c += k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
+             memcmp(k->via.str.ptr, key, n) == 0;
+    }
+    return c;
+}
+
 static const msgpack_object *find(const msgpack_object *m, const char *key)
 {
     return find_n(m, key, strlen(key));
@@ -279,8 +291,12 @@ static const char *twice_key(const msgpack_object *m)
                 continue;
             for (uint32_t j = 0; j < i; j++) {
                 const msgpack_object *b = &kv[j].key;
+                /* Two empty keys are equal without a memcmp: msgpack-c
+                 * gives an empty str a NULL pointer, and memcmp(NULL, ...)
+                 * is undefined even for 0 bytes (UBSan aborts on it). */
                 if (b->type != MSGPACK_OBJECT_STR || b->via.str.size != a->via.str.size ||
-                    memcmp(a->via.str.ptr, b->via.str.ptr, a->via.str.size) != 0)
+                    (a->via.str.size &&
+                     memcmp(a->via.str.ptr, b->via.str.ptr, a->via.str.size) != 0))
                     continue;
                 for (unsigned k = 0; k < N_REQUEST_KEYS; k++)
                     if (a->via.str.size == request_keys[k].n &&
@@ -432,8 +448,11 @@ int pc_wire_decode_request(pc_decoder *d, const void *buf, size_t len,
         return rc;
     /* The id first, so that every later error can echo it -- unless the id
      * itself is given twice: which one would the reply echo? */
+    /* Counted apart: twice_key names the first duplicate in map order, and
+     * an earlier one (say "op" twice, then "id" twice) would hide this one
+     * (found by tests/fuzz/fuzz_handler). */
     const char *twice = twice_key(m);
-    if (twice && strcmp(twice, PC_WIRE_KEY_ID) == 0)
+    if (key_count(m, PC_WIRE_KEY_ID, sizeof(PC_WIRE_KEY_ID) - 1) > 1)
         FAIL(PC_E_BADMSG, "key 'id' given twice");
     if ((o = find(m, PC_WIRE_KEY_ID))) {
         if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
@@ -446,9 +465,12 @@ int pc_wire_decode_request(pc_decoder *d, const void *buf, size_t len,
         FAIL(PC_E_BADMSG, "missing 'op'");
     if (o->type != MSGPACK_OBJECT_STR)
         FAIL(PC_E_BADMSG, "'op' must be a string");
-    if ((r->op = pc_op_parse(o->via.str.ptr, o->via.str.size)) < 0)
+    /* out->op stays -1 for an unknown op (wire.h), not pc_op_parse's code */
+    int op = pc_op_parse(o->via.str.ptr, o->via.str.size);
+    if (op < 0)
         FAIL(PC_E_BADOP, "unknown op '%.*s'",
              (int)(o->via.str.size > 40 ? 40 : o->via.str.size), o->via.str.ptr);
+    r->op = op;
     /* `lease`, the key most ops share, is checked for every op right after
      * the op (PROTOCOL.md section 4), also where the op has no use for it. */
     if ((o = find(m, "lease")) && o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)

@@ -190,4 +190,20 @@ void pc_rpc_server_stats_visit(const pc_rpc_server *s, pc_stat_fn fn, void *ctx)
     M(5) M(10) M(25) M(50) M(100) M(250) M(500) M(1000) M(2500) M(10000)      \
     M(50000) M(250000) M(1000000)
 
+/*
+ * For tests and fuzzers, not for hosts: handle ONE request payload the way
+ * the loop handles a payload it received (decode, run against the cache,
+ * encode the reply; counted in the stats and latency histograms like one),
+ * without the socket and without an envelope.  The loop's housekeeping
+ * (lease expiry, watermarks, resumed promotions) runs first, as it runs
+ * between two requests.  *reply gets the reply payload, valid until the
+ * next call on s or pc_rpc_server_destroy.  Returns 0 (a reply, which may
+ * carry an error status), 1 when the lookup waits for a promotion (no reply
+ * now: the one that comes later goes to no peer), PC_E_INVAL when s has no
+ * cache.  The server still needs pc_rpc_server_create (an ipc endpoint in
+ * a private temporary directory does).
+ */
+int pc_rpc_server_handle_payload(pc_rpc_server *s, const void *req, size_t len,
+                                 const void **reply, size_t *reply_len);
+
 #endif /* PC_RPC_H */

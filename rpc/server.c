@@ -1295,3 +1295,39 @@ void pc_rpc_server_stats(const pc_rpc_server *s, pc_rpc_stats *out)
     else
         *out = s->st;
 }
+
+/* ---- one payload without the socket (tests, fuzzers; rpc.h) ---------------- */
+
+int pc_rpc_server_handle_payload(pc_rpc_server *s, const void *req, size_t len,
+                                 const void **reply, size_t *reply_len)
+{
+    if (reply)
+        *reply = NULL;
+    if (reply_len)
+        *reply_len = 0;
+    if (!s || !s->cache || (!req && len))
+        return PC_E_INVAL;
+    /* pc_rpc_server_poll runs housekeeping after every request, after its
+     * reply is sent; here it runs before the next payload instead, since a
+     * resumed lookup reuses s->sb, which holds the reply handed out. */
+    housekeeping(s);
+    /* serve_one's path for a payload it kept, less the frames. */
+    s->st.requests++;
+    s->st.bytes_in += len;
+    pc_request r;
+    uint64_t t0 = mono_ns();
+    int rc = handle(s, req ? req : "", len, &r);
+    time_request(s, r.op, mono_ns() - t0);
+    if (rc == PARKED) {
+        /* No envelope: its reply, when the promotion is done, goes to no
+         * peer (ROUTER drops it), as for a client that went away. */
+        park(s, 0, r.id, &r.u.lookup);
+        return 1;
+    }
+    s->st.bytes_out += s->sb.size;
+    if (reply)
+        *reply = s->sb.data;
+    if (reply_len)
+        *reply_len = s->sb.size;
+    return 0;
+}

@@ -7,7 +7,8 @@
 #                               (none: the embedded default; see --help)
 #   bash scripts/dev.sh test    install what is missing, build both flavours
 #                               (release with gcc + jemalloc, sanitizers with
-#                               clang: ASan + UBSan), run the whole suite in each
+#                               clang: ASan + UBSan, and the libFuzzer targets
+#                               with 20 s runs), run the whole suite in each
 #   bash scripts/dev.sh build   install + build both flavours, no tests
 #   bash scripts/dev.sh deps    only install the missing Debian packages
 #
@@ -46,7 +47,9 @@ build() {
     for t in "${@:2}"; do targets+=(--target "$t"); done
     case "$1" in
         release) args=(-DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=gcc) ;;
-        asan)    args=(-DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang -DPC_SANITIZE=ON) ;;
+        # asan also builds the libFuzzer targets and their short ctest runs
+        # (tests/fuzz/README.md)
+        asan)    args=(-DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang -DPC_SANITIZE=ON -DPC_FUZZ=ON) ;;
         *) echo "unknown flavour $1" >&2; return 2 ;;
     esac
     echo "==> configure + build $1 ($dir)"

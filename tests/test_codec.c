@@ -826,7 +826,27 @@ Test(codec_request, op_and_id_errors)
         pc_pack_kv_str(&q.b.pk, "op", "teleport");
         cr_assert_eq(req_decode(&q), PC_E_BADOP);
         cr_assert_eq(q.r.id, 111);
+        cr_assert_eq(q.r.op, -1, "op %d: -1 when it could not be read", q.r.op);
         cr_assert(strstr(q.d.err, "teleport"), "%s", q.d.err);
+    }
+    /* Found by tests/fuzz: */
+    REQ(q, 4) { /* id twice behind another duplicate: still not echoed */
+        pc_pack_kv_str(&q.b.pk, "op", "ping");
+        pc_pack_kv_str(&q.b.pk, "op", "ping");
+        pc_pack_kv_u64(&q.b.pk, "id", 115);
+        pc_pack_kv_u64(&q.b.pk, "id", 116);
+        cr_assert_eq(req_decode(&q), PC_E_BADMSG);
+        cr_assert_eq(q.r.id, 0);
+        cr_assert(strstr(q.d.err, "'id' given twice"), "%s", q.d.err);
+    }
+    REQ(q, 4) { /* two empty keys (NULL str pointers in msgpack-c): an
+                 * unknown key twice, ignored, and no memcmp on NULL */
+        pc_pack_kv_u64(&q.b.pk, "", 1);
+        pc_pack_kv_u64(&q.b.pk, "", 2);
+        pc_pack_kv_str(&q.b.pk, "op", "ping");
+        pc_pack_kv_u64(&q.b.pk, "id", 117);
+        cr_assert_eq(req_decode(&q), 0, "%s", q.d.err);
+        cr_assert_eq(q.r.id, 117);
     }
     REQ(q, 1) { /* missing op */
         pc_pack_kv_u64(&q.b.pk, "id", 112);

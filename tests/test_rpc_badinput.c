@@ -405,6 +405,11 @@ BUILD(b_dup_tokens)
 }
 BUILD(b_dup_op) { MAP(3), KSTR("op", "ping"), KU("id", id), KSTR("op", "flush"); }
 BUILD(b_dup_id) { MAP(3), KSTR("op", "ping"), KU("id", id), KU("id", id + 1); }
+/* id twice behind another duplicate: still id 0 (tests/fuzz found it echoed) */
+BUILD(b_dup_op_then_id)
+{
+    MAP(4), KSTR("op", "ping"), KSTR("op", "ping"), KU("id", id), KU("id", id + 1);
+}
 BUILD(b_dup_unknown) { HEAD("ping", 2), KU("x", 1), KU("x", 2); }
 BUILD(b_missing_op) { MAP(1), KU("id", id); }
 BUILD(b_empty_map) { MAP(0); }
@@ -671,6 +676,7 @@ static const bad_case g_ops[] = {
     E("lookup: 'tokens' twice", b_dup_tokens, PC_E_BADMSG, 324, true),
     E("'op' twice (ping, flush)", b_dup_op, PC_E_BADMSG, 325, true),
     E("'id' twice (id 0 echoed)", b_dup_id, PC_E_BADMSG, 326, false),
+    E("'op' twice, then 'id' twice (id 0 echoed)", b_dup_op_then_id, PC_E_BADMSG, 328, false),
     E("an unknown key twice (ignored)", b_dup_unknown, 0, 327, true),
     E("missing op", b_missing_op, PC_E_BADMSG, 308, true),
     E("empty map", b_empty_map, PC_E_BADMSG, 0, false),
@@ -1119,4 +1125,54 @@ Test(badinput, mutations_strict_utf8, .timeout = 300)
     for (size_t i = 0; i < ns; i++)
         hd_buf_free(&seeds[i]);
     hd_stop(&fx.d);
+}
+
+/* ---- the fuzzers' seed corpus ------------------------------------------------------------
+ * Not a test of the daemon: with PC_FUZZ_CORPUS_DIR set, every payload of
+ * the tables above (up to 64 KiB) is written there, one file per case,
+ * "bad-<table>-<NN>", for tests/fuzz/gen_corpus.py; skipped otherwise.
+ * No daemon runs: the fixture's leases and blocks are stand-ins (the
+ * fuzzers' own cache holds the same prompts, not the same leases). */
+static void dump_table(const char *dir, const char *group, const bad_case *t,
+                       size_t n, const fixture *fx)
+{
+    for (size_t i = 0; i < n; i++) {
+        hd_buf b;
+        hd_buf_init(&b);
+        t[i].build(&b, fx, t[i].id);
+        if (b.sb.size <= 65536) {
+            char path[4096];
+            snprintf(path, sizeof(path), "%s/bad-%s-%02zu", dir, group, i);
+            FILE *f = fopen(path, "wb");
+            cr_assert(f, "%s: %s", path, strerror(errno));
+            cr_assert_eq(fwrite(b.sb.data ? b.sb.data : "", 1, b.sb.size, f),
+                         b.sb.size);
+            cr_assert_eq(fclose(f), 0);
+        }
+        hd_buf_free(&b);
+    }
+}
+
+Test(badinput, dump_corpus)
+{
+    const char *dir = getenv("PC_FUZZ_CORPUS_DIR");
+    if (!dir || !*dir)
+        cr_skip_test("PC_FUZZ_CORPUS_DIR not set (tests/fuzz/gen_corpus.py sets it)");
+    fixture fx;
+    memset(&fx, 0, sizeof(fx));
+    hd_prompt(fx.tok_a, 8, 1);
+    hd_prompt(fx.tok_b, 8, 2);
+    hd_prompt(fx.tok_c, 8, 3);
+    fx.canon_a[0] = 0, fx.canon_a[1] = 1, fx.canon_b[0] = 2, fx.canon_b[1] = 3;
+    fx.l1 = 0x1111, fx.l2 = 0x2222, fx.dead = 0x3333;
+    fx.l1_blocks[0] = 4, fx.l1_blocks[1] = 5, fx.l2_block = 6, fx.free_block = 7;
+#define DUMP(t) dump_table(dir, &(#t)[2], t, HD_NELEM(t), &fx)
+    DUMP(g_malformed);
+    DUMP(g_types);
+    DUMP(g_ops);
+    DUMP(g_limits);
+    DUMP(g_semantic);
+    DUMP(g_config);
+    DUMP(g_frames);
+#undef DUMP
 }
