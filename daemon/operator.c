@@ -23,20 +23,30 @@ typedef struct pin_item {
     char path[PCD_PINNED_PREFIXES_MAX + 1];
 } pin_item;
 
+/* The next comma-separated item at *cur (blanks around it trimmed; *len
+ * its length); *cur moves past it and its comma. */
+static const char *next_item(const char **cur, size_t *len)
+{
+    const char *p = *cur, *end = strchr(p, ',');
+    size_t n = end ? (size_t)(end - p) : strlen(p);
+    *cur = end ? end + 1 : p + n;
+    while (n && (*p == ' ' || *p == '\t'))
+        p++, n--;
+    while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+        n--;
+    *len = n;
+    return p;
+}
+
 /* Split text into items (NS=PATH); fn(ctx, item) for each.  Checks the
  * whole text before calling fn on any (fn NULL: a syntax check). */
 static int each_item(const char *text, int (*fn)(void *, const pin_item *),
                      void *ctx, char *err, size_t errlen)
 {
     for (int pass = fn ? 0 : 1; pass < 2; pass++) {
-        const char *p = text;
-        while (*p) {
-            const char *end = strchr(p, ',');
-            size_t len = end ? (size_t)(end - p) : strlen(p);
-            while (len && (*p == ' ' || *p == '\t'))
-                p++, len--;
-            while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
-                len--;
+        for (const char *cur = text; *cur;) {
+            size_t len;
+            const char *p = next_item(&cur, &len);
             const char *eq = memchr(p, '=', len);
             if (!eq || eq == p || eq == p + len - 1) {
                 snprintf(err, errlen, "pinned_prefixes: '%.*s' is not NS=FILE",
@@ -59,7 +69,6 @@ static int each_item(const char *text, int (*fn)(void *, const pin_item *),
                 if (rc)
                     return rc;
             }
-            p = end ? end + 1 : p + len;
         }
     }
     return 0;
@@ -216,13 +225,9 @@ typedef struct quota_list {
 static int quotas_parse(const char *text, quota_list *L, char *err, size_t errlen)
 {
     size_t cap = 0;
-    for (const char *p = text; *p;) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        while (len && (*p == ' ' || *p == '\t'))
-            p++, len--;
-        while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
-            len--;
+    for (const char *cur = text; *cur;) {
+        size_t len;
+        const char *p = next_item(&cur, &len);
         const char *eq = memchr(p, '=', len);
         if (!eq || eq == p) {
             snprintf(err, errlen, "namespace_quotas: '%.*s' is not "
@@ -279,7 +284,6 @@ static int quotas_parse(const char *text, quota_list *L, char *err, size_t errle
             L->v[L->n] = (pc_cache_quota){NULL, mx, mn};
             L->n++;
         }
-        p = end ? end + 1 : p + len;
     }
     return 0;
 }
