@@ -570,6 +570,7 @@ int pc_cache_set_limits(pc_cache *c, const pc_cache_config *cfg)
     c->cfg.max_leases = cfg->max_leases;
     c->cfg.max_pins_per_lease = cfg->max_pins_per_lease;
     c->cfg.max_blocks_per_lease = cfg->max_blocks_per_lease;
+    c->cfg.max_tree_nodes = cfg->max_tree_nodes;
     c->cfg.low_watermark = cfg->low_watermark;
     c->cfg.high_watermark = cfg->high_watermark;
     return 0;
@@ -1282,6 +1283,21 @@ static int insert_l(pc_cache *c, lease *l, const void *ns, size_t ns_len,
         canon = c->scratch;
     }
 
+    /* An insert adds at most 3 nodes (a namespace root, a split, a leaf):
+     * near the bound, one that would add a page is refused before anything
+     * changes (one that only finds its pages cached adds nothing). */
+    if (c->cfg.max_tree_nodes && np) {
+        pc_radix_stats ts;
+        pc_radix_match_result m;
+        pc_radix_stats_get(c->tree, &ts);
+        uint64_t nodes = ts.nodes + ts.namespaces;
+        if (nodes + 3 > c->cfg.max_tree_nodes &&
+            (pc_radix_match(c->tree, ns, ns_len, tokens, n_tokens, NULL, 0,
+                            PC_RADIX_MATCH_PEEK, &m) || m.pages < np))
+            return refuse(c, PC_E_LIMIT, "max_tree_nodes (%" PRIu64 ") reached: "
+                          "the tree has %" PRIu64 " nodes (evict or flush, or "
+                          "raise the bound)", c->cfg.max_tree_nodes, nodes);
+    }
     pc_quota_before_insert(c->quota, c->tree, ns, ns_len);
     insert_vet_ctx vet = {c, l, blocks, np};
     pc_radix_insert_result ir;

@@ -53,6 +53,11 @@ typedef struct pc_cache_config {
     uint32_t max_leases;
     uint32_t max_pins_per_lease;
     uint32_t max_blocks_per_lease;
+    /* Tree nodes (namespace roots included) at most (0: no bound beyond
+     * the pool's, about 2 per block): an insert that adds pages and could
+     * pass it is refused with PC_E_LIMIT, so that the tree's own memory has
+     * a ceiling an operator chose.  Reloadable. */
+    uint64_t max_tree_nodes;
     /* Watermarks in free blocks, for pc_cache_maintain(): when free < low,
      * evict until free >= high.  0/0 disables; default 0/0. */
     uint64_t low_watermark, high_watermark;

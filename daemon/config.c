@@ -182,6 +182,12 @@ static const pcd_knob KNOBS[] = {
      PCD_STR(PC_CACHE_MAX_BLOCKS_PER_LEASE_DEFAULT), NULL,
      NULL, 1, UINT32_MAX, NULL, true,
      "Allocated, not yet inserted blocks one lease may hold."},
+    {"max_tree_nodes", PCD_INT, F(max_tree_nodes), "0", NULL, NULL, 0,
+     UINT32_MAX, NULL, true,
+     "Tree nodes at most (0: bounded only by the pool, about 2 per block). "
+     "An insert that could pass it is refused with PC_E_LIMIT and a message "
+     "naming this knob; nothing else changes. Bounds the tree's own memory "
+     "(tree.metadata_bytes) when many short diverging prompts fragment it."},
     {"low_watermark", PCD_INT, F(low_watermark), "0", NULL, NULL, 0, UINT32_MAX,
      NULL, true,
      "Free blocks: when fewer are free, the daemon evicts unpinned pages (by "

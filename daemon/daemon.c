@@ -119,6 +119,7 @@ static void cache_limits(const pcd_config *c, pc_cache_config *cc)
     cc->max_leases = (uint32_t)c->max_leases;
     cc->max_pins_per_lease = (uint32_t)c->max_pins_per_lease;
     cc->max_blocks_per_lease = (uint32_t)c->max_blocks_per_lease;
+    cc->max_tree_nodes = c->max_tree_nodes;
     cc->low_watermark = c->low_watermark;
     cc->high_watermark = c->high_watermark;
     cc->eviction_policy = (pc_radix_policy)c->eviction_policy;

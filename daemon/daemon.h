@@ -59,6 +59,7 @@ typedef struct pcd_config {
     uint64_t low_watermark, high_watermark;
     uint64_t lease_ttl_ms;
     uint64_t max_leases, max_pins_per_lease, max_blocks_per_lease;
+    uint64_t max_tree_nodes;
     uint64_t max_msg_bytes, max_tokens;
     int log_level;               /* PC_LOG_*                             */
     bool log_utc;

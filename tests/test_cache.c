@@ -2246,3 +2246,53 @@ Test(cache, ns_quotas_cap_and_reserve_by_pattern)
     CHECK(c);
     cache_del(c);
 }
+
+/* ---- bounded memory: max_tree_nodes (issue 15) ------------------------------ */
+
+Test(cache, max_tree_nodes_refuses_growth_with_a_reason)
+{
+    pc_cache_config cfg = cfg_of(64, PC_POOL_HOST);
+    cfg.max_tree_nodes = 8;
+    pc_cache *c = mk_cfg(&cfg);
+    uint32_t t[8], own[2], ids[2];
+    /* diverging two-page prompts: each adds a leaf (and a split) */
+    size_t ok = 0;
+    int rc = 0;
+    for (uint32_t k = 0; k < 16 && rc == 0; k++) {
+        seq_fill(t, 8, 100);
+        t[4] = 1000 + k; /* shares the first page, diverges in the second */
+        uint64_t lease = 0;
+        al(c, 2, &lease, own);
+        pc_insert_result r;
+        snap before = take(c);
+        rc = pc_cache_insert(c, NS, strlen(NS), t, 8, own, lease, ids, &r);
+        CHECK(c);
+        if (rc == 0) {
+            ok++;
+        } else {
+            cr_assert_eq(rc, PC_E_LIMIT);
+            cr_assert(strstr(pc_cache_why(c), "max_tree_nodes (8)"), "%s",
+                      pc_cache_why(c));
+            SAME(c, before);
+        }
+        rel(c, lease);
+        pc_radix_stats ts;
+        pc_radix_stats_get(pc_cache_tree(c), &ts);
+        cr_assert_leq(ts.nodes + ts.namespaces, 8, "the bound was passed");
+    }
+    cr_assert_eq(rc, PC_E_LIMIT, "never refused");
+    cr_assert_geq(ok, 3);
+    /* a prompt that is cached already adds nothing: still accepted */
+    seq_fill(t, 8, 100);
+    t[4] = 1000;
+    uint64_t lease = 0;
+    al(c, 2, &lease, own);
+    in(c, NS, t, 8, own, lease, ids);
+    rel(c, lease);
+    /* eviction makes room again */
+    cr_assert_gt(pc_cache_evict(c, SIZE_MAX), 0);
+    seq_fill(t, 8, 5000);
+    put(c, NS, t, 8, ids);
+    CHECK(c);
+    cache_del(c);
+}
