@@ -981,11 +981,14 @@ static size_t tier2_run(pc_cache *c, const void *ns, size_t ns_len,
                         const uint32_t *tokens, size_t m, size_t np,
                         uint32_t *slots, uint64_t *busy, unsigned flags)
 {
-    pc_page_hash h = pc_page_hash_ns(ns, ns_len);
-    for (size_t i = 0; i < m; i++)
-        h = pc_page_hash_next(h, tokens + i * c->P, c->P);
     size_t k = 0;
-    for (size_t i = m; i < np; i++, k++) {
+    /* An empty tier holds no run: skip hashing the whole prefix (every
+     * partial lookup would pay it, and tier 2 starts empty). */
+    size_t end = pc_tier_pages(c->tier) ? np : m;
+    pc_page_hash h = pc_page_hash_ns(ns, ns_len);
+    for (size_t i = 0; i < m && end > m; i++)
+        h = pc_page_hash_next(h, tokens + i * c->P, c->P);
+    for (size_t i = m; i < end; i++, k++) {
         const uint32_t *page = tokens + i * c->P;
         h = pc_page_hash_next(h, page, c->P);
         int64_t s = pc_tier_find(c->tier, h, page);

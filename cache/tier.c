@@ -143,6 +143,8 @@ void pc_tier_touch(pc_tier *t, uint32_t slot)
 
 bool pc_tier_busy(const pc_tier *t, uint32_t slot) { return t->busy[slot] > 0; }
 
+uint32_t pc_tier_pages(const pc_tier *t) { return t->used; }
+
 /* Forget a live, idle slot: off the index and the LRU, onto the free list. */
 static void drop(pc_tier *t, uint32_t s)
 {

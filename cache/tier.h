@@ -59,6 +59,7 @@ void pc_tier_destroy(pc_tier *t);
 int64_t pc_tier_find(const pc_tier *t, pc_page_hash key, const uint32_t *page);
 void pc_tier_touch(pc_tier *t, uint32_t slot); /* most recently used */
 bool pc_tier_busy(const pc_tier *t, uint32_t slot);
+uint32_t pc_tier_pages(const pc_tier *t); /* pages held now */
 
 /* Copy `block`'s bytes into the tier as the page `key` (of namespace nsid,
  * tokens `page`), making room by the tier's LRU (busy slots stay).  A page
