@@ -14,8 +14,9 @@
  *                      └───────────────────────────────────┘
  *
  * Every block is in exactly one place: the pool's free list (FREE), one
- * lease's blocks[] (LEASED) or one tree page (CACHED).  Eviction hands the
- * tree's freed ids straight back to the pool.  Each operation checks
+ * lease's blocks[] (LEASED; a promotion's lease counts) or one tree page
+ * (CACHED).  Eviction hands the tree's freed ids back to the pool, after
+ * copying their pages to tier 2 when there is one (tier.c).  Each operation checks
  * everything that can fail (lease, limits, ownership, space) and allocates
  * what it needs before it changes anything, so a rejected request leaves the
  * cache as it was.

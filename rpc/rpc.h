@@ -17,7 +17,9 @@
  *             page_tokens, layers, kv_heads, head_dim, dtype (str),
  *             block_bytes, token_bytes, kv_bytes, capacity (blocks),
  *             backend ("host"|"none"|"cuda"), shm_name (host), shm_bytes
- *             (host), lease_ttl_ms, max_tokens, max_msg}
+ *             (host), device_ops/device_uuid/ipc_handle (cuda),
+ *             tier2/tier2_pages (a second tier), lease_ttl_ms, max_tokens,
+ *             max_msg}
  *   lookup  {ns, tokens, pin?, lease?, alloc?} -> {tokens (matched count),
  *             blocks (bin), lease: the lease holding this request's pin or
  *             allocation (a named lease with pin comes back even when nothing
@@ -25,19 +27,25 @@
  *             alloc: also
  *             alloc_status (and alloc_error, text, when it failed), and
  *             alloc_blocks (bin) for the prompt's remaining
- *             full pages, allocated under the same lease (created if needed)
+ *             full pages, allocated under the same lease (created if
+ *             needed); with a second tier also tier2_tokens; promote? (pins)
+ *             first copies those back, the reply parked until they are in
+ *             the pool (promoted_tokens); no_cache? refreshes nothing,
+ *             no_count? counts nothing
  *   alloc   {n, lease?}                  -> {lease, blocks}
  *   insert  {ns, tokens, blocks, lease?, release?} -> {cached_tokens,
  *             inserted_pages, freed_blocks, canon (bin)}; with release, the
- *             lease ends after a successful insert
+ *             lease ends after a successful insert; pin? keeps the prefix
+ *             pinned; no_cache? caches nothing
  *   release {lease}                      -> {}
  *   stats   {check?}                     -> {stats: map of dotted name ->
  *             uint, e.g. "pool.blocks.free", "tree.pages", "rpc.requests"};
  *             with check: true, also check: the result of pc_cache_check()
  *             (0 or a negative code; O(size), for tests and debugging)
  *   ping    {}                           -> {}
- *   flush   {ns?}                        -> {evicted (pages)}: every unpinned
- *             page of the namespace (or of all namespaces)
+ *   flush   {ns?}                        -> {evicted (pages), tier2_evicted}:
+ *             every unpinned page of the namespace (or of all namespaces),
+ *             in the pool and in tier 2
  *   config  {get?: [names], set?: {name: value}} -> {config: {name: value}}:
  *             with set, all-or-nothing over reloadable knobs, then the new
  *             values; with neither, every knob
