@@ -119,7 +119,10 @@ struct pc_cache {
     uint64_t *ebuf;
     size_t ebuf_cap;
     uint64_t ev_lost;
-    uint64_t *bhash; /* per pool block: its page's hash (quota evictions) */
+    pc_page_hash *bhash; /* per pool block: its cached page's chain hash,
+                          * {0,0} unknown: an insert chains on from its
+                          * cached prefix's last page; evictions and quota
+                          * evictions name pages without rehashing */
     struct {
         const pc_radix_evicted *e;
         size_t first, n;
@@ -676,10 +679,17 @@ void pc_cache_set_event_fn(pc_cache *c, pc_cache_event_fn fn, void *ctx)
         return;
     if (fn && !c->bhash) /* NULL: quota evictions go unnamed (ev_lost) */
         c->bhash = calloc(c->capacity, sizeof(*c->bhash));
+    else if (fn && !c->ev_fn && c->bhash) /* pages cached meanwhile: unknown */
+        memset(c->bhash, 0, c->capacity * sizeof(*c->bhash));
     c->ev_fn = fn;
     c->ev_ctx = ctx;
     if (c->tier)
         pc_tier_set_drop_fn(c->tier, fn ? tier_dropped : NULL, c);
+}
+
+static bool bhash_known(const pc_cache *c, uint32_t block)
+{
+    return c->bhash[block].lo | c->bhash[block].hi;
 }
 
 /* Chain hashes of an evicted run's prefix into hbuf; false (and counted as
@@ -721,7 +731,17 @@ static void evicted_to_pool(void *ctx, uint32_t block)
 static void evicted_named(void *ctx, const pc_radix_evicted *e)
 {
     pc_cache *c = ctx;
-    if (hash_evicted(c, e))
+    /* The pages' own hashes, kept when they were stored, name them: no
+     * need to rehash the whole prefix (REMOVED carries no parent). */
+    size_t known = 0;
+    if (c->bhash && ebuf_reserve(c, e->n_pages) == 0)
+        while (known < e->n_pages && bhash_known(c, e->blocks[known])) {
+            c->ebuf[known] = c->bhash[e->blocks[known]].lo;
+            known++;
+        }
+    if (known == e->n_pages && known)
+        emit_removed(c, 1, e->ns, e->ns_len, c->ebuf, e->n_pages);
+    else if (hash_evicted(c, e))
         emit_evicted(c, e);
     for (size_t i = 0; i < e->n_pages; i++)
         evicted_to_pool(c, e->blocks[i]);
@@ -733,8 +753,8 @@ static void evicted_quota(void *ctx, uint32_t block)
 {
     pc_cache *c = ctx;
     if (c->ev_fn) {
-        if (c->bhash)
-            emit_removed(c, 1, NULL, 0, &c->bhash[block], 1);
+        if (c->bhash && bhash_known(c, block))
+            emit_removed(c, 1, NULL, 0, &c->bhash[block].lo, 1);
         else
             c->ev_lost++;
     }
@@ -1326,10 +1346,19 @@ static int insert_l(pc_cache *c, lease *l, const void *ns, size_t ns_len,
     out->inserted_pages = ir.inserted_pages;
     if (c->ev_fn && np > cached) { /* the new pages, named by their chain */
         if (hbuf_reserve(c, np) == 0) {
-            pc_page_hash_chain(ns, ns_len, tokens, np, c->P, c->hbuf);
-            if (c->bhash) /* what a quota eviction will need to name them */
+            /* Chain on from the cached prefix's last page when its hash is
+             * known: an insert costs its new pages, not its whole prompt
+             * (a multi-turn chat adds a few pages to a long prefix). */
+            if (cached && c->bhash && bhash_known(c, canon[cached - 1])) {
+                pc_page_hash h = c->hbuf[cached - 1] = c->bhash[canon[cached - 1]];
                 for (size_t i = cached; i < np; i++)
-                    c->bhash[blocks[i]] = c->hbuf[i].lo;
+                    c->hbuf[i] = h = pc_page_hash_next(h, tokens + i * c->P, c->P);
+            } else {
+                pc_page_hash_chain(ns, ns_len, tokens, np, c->P, c->hbuf);
+            }
+            if (c->bhash) /* what evictions will need to name them */
+                for (size_t i = cached; i < np; i++)
+                    c->bhash[blocks[i]] = c->hbuf[i];
             emit_stored(c, 1, ns, ns_len, tokens, cached, np - cached);
         } else {
             c->ev_lost += np - cached;

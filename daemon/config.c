@@ -275,8 +275,20 @@ static const pcd_knob KNOBS[] = {
      "subscriber that joins late or missed batches catches up. Empty: off."},
     {"kv_events_buffer", PCD_INT, F(kv_events_buffer), "10000", NULL, NULL, 1,
      10000000, NULL, false,
-     "KV-event batches kept for replay (the newest; one batch per round of "
-     "requests)."},
+     "KV-event batches kept for replay (the newest; see "
+     "kv_events_interval_ms)."},
+    {"kv_events_buffer_bytes", PCD_SIZE, F(kv_events_buffer_bytes), "256MiB",
+     NULL, NULL, 1, 64 * GiB, NULL, false,
+     "At most this many bytes of KV-event batches kept for replay: the "
+     "oldest go first when a new batch would pass it (counted in "
+     "events.replay_dropped_batches)."},
+    {"kv_events_interval_ms", PCD_INT, F(kv_events_interval_ms), "10", NULL,
+     NULL, 0, 10000, NULL, true,
+     "A KV-event batch gathers events for this long after its first one "
+     "before it is published (sooner at 1 MiB). Each message costs a wakeup "
+     "of the publisher, libzmq and every subscriber; vLLM publishes once "
+     "per engine step. 0: one batch per round of requests (freshest, "
+     "costliest: +40% insert latency in bench/README.md)."},
     {"kv_events_format", PCD_ENUM, F(kv_events_format), "map", NULL, NULL, 0,
      0, pc_rpc_events_format_name, false,
      "How each KV event is encoded. map: a msgpack map with \"type\" (current "

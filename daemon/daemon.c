@@ -212,6 +212,7 @@ static int apply(pcd_daemon *d, const pcd_config *next, const char *why,
     pcd_log_set_level(d->cfg.log_level);
     pc_rpc_server_set_log_level(d->srv, d->cfg.log_level);
     pcd_log_set_utc(d->cfg.log_utc);
+    pc_rpc_events_set_interval(d->ev, (uint32_t)d->cfg.kv_events_interval_ms);
     return 0;
 }
 
@@ -528,6 +529,8 @@ static int start_events(pcd_daemon *d, char *err, size_t errlen)
         .endpoint = c->kv_events_endpoint, .topic = topic,
         .replay_endpoint = c->kv_events_replay_endpoint,
         .buffer = (uint32_t)c->kv_events_buffer,
+        .buffer_bytes = c->kv_events_buffer_bytes,
+        .interval_ms = (uint32_t)c->kv_events_interval_ms,
         .format = c->kv_events_format, .dp_rank = -1,
         .err = why, .errlen = sizeof(why),
     };
@@ -541,6 +544,7 @@ static int start_events(pcd_daemon *d, char *err, size_t errlen)
         return rc;
     }
     pc_rpc_events_attach(d->ev, d->cache);
+    pc_rpc_server_set_events(d->srv, d->ev);
     pcd_log(PC_LOG_INFO, "kv events: publishing on %s (topic %s, %s format), "
             "replay %s", pc_rpc_events_endpoint(d->ev), topic,
             pc_rpc_events_format_name(c->kv_events_format),
@@ -666,10 +670,17 @@ fail:
     return rc;
 }
 
+/* The shorter of two poll timeouts, -1 being forever. */
+static int wait_ms(int a, int b)
+{
+    return a < 0 ? b : b < 0 ? a : a < b ? a : b;
+}
+
 int pcd_daemon_run(pcd_daemon *d)
 {
     if (!d)
         return PC_E_INVAL;
+    int ev_wait = -1; /* until the pending KV-event batch is due */
     while (!d->stop && !g_stop_sig) {
         if (g_hup) { /* the server drained the pipe byte that woke us */
             g_hup = 0;
@@ -678,14 +689,15 @@ int pcd_daemon_run(pcd_daemon *d)
         }
         /* Sleeps until a request, a lease deadline, a signal or
          * pcd_daemon_stop (both write the self-pipe). */
-        int rc = pc_rpc_server_poll(d->srv, g_wake[0] >= 3 ? -1 : 100);
+        int rc = pc_rpc_server_poll(d->srv, wait_ms(g_wake[0] >= 3 ? -1 : 100,
+                                                    ev_wait));
         if (rc < 0) {
             pcd_log(PC_LOG_ERROR, "serving failed: %s; shutting down",
                     pc_strerror(rc));
             return rc;
         }
-        if (d->ev) /* this round's events, one batch */
-            pc_rpc_events_flush(d->ev);
+        if (d->ev) /* a batch whose interval is up goes out */
+            pc_rpc_events_tick(d->ev, &ev_wait);
     }
     if (g_stop_sig)
         pcd_log(PC_LOG_INFO, "%s: shutting down", g_stop_sig == SIGINT ? "SIGINT"

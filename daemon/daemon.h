@@ -75,7 +75,8 @@ typedef struct pcd_config {
     char kv_events_endpoint[PCD_ENDPOINT_MAX];
     char kv_events_topic[PCD_ENDPOINT_MAX];
     char kv_events_replay_endpoint[PCD_ENDPOINT_MAX];
-    uint64_t kv_events_buffer;
+    uint64_t kv_events_buffer, kv_events_buffer_bytes;
+    uint64_t kv_events_interval_ms;
     int kv_events_format;        /* PC_KV_EVENTS_*                       */
 } pcd_config;
 

@@ -256,6 +256,21 @@ static const row ROWS[] = {
      M_COUNTER, "", "", {0}, 0,
      "Namespaces that got less than their rule's reserve (the pool was "
      "reserved already)."},
+    /* the KV-events publisher (kv_events_endpoint; absent when off) */
+    {"events.batches", "prefixcache_kv_event_batches_total", M_COUNTER, "", "",
+     {0}, 0, "KV-event batches published (including ones whose send failed)."},
+    {"events.events", "prefixcache_kv_events_total", M_COUNTER, "", "", {0}, 0,
+     "KV events published (BlockStored, BlockRemoved, AllBlocksCleared)."},
+    {"events.send_failed", "prefixcache_kv_event_send_failures_total",
+     M_COUNTER, "", "", {0}, 0,
+     "KV-event batches the PUB socket refused (subscribers see the gap)."},
+    {"events.replays", "prefixcache_kv_event_replays_total", M_COUNTER, "", "",
+     {0}, 0, "Replay requests answered."},
+    {"events.replay_dropped_batches",
+     "prefixcache_kv_event_replay_dropped_batches_total", M_COUNTER, "", "",
+     {0}, 0, "Kept batches dropped early by kv_events_buffer_bytes."},
+    {"events.lost_pages", "prefixcache_kv_event_lost_pages_total", M_COUNTER,
+     "", "", {0}, 0, "Pages stored or removed that no event could name."},
     /* gauges: leases, the process */
     {"leases.live", "prefixcache_leases", M_GAUGE, "", "", {0}, 0, "Live leases."},
     {"leases.pins", "prefixcache_lease_pins", M_GAUGE, "", "", {0}, 0,

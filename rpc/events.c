@@ -51,6 +51,8 @@ struct pc_rpc_events {
     const char *rm_medium;
     int nomem;
     uint64_t seq;           /* the next batch's */
+    uint64_t since_ms;      /* when the pending batch began; 0: none */
+    uint32_t interval_ms;   /* how long a batch may gather (0: per round) */
     msgpack_sbuffer out;    /* the payload being built */
     /* replay */
     batch *ring;
@@ -59,6 +61,7 @@ struct pc_rpc_events {
     pthread_t thr;
     bool thr_up;
     uint64_t ring_next;     /* one past the newest kept seq (mutex) */
+    uint64_t ring_bytes, ring_max_bytes; /* payload bytes kept, their bound */
     atomic_bool stop;
     atomic_uint_fast64_t replays; /* the replay thread's one counter */
     pc_rpc_events_stats st;
@@ -156,10 +159,19 @@ static void rm_pack(pc_rpc_events *e)
     e->nrm = 0;
 }
 
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 static void on_event(void *ctx, const pc_cache_event *ev)
 {
     pc_rpc_events *e = ctx;
     msgpack_packer *pk = &e->evpk;
+    if (!e->since_ms)
+        e->since_ms = now_ms() | 1; /* never 0: 0 means "none pending" */
     if (ev->type == PC_CACHE_EV_REMOVED) {
         if (e->nrm && e->rm_medium != ev->medium)
             rm_pack(e);
@@ -270,11 +282,25 @@ int pc_rpc_events_flush(pc_rpc_events *e)
             memcpy(copy, e->out.data, e->out.size);
             pthread_mutex_lock(&e->mu);
             batch *b = &e->ring[seq % e->cap];
+            e->ring_bytes -= b->data ? b->len : 0;
             free(b->data);
             b->seq = seq;
             b->len = e->out.size;
             b->data = copy;
+            e->ring_bytes += b->len;
             e->ring_next = seq + 1;
+            /* The byte bound: drop the oldest kept batches (never this
+             * one); a replay then starts later, as if they had aged out. */
+            uint64_t lo = e->ring_next > e->cap ? e->ring_next - e->cap : 0;
+            for (uint64_t s = lo; e->ring_bytes > e->ring_max_bytes && s < seq; s++) {
+                batch *o = &e->ring[s % e->cap];
+                if (o->data && o->seq == s) {
+                    e->ring_bytes -= o->len;
+                    free(o->data);
+                    o->data = NULL;
+                    e->st.replay_dropped++;
+                }
+            }
             pthread_mutex_unlock(&e->mu);
         }
     }
@@ -283,7 +309,34 @@ done:
     e->nev = 0;
     e->nrm = 0;
     e->nomem = 0;
+    e->since_ms = 0;
     return rc;
+}
+
+/* A batch bigger than this goes out without waiting for its interval: it
+ * bounds the pending buffer and the size of one message. */
+#define FLUSH_BYTES ((size_t)1 << 20)
+
+int pc_rpc_events_tick(pc_rpc_events *e, int *wait_ms)
+{
+    if (wait_ms)
+        *wait_ms = -1;
+    if (!e)
+        return PC_E_INVAL;
+    if (!e->since_ms) /* nothing pending (a lost page count alone waits) */
+        return 0;
+    uint64_t now = now_ms(), due = e->since_ms + e->interval_ms;
+    if (now >= due || e->evbuf.size + e->nrm * 9 >= FLUSH_BYTES)
+        return pc_rpc_events_flush(e);
+    if (wait_ms)
+        *wait_ms = (int)(due - now);
+    return 0;
+}
+
+void pc_rpc_events_set_interval(pc_rpc_events *e, uint32_t ms)
+{
+    if (e)
+        e->interval_ms = ms;
 }
 
 /* ---- replay ------------------------------------------------------------------ */
@@ -403,6 +456,8 @@ int pc_rpc_events_create(const pc_rpc_events_config *cfg, pc_rpc_events **out)
     snprintf(e->topic, sizeof(e->topic), "%s", cfg->topic);
     e->format = cfg->format;
     e->rank = cfg->dp_rank;
+    e->interval_ms = cfg->interval_ms;
+    e->ring_max_bytes = cfg->buffer_bytes ? cfg->buffer_bytes : UINT64_MAX;
     msgpack_sbuffer_init(&e->evbuf);
     msgpack_sbuffer_init(&e->out);
     msgpack_packer_init(&e->evpk, &e->evbuf, msgpack_sbuffer_write);

@@ -146,6 +146,11 @@ int pc_rpc_server_create(const pc_rpc_config *cfg, pc_rpc_server **out);
  * one is attached already. */
 int pc_rpc_server_attach(pc_rpc_server *s, pc_cache *cache);
 
+/* The KV-events publisher whose counters STATS reports (events.*), or
+ * NULL; it must outlive its use by s. */
+struct pc_rpc_events;
+void pc_rpc_server_set_events(pc_rpc_server *s, struct pc_rpc_events *ev);
+
 /*
  * Serve: wait up to timeout_ms (-1: no limit) for requests, a lease
  * deadline (a timerfd armed at the earliest one) or the wakeup fd, then

@@ -53,6 +53,7 @@
  * born 0600 and only widened once its group is right.
  */
 #include "rpc/rpc.h"
+#include "rpc/events.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -123,6 +124,7 @@ typedef struct parked {
 struct pc_rpc_server {
     void *zctx, *sock;
     pc_cache *cache;
+    pc_rpc_events *events; /* NULL: no events.* in STATS */
     pc_rpc_hooks hooks;
     pc_proto_limits lim;
     uint32_t page_tokens, capacity;
@@ -521,6 +523,16 @@ void pc_rpc_server_stats_visit(const pc_rpc_server *s, pc_stat_fn fn, void *ctx)
     fn(ctx, "rpc.bytes_out", s->st.bytes_out);
     for (int i = 0; i < PC_OP_COUNT; i++)
         fn(ctx, op_stat_names[i], s->st.by_op[i]);
+    if (s->events) {
+        pc_rpc_events_stats es;
+        pc_rpc_events_stats_get(s->events, &es);
+        fn(ctx, "events.batches", es.batches);
+        fn(ctx, "events.events", es.events);
+        fn(ctx, "events.send_failed", es.send_failed);
+        fn(ctx, "events.replays", es.replays);
+        fn(ctx, "events.replay_dropped_batches", es.replay_dropped);
+        fn(ctx, "events.lost_pages", es.lost_pages);
+    }
     fn(ctx, "uptime_ms", mono_ms(CLOCK_MONOTONIC) - s->t0_ms);
     /* Last: the longest part, which readers that keep a bounded map (the
      * test harness) can afford to lose. */
@@ -898,6 +910,12 @@ int pc_rpc_server_attach(pc_rpc_server *s, pc_cache *cache)
     s->page_tokens = s->desc.layout.page_tokens;
     s->capacity = s->desc.capacity;
     return 0;
+}
+
+void pc_rpc_server_set_events(pc_rpc_server *s, pc_rpc_events *ev)
+{
+    if (s)
+        s->events = ev;
 }
 
 int pc_rpc_server_poll(pc_rpc_server *s, int timeout_ms)

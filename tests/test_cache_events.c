@@ -329,6 +329,65 @@ Test(cache_events, insert_names_new_pages_and_flush_keeps_pins)
     free(m);
 }
 
+/* An insert chains on from its cached prefix's kept hash; pages cached
+ * while no hook was attached have none (and a block reused meanwhile
+ * keeps its old page's): the chain must start over from the namespace,
+ * which on_event checks against a full chain. */
+static void insert_pages(pc_cache *c, const char *ns, const uint32_t *tok,
+                         size_t pages)
+{
+    uint32_t blocks[8], fresh[8];
+    pc_lookup_result r;
+    pc_insert_result ir;
+    cr_assert_eq(pc_cache_lookup_alloc(c, ns, strlen(ns), tok, pages * P, 0, 0,
+                                       blocks, fresh, &r), 0);
+    memcpy(blocks + r.pages, fresh, (pages - r.pages) * sizeof(*fresh));
+    cr_assert_eq(pc_cache_insert(c, ns, strlen(ns), tok, pages * P, blocks,
+                                 r.lease, NULL, &ir), 0);
+    if (r.lease) /* none when every page was cached already */
+        cr_assert_eq(pc_cache_release(c, r.lease), 0);
+    cr_assert_eq(pc_cache_check(c), 0);
+}
+
+Test(cache_events, prefix_cached_without_a_hook_is_rehashed)
+{
+    model *m = calloc(1, sizeof(*m));
+    uint32_t a[8 * P], b[8 * P];
+    for (int i = 0; i < 8 * P; i++) {
+        a[i] = (uint32_t)i;
+        b[i] = (uint32_t)(1000 + i);
+    }
+    /* a prefix cached before the hook: its hashes were never kept */
+    pc_cache *c = mk(8, 0, PC_POOL_NONE);
+    m->medium[1] = pc_cache_medium(c, 1);
+    insert_pages(c, "x", a, 2);
+    pc_cache_set_event_fn(c, on_event, m);
+    insert_pages(c, "x", a, 4); /* pages 2-3 new, their parent unknown */
+    cr_assert_eq(m->stored[1], 2);
+    insert_pages(c, "x", a, 4); /* all cached: nothing */
+    cr_assert_eq(m->stored[1], 2);
+    pc_cache_destroy(c);
+    /* blocks that kept a's hashes, reused while no hook was attached */
+    memset(m, 0, sizeof(*m));
+    c = mk(8, 0, PC_POOL_NONE);
+    m->medium[1] = pc_cache_medium(c, 1);
+    pc_cache_set_event_fn(c, on_event, m);
+    insert_pages(c, "x", a, 8); /* every block holds one of a's pages */
+    cr_assert_eq(m->stored[1], 8);
+    pc_cache_set_event_fn(c, NULL, NULL);
+    size_t ev = 0;
+    pc_cache_flush_all(c, &ev, NULL);
+    cr_assert_eq(ev, 8);
+    insert_pages(c, "x", b, 2);
+    memset(m, 0, sizeof(*m));
+    m->medium[1] = pc_cache_medium(c, 1);
+    pc_cache_set_event_fn(c, on_event, m);
+    insert_pages(c, "x", b, 4);
+    cr_assert_eq(m->stored[1], 2);
+    pc_cache_destroy(c);
+    free(m);
+}
+
 /* The test vectors docs/cluster.md gives consumers, so that the docs and
  * the chain cannot drift apart. */
 Test(cache_events, chain_hash_test_vectors)
