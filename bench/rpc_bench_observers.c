@@ -1,12 +1,14 @@
 /*
  * bench/rpc_bench_observers.c - what observability costs the daemon:
  *
- *   rpc_bench --observers metrics[,...] [--rounds N] [rpc_bench options]
+ *   rpc_bench --observers metrics|events|all[,...] [--rounds N] [options]
  *
  *   for round in 1..N:                      (the order alternates per round)
  *     off      rpc_bench --side daemon --phases cycle,cycle-tput --json T
  *     metrics  the same + --daemon-arg --metrics-listen=127.0.0.1:PORT,
  *              and a forked scraper: GET /metrics every second
+ *     events   --kv_events_endpoint=tcp://127.0.0.1:PORT and a forked SUB
+ *     all      both at once, with both consumers
  *   then: cycle p50 (1 client) and cycle throughput (8 clients) of each
  *   observer against "off", medians over the rounds.
  *
@@ -41,9 +43,11 @@
 
 /* ---- observers ---------------------------------------------------------------- */
 
-/* Successful consumptions (scrapes...), counted by the forked consumer in
- * a shared page, so that the report can say the observer really worked. */
+/* Successful consumptions (scrapes, batches), counted by the forked
+ * consumers in a shared page (one counter each), so that the report can
+ * say the observer really worked. */
 static volatile unsigned long *g_consumed;
+static int g_part; /* which counter this forked consumer bumps */
 
 /* Scrape http://127.0.0.1:port/metrics every second until killed. */
 static void scrape_metrics(unsigned port)
@@ -63,7 +67,7 @@ static void scrape_metrics(unsigned port)
                 got += n;
             }
             if (ok)
-                ++*g_consumed;
+                ++g_consumed[g_part];
         }
         if (fd >= 0)
             close(fd);
@@ -92,20 +96,28 @@ static void subscribe_events(unsigned port)
             more = zmq_msg_more(&m);
             zmq_msg_close(&m);
             if (!more)
-                ++*g_consumed;
+                ++g_consumed[g_part];
         }
     }
 }
 
+#define MAX_PARTS 2
+
+/* One or more parts (all: both at once, as an operator runs them), each a
+ * daemon option and the consumer that runs while the child measures. */
 typedef struct observer {
     const char *name;
-    const char *daemon_arg; /* printf format with the port (%u) */
-    void (*consume)(unsigned port);
+    const char *daemon_arg[MAX_PARTS]; /* printf format with the port (%u) */
+    void (*consume[MAX_PARTS])(unsigned port);
+    const char *what[MAX_PARTS];
 } observer;
 
 static const observer OBSERVERS[] = {
-    {"metrics", "--metrics-listen=127.0.0.1:%u", scrape_metrics},
-    {"events", "--kv_events_endpoint=tcp://127.0.0.1:%u", subscribe_events},
+    {"metrics", {"--metrics-listen=127.0.0.1:%u"}, {scrape_metrics}, {"scrapes"}},
+    {"events", {"--kv_events_endpoint=tcp://127.0.0.1:%u"}, {subscribe_events},
+     {"event batches"}},
+    {"all", {"--metrics-listen=127.0.0.1:%u", "--kv_events_endpoint=tcp://127.0.0.1:%u"},
+     {scrape_metrics, subscribe_events}, {"scrapes", "event batches"}},
 };
 #define NOBS (sizeof(OBSERVERS) / sizeof(OBSERVERS[0]))
 
@@ -151,13 +163,13 @@ static double median(double *v, size_t n)
 typedef struct figures {
     double p50_us, rate;
     double cpu_us; /* the daemon's CPU per request over the whole run */
-    unsigned long consumed;
+    unsigned long consumed[MAX_PARTS];
 } figures;
 
 /* cycle p50 of the first placement, median cycle throughput of the rounds */
 static figures parse_report(const char *json)
 {
-    figures f = {0, 0, 0, 0};
+    figures f = {0, 0, 0, {0}};
     const char *p = strstr(json, "\"cycle_daemon_");
     const char *q = p ? strstr(p, "\"p50\": ") : NULL;
     if (!q)
@@ -186,9 +198,14 @@ static figures parse_report(const char *json)
 static figures run_child(const char *self, int argc, char **argv,
                          const observer *obs, const char *json)
 {
-    unsigned port = obs ? free_port() : 0;
-    *g_consumed = 0;
-    char darg[128];
+    unsigned port[MAX_PARTS] = {0};
+    int nparts = 0;
+    while (obs && nparts < MAX_PARTS && obs->daemon_arg[nparts]) {
+        port[nparts] = free_port();
+        g_consumed[nparts] = 0;
+        nparts++;
+    }
+    char darg[MAX_PARTS][128];
     char *args[256];
     int k = 0;
     args[k++] = (char *)self;
@@ -200,10 +217,10 @@ static figures run_child(const char *self, int argc, char **argv,
     args[k++] = "cycle,cycle-tput";
     args[k++] = "--json";
     args[k++] = (char *)json;
-    if (obs) {
-        snprintf(darg, sizeof(darg), obs->daemon_arg, port);
+    for (int p = 0; p < nparts; p++) {
+        snprintf(darg[p], sizeof(darg[p]), obs->daemon_arg[p], port[p]);
         args[k++] = "--daemon-arg";
-        args[k++] = darg;
+        args[k++] = darg[p];
     }
     args[k] = NULL;
     pid_t child = fork();
@@ -214,24 +231,28 @@ static figures run_child(const char *self, int argc, char **argv,
         execv(self, args);
         _exit(127);
     }
-    pid_t consumer = -1;
-    if (obs && child > 0 && (consumer = fork()) == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        obs->consume(port); /* refused until the daemon is up: retried */
-        _exit(0);
-    }
+    pid_t consumer[MAX_PARTS] = {-1, -1};
+    for (int p = 0; p < nparts && child > 0; p++)
+        if ((consumer[p] = fork()) == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            g_part = p;
+            obs->consume[p](port[p]); /* refused until the daemon is up: retried */
+            _exit(0);
+        }
     int st;
     if (child < 0 || waitpid(child, &st, 0) != child)
         bench_die("child rpc_bench: %s", strerror(errno));
-    if (consumer > 0) {
-        kill(consumer, SIGKILL);
-        waitpid(consumer, NULL, 0);
-    }
+    for (int p = 0; p < nparts; p++)
+        if (consumer[p] > 0) {
+            kill(consumer[p], SIGKILL);
+            waitpid(consumer[p], NULL, 0);
+        }
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
         bench_die("child rpc_bench (%s) failed: wait status 0x%x",
                   obs ? obs->name : "off", st);
     figures f = parse_report(slurp(json));
-    f.consumed = *g_consumed;
+    for (int p = 0; p < nparts; p++)
+        f.consumed[p] = g_consumed[p];
     return f;
 }
 
@@ -253,7 +274,8 @@ int rpc_bench_observers_main(int argc, char **argv)
                 while (o < NOBS && strcmp(OBSERVERS[o].name, t))
                     o++;
                 if (o == NOBS)
-                    bench_die("--observers: unknown '%s' (known: metrics)", t);
+                    bench_die("--observers: unknown '%s' (known: metrics, "
+                              "events, all)", t);
                 if (nuse == MAX_OBS)
                     bench_die("--observers: at most %d", MAX_OBS);
                 use[nuse++] = &OBSERVERS[o];
@@ -266,7 +288,7 @@ int rpc_bench_observers_main(int argc, char **argv)
     }
     kept[nk] = NULL;
     if (!nuse)
-        bench_die("--observers: which? (metrics)");
+        bench_die("--observers: which? (metrics, events, all)");
     g_consumed = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
                       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (g_consumed == MAP_FAILED)
@@ -295,9 +317,9 @@ int rpc_bench_observers_main(int argc, char **argv)
             bench_say("  cycle p50 %.1f us, cycle throughput %.0f/s, daemon CPU "
                       "%.2f us/request%s", f.p50_us, f.rate, f.cpu_us,
                       obs ? "" : " (no observer)");
-            if (obs)
-                bench_say("  %s: %lu successful (scrapes, ...) during the run",
-                          obs->name, f.consumed);
+            for (int p = 0; obs && p < MAX_PARTS && obs->what[p]; p++)
+                bench_say("  %s: %lu %s during the run", obs->name,
+                          f.consumed[p], obs->what[p]);
         }
     unlink(json);
     double base_p50 = median(p50[0], rounds), base_rate = median(rate[0], rounds);
