@@ -15,6 +15,7 @@
 #include "rpc/client.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -63,12 +64,6 @@ int pc_rpc_keyfile_read(const char *path, char pub[PC_CURVE_KEY_LEN + 1],
     if (!f)
         return bad(err, errlen, errno == ENOENT ? PC_E_NOENT : PC_E_IO,
                    "cannot read key file %s: %s", path, strerror(errno));
-    struct stat st;
-    if (sec && fstat(fileno(f), &st) == 0 && (st.st_mode & 077)) {
-        fclose(f);
-        return bad(err, errlen, PC_E_PERM, "key file %s holds a secret key "
-                   "but group or others may read it (chmod 600 %s)", path, path);
-    }
     char line[512];
     int rc = 0, saw_sec = 0;
     while (rc == 0 && fgets(line, sizeof(line), f)) {
@@ -95,9 +90,14 @@ int pc_rpc_keyfile_read(const char *path, char pub[PC_CURVE_KEY_LEN + 1],
         else if (dst)
             memcpy(dst, val, PC_CURVE_KEY_LEN + 1);
     }
+    struct stat st;
+    bool open_mode = fstat(fileno(f), &st) == 0 && (st.st_mode & 077);
     fclose(f);
     if (rc)
         return rc;
+    if (sec && saw_sec && open_mode)
+        return bad(err, errlen, PC_E_PERM, "key file %s holds a secret key "
+                   "but group or others may read it (chmod 600 %s)", path, path);
     if (!pub[0])
         return bad(err, errlen, PC_E_INVAL, "key file %s has no public-key%s",
                    path, "");
