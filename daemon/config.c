@@ -89,8 +89,9 @@ static const pcd_knob KNOBS[] = {
     {"socket_mode", PCD_MODE, F(socket_mode), "0600", NULL, NULL, 0, 0777, NULL,
      false,
      "Permission bits of the ipc socket file, set explicitly whatever the "
-     "umask (whoever may connect may also flush and change the config). Must "
-     "include 0600. 0660 with socket_group lets engines under other uids in "
+     "umask (whoever may connect may use every namespace unless "
+     "allow_list_file binds its uid; only the daemon's uid, root and admin "
+     "uids may flush and change the config). Must include 0600. 0660 with socket_group lets engines under other uids in "
      "that group connect; the socket's directory must let them search it "
      "(the daemon warns when it does not)."},
     {"socket_group", PCD_STR, F(socket_group), "", NULL, NULL, 0, 64, NULL, false,
@@ -1251,6 +1252,10 @@ void pcd_config_write_markdown(FILE *f)
         "at all serves a Llama-3-8B-shaped cache (32 layers, 8 KV heads, head_dim\n"
         "128, fp16, 16-token pages: 2 MiB blocks) from a 1 GiB host shared-memory\n"
         "pool, and logs where it listens and the pool layout.\n"
+        "\n"
+        "Who may connect and what each client may do (`socket_mode`,\n"
+        "`curve_key_file`, `allow_list_file`, `insecure_tcp`): see\n"
+        "[SECURITY.md](SECURITY.md).\n"
         "\n"
         "Values come from three places; a later one wins:\n"
         "\n"

@@ -43,6 +43,10 @@
  *             with check: true, also check: the result of pc_cache_check()
  *             (0 or a negative code; O(size), for tests and debugging)
  *   ping    {}                           -> {}
+ * flush, config and stats' check are admin ops; a client bound to
+ * namespace patterns may lookup/insert only there; leases belong to their
+ * maker (PROTOCOL.md 12, docs/SECURITY.md: who() and authorize()).
+ *
  *   flush   {ns?}                        -> {evicted (pages), tier2_evicted}:
  *             every unpinned page of the namespace (or of all namespaces),
  *             in the pool and in tier 2

@@ -47,9 +47,18 @@
  * rpc/endpoint.c) that is a squatter, and we say so instead of serving
  * next to it.
  *
- * The socket's mode: whoever may connect may flush the cache and change its
- * config, so the mode is set explicitly (cfg->ipc_mode, ipc_gid) after bind
- * and never left to the umask.  bind runs under umask 0177, so the file is
+ * The socket's mode: whoever may connect may read and change the index
+ * (and, as the daemon's own uid or root, flush and reconfigure it: who()),
+ * so the mode is set explicitly (cfg->ipc_mode, ipc_gid) after bind and
+ * never left to the umask.
+ *
+ * Who may do what (docs/SECURITY.md): each request's caller is resolved
+ * from the frame's properties (who(): a CURVE key's User-Id, an ipc peer's
+ * uid, else the connection) and authorize() runs after decoding and before
+ * any cache call, so a refusal changes nothing and reads nothing of the
+ * cache.  Leases carry their maker (pc_cache_set_owner).  A tcp endpoint
+ * off loopback needs CURVE, whose ZAP handler is one more poll item
+ * (setup_auth, zap_serve).  bind runs under umask 0177, so the file is
  * born 0600 and only widened once its group is right.
  */
 #include "rpc/rpc.h"
