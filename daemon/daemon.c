@@ -252,13 +252,14 @@ int pcd_daemon_reload(pcd_daemon *d)
     char err[512];
     if (!d)
         return PC_E_INVAL;
-    if (!d->cl || !d->cl->config_path) {
-        pcd_log(PC_LOG_INFO, "SIGHUP: no --config file to re-read; nothing "
-                "to reload");
-        return 0;
-    }
-    pcd_config next;
-    int rc = pcd_config_load(&next, d->cl, err, sizeof(err));
+    pcd_config next = d->cfg;
+    int rc = 0;
+    if (!d->cl || !d->cl->config_path) /* the files it names, all the same */
+        pcd_log(PC_LOG_INFO, "SIGHUP: no --config file to re-read; re-reading "
+                "the files the configuration names (allow_list_file, "
+                "pinned_prefixes)");
+    else
+        rc = pcd_config_load(&next, d->cl, err, sizeof(err));
     if (rc == 0)
         rc = apply(d, &next, "SIGHUP reload", err, sizeof(err));
     if (rc < 0)

@@ -1101,7 +1101,7 @@ static void zap_send(pc_rpc_server *s, const zmq_msg_t *reqid, const char *code,
  * drops the key cuts its service at once).  Else 400, logged with the key
  * and the address (at most a line a second).
  */
-static void zap_serve(pc_rpc_server *s)
+static bool zap_serve(pc_rpc_server *s)
 {
     zmq_msg_t f[8];
     int n = 0, more = 1;
@@ -1111,7 +1111,7 @@ static void zap_serve(pc_rpc_server *s)
         if (zmq_msg_recv(&m, s->zap, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&m);
             if (n == 0)
-                return; /* nothing there */
+                return false; /* nothing there */
             break;
         }
         more = zmq_msg_more(&m);
@@ -1150,6 +1150,7 @@ static void zap_serve(pc_rpc_server *s)
     }
     for (int i = 0; i < n; i++)
         zmq_msg_close(&f[i]);
+    return true;
 }
 
 void pc_rpc_server_set_allow(pc_rpc_server *s, pc_rpc_allow *a)
@@ -1291,8 +1292,8 @@ int pc_rpc_server_poll(pc_rpc_server *s, int timeout_ms)
         s->armed_at = 0;
     }
     if (rc > 0 && s->zap && (it[5].revents & ZMQ_POLLIN))
-        for (int k = 0; k < 64; k++) /* bounded: requests wait too */
-            zap_serve(s);
+        for (int k = 0; k < 64 && zap_serve(s); k++) { /* requests wait too */
+        }
     if (rc > 0 && wfd >= 0 && (it[3].revents & ZMQ_POLLIN))
         pc_cache_wait_fd_drain(s->cache); /* then housekeeping polls */
     if (rc > 0 && s->wakeup_fd > 0 && (it[2].revents & ZMQ_POLLIN)) {

@@ -663,6 +663,21 @@ Test(sec, allow_list_reload)
     pc_client_close(u);
     pc_client *n = connect_key(ep, &srv, &newk, HD_CALL_MS);
     RC_EQ(n, pc_client_ping(n), 0);
+    RC_EQ(n, pc_client_stats(n, count_ns, &(int){0}), 0);
+
+    /* SIGHUP, no --config file: the file in force is read again; garbage
+     * is refused (the list stays), a new text applies */
+    hd_write_file(next, "garbage\n");
+    size_t from = hd_log_size(&d);
+    cr_assert_eq(kill(d.pid, SIGHUP), 0);
+    cr_assert(hd_log_has(&d, from, 3000, "SIGHUP reload refused", next, NULL));
+    RC_EQ(n, pc_client_stats(n, count_ns, &(int){0}), 0);
+    snprintf(text, sizeof(text), "%s admin\n", adm.pub);
+    hd_write_file(next, text);
+    from = hd_log_size(&d);
+    cr_assert_eq(kill(d.pid, SIGHUP), 0);
+    cr_assert(hd_log_has(&d, from, 3000, "1 entry in force", NULL));
+    RC_EQ(n, pc_client_stats(n, count_ns, &(int){0}), PC_E_PERM);
     pc_client_close(n);
     pc_client_close(a);
     hd_stop(&d);
