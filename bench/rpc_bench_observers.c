@@ -387,7 +387,7 @@ int rpc_bench_curve_main(int argc, char **argv)
     if (jfd < 0)
         bench_die("mkstemp: %s", strerror(errno));
     close(jfd);
-    double p50[2][MAX_ROUNDS], rate[2][MAX_ROUNDS];
+    double p50[2][MAX_ROUNDS], rate[2][MAX_ROUNDS], cpu[2][MAX_ROUNDS];
     static const char *const name[2] = {"off", "curve"};
     for (size_t r = 0; r < rounds; r++)
         for (size_t j = 0; j < 2; j++) {
@@ -399,8 +399,9 @@ int rpc_bench_curve_main(int argc, char **argv)
             figures f = run_child(self, nk, kept, NULL, json, "lookup", extra);
             p50[o][r] = f.p50_us;
             rate[o][r] = f.rate;
-            bench_say("  lookup p50 %.1f us, lookup throughput %.0f/s", f.p50_us,
-                      f.rate);
+            cpu[o][r] = f.cpu_us;
+            bench_say("  lookup p50 %.1f us, lookup throughput %.0f/s, daemon "
+                      "CPU %.2f us/request", f.p50_us, f.rate, f.cpu_us);
         }
     unlink(json);
     unlink(srv);
@@ -409,10 +410,13 @@ int rpc_bench_curve_main(int argc, char **argv)
     rmdir(dir);
     double bp = median(p50[0], rounds), br = median(rate[0], rounds);
     double cp = median(p50[1], rounds), cr = median(rate[1], rounds);
-    printf("tcp 127.0.0.1   lookup p50 (us)   x off   lookup tput 8 cl. (/s)   x off\n");
-    printf("CURVE off       %15.1f           %22.0f\n", bp, br);
-    printf("CURVE on        %15.1f   %5.2f   %22.0f   %5.2f\n", cp, cp / bp, cr,
-           cr / br);
+    double bc = median(cpu[0], rounds), cc = median(cpu[1], rounds);
+    printf("tcp 127.0.0.1   lookup p50 (us)   x off   lookup tput 8 cl. (/s)   "
+           "x off   daemon CPU (us/req)   x off\n");
+    printf("CURVE off       %15.1f           %22.0f           %19.2f\n", bp, br,
+           bc);
+    printf("CURVE on        %15.1f   %5.2f   %22.0f   %5.2f   %19.2f   %5.2f\n",
+           cp, cp / bp, cr, cr / br, cc, cc / bc);
     printf("(medians of %zu rounds, each a whole rpc_bench run on its own daemon; "
            "targets: p50 <= 1.3x off: %s, throughput >= 0.7x off: %s)\n", rounds,
            cp <= 1.3 * bp ? "met" : "NOT met", cr >= 0.7 * br ? "met" : "NOT met");
