@@ -26,12 +26,17 @@
  *                               pin under it, insert with it: PC_E_LEASE,
  *                               the very text an unknown lease gets; the
  *                               owner still releases it
- *   allow_list_reload           config set allow_list_file: a bad file is
- *                               refused and the list stays; a new list
- *                               revokes a key at once and admits a new one
+ *   allow_list_reload           config set allow_list_file, then SIGHUP
+ *                               (no --config): a bad file is refused and
+ *                               the list stays; a new list revokes a key
+ *                               at once (open connections too) and admits
+ *                               a new one
  *   ipc_uids                    (root) another uid on ipc: admin ops
  *                               refused, its tenant patterns enforced; root
  *                               and the daemon's uid are admins
+ *   cli_keygen_and_curve_flags  prefixcache-cli keygen's files and modes,
+ *                               never overwriting; --server-key and
+ *                               --client-key against a CURVE daemon
  */
 #include "tests/harness/harness.h"
 #include "tests/harness/client_check.h"
@@ -40,6 +45,7 @@
 #include "rpc/rpc.h"
 
 #include <ctype.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -748,4 +754,90 @@ Test(sec, ipc_uids)
     pc_client_close(c);
     hd_stop(&d);
     unlink(ap);
+}
+
+/* ---- prefixcache-cli: keygen and the CURVE flags ---------------------------------- */
+
+/* Run the CLI with args (NULL-ended); its exit status, stdout into out. */
+static int cli(char *out, size_t outlen, const char *const *args)
+{
+    const char *bin = hd_env("PREFIXCACHE_CLI");
+    char outp[128];
+    snprintf(outp, sizeof(outp), "/tmp/pc-sec-%ld-cli.out", (long)getpid());
+    const char *argv[24];
+    int n = 0;
+    argv[n++] = bin;
+    for (int i = 0; args[i] && n < 23; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        int o = open(outp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int null = open("/dev/null", O_RDWR);
+        if (o < 0 || null < 0)
+            _exit(126);
+        dup2(null, 0), dup2(o, 1);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    int st;
+    cr_assert(hd_wait_child(pid, 20000, &st), "the CLI hung");
+    char *text = hd_read_file(outp, NULL);
+    snprintf(out, outlen, "%s", text);
+    free(text);
+    unlink(outp);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+#define CLI(out, ...) cli((out), sizeof(out), (const char *const[]){__VA_ARGS__, NULL})
+
+Test(sec, cli_keygen_and_curve_flags)
+{
+    char srv[128], usr[128], srvpub[160], usrpub[160], out[4096];
+    tmp_path(srv, sizeof(srv), "srv");
+    tmp_path(usr, sizeof(usr), "usr");
+    snprintf(srvpub, sizeof(srvpub), "%s.pub", srv);
+    snprintf(usrpub, sizeof(usrpub), "%s.pub", usr);
+    unlink(srvpub);
+    unlink(usrpub);
+    cr_assert_eq(CLI(out, "keygen", srv), 0);
+    cr_assert_eq(CLI(out, "keygen", usr), 0);
+    cr_assert_eq(strlen(out), 41, "keygen prints the public key: '%s'", out);
+    cr_assert_neq(CLI(out, "keygen", usr), 0, "keygen overwrote a key");
+    struct stat st;
+    cr_assert_eq(stat(srv, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0600);
+    cr_assert_eq(stat(srvpub, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0644);
+    char upub[41], spub[41], err[256];
+    cr_assert_eq(pc_rpc_keyfile_read(usrpub, upub, NULL, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(pc_rpc_keyfile_read(srvpub, spub, NULL, err, sizeof(err)), 0, "%s", err);
+
+    char allow[128], text[256], a1[200], a2[200], ep[128];
+    snprintf(text, sizeof(text), "%s user\n", upub);
+    write_text(allow, sizeof(allow), "allow", text);
+    snprintf(a1, sizeof(a1), "--curve_key_file=%s", srv);
+    snprintf(a2, sizeof(a2), "--allow_list_file=%s", allow);
+    hd_daemon d;
+    start_tcp(&d, "0.0.0.0", (const char *const[]){a1, a2, NULL}, ep, sizeof(ep));
+    cr_assert(hd_log_has(&d, 0, 0, spub, NULL), "the log names no server key");
+    cr_assert_eq(CLI(out, "--endpoint", ep, "--server-key", srvpub, "--client-key",
+                     usr, "ping"), 0);
+    cr_assert_eq(CLI(out, "--endpoint", ep, "--server-key", srvpub, "--client-key",
+                     usr, "flush"), 1, "a user flushed");
+    cr_assert_eq(CLI(out, "--endpoint", ep, "--timeout", "500", "ping"), 1);
+    cr_assert_eq(CLI(out, "--endpoint", ep, "--server-key", srvpub, "ping"), 2,
+                 "one key flag alone is a usage error");
+    /* a key pair file others may read is refused before connecting */
+    chmod(usr, 0644);
+    cr_assert_eq(CLI(out, "--endpoint", ep, "--server-key", srvpub, "--client-key",
+                     usr, "ping"), 1);
+    hd_stop(&d);
+    unlink(srv);
+    unlink(usr);
+    unlink(srvpub);
+    unlink(usrpub);
+    unlink(allow);
 }
