@@ -140,6 +140,8 @@ typedef struct config {
     const char *dargs[MAX_DARGS];
     size_t n_dargs;
     bool events; /* --events: KV events on, one subscriber draining them */
+    unsigned tcp_port;     /* --tcp: the daemon on tcp://127.0.0.1:PORT     */
+    const char *curve_dir; /* --curve-dir: server.key, client.key, allow   */
     /* derived */
     size_t pages, sys_pages, tail_pages, tail_tokens;
     uint64_t pool_blocks;
@@ -147,6 +149,16 @@ typedef struct config {
 } config;
 
 static config C;
+
+/* --curve-dir: the keys every client of the daemon connects with. */
+static pc_client_curve g_curve;
+static bool g_use_curve;
+
+static int bench_connect(const char *ep, int timeout_ms, pc_client **out)
+{
+    return pc_client_connect_curve(ep, timeout_ms, g_use_curve ? &g_curve : NULL,
+                                   out);
+}
 
 /* ---- process bookkeeping and cleanup ---------------------------------------- */
 
@@ -526,6 +538,12 @@ static void *raw_open(void *ctx, const char *ep)
 {
     void *s = zmq_socket(ctx, ZMQ_DEALER);
     int zero = 0, one = 1;
+    bool curve = g_use_curve && !strcmp(ep, g_daemon_ep);
+    if (s && curve &&
+        (zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, g_curve.server_public, 40) ||
+         zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, g_curve.public_key, 40) ||
+         zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, g_curve.secret_key, 40)))
+        bench_die("raw DEALER to %s: CURVE: %s", ep, zmq_strerror(zmq_errno()));
     if (!s || zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero) ||
         zmq_setsockopt(s, ZMQ_IMMEDIATE, &one, sizeof one) ||
         zmq_setsockopt(s, ZMQ_RCVHWM, &zero, sizeof zero) ||
@@ -660,7 +678,7 @@ static pc_client *wconnect(wctx *w)
 {
     pc_client *c = NULL;
     pc_hello h;
-    int rc = pc_client_connect(g_daemon_ep, C.timeout_ms, &c);
+    int rc = bench_connect(g_daemon_ep, C.timeout_ms, &c);
     if (rc) {
         wfail(w, "connect: %s", pc_strerror(rc));
         return NULL;
@@ -1133,7 +1151,10 @@ static void make_dir(void)
     if (!mkdtemp(tmpl))
         bench_die("mkdtemp: %s", strerror(errno));
     snprintf(g_dir, sizeof g_dir, "%s", tmpl);
-    snprintf(g_daemon_ep, sizeof g_daemon_ep, "ipc://%s/daemon.sock", g_dir);
+    if (C.tcp_port)
+        snprintf(g_daemon_ep, sizeof g_daemon_ep, "tcp://127.0.0.1:%u", C.tcp_port);
+    else
+        snprintf(g_daemon_ep, sizeof g_daemon_ep, "ipc://%s/daemon.sock", g_dir);
     snprintf(g_echo_ep, sizeof g_echo_ep, "ipc://%s/echo.sock", g_dir);
     if (!strcmp(C.backend, "host"))
         snprintf(g_shm_name, sizeof g_shm_name, "/rpc_bench-%ld",
@@ -1166,6 +1187,10 @@ static void start_servers(void)
         snprintf(a[k++], 200, "--shm_name=%s", g_shm_name);
     if (C.events)
         snprintf(a[k++], 200, "--kv_events_endpoint=ipc://%s/events.sock", g_dir);
+    if (C.curve_dir) {
+        snprintf(a[k++], 200, "--curve_key_file=%s/server.key", C.curve_dir);
+        snprintf(a[k++], 200, "--allow_list_file=%s/allow", C.curve_dir);
+    }
     for (int i = 0; i < k; i++)
         dargv[n++] = a[i];
     for (size_t i = 0; i < C.n_dargs; i++)
@@ -1247,7 +1272,7 @@ static void wait_servers(void)
         if (bench_now_ns() > deadline)
             bench_die("echo_server did not answer within %d ms", C.timeout_ms * 3);
     }
-    int rc = pc_client_connect(g_daemon_ep, 100, &g_client);
+    int rc = bench_connect(g_daemon_ep, 100, &g_client);
     if (rc)
         bench_die("pc_client_connect(%s): %s", g_daemon_ep, pc_strerror(rc));
     for (;;) {
@@ -1695,13 +1720,13 @@ static void print_json(FILE *f, const rpt_row *rows, size_t nrows)
                "or echo) and each one's ZeroMQ I/O thread share these cores\"},\n",
             C.clients);
     fprintf(f,
-            "  \"config\": {\"transport\": \"ipc\", \"page_tokens\": %u, "
+            "  \"config\": {\"transport\": \"%s\", \"page_tokens\": %u, "
             "\"prompt_tokens\": %zu, \"system_tokens\": %zu, \"prompts\": %zu, "
             "\"lookups\": %zu, \"cycles\": %zu, \"clients\": %zu, "
             "\"depth\": %zu, \"tput_lookups_per_client\": %zu, "
             "\"tput_cycles_per_client\": %zu, \"reps\": %zu, "
             "\"latency_block\": %d, \"backend\": ",
-            PT, C.prompt_tokens, C.system_tokens, C.prompts, C.lookups,
+            g_use_curve ? "tcp+curve" : C.tcp_port ? "tcp" : "ipc", PT, C.prompt_tokens, C.system_tokens, C.prompts, C.lookups,
             C.cycles, C.clients, C.depth, C.tput_lookups, C.tput_cycles,
             C.reps, LAT_BLOCK);
     rpt_json_str(f, C.backend);
@@ -1884,8 +1909,15 @@ static void usage(FILE *f)
         "                    (metrics: --metrics-listen and a scraper reading\n"
         "                    /metrics every second) against off, each a whole\n"
         "                    run of its own (rpc_bench_observers.c)\n"
-        "  --rounds N        with --observers: runs per setting, alternating\n"
-        "                    (default 3; medians)\n");
+        "  --rounds N        with --observers or --curve-cost: runs per\n"
+        "                    setting, alternating (default 3; medians)\n"
+        "  --tcp PORT        the daemon on tcp://127.0.0.1:PORT instead of ipc\n"
+        "  --curve-dir DIR   with --tcp: CURVE, keys from DIR (server.key,\n"
+        "                    client.key, allow: what --curve-cost writes)\n"
+        "  --curve-cost      the cost of CURVE instead: lookup p50 and 8-client\n"
+        "                    lookup throughput on tcp to 127.0.0.1, CURVE on\n"
+        "                    against off, whole runs of their own, alternating\n"
+        "                    (rpc_bench_observers.c)\n");
 }
 
 static void parse_args(int argc, char **argv)
@@ -1947,6 +1979,10 @@ static void parse_args(int argc, char **argv)
         else if (!strcmp(a, "--timeout-ms") && i + 1 < argc)
             C.timeout_ms = (int)bench_arg_u64(argv[++i], "--timeout-ms", 0,
                                                 INT_MAX);
+        else if (!strcmp(a, "--tcp") && i + 1 < argc)
+            C.tcp_port = (unsigned)bench_arg_u64(argv[++i], "--tcp", 1, 65535);
+        else if (!strcmp(a, "--curve-dir") && i + 1 < argc)
+            C.curve_dir = argv[++i];
         else if (!strcmp(a, "--daemon-arg") && i + 1 < argc) {
             if (C.n_dargs == MAX_DARGS)
                 bench_die("at most %d --daemon-arg", MAX_DARGS);
@@ -1959,6 +1995,19 @@ static void parse_args(int argc, char **argv)
     }
     if (strcmp(C.backend, "none") && strcmp(C.backend, "host"))
         bench_die("--backend: none or host");
+    if (C.curve_dir) { /* read here: the workers, forked later, inherit it */
+        char path[512], err[512];
+        if (!C.tcp_port)
+            bench_die("--curve-dir needs --tcp (CURVE is for tcp endpoints)");
+        snprintf(path, sizeof path, "%s/server.key", C.curve_dir);
+        int rc = pc_rpc_keyfile_read(path, g_curve.server_public, NULL, err,
+                                     sizeof err);
+        snprintf(path, sizeof path, "%s/client.key", C.curve_dir);
+        if (rc || (rc = pc_rpc_keyfile_read(path, g_curve.public_key,
+                                            g_curve.secret_key, err, sizeof err)))
+            bench_die("--curve-dir: %s", err);
+        g_use_curve = true;
+    }
     /* Latency placements: the first one carries the targets. */
     static char pinbuf[64];
     int ncpu = allowed_cpus();
@@ -2059,15 +2108,19 @@ static void parse_args(int argc, char **argv)
 
 /* rpc_bench_observers.c: --observers runs this program again per setting. */
 int rpc_bench_observers_main(int argc, char **argv);
+int rpc_bench_curve_main(int argc, char **argv);
 
 int main(int argc, char **argv)
 {
     g_main_pid = getpid();
     bench_cli_init("rpc_bench");
     bench_cli.usage = usage;
-    for (int i = 1; i < argc; i++)
+    for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--observers"))
             return rpc_bench_observers_main(argc, argv);
+        if (!strcmp(argv[i], "--curve-cost"))
+            return rpc_bench_curve_main(argc, argv);
+    }
     /* bench_die in a worker: _exit; here: exit, and atexit runs cleanup() */
     bench_cli.main_pid = g_main_pid;
     parse_args(argc, argv);

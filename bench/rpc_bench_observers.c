@@ -37,6 +37,7 @@
 #include <zmq.h>
 
 #include "bench/common/cli.h"
+#include "rpc/client.h"
 
 #define MAX_ROUNDS 9
 #define MAX_OBS 4
@@ -166,18 +167,22 @@ typedef struct figures {
     unsigned long consumed[MAX_PARTS];
 } figures;
 
-/* cycle p50 of the first placement, median cycle throughput of the rounds */
-static figures parse_report(const char *json)
+/* kind's ("cycle", "lookup") p50 of the first placement, and its median
+ * throughput over the rounds */
+static figures parse_report(const char *json, const char *kind)
 {
     figures f = {0, 0, 0, {0}};
-    const char *p = strstr(json, "\"cycle_daemon_");
+    char key[64];
+    snprintf(key, sizeof(key), "\"%s_daemon_", kind);
+    const char *p = strstr(json, key);
     const char *q = p ? strstr(p, "\"p50\": ") : NULL;
     if (!q)
-        bench_die("child report: no cycle latency");
+        bench_die("child report: no %s latency", kind);
     f.p50_us = strtod(q + 7, NULL);
-    p = strstr(json, "\"cycle_daemon\": [");
+    snprintf(key, sizeof(key), "\"%s_daemon\": [", kind);
+    p = strstr(json, key);
     if (!p)
-        bench_die("child report: no cycle throughput");
+        bench_die("child report: no %s throughput", kind);
     const char *end = strchr(p, ']');
     double r[64];
     size_t n = 0;
@@ -194,9 +199,11 @@ static figures parse_report(const char *json)
     return f;
 }
 
-/* Run the child rpc_bench with the observer obs (NULL: none). */
+/* Run the child rpc_bench with the observer obs (NULL: none), measuring
+ * kind ("cycle" or "lookup"), with extra arguments (NULL-terminated). */
 static figures run_child(const char *self, int argc, char **argv,
-                         const observer *obs, const char *json)
+                         const observer *obs, const char *json,
+                         const char *kind, char *const *extra)
 {
     unsigned port[MAX_PARTS] = {0};
     int nparts = 0;
@@ -213,10 +220,14 @@ static figures run_child(const char *self, int argc, char **argv,
         args[k++] = argv[i];
     args[k++] = "--side";
     args[k++] = "daemon";
+    char phases[32];
+    snprintf(phases, sizeof(phases), "%s,%s-tput", kind, kind);
     args[k++] = "--phases";
-    args[k++] = "cycle,cycle-tput";
+    args[k++] = phases;
     args[k++] = "--json";
     args[k++] = (char *)json;
+    for (int i = 0; extra && extra[i] && k < 250; i++)
+        args[k++] = extra[i];
     for (int p = 0; p < nparts; p++) {
         snprintf(darg[p], sizeof(darg[p]), obs->daemon_arg[p], port[p]);
         args[k++] = "--daemon-arg";
@@ -249,8 +260,8 @@ static figures run_child(const char *self, int argc, char **argv,
         }
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
         bench_die("child rpc_bench (%s) failed: wait status 0x%x",
-                  obs ? obs->name : "off", st);
-    figures f = parse_report(slurp(json));
+                  obs ? obs->name : extra && extra[0] ? extra[0] : "off", st);
+    figures f = parse_report(slurp(json), kind);
     for (int p = 0; p < nparts; p++)
         f.consumed[p] = g_consumed[p];
     return f;
@@ -310,7 +321,7 @@ int rpc_bench_observers_main(int argc, char **argv)
             size_t o = r % 2 ? nuse - j : j; /* off first, then last first */
             const observer *obs = o ? use[o - 1] : NULL;
             bench_say("round %zu/%zu: %s", r + 1, rounds, obs ? obs->name : "off");
-            figures f = run_child(self, nk, kept, obs, json);
+            figures f = run_child(self, nk, kept, obs, json, "cycle", NULL);
             p50[o][r] = f.p50_us;
             rate[o][r] = f.rate;
             cpu[o][r] = f.cpu_us;
@@ -337,5 +348,99 @@ int rpc_bench_observers_main(int argc, char **argv)
     }
     printf("(medians of %zu rounds, each a whole rpc_bench run on its own daemon; "
            "target: within 5%%)\n", rounds);
+    return 0;
+}
+
+/* ---- --curve-cost: CURVE on tcp against plain tcp (issue 15) --------------------- */
+
+/*
+ *   rpc_bench --curve-cost [--rounds N] [rpc_bench options]
+ *
+ *   keys: a server key pair, a client key pair, an allow-list (admin), in
+ *   a private directory
+ *   for round in 1..N:                       (the order alternates per round)
+ *     off    rpc_bench --side daemon --phases lookup,lookup-tput --tcp PORT
+ *     curve  the same + --curve-dir DIR (the daemon gets curve_key_file and
+ *            allow_list_file; every client connects with the keys)
+ *   then: lookup p50 (1 client) and lookup throughput (8 clients) of curve
+ *   against off, medians over the rounds.  Both on tcp to 127.0.0.1, so the
+ *   difference is CURVE alone (ipc would add the transport's).
+ */
+int rpc_bench_curve_main(int argc, char **argv)
+{
+    size_t rounds = 3;
+    char *kept[256];
+    int nk = 0;
+    kept[nk++] = argv[0];
+    for (int i = 1; i < argc && nk < 250; i++) {
+        if (!strcmp(argv[i], "--curve-cost"))
+            continue;
+        if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
+            rounds = (size_t)bench_arg_u64(argv[++i], "--rounds", 1, MAX_ROUNDS);
+        else
+            kept[nk++] = argv[i];
+    }
+    kept[nk] = NULL;
+    g_consumed = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (g_consumed == MAP_FAILED)
+        bench_die("mmap: %s", strerror(errno));
+    char self[4096];
+    ssize_t sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (sl <= 0)
+        bench_die("/proc/self/exe: %s", strerror(errno));
+    self[sl] = 0;
+    char dir[] = "/tmp/rpc_bench_curve_XXXXXX";
+    if (!mkdtemp(dir))
+        bench_die("mkdtemp: %s", strerror(errno));
+    char srv[4096], cli[4096], allow[4096];
+    snprintf(srv, sizeof(srv), "%s/server.key", dir);
+    snprintf(cli, sizeof(cli), "%s/client.key", dir);
+    snprintf(allow, sizeof(allow), "%s/allow", dir);
+    char spub[41], ssec[41], cpub[41], csec[41];
+    if (zmq_curve_keypair(spub, ssec) || zmq_curve_keypair(cpub, csec) ||
+        pc_rpc_keyfile_write(srv, spub, ssec) || pc_rpc_keyfile_write(cli, cpub, csec))
+        bench_die("CURVE keys in %s: %s", dir, strerror(errno));
+    FILE *af = fopen(allow, "w");
+    if (!af || fprintf(af, "%s admin\n", cpub) < 0 || fclose(af))
+        bench_die("%s: %s", allow, strerror(errno));
+    char json[] = "/tmp/rpc_bench_curve_json_XXXXXX";
+    int jfd = mkstemp(json);
+    if (jfd < 0)
+        bench_die("mkstemp: %s", strerror(errno));
+    close(jfd);
+    double p50[2][MAX_ROUNDS], rate[2][MAX_ROUNDS], cpu[2][MAX_ROUNDS];
+    static const char *const name[2] = {"off", "curve"};
+    for (size_t r = 0; r < rounds; r++)
+        for (size_t j = 0; j < 2; j++) {
+            size_t o = r % 2 ? 1 - j : j; /* off first, then curve first */
+            char port[16];
+            snprintf(port, sizeof(port), "%u", free_port());
+            char *extra[] = {"--tcp", port, o ? "--curve-dir" : NULL, dir, NULL};
+            bench_say("round %zu/%zu: tcp, CURVE %s", r + 1, rounds, name[o]);
+            figures f = run_child(self, nk, kept, NULL, json, "lookup", extra);
+            p50[o][r] = f.p50_us;
+            rate[o][r] = f.rate;
+            cpu[o][r] = f.cpu_us;
+            bench_say("  lookup p50 %.1f us, lookup throughput %.0f/s, daemon "
+                      "CPU %.2f us/request", f.p50_us, f.rate, f.cpu_us);
+        }
+    unlink(json);
+    unlink(srv);
+    unlink(cli);
+    unlink(allow);
+    rmdir(dir);
+    double bp = median(p50[0], rounds), br = median(rate[0], rounds);
+    double cp = median(p50[1], rounds), cr = median(rate[1], rounds);
+    double bc = median(cpu[0], rounds), cc = median(cpu[1], rounds);
+    printf("tcp 127.0.0.1   lookup p50 (us)   x off   lookup tput 8 cl. (/s)   "
+           "x off   daemon CPU (us/req)   x off\n");
+    printf("CURVE off       %15.1f           %22.0f           %19.2f\n", bp, br,
+           bc);
+    printf("CURVE on        %15.1f   %5.2f   %22.0f   %5.2f   %19.2f   %5.2f\n",
+           cp, cp / bp, cr, cr / br, cc, cc / bc);
+    printf("(medians of %zu rounds, each a whole rpc_bench run on its own daemon; "
+           "targets: p50 <= 1.3x off: %s, throughput >= 0.7x off: %s)\n", rounds,
+           cp <= 1.3 * bp ? "met" : "NOT met", cr >= 0.7 * br ? "met" : "NOT met");
     return 0;
 }

@@ -45,6 +45,7 @@
 
 typedef struct lease {
     uint64_t id;
+    uint64_t owner;    /* who made it (pc_cache_set_owner); 0: anyone */
     uint64_t deadline; /* ms; expired when deadline <= now          */
     uint32_t heap_pos; /* 1-based (proto/heap.h) */
     uint32_t npins, pins_cap;
@@ -93,6 +94,7 @@ struct pc_cache {
     uint64_t ids[64];   /* random lease ids, drawn in batches     */
     unsigned nids;
     struct lease *spare; /* ended leases kept for reuse              */
+    uint64_t caller;     /* the owner the calls act for (set_owner) */
     char why[200];       /* the last refusal's reason (pc_cache_why) */
     uint32_t nspare;
     uint64_t npins;
@@ -187,7 +189,9 @@ static lease *lease_find(const pc_cache *c, uint64_t id)
 static lease *lease_live(const pc_cache *c, uint64_t id)
 {
     lease *l = lease_find(c, id);
-    return l && l->deadline > now_ms(c) ? l : NULL;
+    /* Another owner's lease is not there for this caller: the very
+     * refusal an unknown id gets, so that ids cannot be probed. */
+    return l && l->deadline > now_ms(c) && l->owner == c->caller ? l : NULL;
 }
 
 /* Grow the table (load <= 1/2) so that one more lease fits. */
@@ -315,6 +319,7 @@ static lease *lease_new(pc_cache *c, uint32_t pins, uint32_t blocks)
     }
     l->npins = l->nblocks = 0;
     l->heap_pos = 0; /* 0 until registered: a promotion's never is */
+    l->owner = c->caller;
     l->next_spare = NULL;
     if (lease_reserve(l, pins, blocks) || new_lease_id(c, &l->id)) {
         lease_discard(c, l);
@@ -1568,6 +1573,8 @@ int pc_cache_promote(pc_cache *c, const void *ns, size_t ns_len,
         return 0;
     promo *p = calloc(1, sizeof(*p));
     lease *l = lease_new(c, 1, (uint32_t)k);
+    if (l)
+        l->owner = 0; /* no client's: nobody can name it anyway */
     if (p) {
         p->tokens = malloc((m.pages + k) * c->P * sizeof(*p->tokens));
         p->blocks = malloc(k * sizeof(*p->blocks));
@@ -1726,6 +1733,18 @@ int pc_cache_release(pc_cache *c, uint64_t lease_id)
     lease_end(c, l);
     c->st.leases_released++;
     return 0;
+}
+
+void pc_cache_set_owner(pc_cache *c, uint64_t owner)
+{
+    if (c)
+        c->caller = owner;
+}
+
+uint64_t pc_cache_lease_owner(const pc_cache *c, uint64_t lease_id)
+{
+    const lease *l = c ? lease_find(c, lease_id) : NULL;
+    return l ? l->owner : 0;
 }
 
 int pc_cache_touch(pc_cache *c, uint64_t lease_id)
@@ -2032,6 +2051,8 @@ int pc_cache_check(const pc_cache *c)
             CHECK(l->heap_pos == 0 && lease_find(c, l->id) != l,
                   "promotion %llu's lease is in the table",
                   (unsigned long long)pr->id);
+            CHECK(l->owner == 0, "promotion %llu's lease has owner %llx",
+                  (unsigned long long)pr->id, (unsigned long long)l->owner);
             CHECK(l->nblocks == pr->n && l->npins == (pr->first > 0),
                   "promotion %llu holds %u blocks and %u pins",
                   (unsigned long long)pr->id, l->nblocks, l->npins);

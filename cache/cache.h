@@ -258,6 +258,21 @@ size_t pc_cache_flush_tier2(pc_cache *c, const void *ns, size_t ns_len,
  * inserted; the lease ends.  PC_E_LEASE if unknown or already ended. */
 int pc_cache_release(pc_cache *c, uint64_t lease);
 
+/*
+ * Leases belong to whoever made them.  The server says, before each call,
+ * for which client identity the calls act (an opaque nonzero tag: a CURVE
+ * key, a uid, a connection; 0, the default, is "the host itself", which
+ * embedders and tests that never call this keep).  A lease created from
+ * then on carries the tag; a lease of another tag is, to every call that
+ * names it (lookup, alloc, insert, release, touch), exactly an unknown
+ * lease: PC_E_LEASE with the same text, nothing renewed or counted apart,
+ * so lease ids cannot be probed across identities.
+ */
+void pc_cache_set_owner(pc_cache *c, uint64_t owner);
+/* The tag a live or expired lease carries; 0 when there is no such lease
+ * (for tests and logs: the calls above do the checking). */
+uint64_t pc_cache_lease_owner(const pc_cache *c, uint64_t lease);
+
 /* Renew a lease without doing anything else (a heartbeat). */
 int pc_cache_touch(pc_cache *c, uint64_t lease);
 
@@ -453,7 +468,7 @@ int pc_cache_set_ns_priority(pc_cache *c, const void *ns, size_t ns_len,
  * every LEASED block belongs to exactly one lease and every lease block is
  * LEASED; every pin of a lease is a locked node, and each node's own lock
  * count equals the pins that leases hold on it; the expiry heap is a heap
- * over exactly the live leases; promotions' leases count like leases, and
+ * over exactly the live leases; promotions' leases (owner 0) count like leases, and
  * hold exactly their blocks and tier-2 slots; tier 2's index, LRU and
  * free list agree.  0 or PC_E_CORRUPT (reason on stderr).
  */

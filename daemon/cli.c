@@ -3,7 +3,8 @@
  * running prefixcached per invocation, through libprefixcache (rpc/client.h),
  * so that it exercises exactly what engines use.
  *
- *   prefixcache-cli [--endpoint E] [--timeout MS] <command> [args]
+ *   prefixcache-cli [--endpoint E] [--timeout MS]
+ *                   [--server-key FILE --client-key FILE] <command> [args]
  *
  * Exit status: 0 success; 1 the daemon or the transport failed (a line on
  * stderr with the code name and the daemon's text); 2 a usage error (usage
@@ -19,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <zmq.h>
+
 #include "rpc/client.h"
 
 #define PROG "prefixcache-cli"
@@ -29,7 +32,8 @@ static void usage(FILE *f)
     /* The rule, not its result: resolving it may create a directory, which
      * printing help should not do (`ping` shows the endpoint it used). */
     fprintf(f,
-        "usage: " PROG " [--endpoint E] [--timeout MS] <command> [args]\n"
+        "usage: " PROG " [--endpoint E] [--timeout MS]\n"
+        "       [--server-key FILE --client-key FILE] <command> [args]\n"
         "\n"
         "commands:\n"
         "  ping [-c N]             round-trip time to the daemon (N pings)\n"
@@ -46,6 +50,10 @@ static void usage(FILE *f)
         "  flush [--ns NS]         evict every unpinned page (of one namespace)\n"
         "  config get [NAME]       every knob, or one\n"
         "  config set NAME VALUE   change a reloadable knob (VALUE as text)\n"
+        "  keygen FILE             a new CURVE key pair: FILE (mode 0600, the\n"
+        "                          secret) and FILE.pub (the public key, for the\n"
+        "                          daemon's allow_list_file or clients'\n"
+        "                          --server-key); talks to no daemon\n"
         "\n"
         "options:\n"
         "  --endpoint E   the daemon's endpoint (default: the daemon's own,\n"
@@ -54,6 +62,11 @@ static void usage(FILE *f)
         "                 /run/prefixcache (root), /tmp/prefixcache-<uid>,\n"
         "                 $HOME/.prefixcache)\n"
         "  --timeout MS   how long one request may take (default 5000)\n"
+        "  --server-key FILE  connect with CURVE: the daemon's public key\n"
+        "                 (its key file or the .pub keygen wrote)\n"
+        "  --client-key FILE  our CURVE key pair (keygen's FILE; its public\n"
+        "                 key must be on the daemon's allow-list). A daemon\n"
+        "                 that does not know the key never answers: timeout\n"
         "  --help         this text\n");
 }
 
@@ -694,11 +707,39 @@ static int cmd_config(pc_client *c, int argc, char **argv)
     return ret;
 }
 
+/* keygen FILE: FILE (key pair, 0600) and FILE.pub (public key only). */
+static int cmd_keygen(int argc, char **argv)
+{
+    if (argc != 1)
+        return usage_error("keygen: %s", "which FILE?");
+    char pub[PC_CURVE_KEY_LEN + 1], sec[PC_CURVE_KEY_LEN + 1];
+    if (zmq_curve_keypair(pub, sec) != 0) {
+        fprintf(stderr, PROG ": keygen: this libzmq has no CURVE\n");
+        return 1;
+    }
+    char pubpath[4096];
+    if (snprintf(pubpath, sizeof(pubpath), "%s.pub", argv[0]) >=
+        (int)sizeof(pubpath))
+        return usage_error("keygen: %s", "FILE is too long");
+    int rc = pc_rpc_keyfile_write(argv[0], pub, sec);
+    if (rc == 0 && (rc = pc_rpc_keyfile_write(pubpath, pub, NULL)) != 0)
+        unlink(argv[0]);
+    explicit_bzero(sec, sizeof(sec));
+    if (rc) {
+        fprintf(stderr, PROG ": keygen: cannot write %s or %s: %s\n", argv[0],
+                pubpath, rc == PC_E_BUSY ? "it exists (never overwritten)"
+                                         : pc_strerror(rc));
+        return 1;
+    }
+    printf("%s\n", pub);
+    return 0;
+}
+
 /* ---- main ------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
 {
-    const char *ep = NULL;
+    const char *ep = NULL, *server_key = NULL, *client_key = NULL;
     uint64_t timeout = 5000;
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
@@ -709,6 +750,14 @@ int main(int argc, char **argv)
             return 0;
         } else if ((v = opt_value(argc, argv, &i, "--endpoint", &missing))) {
             ep = v;
+        } else if (missing) {
+            return usage_error("%s needs a value", argv[i]);
+        } else if ((v = opt_value(argc, argv, &i, "--server-key", &missing))) {
+            server_key = v;
+        } else if (missing) {
+            return usage_error("%s needs a value", argv[i]);
+        } else if ((v = opt_value(argc, argv, &i, "--client-key", &missing))) {
+            client_key = v;
         } else if (missing) {
             return usage_error("%s needs a value", argv[i]);
         } else if ((v = opt_value(argc, argv, &i, "--timeout", &missing))) {
@@ -727,7 +776,7 @@ int main(int argc, char **argv)
     int cargc = argc - i;
     char **cargv = argv + i;
     static const char *const cmds[] = {"ping", "hello", "stats", "lookup",
-                                       "flush", "config"};
+                                       "flush", "config", "keygen"};
     bool known = false;
     for (size_t k = 0; k < sizeof(cmds) / sizeof(cmds[0]); k++)
         known |= strcmp(cmd, cmds[k]) == 0;
@@ -738,6 +787,25 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         }
+    if (strcmp(cmd, "keygen") == 0)
+        return cmd_keygen(cargc, cargv);
+    if (!server_key != !client_key)
+        return usage_error("%s", "--server-key and --client-key go together");
+    pc_client_curve curve;
+    if (server_key) {
+        char err[512], sec[PC_CURVE_KEY_LEN + 1];
+        int krc = pc_rpc_keyfile_read(server_key, curve.server_public, NULL,
+                                      err, sizeof(err));
+        if (krc == 0)
+            krc = pc_rpc_keyfile_read(client_key, curve.public_key, sec, err,
+                                      sizeof(err));
+        if (krc) {
+            fprintf(stderr, PROG ": %s\n", err);
+            return 1;
+        }
+        memcpy(curve.secret_key, sec, sizeof(sec));
+        explicit_bzero(sec, sizeof(sec));
+    }
     char def_ep[PC_RPC_ENDPOINT_MAX];
     if (!ep) {
         /* the daemon's own rule, so both pick the same private directory */
@@ -752,7 +820,9 @@ int main(int argc, char **argv)
     }
 
     pc_client *c;
-    int rc = pc_client_connect(ep, (int)timeout, &c);
+    int rc = pc_client_connect_curve(ep, (int)timeout,
+                                     server_key ? &curve : NULL, &c);
+    explicit_bzero(&curve, sizeof(curve));
     if (rc) {
         fprintf(stderr, PROG ": cannot connect to '%s': %s: %s\n", ep,
                 pc_errname(rc),

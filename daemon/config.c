@@ -89,8 +89,9 @@ static const pcd_knob KNOBS[] = {
     {"socket_mode", PCD_MODE, F(socket_mode), "0600", NULL, NULL, 0, 0777, NULL,
      false,
      "Permission bits of the ipc socket file, set explicitly whatever the "
-     "umask (whoever may connect may also flush and change the config). Must "
-     "include 0600. 0660 with socket_group lets engines under other uids in "
+     "umask (whoever may connect may use every namespace unless "
+     "allow_list_file binds its uid; only the daemon's uid, root and admin "
+     "uids may flush and change the config). Must include 0600. 0660 with socket_group lets engines under other uids in "
      "that group connect; the socket's directory must let them search it "
      "(the daemon warns when it does not)."},
     {"socket_group", PCD_STR, F(socket_group), "", NULL, NULL, 0, 64, NULL, false,
@@ -293,6 +294,30 @@ static const pcd_knob KNOBS[] = {
      0, pc_rpc_events_format_name, false,
      "How each KV event is encoded. map: a msgpack map with \"type\" (current "
      "vLLM); array: positional, the type first (older vLLM)."},
+    {"curve_key_file", PCD_STR, F(curve_key_file), "", NULL, NULL, 0,
+     PCD_TIER2_PATH_MAX, NULL, false,
+     "The daemon's CURVE key pair (`prefixcache-cli keygen`: `public-key = "
+     "Z85` and `secret-key = Z85` lines; mode 0600). Set: a tcp endpoint "
+     "requires CURVE, and only clients whose public keys allow_list_file "
+     "lists get through the handshake (loopback included). Unused on ipc, "
+     "where uids identify clients. docs/SECURITY.md."},
+    {"allow_list_file", PCD_STR, F(allow_list_file), "", NULL, NULL, 0,
+     PCD_TIER2_PATH_MAX, NULL, true,
+     "Who may do what: one line per client, `KEY ROLE [PATTERN...]` or "
+     "`uid:N ROLE [PATTERN...]`, KEY a CURVE public key (40 Z85 characters), "
+     "ROLE `admin` (flush, config) or `user`, each PATTERN an fnmatch(3) glob "
+     "over the namespaces a user may look up, insert into and allocate for "
+     "(none: every namespace). uid lines apply to ipc peers; the daemon's own "
+     "uid and root are always admins. Re-read on every reload; a file that "
+     "does not parse is refused whole and the list in force stays. "
+     "docs/SECURITY.md."},
+    {"insecure_tcp", PCD_BOOL, F(insecure_tcp), "false", NULL, NULL, 0, 0,
+     NULL, false,
+     "Let a tcp endpoint on an address that is not loopback (`0.0.0.0`, `*`, "
+     "an interface) run without CURVE, logged at WARN at every start: anyone "
+     "who reaches it may use every namespace, and admin ops are refused over "
+     "it. Without it (and without curve_key_file) such an endpoint refuses "
+     "to start."},
 };
 #undef F
 
@@ -1239,6 +1264,10 @@ void pcd_config_write_markdown(FILE *f)
         "at all serves a Llama-3-8B-shaped cache (32 layers, 8 KV heads, head_dim\n"
         "128, fp16, 16-token pages: 2 MiB blocks) from a 1 GiB host shared-memory\n"
         "pool, and logs where it listens and the pool layout.\n"
+        "\n"
+        "Who may connect and what each client may do (`socket_mode`,\n"
+        "`curve_key_file`, `allow_list_file`, `insecure_tcp`): see\n"
+        "[SECURITY.md](SECURITY.md).\n"
         "\n"
         "Values come from three places; a later one wins:\n"
         "\n"

@@ -30,6 +30,7 @@
  * it, replaces them (blockpool/host.c, rpc/server.c): nothing is kept.
  */
 #include "daemon/daemon.h"
+#include "rpc/client.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -167,8 +168,39 @@ static void apply_priorities(pcd_daemon *d, const pcd_config *c)
  * or are ignored with a warning).  All or nothing: the merged config is
  * checked and handed to the cache before anything is committed or logged.
  */
+static int apply_rest(pcd_daemon *d, const pcd_config *next, const char *why,
+                      char *err, size_t errlen);
+
+/* The allow-list is re-read on every reload (like the pins' files), parsed
+ * whole before anything else changes, and swapped in only when the rest of
+ * the reload succeeds: a file that does not parse keeps the list in force. */
 static int apply(pcd_daemon *d, const pcd_config *next, const char *why,
                  char *err, size_t errlen)
+{
+    pc_rpc_allow *allow = NULL;
+    int rc;
+    if (next->allow_list_file[0] &&
+        (rc = pc_rpc_allow_load(next->allow_list_file, &allow, err, errlen)))
+        return rc;
+    if ((rc = apply_rest(d, next, why, err, errlen)) < 0) {
+        pc_rpc_allow_free(allow);
+        return rc;
+    }
+    if (allow || d->cfg.allow_list_file[0] || next->allow_list_file[0]) {
+        if (!allow)
+            pcd_log(PC_LOG_WARN, "%s: no allow_list_file: no CURVE client is "
+                    "let in, no uid has a role or namespaces", why);
+        else
+            pcd_log(PC_LOG_INFO, "%s: allow_list_file %s: %zu entr%s in force",
+                    why, next->allow_list_file, pc_rpc_allow_count(allow),
+                    pc_rpc_allow_count(allow) == 1 ? "y" : "ies");
+        pc_rpc_server_set_allow(d->srv, allow);
+    }
+    return rc;
+}
+
+static int apply_rest(pcd_daemon *d, const pcd_config *next, const char *why,
+                      char *err, size_t errlen)
 {
     pcd_config m = d->cfg;
     pcd_reload r;
@@ -221,13 +253,14 @@ int pcd_daemon_reload(pcd_daemon *d)
     char err[512];
     if (!d)
         return PC_E_INVAL;
-    if (!d->cl || !d->cl->config_path) {
-        pcd_log(PC_LOG_INFO, "SIGHUP: no --config file to re-read; nothing "
-                "to reload");
-        return 0;
-    }
-    pcd_config next;
-    int rc = pcd_config_load(&next, d->cl, err, sizeof(err));
+    pcd_config next = d->cfg;
+    int rc = 0;
+    if (!d->cl || !d->cl->config_path) /* the files it names, all the same */
+        pcd_log(PC_LOG_INFO, "SIGHUP: no --config file to re-read; re-reading "
+                "the files the configuration names (allow_list_file, "
+                "pinned_prefixes)");
+    else
+        rc = pcd_config_load(&next, d->cl, err, sizeof(err));
     if (rc == 0)
         rc = apply(d, &next, "SIGHUP reload", err, sizeof(err));
     if (rc < 0)
@@ -600,6 +633,7 @@ int pcd_daemon_create(const pcd_config *cfg, const pcd_cmdline *cl,
                   .config_set = hook_set},
         .wakeup_fd = g_wake[0] >= 3 ? g_wake[0] : 0,
         .ipc_mode = (uint32_t)cfg->socket_mode,
+        .insecure_tcp = cfg->insecure_tcp,
     };
     if ((rc = resolve_group("pool_group", cfg->pool_group, &cc.pool.shm_chgrp,
                             &cc.pool.shm_gid, err, errlen)) ||
@@ -621,6 +655,19 @@ int pcd_daemon_create(const pcd_config *cfg, const pcd_cmdline *cl,
      * the one that won it.  libzmq starts its I/O thread here; with our
      * signals blocked while it does, that thread inherits the mask and
      * signals land on this one, interrupting zmq_poll at once. */
+    char cpub[PC_CURVE_KEY_LEN + 1], csec[PC_CURVE_KEY_LEN + 1];
+    if (cfg->curve_key_file[0]) {
+        if ((rc = pc_rpc_keyfile_read(cfg->curve_key_file, cpub, csec, err,
+                                      errlen)))
+            goto fail;
+        rc_cfg.curve_secret_key = csec;
+        rc_cfg.curve_public_key = cpub;
+    }
+    /* Last before create, which owns it from then on, failure included. */
+    if (cfg->allow_list_file[0] &&
+        (rc = pc_rpc_allow_load(cfg->allow_list_file, &rc_cfg.allow, err,
+                                errlen)))
+        goto fail;
     sigset_t block, old;
     sigemptyset(&block);
     sigaddset(&block, SIGHUP);
@@ -632,6 +679,7 @@ int pcd_daemon_create(const pcd_config *cfg, const pcd_cmdline *cl,
     rc_cfg.errlen = sizeof(why);
     rc = pc_rpc_server_create(&rc_cfg, &d->srv); /* the cache comes below */
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    explicit_bzero(csec, sizeof(csec)); /* libzmq keeps its own copy */
     if (rc) {
         if (rc == PC_E_BUSY)
             snprintf(err, errlen, "endpoint %s is in use by another "

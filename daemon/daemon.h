@@ -78,6 +78,10 @@ typedef struct pcd_config {
     uint64_t kv_events_buffer, kv_events_buffer_bytes;
     uint64_t kv_events_interval_ms;
     int kv_events_format;        /* PC_KV_EVENTS_*                       */
+    /* Authentication (docs/SECURITY.md): "" = none */
+    char curve_key_file[PCD_TIER2_PATH_MAX + 1];
+    char allow_list_file[PCD_TIER2_PATH_MAX + 1];
+    bool insecure_tcp;
 } pcd_config;
 
 /* namespace_quotas (daemon/operator.c): "PATTERN=MAX[:MIN],...", fnmatch

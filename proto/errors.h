@@ -26,7 +26,7 @@
     X(BADOP,       -9,   "unknown operation")                                  \
     X(TOOBIG,      -10,  "message or field exceeds a limit")                   \
     X(LEASE,       -11,  "unknown or expired lease")                           \
-    X(PERM,        -12,  "block is not owned by this lease")                   \
+    X(PERM,        -12,  "not permitted")                                      \
     X(STATE,       -13,  "block is in the wrong state")                        \
     X(VERSION,     -14,  "unsupported protocol version")                       \
     X(TIMEOUT,     -15,  "operation timed out")                                \

@@ -412,6 +412,12 @@ static int copy_str(pc_client *c, const char *key, pc_wire_str v, char *dst,
 
 int pc_client_connect(const char *endpoint, int timeout_ms, pc_client **out)
 {
+    return pc_client_connect_curve(endpoint, timeout_ms, NULL, out);
+}
+
+int pc_client_connect_curve(const char *endpoint, int timeout_ms,
+                            const pc_client_curve *curve, pc_client **out)
+{
     if (!out)
         return PC_E_INVAL;
     *out = NULL;
@@ -438,6 +444,23 @@ int pc_client_connect(const char *endpoint, int timeout_ms, pc_client **out)
     if (zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof(zero)) ||
         zmq_setsockopt(c->sock, ZMQ_IMMEDIATE, &one, sizeof(one)) ||
         zmq_setsockopt(c->sock, ZMQ_RCVHWM, &zero, sizeof(zero))) {
+        rc = zmq_code();
+        goto fail;
+    }
+    /* The keys before connect: libzmq reads them when the pipe starts. */
+    if (curve && (!pc_rpc_key_valid(curve->server_public) ||
+                  !pc_rpc_key_valid(curve->public_key) ||
+                  !pc_rpc_key_valid(curve->secret_key))) {
+        rc = PC_E_INVAL;
+        goto fail;
+    }
+    if (curve &&
+        (zmq_setsockopt(c->sock, ZMQ_CURVE_SERVERKEY, curve->server_public,
+                        PC_CURVE_KEY_LEN) ||
+         zmq_setsockopt(c->sock, ZMQ_CURVE_PUBLICKEY, curve->public_key,
+                        PC_CURVE_KEY_LEN) ||
+         zmq_setsockopt(c->sock, ZMQ_CURVE_SECRETKEY, curve->secret_key,
+                        PC_CURVE_KEY_LEN))) {
         rc = zmq_code();
         goto fail;
     }

@@ -56,6 +56,43 @@ int pc_rpc_endpoint_from(const pc_rpc_rundir *dirs, size_t n, char *buf,
 /* Connect (lazily, as ZeroMQ does) to endpoint; calls wait at most
  * timeout_ms (<= 0: 5000). */
 int pc_client_connect(const char *endpoint, int timeout_ms, pc_client **out);
+
+/* ---- CURVE (docs/SECURITY.md) ----------------------------------------------- */
+
+/* A CURVE key as text: 40 Z85 characters (32 bytes). */
+#define PC_CURVE_KEY_LEN 40
+
+/* What a client needs to talk to a daemon that requires CURVE: the daemon's
+ * public key and the client's own key pair (its public key must be on the
+ * daemon's allow_list_file). */
+typedef struct pc_client_curve {
+    char server_public[PC_CURVE_KEY_LEN + 1];
+    char public_key[PC_CURVE_KEY_LEN + 1];
+    char secret_key[PC_CURVE_KEY_LEN + 1];
+} pc_client_curve;
+
+/* pc_client_connect over CURVE (curve NULL: plain pc_client_connect).  A
+ * daemon that does not know the key never answers: calls time out
+ * (PC_E_TIMEOUT), as the handshake never completes.  PC_E_INVAL for a key
+ * that is not 40 Z85 characters. */
+int pc_client_connect_curve(const char *endpoint, int timeout_ms,
+                            const pc_client_curve *curve, pc_client **out);
+
+/* 1 when z85 is a well-formed CURVE key (40 Z85 characters), else 0. */
+int pc_rpc_key_valid(const char *z85);
+
+/* Read a key file ("public-key = Z85" and, for a key pair, "secret-key =
+ * Z85" lines; '#' comments).  sec NULL: only the public key is read (a
+ * key pair file serves too); else the secret key is required, must match
+ * the public key, and the file must not be readable by group or others
+ * (PC_E_PERM).  0 or PC_E_* with a readable message in err. */
+int pc_rpc_keyfile_read(const char *path, char pub[PC_CURVE_KEY_LEN + 1],
+                        char sec[PC_CURVE_KEY_LEN + 1], char *err,
+                        size_t errlen);
+/* Write a new key file (never replacing one: PC_E_BUSY when path exists):
+ * with sec, a key pair file of mode 0600; without, a public key file,
+ * 0644. */
+int pc_rpc_keyfile_write(const char *path, const char *pub, const char *sec);
 void pc_client_close(pc_client *c);
 void pc_client_set_timeout(pc_client *c, int timeout_ms);
 

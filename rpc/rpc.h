@@ -43,6 +43,10 @@
  *             with check: true, also check: the result of pc_cache_check()
  *             (0 or a negative code; O(size), for tests and debugging)
  *   ping    {}                           -> {}
+ * flush, config and stats' check are admin ops; a client bound to
+ * namespace patterns may lookup/insert only there; leases belong to their
+ * maker (PROTOCOL.md 12, docs/SECURITY.md: who() and authorize()).
+ *
  *   flush   {ns?}                        -> {evicted (pages), tier2_evicted}:
  *             every unpinned page of the namespace (or of all namespaces),
  *             in the pool and in tier 2
@@ -99,6 +103,48 @@ typedef struct pc_rpc_hooks {
                       size_t errlen);
 } pc_rpc_hooks;
 
+/* ---- who may do what (rpc/auth.c, docs/SECURITY.md) -------------------- */
+
+/* The allow-list (allow_list_file): CURVE public keys and ipc uids, each
+ * with a role and, for users, namespace patterns (fnmatch globs). */
+typedef struct pc_rpc_allow pc_rpc_allow;
+#define PC_RPC_ALLOW_MAX 4096    /* entries in one file                  */
+#define PC_RPC_PATTERNS_MAX 16   /* namespace patterns per entry          */
+
+typedef struct pc_rpc_allow_entry {
+    char key[41];      /* Z85 public key ("" for a uid entry)              */
+    uint32_t uid;
+    bool is_uid, admin;
+    uint32_t npat;     /* 0: every namespace                               */
+    char **pat;
+    uint64_t owner;    /* the lease owner tag of this identity             */
+} pc_rpc_allow_entry;
+
+/* Lease owner tags (pc_cache_set_owner): the kind in the top two bits. */
+#define PC_RPC_OWNER_UID (1ull << 62)  /* | uid                            */
+#define PC_RPC_OWNER_KEY (2ull << 62)  /* | 62 bits of the public key      */
+#define PC_RPC_OWNER_CONN (3ull << 62) /* | a hash of the routing id       */
+#define PC_RPC_OWNER_MASK ((1ull << 62) - 1)
+
+/* Parse a whole allow-list file: 0 and *out, or PC_E_* with the file, the
+ * line and the reason in err (nothing is returned: a bad file is refused
+ * whole). */
+int pc_rpc_allow_load(const char *path, pc_rpc_allow **out, char *err,
+                      size_t errlen);
+void pc_rpc_allow_free(pc_rpc_allow *a);
+size_t pc_rpc_allow_count(const pc_rpc_allow *a);
+/* The entry of a Z85 key or a uid; NULL when not listed. */
+const pc_rpc_allow_entry *pc_rpc_allow_key(const pc_rpc_allow *a,
+                                           const char *z85);
+const pc_rpc_allow_entry *pc_rpc_allow_uid(const pc_rpc_allow *a, uint32_t uid);
+/* May the entry's client use namespace ns?  (NULL entry, admin, or no
+ * patterns: any.) */
+bool pc_rpc_allow_ns(const pc_rpc_allow_entry *e, const void *ns, size_t len);
+uint64_t pc_rpc_owner_of_key(const char *z85);
+/* 1 when a tcp:// endpoint binds a loopback address only (127.x.y.z,
+ * localhost, ::1); 0 for every other (0.0.0.0, *, an interface, a name). */
+int pc_rpc_tcp_loopback(const char *endpoint);
+
 typedef struct pc_rpc_config {
     const char *endpoint;   /* "ipc:///path" or "tcp://host:port"           */
     pc_proto_limits limits; /* 0 fields: the PC_PROTO_*_DEFAULT values        */
@@ -123,6 +169,17 @@ typedef struct pc_rpc_config {
     uint32_t ipc_mode;
     bool ipc_chgrp;
     uint32_t ipc_gid;
+    /* Authentication (docs/SECURITY.md).  curve_secret_key (40 Z85
+     * characters, with curve_public_key for the log): a tcp endpoint
+     * requires CURVE, clients checked by a ZAP handler against `allow`.
+     * allow (may be NULL; the server owns it from create on, failure
+     * included): CURVE keys and ipc uids with their roles and tenant
+     * patterns.  A tcp endpoint that is not loopback refuses to start
+     * without CURVE unless insecure_tcp (logged at WARN; admin ops are then
+     * refused over it). */
+    const char *curve_secret_key, *curve_public_key;
+    pc_rpc_allow *allow;
+    bool insecure_tcp;
     /* Optional: when create fails, the reason as it was logged, with the
      * OS's cause ("cannot create the lock file X: Permission denied"). */
     char *err;
@@ -160,6 +217,12 @@ void pc_rpc_server_set_events(pc_rpc_server *s, struct pc_rpc_events *ev);
  * calls again), or a negative PC_E_* on a fatal socket error.
  */
 int pc_rpc_server_poll(pc_rpc_server *s, int timeout_ms);
+
+/* Replace the allow-list (a reload): the server owns a from here on and
+ * frees the old one; NULL: none.  Takes effect from the next request and
+ * the next handshake (a key no longer listed is refused everything on its
+ * open connections too). */
+void pc_rpc_server_set_allow(pc_rpc_server *s, pc_rpc_allow *a);
 
 /* Close the socket (ZMQ_LINGER 0), remove the ipc socket and lock files. */
 void pc_rpc_server_destroy(pc_rpc_server *s);

@@ -47,9 +47,18 @@
  * rpc/endpoint.c) that is a squatter, and we say so instead of serving
  * next to it.
  *
- * The socket's mode: whoever may connect may flush the cache and change its
- * config, so the mode is set explicitly (cfg->ipc_mode, ipc_gid) after bind
- * and never left to the umask.  bind runs under umask 0177, so the file is
+ * The socket's mode: whoever may connect may read and change the index
+ * (and, as the daemon's own uid or root, flush and reconfigure it: who()),
+ * so the mode is set explicitly (cfg->ipc_mode, ipc_gid) after bind and
+ * never left to the umask.
+ *
+ * Who may do what (docs/SECURITY.md): each request's caller is resolved
+ * from the frame's properties (who(): a CURVE key's User-Id, an ipc peer's
+ * uid, else the connection) and authorize() runs after decoding and before
+ * any cache call, so a refusal changes nothing and reads nothing of the
+ * cache.  Leases carry their maker (pc_cache_set_owner).  A tcp endpoint
+ * off loopback needs CURVE, whose ZAP handler is one more poll item
+ * (setup_auth, zap_serve).  bind runs under umask 0177, so the file is
  * born 0600 and only widened once its group is right.
  */
 #include "rpc/rpc.h"
@@ -71,6 +80,8 @@
 #include <unistd.h>
 
 #include <zmq.h>
+
+#include "rpc/client.h" /* PC_CURVE_KEY_LEN */
 
 #define ENV_MAX 32           /* envelope frames we echo; more: dropped    */
 #define ENV_BYTES_MAX 65536  /* total envelope bytes; more: dropped       */
@@ -105,6 +116,7 @@ typedef struct stat_kv {
 typedef struct stat_list {
     stat_kv kv[768]; /* ~80 of the cache, ~80 namespaces, ~150 latency */
     size_t n;
+    bool no_ns;      /* leave out the ns.* rows (a caller not an admin) */
 } stat_list;
 
 /* A lookup with promote whose reply waits for a promotion (pc_cache_poll
@@ -112,6 +124,7 @@ typedef struct stat_list {
  * the namespace and tokens (the frame they came in is gone). */
 typedef struct parked {
     uint64_t job, id;
+    uint64_t owner;     /* the lease owner it runs for (pc_cache_set_owner) */
     size_t first_pages; /* cached when it arrived: promoted = now - this  */
     unsigned rounds;    /* promotions waited for                         */
     int nenv;
@@ -121,8 +134,26 @@ typedef struct parked {
     uint32_t data[];   /* tokens, then the namespace bytes               */
 } parked;
 
+/* Who the request at hand comes from (resolved once per request, lazily:
+ * ping and hello never pay for it). */
+typedef struct caller {
+    uint64_t owner;                /* lease owner tag; 0: the host itself */
+    bool admin;
+    bool revoked;                  /* a CURVE key no longer listed        */
+    const pc_rpc_allow_entry *ent; /* its tenant patterns (NULL: any)     */
+    char name[64];                 /* for log lines                       */
+} caller;
+
 struct pc_rpc_server {
     void *zctx, *sock;
+    void *zap;          /* ZAP handler (CURVE only): inproc REP          */
+    bool curve, tcp, tcp_open; /* tcp_open: insecure_tcp, not loopback */
+    pc_rpc_allow *allow;
+    zmq_msg_t *cur_msg, *cur_rid; /* the request's payload and routing id */
+    caller who;
+    bool who_done;
+    uint64_t denied_logged_ms, denied_unlogged;
+    uint64_t zap_logged_ms, zap_unlogged;
     pc_cache *cache;
     pc_rpc_events *events; /* NULL: no events.* in STATS */
     pc_rpc_hooks hooks;
@@ -291,6 +322,167 @@ static void housekeeping(pc_rpc_server *s)
     if (ev)
         slog(s, PC_LOG_DEBUG, "watermark: evicted %zu page%s", ev,
              ev == 1 ? "" : "s");
+}
+
+/* ---- who: the caller of the request at hand --------------------------------- */
+
+/* FNV-1a: routing ids are not secrets, only distinct per connection. */
+static uint64_t fnv64(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+/* The peer's uid from libzmq's Peer-Address of an ipc connection
+ * (SO_PEERCRED): "HOST:uid:gid:pid", where libzmq 4.3.4 here writes
+ * "localhost" for HOST (the docs show it empty); so the uid is the field
+ * before the last two, whatever comes first. */
+static bool ipc_uid(zmq_msg_t *m, uint32_t *uid)
+{
+    const char *pa = zmq_msg_gets(m, "Peer-Address");
+    if (!pa)
+        return false;
+    const char *c3 = strrchr(pa, ':'), *c2 = NULL, *c1 = NULL;
+    for (const char *p = pa; c3 && p < c3; p++)
+        if (*p == ':') {
+            c1 = c2;
+            c2 = p;
+        }
+    if (!c1 || c1[1] < '0' || c1[1] > '9')
+        return false;
+    char *end;
+    unsigned long u = strtoul(c1 + 1, &end, 10);
+    if (end != c2 || u > UINT32_MAX)
+        return false;
+    *uid = (uint32_t)u;
+    return true;
+}
+
+/*
+ * CURVE: the User-Id the ZAP handler gave the connection (its Z85 key),
+ * looked up in the allow-list in force now (so a key removed by a reload
+ * loses its open connections' service too).  ipc: the peer's uid; the
+ * daemon's own uid and root are admins.  tcp without CURVE: the
+ * connection; admin on loopback (as before CURVE existed), never on an
+ * insecure_tcp endpoint.
+ */
+static const caller *who(pc_rpc_server *s)
+{
+    caller *c = &s->who;
+    if (s->who_done)
+        return c;
+    s->who_done = true;
+    memset(c, 0, sizeof(*c));
+    if (!s->cur_msg) { /* pc_rpc_server_handle_payload: the host itself */
+        c->admin = true;
+        snprintf(c->name, sizeof(c->name), "the host");
+        return c;
+    }
+    uint32_t uid;
+    if (s->curve) {
+        const char *k = zmq_msg_gets(s->cur_msg, "User-Id");
+        c->ent = pc_rpc_allow_key(s->allow, k);
+        snprintf(c->name, sizeof(c->name), "key %.40s", k ? k : "?");
+        if (!c->ent) {
+            c->revoked = true;
+            c->owner = k ? pc_rpc_owner_of_key(k) : PC_RPC_OWNER_KEY;
+            return c;
+        }
+        c->admin = c->ent->admin;
+        c->owner = c->ent->owner;
+    } else if (!s->tcp && ipc_uid(s->cur_msg, &uid)) {
+        c->owner = PC_RPC_OWNER_UID | uid;
+        c->ent = pc_rpc_allow_uid(s->allow, uid);
+        c->admin = uid == (uint32_t)geteuid() || uid == 0 ||
+                   (c->ent && c->ent->admin);
+        snprintf(c->name, sizeof(c->name), "uid %lu", (unsigned long)uid);
+    } else {
+        const void *rid = s->cur_rid ? zmq_msg_data(s->cur_rid) : "";
+        size_t n = s->cur_rid ? zmq_msg_size(s->cur_rid) : 0;
+        c->owner = PC_RPC_OWNER_CONN | (fnv64(rid, n) & PC_RPC_OWNER_MASK);
+        c->admin = s->tcp && !s->tcp_open;
+        snprintf(c->name, sizeof(c->name), "connection %016llx",
+                 (unsigned long long)(c->owner & PC_RPC_OWNER_MASK));
+    }
+    if (c->admin)
+        c->ent = NULL; /* an admin is bound to no namespace */
+    return c;
+}
+
+/* At most one line a second for refusals: a client probing namespaces or
+ * admin ops must not flood the log. */
+static bool log_slot(uint64_t *last, uint64_t *unlogged)
+{
+    uint64_t now = mono_ms(CLOCK_MONOTONIC_COARSE);
+    if (*last && now - *last < 1000) {
+        ++*unlogged;
+        return false;
+    }
+    *last = now;
+    return true;
+}
+
+/* Refuse with PC_E_PERM.  The text names only the caller's own request,
+ * never what the cache holds: a refusal looks the same whatever exists. */
+static int deny(pc_rpc_server *s, const char *op, const char *why)
+{
+    const caller *c = who(s);
+    if (log_slot(&s->denied_logged_ms, &s->denied_unlogged)) {
+        slog(s, PC_LOG_WARN, "refused %s from %s: %s (%" PRIu64 " more "
+             "refusals since the last report)", op, c->name, why,
+             s->denied_unlogged);
+        s->denied_unlogged = 0;
+    }
+    return fail(s, PC_E_PERM, "%s: %s", op, why);
+}
+
+static const char *op_ns(const pc_request *r, pc_wire_str *ns)
+{
+    switch (r->op) {
+    case PC_OP_LOOKUP: *ns = r->u.lookup.ns; return "lookup";
+    case PC_OP_INSERT: *ns = r->u.insert.ns; return "insert";
+    default: return NULL;
+    }
+}
+
+/* Everything authorization says about a decoded request, before any of it
+ * runs (so a refused request changes nothing, not even a counter of the
+ * namespace it named).  Sets the cache's lease owner for the op. */
+static int authorize(pc_rpc_server *s, const pc_request *r)
+{
+    if (r->op == PC_OP_PING || r->op == PC_OP_HELLO)
+        return 0;
+    const caller *c = who(s);
+    const char *opn = pc_op_name(r->op);
+    if (c->revoked)
+        return deny(s, opn, "this client's key is no longer on the daemon's "
+                    "allow-list");
+    switch (r->op) {
+    case PC_OP_FLUSH:
+        return c->admin ? 0 : deny(s, "flush", "an admin op (this client is "
+                                   "not an admin)");
+    case PC_OP_CONFIG:
+        /* get too: knobs name namespaces (priorities, quotas, pins) and
+         * files, which a tenant must not learn. */
+        return c->admin ? 0 : deny(s, "config", "an admin op (this client "
+                                   "is not an admin)");
+    case PC_OP_STATS:
+        return !r->u.stats.check || c->admin
+                   ? 0 : deny(s, "stats", "check is an admin option (it walks "
+                              "the whole cache)");
+    default:
+        break;
+    }
+    pc_wire_str ns = {NULL, 0};
+    const char *what = op_ns(r, &ns);
+    if (what && !pc_rpc_allow_ns(c->ent, ns.p, ns.n))
+        return deny(s, what, "this client may not use that namespace (see its "
+                    "patterns on the daemon's allow-list)");
+    pc_cache_set_owner(s->cache, c->owner);
+    return 0;
 }
 
 /* ---- per-op handlers: pack the reply's fields after the head, or return a
@@ -505,6 +697,9 @@ static void pack_stats(msgpack_packer *pk, void *ctx)
 static void add_stat(void *ctx, const char *name, uint64_t v)
 {
     stat_list *l = ctx;
+    /* Per-namespace rows name namespaces: admins only (SECURITY.md). */
+    if (l->no_ns && name[0] == 'n' && strncmp(name, "ns.", 3) == 0)
+        return;
     assert(l->n < sizeof(l->kv) / sizeof(l->kv[0]));
     if (l->n < sizeof(l->kv) / sizeof(l->kv[0]))
         l->kv[l->n++] = (stat_kv){name, v};
@@ -553,6 +748,7 @@ static int op_stats(pc_rpc_server *s, const pc_stats_req *r, pc_stats_rep *o)
         PC_SET(o, stats_rep, check, pc_cache_check(s->cache));
     stat_list *l = &s->stats;
     l->n = 0;
+    l->no_ns = !who(s)->admin;
     pc_rpc_server_stats_visit(s, add_stat, l);
     o->stats = (pc_wire_map){NULL, pack_stats, l};
     return 0;
@@ -641,6 +837,7 @@ static int op_config(pc_rpc_server *s, const pc_config_req *r, pc_config_rep *o)
 static int handle(pc_rpc_server *s, const void *buf, size_t len, pc_request *r)
 {
     s->err[0] = 0;
+    s->who_done = false;
     msgpack_sbuffer_clear(&s->sb);
     int rc = pc_wire_decode_request(&s->dec, buf, len, &s->lim, r);
     if (r->op >= 0 && r->op < PC_OP_COUNT)
@@ -650,7 +847,7 @@ static int handle(pc_rpc_server *s, const void *buf, size_t len, pc_request *r)
     if (rc) {
         snprintf(s->err, sizeof(s->err), "%s",
                  s->dec.err[0] ? s->dec.err : pc_strerror(rc));
-    } else {
+    } else if ((rc = authorize(s, r)) == 0) {
         switch (r->op) {
         case PC_OP_HELLO: rc = op_hello(s, &r->u.hello, &o.hello); break;
         case PC_OP_LOOKUP: rc = op_lookup(s, &r->u.lookup, &o.lookup); break;
@@ -743,6 +940,7 @@ static void park(pc_rpc_server *s, int nenv, uint64_t id, const pc_lookup_req *r
     }
     p->job = s->park_job;
     p->id = id;
+    p->owner = who(s)->owner;
     p->first_pages = s->park_first;
     p->rounds = 1;
     p->nenv = nenv;
@@ -788,6 +986,7 @@ static void resume_parked(pc_rpc_server *s)
             s->resuming = true;
             s->last_round = p->rounds >= PARK_ROUNDS_MAX;
             s->resumed_first = p->first_pages;
+            pc_cache_set_owner(s->cache, p->owner); /* its pin's lease */
             int rc = op_lookup(s, &p->req, &o.lookup);
             s->resuming = s->last_round = false;
             if (rc == PARKED) {
@@ -864,7 +1063,10 @@ static int serve_one(pc_rpc_server *s)
     pc_request r;
     /* The request borrows from the frame: keep it until the reply is out. */
     uint64_t t0 = mono_ns();
+    s->cur_msg = &part; /* who(): its properties (User-Id, Peer-Address) */
+    s->cur_rid = &s->env[0];
     int rc = handle(s, zmq_msg_data(&part), len, &r);
+    s->cur_msg = s->cur_rid = NULL;
     time_request(s, r.op, mono_ns() - t0);
     if (s->log_level >= PC_LOG_DEBUG) {
         const char *op = pc_op_name(r.op);
@@ -884,6 +1086,162 @@ static int serve_one(pc_rpc_server *s)
         send_reply(s, nenv);
     zmq_msg_close(&part);
     return 1;
+}
+
+/* ---- ZAP (RFC 27): the CURVE handshake asks us about each client key ----- */
+
+static void zap_send(pc_rpc_server *s, const zmq_msg_t *reqid, const char *code,
+                     const char *text, const char *user)
+{
+    zmq_msg_t id;
+    zmq_msg_init(&id);
+    zmq_msg_copy(&id, (zmq_msg_t *)reqid);
+    zmq_send(s->zap, "1.0", 3, ZMQ_SNDMORE);
+    zmq_msg_send(&id, s->zap, ZMQ_SNDMORE);
+    zmq_msg_close(&id);
+    zmq_send(s->zap, code, 3, ZMQ_SNDMORE);
+    zmq_send(s->zap, text, strlen(text), ZMQ_SNDMORE);
+    zmq_send(s->zap, user, strlen(user), ZMQ_SNDMORE);
+    zmq_send(s->zap, "", 0, 0); /* metadata: none */
+}
+
+/*
+ * One ZAP request: [version, request id, domain, address, routing id,
+ * mechanism, credentials...]; for CURVE the one credential is the client's
+ * 32-byte public key.  Listed: 200 with the Z85 key as User-Id (each
+ * request's frames carry it, who() looks it up again, so a reload that
+ * drops the key cuts its service at once).  Else 400, logged with the key
+ * and the address (at most a line a second).
+ */
+static bool zap_serve(pc_rpc_server *s)
+{
+    zmq_msg_t f[8];
+    int n = 0, more = 1;
+    while (more) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, s->zap, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            if (n == 0)
+                return false; /* nothing there */
+            break;
+        }
+        more = zmq_msg_more(&m);
+        if (n < 8)
+            f[n++] = m;
+        else
+            zmq_msg_close(&m);
+    }
+    char key[PC_CURVE_KEY_LEN + 1] = "", addr[64] = "";
+    const char *code = "400", *text = "unknown client key";
+    if (n >= 7 && zmq_msg_size(&f[0]) == 3 &&
+        memcmp(zmq_msg_data(&f[0]), "1.0", 3) == 0 &&
+        zmq_msg_size(&f[5]) == 5 && memcmp(zmq_msg_data(&f[5]), "CURVE", 5) == 0 &&
+        zmq_msg_size(&f[6]) == 32) {
+        zmq_z85_encode(key, zmq_msg_data(&f[6]), 32);
+        size_t al = zmq_msg_size(&f[3]);
+        snprintf(addr, sizeof(addr), "%.*s", (int)(al < 63 ? al : 63),
+                 (const char *)zmq_msg_data(&f[3]));
+        if (pc_rpc_allow_key(s->allow, key)) {
+            code = "200";
+            text = "OK";
+        }
+    } else {
+        text = "not a CURVE handshake";
+    }
+    if (n >= 2)
+        zap_send(s, &f[1], code, text, code[0] == '2' ? key : "");
+    if (code[0] != '2' &&
+        log_slot(&s->zap_logged_ms, &s->zap_unlogged)) {
+        slog(s, PC_LOG_WARN, "refused a client from %s: key %s is not on the "
+             "allow-list (%s; %" PRIu64 " more refusals since the last report)",
+             addr[0] ? addr : "?", key[0] ? key : "?", text, s->zap_unlogged);
+        s->zap_unlogged = 0;
+    } else if (code[0] == '2') {
+        slog(s, PC_LOG_DEBUG, "client key %s from %s accepted", key, addr);
+    }
+    for (int i = 0; i < n; i++)
+        zmq_msg_close(&f[i]);
+    return true;
+}
+
+void pc_rpc_server_set_allow(pc_rpc_server *s, pc_rpc_allow *a)
+{
+    if (!s) {
+        pc_rpc_allow_free(a);
+        return;
+    }
+    pc_rpc_allow_free(s->allow);
+    s->allow = a;
+}
+
+/*
+ * Decide how the endpoint is protected, before it is bound: CURVE (a ZAP
+ * handler bound first, so that no handshake ever runs without it), or
+ * none for ipc and loopback tcp, or none with a warning for insecure_tcp;
+ * a tcp endpoint open to the network without either is refused.
+ *
+ * Why the ZAP handler is served by the loop rather than a thread: the
+ * allow-list then belongs to one thread, so a reload swaps it between two
+ * requests with no lock, and a handshake (once per connection) costs the
+ * loop microseconds.  The price: a handshake waits for the request at hand.
+ */
+static int setup_auth(pc_rpc_server *s, const pc_rpc_config *cfg)
+{
+    const char *ep = cfg->endpoint;
+    s->tcp = strncmp(ep, "tcp://", 6) == 0;
+    bool keys = cfg->curve_secret_key && cfg->curve_secret_key[0];
+    if (keys && !s->tcp) {
+        slog(s, PC_LOG_INFO, "curve_key_file: not used on %s (an ipc endpoint: "
+             "uids identify its clients)", ep);
+        keys = false;
+    }
+    if (!s->tcp)
+        return 0;
+    bool loop = pc_rpc_tcp_loopback(ep);
+    if (!keys) {
+        if (loop)
+            return 0;
+        if (!cfg->insecure_tcp) {
+            slog(s, PC_LOG_ERROR, "%s is not a loopback address: a tcp endpoint "
+                 "open to the network needs CURVE (curve_key_file and "
+                 "allow_list_file; docs/SECURITY.md), or insecure_tcp = true "
+                 "to run it unauthenticated; refusing to start", ep);
+            return PC_E_INVAL;
+        }
+        s->tcp_open = true;
+        slog(s, PC_LOG_WARN, "insecure_tcp: %s is open to the network without "
+             "CURVE: anyone who reaches it may look up, insert, allocate and "
+             "read the stats of every namespace (admin ops are refused over "
+             "it); use CURVE keys (docs/SECURITY.md)", ep);
+        return 0;
+    }
+    if (!zmq_has("curve")) {
+        slog(s, PC_LOG_ERROR, "curve_key_file: this libzmq has no CURVE");
+        return PC_E_INVAL;
+    }
+    if (!s->allow || pc_rpc_allow_count(s->allow) == 0) {
+        slog(s, PC_LOG_ERROR, "curve_key_file is set but allow_list_file lists "
+             "no client key: no client could connect");
+        return PC_E_INVAL;
+    }
+    int one = 1;
+    if (!(s->zap = zmq_socket(s->zctx, ZMQ_REP)) ||
+        zmq_setsockopt(s->zap, ZMQ_LINGER, (int[]){0}, sizeof(int)) ||
+        zmq_bind(s->zap, "inproc://zeromq.zap.01") ||
+        zmq_setsockopt(s->sock, ZMQ_ZAP_DOMAIN, "prefixcache", 11) ||
+        zmq_setsockopt(s->sock, ZMQ_CURVE_SERVER, &one, sizeof(one)) ||
+        zmq_setsockopt(s->sock, ZMQ_CURVE_SECRETKEY, cfg->curve_secret_key,
+                       PC_CURVE_KEY_LEN)) {
+        slog(s, PC_LOG_ERROR, "CURVE setup: %s", zmq_strerror(zmq_errno()));
+        return PC_E_IO;
+    }
+    s->curve = true;
+    slog(s, PC_LOG_INFO, "CURVE on %s: server key %s, %zu allow-list "
+         "entr%s", ep, cfg->curve_public_key ? cfg->curve_public_key : "?",
+         pc_rpc_allow_count(s->allow),
+         pc_rpc_allow_count(s->allow) == 1 ? "y" : "ies");
+    return 0;
 }
 
 /* Never sleep past a lease deadline: expiry is what frees a crashed
@@ -926,12 +1284,14 @@ int pc_rpc_server_poll(pc_rpc_server *s, int timeout_ms)
     /* Fixed slots (an fd of -1 never fires): the socket, the lease timer,
      * the wakeup fd, the cache's (a promotion done), the host's watch fd. */
     int wfd = pc_cache_wait_fd(s->cache);
-    zmq_pollitem_t it[5] = {{s->sock, 0, ZMQ_POLLIN, 0},
+    zmq_pollitem_t it[6] = {{s->sock, 0, ZMQ_POLLIN, 0},
                             {NULL, s->tfd, ZMQ_POLLIN, 0},
                             {NULL, s->wakeup_fd > 0 ? s->wakeup_fd : -1, ZMQ_POLLIN, 0},
                             {NULL, wfd >= 0 ? wfd : -1, ZMQ_POLLIN, 0},
-                            {NULL, s->watch.fd > 0 ? s->watch.fd : -1, ZMQ_POLLIN, 0}};
-    int nit = s->watch.fd > 0 ? 5 : wfd >= 0 ? 4 : s->wakeup_fd > 0 ? 3 : 2;
+                            {NULL, s->watch.fd > 0 ? s->watch.fd : -1, ZMQ_POLLIN, 0},
+                            {s->zap, -1, ZMQ_POLLIN, 0}};
+    int nit = s->zap ? 6 : s->watch.fd > 0 ? 5 : wfd >= 0 ? 4
+              : s->wakeup_fd > 0 ? 3 : 2;
     if (timeout_ms < 0)
         timeout_ms = -1;
     if (s->watch.fd > 0 && s->watch.timeout_ms) {
@@ -949,6 +1309,9 @@ int pc_rpc_server_poll(pc_rpc_server *s, int timeout_ms)
             slog(s, PC_LOG_WARN, "lease timer: %s", strerror(errno));
         s->armed_at = 0;
     }
+    if (rc > 0 && s->zap && (it[5].revents & ZMQ_POLLIN))
+        for (int k = 0; k < 64 && zap_serve(s); k++) { /* requests wait too */
+        }
     if (rc > 0 && wfd >= 0 && (it[3].revents & ZMQ_POLLIN))
         pc_cache_wait_fd_drain(s->cache); /* then housekeeping polls */
     if (rc > 0 && s->wakeup_fd > 0 && (it[2].revents & ZMQ_POLLIN)) {
@@ -1172,14 +1535,21 @@ static int bind_socket(pc_rpc_server *s, const char *ep)
 
 int pc_rpc_server_create(const pc_rpc_config *cfg, pc_rpc_server **out)
 {
-    if (!out)
+    if (!out) {
+        pc_rpc_allow_free(cfg ? cfg->allow : NULL);
         return PC_E_INVAL;
+    }
     *out = NULL;
-    if (!cfg || !cfg->endpoint)
+    if (!cfg || !cfg->endpoint) {
+        pc_rpc_allow_free(cfg ? cfg->allow : NULL);
         return PC_E_INVAL;
+    }
     pc_rpc_server *s = calloc(1, sizeof(*s));
-    if (!s)
+    if (!s) {
+        pc_rpc_allow_free(cfg->allow);
         return PC_E_NOMEM;
+    }
+    s->allow = cfg->allow;
     s->lock_fd = -1;
     s->tfd = -1;
     s->wakeup_fd = cfg->wakeup_fd > 0 ? cfg->wakeup_fd : 0;
@@ -1250,6 +1620,8 @@ int pc_rpc_server_create(const pc_rpc_config *cfg, pc_rpc_server **out)
         slog(s, PC_LOG_ERROR, "zmq_setsockopt: %s", zmq_strerror(zmq_errno()));
         goto fail;
     }
+    if ((rc = setup_auth(s, cfg)))
+        goto fail;
     if ((rc = bind_socket(s, cfg->endpoint)))
         goto fail;
     size_t len = sizeof(s->endpoint);
@@ -1270,6 +1642,8 @@ void pc_rpc_server_destroy(pc_rpc_server *s)
         return;
     if (s->sock)
         zmq_close(s->sock); /* LINGER 0: pending replies are dropped */
+    if (s->zap)
+        zmq_close(s->zap);
     if (s->zctx)
         zmq_ctx_term(s->zctx);
     /* The files go while we still hold the lock, so nobody else can have
@@ -1284,6 +1658,7 @@ void pc_rpc_server_destroy(pc_rpc_server *s)
         close(s->tfd);
     free(s->ipc_path);
     free(s->lock_path);
+    pc_rpc_allow_free(s->allow);
     pc_decoder_free(&s->dec);
     msgpack_sbuffer_destroy(&s->sb);
     msgpack_sbuffer_destroy(&s->cfg_sb);

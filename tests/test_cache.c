@@ -2296,3 +2296,49 @@ Test(cache, max_tree_nodes_refuses_growth_with_a_reason)
     CHECK(c);
     cache_del(c);
 }
+
+/* Leases belong to the identity that made them (issue 15): to any other,
+ * a lease is exactly an unknown one -- same code, same text shape -- and
+ * nothing of it is renewed, used or ended; the owner keeps it whole. */
+Test(cache, lease_owner)
+{
+    pc_cache *c = mk(16);
+    uint32_t ids[4], more[1];
+    pc_cache_set_owner(c, 0x1111);
+    uint64_t la = 0;
+    RC_EQ(pc_cache_alloc(c, 2, &la, ids), 0);
+    cr_assert_eq(pc_cache_lease_owner(c, la), 0x1111);
+    uint64_t deadline = pc_cache_next_deadline_ms(c);
+    CHECK(c);
+
+    pc_cache_set_owner(c, 0x2222);
+    char unknown_why[200];
+    RC_EQ(pc_cache_release(c, la ^ 1), PC_E_LEASE);
+    snprintf(unknown_why, sizeof(unknown_why), "%s", pc_cache_why(c));
+    g_now += 5;
+    RC_EQ(pc_cache_release(c, la), PC_E_LEASE);
+    /* the text differs only in the id it repeats */
+    char want[220];
+    snprintf(want, sizeof(want), "lease 0x%" PRIx64 " unknown or expired", la);
+    cr_assert_str_eq(pc_cache_why(c), want);
+    cr_assert(strstr(unknown_why, " unknown or expired"));
+    RC_EQ(pc_cache_touch(c, la), PC_E_LEASE);
+    uint64_t l2 = la;
+    RC_EQ(pc_cache_alloc(c, 1, &l2, more), PC_E_LEASE);
+    cr_assert_eq(pc_cache_next_deadline_ms(c), deadline - 5, "renewed by a "
+                 "stranger");
+    counts_at(__LINE__, c, 14, 2, 0);
+    CHECK(c);
+
+    /* the stranger's own lease is its own */
+    uint64_t lb = 0;
+    RC_EQ(pc_cache_alloc(c, 1, &lb, more), 0);
+    cr_assert_eq(pc_cache_lease_owner(c, lb), 0x2222);
+    pc_cache_set_owner(c, 0x1111);
+    RC_EQ(pc_cache_release(c, lb), PC_E_LEASE);
+    RC_EQ(pc_cache_release(c, la), 0);
+    pc_cache_set_owner(c, 0x2222);
+    RC_EQ(pc_cache_release(c, lb), 0);
+    counts_at(__LINE__, c, 16, 0, 0);
+    CHECK(c);
+}

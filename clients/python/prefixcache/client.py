@@ -155,10 +155,16 @@ class Stats(dict):
 
 class Client:
     def __init__(self, endpoint: Optional[str] = None,
-                 timeout_ms: int = DEFAULT_TIMEOUT_MS) -> None:
+                 timeout_ms: int = DEFAULT_TIMEOUT_MS, *,
+                 curve_server_key: Optional[str] = None,
+                 curve_public_key: Optional[str] = None,
+                 curve_secret_key: Optional[str] = None) -> None:
         """Connect (lazily, as ZeroMQ does) to endpoint (default: the
         daemon's default, endpoint.default_endpoint()).  Every call waits
-        at most timeout_ms unless it is given its own."""
+        at most timeout_ms unless it is given its own.  curve_*: the
+        daemon's public key and our key pair (Z85 text, as in the key files
+        of docs/SECURITY.md), all three or none: a daemon that does not
+        know our key never answers (calls time out)."""
         self.endpoint = endpoint or default_endpoint()
         self.timeout_ms = timeout_ms if timeout_ms > 0 else DEFAULT_TIMEOUT_MS
         self._next_id = 1
@@ -181,6 +187,15 @@ class Client:
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.setsockopt(zmq.IMMEDIATE, 1)
         self._sock.setsockopt(zmq.RCVHWM, 0)
+        curve = (curve_server_key, curve_public_key, curve_secret_key)
+        if any(k is not None for k in curve):
+            if not all(isinstance(k, str) and len(k) == 40 for k in curve):
+                self.close()
+                raise error_for(P.PC_E_INVAL, "curve_server_key, curve_public_key "
+                                "and curve_secret_key: all three, 40 Z85 characters")
+            self._sock.curve_serverkey = curve_server_key.encode()
+            self._sock.curve_publickey = curve_public_key.encode()
+            self._sock.curve_secretkey = curve_secret_key.encode()
         try:
             self._sock.connect(self.endpoint)
         except zmq.ZMQError as e:
@@ -582,9 +597,10 @@ _REPLY_ROWS = {op.name: tuple((f.key, f.required, _CHECK[f.type],
 
 
 def connect(endpoint: Optional[str] = None, timeout_ms: int = DEFAULT_TIMEOUT_MS,
-            hello: bool = True) -> Client:
-    """A Client, and (by default) its hello done: c.hello_info, c.pool."""
-    c = Client(endpoint, timeout_ms)
+            hello: bool = True, **curve: Optional[str]) -> Client:
+    """A Client, and (by default) its hello done: c.hello_info, c.pool.
+    curve: Client's curve_* keyword arguments."""
+    c = Client(endpoint, timeout_ms, **curve)
     if hello:
         try:
             c.hello()

@@ -117,7 +117,7 @@ ERRORS: Tuple[ErrorCode, ...] = tuple(ErrorCode("PC_E_" + n, v, m) for n, v, m i
     ("BADOP", -9, "unknown operation"),
     ("TOOBIG", -10, "message or field exceeds a limit"),
     ("LEASE", -11, "unknown or expired lease"),
-    ("PERM", -12, "block is not owned by this lease"),
+    ("PERM", -12, "not permitted"),
     ("STATE", -13, "block is in the wrong state"),
     ("VERSION", -14, "unsupported protocol version"),
     ("TIMEOUT", -15, "operation timed out"),
