@@ -26,7 +26,7 @@ import zmq
 from . import protocol as P
 from .endpoint import default_endpoint
 from .errors import LeaseError, PrefixCacheError, error_for
-from .ids import checked, from_wire, to_wire
+from .ids import FAST_DTYPES, check_fast, checked, from_wire, to_wire
 from .pool import Pool
 
 DEFAULT_TIMEOUT_MS = 5000
@@ -429,14 +429,25 @@ class Client:
                 if len(self._ns_packed) >= 64:
                     self._ns_packed.clear()
                 self._ns_packed[ns] = nsb
-        a = checked(tokens, "tokens", "lookup")
-        n4 = len(a) if type(a) is bytes else 4 * a.shape[0]
-        if n4 > self._req_cap:
-            self._grow_request_buffer(n4)
-        if type(a) is bytes:
-            self._req_buf[_TOK_OFF:_TOK_OFF + n4] = a
+        if type(tokens) is np.ndarray and tokens.ndim == 1 and tokens.dtype in FAST_DTYPES:
+            # A tokenizer's array: cast into the buffer first, then check
+            # the input, which the cast has just brought into the cache
+            # (checking first reads it cold, about 2 us more at 4,096
+            # int64).  On OutOfRange the buffer holds garbage nobody sends.
+            n4 = 4 * tokens.shape[0]
+            if n4 > self._req_cap:
+                self._grow_request_buffer(n4)
+            self._req_tokens[:tokens.shape[0]] = tokens  # the one conversion
+            check_fast(tokens, "tokens", "lookup")
         else:
-            self._req_tokens[:a.shape[0]] = a  # the one conversion (a cast)
+            a = checked(tokens, "tokens", "lookup")
+            n4 = len(a) if type(a) is bytes else 4 * a.shape[0]
+            if n4 > self._req_cap:
+                self._grow_request_buffer(n4)
+            if type(a) is bytes:
+                self._req_buf[_TOK_OFF:_TOK_OFF + n4] = a
+            else:
+                self._req_tokens[:a.shape[0]] = a
         pairs = 4
         tail = b""
         if pin or alloc or lease or promote or no_cache or no_count:

@@ -38,15 +38,10 @@ def checked(ids: Any, what: str = "tokens", op: str = "") -> Union[bytes, np.nda
     one-dimensional integer ndarray (any integer dtype, native order) whose
     values all fit in uint32, for the caller to convert where it wants them
     (the client: straight into its request buffer)."""
-    if type(ids) is np.ndarray:
+    if type(ids) is np.ndarray and ids.ndim == 1 and ids.dtype in FAST_DTYPES:
         # the common case first: a tokenizer's array, checked in one pass
-        kind = _FAST_KIND.get(ids.dtype)
-        if kind is not None and ids.ndim == 1:
-            if kind == "u64" and ids.shape[0] and _max(ids.view(_U64)) > _U32_MAX_64:
-                _range_error(ids, what, op)
-            if kind == "i" and ids.shape[0] and _min(ids) < 0:
-                _range_error(ids, what, op)
-            return ids
+        check_fast(ids, what, op)
+        return ids
     if op:
         what = f"{op}.{what}"
     if isinstance(ids, (bytes, bytearray)) or (
@@ -98,6 +93,16 @@ _U32_MAX_64 = np.uint64(U32_MAX)  # uint64 against uint64: no float promotion
 _FAST_KIND = {np.dtype(t): k for t, k in (
     (np.int64, "u64"), (np.uint64, "u64"), (np.int32, "i"), (np.int16, "i"),
     (np.int8, "i"), (np.uint32, ""), (np.uint16, ""), (np.uint8, ""))}
+FAST_DTYPES = frozenset(_FAST_KIND)
+
+
+def check_fast(a: np.ndarray, what: str = "tokens", op: str = "") -> None:
+    """OutOfRange unless every value of a (1-d, a dtype of FAST_DTYPES)
+    fits in uint32: one reduction at most."""
+    kind = _FAST_KIND[a.dtype]
+    if kind and a.shape[0] and (_max(a.view(_U64)) > _U32_MAX_64 if kind == "u64"
+                                else _min(a) < 0):
+        _range_error(a, what, op)
 
 
 def _range_error(a: np.ndarray, what: str, op: str = "") -> None:
@@ -127,6 +132,6 @@ def from_wire(b: bytes, what: str = "ids") -> np.ndarray:
         from .errors import BadMessage
         raise BadMessage(P.PC_E_BADMSG, f"reply's '{what}' of {len(b)} bytes "
                          "is not a whole number of uint32")
-    if _LITTLE:  # the wire's order: one copy, no conversion
-        return np.frombuffer(b, dtype=_U32).copy()
+    if _LITTLE:  # the wire's order: one copy (bytearray: writable), no conversion
+        return np.frombuffer(bytearray(b), dtype=_U32)
     return np.frombuffer(b, dtype=_LE_U32).astype(np.uint32)
