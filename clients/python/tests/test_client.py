@@ -3,6 +3,7 @@ fp16 pool: 64 blocks of 4 tokens, 2 layers, 2 KV heads, head_dim 16)."""
 from __future__ import annotations
 
 import array
+import itertools
 import os
 import signal
 import subprocess
@@ -326,6 +327,83 @@ class Tokens(Base):
         canon = self.cache(ref)
         r = self.c.lookup(self.ns, torch.from_numpy(ref))
         np.testing.assert_array_equal(r.blocks, canon)
+
+
+class FastPaths(Base):
+    """Client.lookup encodes and decodes with code of its own (the hot path):
+    it must agree with the table-driven _encode and _result exactly."""
+
+    def test_request_bytes_match_the_tables(self) -> None:
+        c, rng = self.c, np.random.default_rng(5)
+        inputs = (prompt(1, 10), rng.integers(0, 2**32, 70, dtype=np.uint64),
+                  list(range(9)), b"", b"\1\2\3\4", np.array([], np.int32),
+                  np.arange(20000, dtype=np.uint32),  # grows the buffer
+                  np.arange(64, dtype=np.int16)[::2], np.arange(8).astype(">i8"))
+        for ns in ("m", b"ns", bytearray(b"x"), "\u00e9" * 60, "n" * 2000):
+            for toks in inputs:
+                for flags in itertools.product((False, True), repeat=5):
+                    for lease in (None, 0, 5, 2**63, pc.client.Lease(c, 77)):
+                        pin, alloc, promote, no_cache, no_count = flags
+                        rid = int(rng.integers(1, 2**40))
+                        fast = c._enc_lookup(rid, ns, toks, pin, alloc, lease, promote,
+                                             no_cache, no_count)
+                        slow = c._encode("lookup", rid, dict(
+                            ns=ns, tokens=toks, pin=pin or None, alloc=alloc or None,
+                            lease=lease or None, promote=promote or None,
+                            no_cache=no_cache or None, no_count=no_count or None))
+                        self.assertEqual(bytes(fast), bytes(slow), (ns, toks, flags, lease))
+        for bad in (np.array([5, -1]), np.array([2**32]), np.array([2**40], np.uint64),
+                    np.array([-1], np.int8), [1.5], np.zeros((2, 2), np.int64), b"abc"):
+            with self.assertRaises((ValueError, TypeError)) as fast:
+                c._enc_lookup(1, "m", bad, False, False, None, False, False, False)
+            with self.assertRaises((ValueError, TypeError)) as slow:
+                c._encode("lookup", 1, {"ns": "m", "tokens": bad})
+            self.assertEqual((type(fast.exception), str(fast.exception)),
+                             (type(slow.exception), str(slow.exception)))
+        with self.assertRaises(TypeError):
+            c.lookup(1.5, [1])  # type: ignore[arg-type]
+        with self.assertRaises(pc.TooBig):  # the daemon's limit, from the long path
+            c.lookup("n" * 2000, prompt(2, 8))
+
+    def test_reply_decoding_matches_the_tables(self) -> None:
+        blocks = np.arange(3, dtype="<u4").tobytes()
+        base = {"id": 9, "status": 0, "tokens": 12, "blocks": blocks}
+        cases = [dict(base, lease=0), dict(base, lease=2**64 - 1),
+                 dict(base, lease=3, alloc_status=0, alloc_blocks=blocks),
+                 dict(base, lease=0, tier2_tokens=4), dict(base, lease=0, future=[1]),
+                 dict(base, lease=0, blocks="x"), dict(base, lease=-1),
+                 dict(base, lease=True), dict(base, tokens=-1, lease=0),
+                 dict(base, lease=0, blocks=b"\0\0\0"), dict(base, x=1, y=2), dict(base, x=1)]
+        for m in cases:
+            got, want = [], []
+            for decode, out in ((lambda: self.c._lookup_result(9, dict(m)), got),
+                                (lambda: self.c._result("lookup", 9, dict(m)), want)):
+                try:
+                    r = decode()
+                except pc.PrefixCacheError as e:
+                    out.append((type(e), str(e)))
+                    continue
+                self.assertIs(type(r), pc.client.LeasedResult)
+                for k, v in vars(r).items():
+                    if isinstance(v, np.ndarray):
+                        self.assertEqual((v.dtype, v.flags.writeable), (np.uint32, True))
+                        v = v.tolist()
+                    elif isinstance(v, pc.client.Lease):
+                        v = (v.id, v.ended)
+                    out.append((k, v))
+            self.assertEqual(got, want, m)
+
+    def test_lookup_result_and_buffer_reuse(self) -> None:
+        toks = prompt(3, 10 * PT)
+        canon = self.cache(toks)
+        for t in (toks, toks.astype(np.uint32), toks.tolist(), toks[:4 * PT]):
+            r = self.c.lookup(self.ns, t)
+            self.assertEqual(r.tokens, len(t))
+            np.testing.assert_array_equal(r.blocks, canon[:len(t) // PT])
+            r.blocks[0] = 0  # a writable copy of the reply's ids
+            self.assertIsNone(r.lease)
+            with self.assertRaises(pc.OutOfRange):  # leaves the buffer usable
+                self.c.lookup(self.ns, np.concatenate([t[:3], [-1]]))
 
 
 class Pipelining(Base):
