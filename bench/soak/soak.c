@@ -100,7 +100,8 @@ static struct {
     uint64_t seed;
     const char *json, *daemon;
     bool keep; /* keep the run directory */
-} C = {4, 10, 300, 0, 500, 160, 5000, 1, NULL, PC_DAEMON_PATH, false};
+    unsigned inject; /* 1 in N new pages written wrong (the detector's test) */
+} C = {4, 10, 300, 0, 500, 160, 5000, 1, NULL, PC_DAEMON_PATH, false, 0};
 
 static void usage(FILE *f)
 {
@@ -108,12 +109,14 @@ static void usage(FILE *f)
             "usage: soak [--clients N] [--seconds S] [--kill-every-ms MS]\n"
             "            [--restart-every-ms MS] [--ttl-ms MS] [--pool-blocks N]\n"
             "            [--rpc-timeout-ms MS] [--seed N] [--json PATH]\n"
-            "            [--daemon PATH] [--keep]\n"
+            "            [--daemon PATH] [--keep] [--inject-corruption N]\n"
             "Phase \"kill\" (always): N clients for S seconds, one SIGKILLed every\n"
             "~kill-every-ms (0: never).  Phase \"restart\" (restart-every-ms > 0):\n"
             "the same for another S seconds, the daemon SIGKILLed and restarted\n"
             "every ~restart-every-ms.  Exit 0 when every criterion holds, 1 if not,\n"
-            "2 on a usage error.  --keep keeps the run directory (daemon log).\n");
+            "2 on a usage error.  --keep keeps the run directory (daemon log).\n"
+            "--inject-corruption N: 1 in N new pages is written with wrong bytes\n"
+            "(a test of the checker: the run must then fail).\n");
 }
 
 /* ---- what clients and the supervisor share ---------------------------------------- */
@@ -484,6 +487,8 @@ static void lifecycle(client *k)
         uint64_t *b = pc_client_block(k->c, ids[np + i]);
         if (b)
             fill_block(b, k->nw, p.seed[np + i]);
+        if (b && C.inject && rnd(k, C.inject) == 0)
+            b[rnd(k, (unsigned)k->nw)] ^= 1; /* one bit: the checker must see it */
     }
     if (rnd(k, 10) == 0) { /* the engine walks away: the TTL ends the lease */
         ADD(k->sl, abandoned, 1);
@@ -1054,6 +1059,8 @@ static void parse(int argc, char **argv)
             C.rpc_timeout_ms = (unsigned)bench_arg_u64(v, a, 100, 600000);
         else if (OPT("--seed"))
             C.seed = bench_arg_u64(v, a, 0, UINT64_MAX);
+        else if (OPT("--inject-corruption"))
+            C.inject = (unsigned)bench_arg_u64(v, a, 1, UINT32_MAX);
         else if (OPT("--json"))
             C.json = v;
         else if (OPT("--daemon"))
@@ -1157,7 +1164,8 @@ int main(int argc, char **argv)
         if (fclose(f))
             bench_die("%s: %s", C.json, strerror(errno));
     }
-    if (pass && !C.keep) {
+    /* an injected run fails on purpose: nothing to keep */
+    if ((pass || C.inject) && !C.keep) {
         unlink(g_log);
         char sock[200];
         snprintf(sock, sizeof sock, "%s/prefixcache.sock.lock", g_dir);
