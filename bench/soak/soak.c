@@ -960,6 +960,9 @@ static size_t phase_rows(const phase *ph, rpt_row *r, char keys[][64])
     ROW("unverifiable", "mismatches not provable", "count", ph->sum.unverifiable, RPT_NONE);
     ROW("inserted_pages", "pages inserted", "count", ph->sum.inserted_pages, RPT_NONE);
     ROW("held", "leases held (renewed)", "count", ph->sum.held, RPT_NONE);
+    ROW("renewals", "renewals", "count", ph->sum.renewed, RPT_NONE);
+    ROW("leases_lost", "renewals refused (lease gone)", "count", ph->sum.lease_lost,
+        RPT_NONE);
     ROW("abandoned", "leases abandoned", "count", ph->sum.abandoned, RPT_NONE);
     ROW("kills", "clients SIGKILLed", "count", ph->kills, RPT_NONE);
     ROW("kills_in_lease", "... of them inside a lease", "count", ph->kills_in_lease, RPT_NONE);
@@ -968,6 +971,7 @@ static size_t phase_rows(const phase *ph, rpt_row *r, char keys[][64])
     ROW("evicted_pages", "pages evicted (daemon)", "count",
         stat_of(&ph->st, "tree.evicted_pages"), RPT_NONE);
     ROW("restarts", "daemon restarts", "count", ph->restarts_done, RPT_NONE);
+    ROW("stale", "stale mappings seen", "count", ph->sum.stale, RPT_NONE);
     ROW("reconnects", "client reconnects", "count", ph->sum.reconnects, RPT_NONE);
     ROW("client_failures", "clients dead by themselves", "count", ph->client_failures,
         RPT_VALUE_LE);
