@@ -32,7 +32,8 @@
     X(TIMEOUT,     -15,  "operation timed out")                                \
     X(IO,          -16,  "system or I/O error")                                \
     X(LIMIT,       -17,  "a configured limit was reached")                     \
-    X(BUSY,        -18,  "resource busy")
+    X(BUSY,        -18,  "resource busy")                                     \
+    X(STALE,       -19,  "the daemon restarted since this client's hello")
 
 enum pc_errno {
 #define PC__ERR_ENUM(name, value, msg) PC_E_##name = (value),

@@ -20,7 +20,7 @@
 /* ---- the wire protocol (see proto/PROTOCOL.md) ---------------------------- */
 
 #define PC_PROTO_MAJOR 1
-#define PC_PROTO_MINOR 2
+#define PC_PROTO_MINOR 3
 #define PC_PROTO_NS_MAX PC_WIRE_NS_MAX /* bytes in a namespace                */
 #define PC_PROTO_DEPTH_MAX 4u         /* nesting of a request or reply        */
 #define PC_PROTO_MAX_MSG_DEFAULT 16777216    /* 16 MiB                     */

@@ -108,7 +108,8 @@ typedef struct pc_wire_map {
     F(hello_rep, tier2_pages, "tier2_pages", UINT, OPT, 0)                     \
     F(hello_rep, lease_ttl_ms, "lease_ttl_ms", UINT, REQ, 0)                   \
     F(hello_rep, max_tokens, "max_tokens", UINT, REQ, 0)                       \
-    F(hello_rep, max_msg, "max_msg", UINT, REQ, 0)
+    F(hello_rep, max_msg, "max_msg", UINT, REQ, 0)                             \
+    F(hello_rep, instance, "instance", UINT, OPT, 0)
 
 #define PC_WIRE_LOOKUP_REQ(F)                                                  \
     F(lookup_req, ns, "ns", BYTES, REQ, PC_WIRE_NS_MAX)                        \
@@ -118,7 +119,8 @@ typedef struct pc_wire_map {
     F(lookup_req, lease, "lease", UINT, OPT, 0)                                \
     F(lookup_req, promote, "promote", BOOL, OPT, 0)                            \
     F(lookup_req, no_cache, "no_cache", BOOL, OPT, 0)                          \
-    F(lookup_req, no_count, "no_count", BOOL, OPT, 0)
+    F(lookup_req, no_count, "no_count", BOOL, OPT, 0)                          \
+    F(lookup_req, instance, "instance", UINT, OPT, 0)
 
 #define PC_WIRE_LOOKUP_REP(F)                                                  \
     F(lookup_rep, tokens, "tokens", UINT, REQ, 0)                              \
@@ -132,7 +134,8 @@ typedef struct pc_wire_map {
 
 #define PC_WIRE_ALLOC_REQ(F)                                                   \
     F(alloc_req, n, "n", UINT, REQ, PC_WIRE_MAX_TOKENS)                        \
-    F(alloc_req, lease, "lease", UINT, OPT, 0)
+    F(alloc_req, lease, "lease", UINT, OPT, 0)                                 \
+    F(alloc_req, instance, "instance", UINT, OPT, 0)
 
 #define PC_WIRE_ALLOC_REP(F)                                                   \
     F(alloc_rep, lease, "lease", UINT, REQ, 0)                                 \
@@ -145,7 +148,8 @@ typedef struct pc_wire_map {
     F(insert_req, lease, "lease", UINT, OPT, 0)                                \
     F(insert_req, release, "release", BOOL, OPT, 0)                            \
     F(insert_req, pin, "pin", BOOL, OPT, 0)                                    \
-    F(insert_req, no_cache, "no_cache", BOOL, OPT, 0)
+    F(insert_req, no_cache, "no_cache", BOOL, OPT, 0)                          \
+    F(insert_req, instance, "instance", UINT, OPT, 0)
 
 #define PC_WIRE_INSERT_REP(F)                                                  \
     F(insert_rep, cached_tokens, "cached_tokens", UINT, REQ, 0)                \

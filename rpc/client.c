@@ -99,6 +99,7 @@ struct pc_client {
     uint32_t page_tokens;
     uint64_t max_msg;
     void *pool;         /* mapped host pool or imported device pool   */
+    uint64_t instance;  /* the daemon's whose pool is mapped (0: none) */
     uint64_t pool_bytes, block_bytes, pool_blocks;
     const pc_gpu_ops *gpu; /* pool is an import of these ops, or NULL */
 
@@ -484,6 +485,7 @@ static void unmap_pool(pc_client *c)
     c->pool = NULL;
     c->gpu = NULL;
     c->pool_bytes = c->pool_blocks = 0;
+    c->instance = 0;
 }
 
 void pc_client_close(pc_client *c)
@@ -624,6 +626,7 @@ static int do_hello(pc_client *c, pc_hello *h, bool map_pool)
     h->lease_ttl_ms = o.lease_ttl_ms;
     h->max_tokens = o.max_tokens;
     h->max_msg = o.max_msg;
+    h->instance = PC_IS_SET(&o, hello_rep, instance) ? o.instance : 0;
     /* A daemon that accepted our major but speaks another one itself: the
      * layout fields may mean something else, so trust none of them. */
     if (h->version != PC_PROTO_MAJOR)
@@ -638,6 +641,7 @@ static int do_hello(pc_client *c, pc_hello *h, bool map_pool)
         return 0;
     unmap_pool(c);
     c->block_bytes = h->block_bytes;
+    c->instance = h->instance; /* named only while c->pool is mapped */
     if (strcmp(h->backend, "cuda") == 0)
         return import_pool(c, h);
     if (strcmp(h->backend, "host") != 0)
@@ -693,6 +697,8 @@ static uint64_t enc_lookup(pc_client *c, const void *ns, size_t ns_len,
                            uint64_t lease)
 {
     pc_lookup_req q = {.ns = bytes_of(ns, ns_len), .tokens = {tokens, n}};
+    if (c->pool && c->instance)
+        PC_SET(&q, lookup_req, instance, c->instance);
     if (flags & PC_CLIENT_PIN)
         PC_SET(&q, lookup_req, pin, true);
     if (flags & PC_CLIENT_ALLOC)
@@ -767,6 +773,8 @@ static uint64_t enc_insert(pc_client *c, const void *ns, size_t ns_len,
         PC_SET(&q, insert_req, pin, true);
     if (flags & PC_CLIENT_NO_CACHE)
         PC_SET(&q, insert_req, no_cache, true);
+    if (c->pool && c->instance)
+        PC_SET(&q, insert_req, instance, c->instance);
     return begin(c, PC_OP_INSERT, &q);
 }
 
@@ -816,6 +824,8 @@ int pc_client_alloc(pc_client *c, uint32_t n, uint64_t *lease, uint32_t *ids)
     pc_alloc_req q = {.n = n};
     if (*lease)
         PC_SET(&q, alloc_req, lease, *lease);
+    if (c->pool && c->instance)
+        PC_SET(&q, alloc_req, instance, c->instance);
     pc_alloc_rep o;
     int rc = rpc(c, PC_OP_ALLOC, begin(c, PC_OP_ALLOC, &q), &o);
     if (rc)

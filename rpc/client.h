@@ -120,6 +120,11 @@ typedef struct pc_hello {
      * its capacity in pages */
     char tier2[8];
     uint64_t tier2_pages;
+    /* the daemon's instance (protocol 1.3; 0 from older daemons): a
+     * client that mapped the pool names it in lookup, alloc and insert, and
+     * a restarted daemon (a new pool under the same name) refuses those
+     * with PC_E_STALE until pc_client_hello maps the new pool */
+    uint64_t instance;
 } pc_hello;
 
 /* Handshake: checks the protocol version (PC_E_VERSION on a different

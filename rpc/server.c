@@ -74,6 +74,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -185,6 +186,11 @@ struct pc_rpc_server {
     char lat_name[PC_OP_COUNT][LAT_NAMES][48];
     pc_rpc_watch watch;
     uint64_t t0_ms;
+    /* Random per server: hello gives it, and a client that mapped the
+     * pool names it in lookup/alloc/insert, so that a daemon restarted
+     * underneath it (same endpoint, a new pool) refuses its block ids
+     * instead of letting it resolve them in the dead pool's mapping. */
+    uint64_t instance;
     /* Lines above it are not even formatted (a request costs no formatting
      * when DEBUG is off); the host pushes changes (set_log_level). */
     int log_level;
@@ -518,6 +524,7 @@ static int op_hello(pc_rpc_server *s, const pc_hello_req *r, pc_hello_rep *o)
     pc_cache_describe(s->cache, d);
     o->version = PC_PROTO_MAJOR;
     o->version_minor = PC_PROTO_MINOR;
+    PC_SET(o, hello_rep, instance, s->instance);
     o->page_tokens = d->layout.page_tokens;
     o->layers = d->layout.layers;
     o->kv_heads = d->layout.kv_heads;
@@ -834,6 +841,35 @@ static int op_config(pc_rpc_server *s, const pc_config_req *r, pc_config_rep *o)
 }
 
 /* Decode, run and pack the reply of one payload into s->sb. */
+/* PC_E_STALE for a request naming another server's instance (1.3). */
+static int same_instance(pc_rpc_server *s, const pc_request *r)
+{
+    bool set;
+    uint64_t v;
+    switch (r->op) {
+    case PC_OP_LOOKUP:
+        set = PC_IS_SET(&r->u.lookup, lookup_req, instance);
+        v = r->u.lookup.instance;
+        break;
+    case PC_OP_ALLOC:
+        set = PC_IS_SET(&r->u.alloc, alloc_req, instance);
+        v = r->u.alloc.instance;
+        break;
+    case PC_OP_INSERT:
+        set = PC_IS_SET(&r->u.insert, insert_req, instance);
+        v = r->u.insert.instance;
+        break;
+    default:
+        return 0;
+    }
+    if (!set || v == s->instance)
+        return 0;
+    return fail(s, PC_E_STALE, "%s: this daemon (instance %016" PRIx64 ") is "
+                "not the one whose hello this client had (%016" PRIx64 "): it "
+                "restarted, and its pool is a new one; say hello again and map "
+                "the pool it names", pc_op_name(r->op), s->instance, v);
+}
+
 static int handle(pc_rpc_server *s, const void *buf, size_t len, pc_request *r)
 {
     s->err[0] = 0;
@@ -847,7 +883,7 @@ static int handle(pc_rpc_server *s, const void *buf, size_t len, pc_request *r)
     if (rc) {
         snprintf(s->err, sizeof(s->err), "%s",
                  s->dec.err[0] ? s->dec.err : pc_strerror(rc));
-    } else if ((rc = authorize(s, r)) == 0) {
+    } else if ((rc = authorize(s, r)) == 0 && (rc = same_instance(s, r)) == 0) {
         switch (r->op) {
         case PC_OP_HELLO: rc = op_hello(s, &r->u.hello, &o.hello); break;
         case PC_OP_LOOKUP: rc = op_lookup(s, &r->u.lookup, &o.lookup); break;
@@ -1582,6 +1618,10 @@ int pc_rpc_server_create(const pc_rpc_config *cfg, pc_rpc_server **out)
     if (cfg->cache)
         pc_rpc_server_attach(s, cfg->cache);
     s->t0_ms = mono_ms(CLOCK_MONOTONIC);
+    while (!s->instance) /* a clock mix if getrandom is short: not a secret */
+        if (getrandom(&s->instance, sizeof(s->instance), GRND_NONBLOCK) !=
+            (ssize_t)sizeof(s->instance))
+            s->instance = mono_ns() ^ ((uint64_t)getpid() << 32);
     snprintf(s->endpoint, sizeof(s->endpoint), "%s", cfg->endpoint);
     pc_decoder_init(&s->dec);
     msgpack_sbuffer_init(&s->sb);

@@ -36,7 +36,10 @@
  * (the lease expired while a loaded machine descheduled us, or the daemon
  * restarted under us).
  *
- * Restarts: a new daemon unlinks the dead one's pool object and creates a
+ * Restarts: the daemon refuses a client's lookup and insert with PC_E_STALE
+ * once it is not the one the client said hello to (protocol 1.3); soak
+ * also checks independently, which is how it found the hazard before 1.3:
+ * a new daemon unlinks the dead one's pool object and creates a
  * new one under the same name before it answers anything.  A client holds
  * an fd of the object it mapped (opened before and after hello, same inode:
  * the library mapped that very object); st_nlink 0 on it means "a new
@@ -470,6 +473,11 @@ static void lifecycle(client *k)
     ADD(k->sl, lookups, 1);
     int rc = pc_client_lookup(k->c, NS, strlen(NS), p.tok, p.n,
                               PC_CLIENT_PIN | (reader ? 0 : PC_CLIENT_ALLOC), 0, &r);
+    if (rc == PC_E_STALE) { /* the protocol's own word for a restart (1.3) */
+        count_err(k, rc);
+        connect_client(k, true);
+        return;
+    }
     if (rc) {
         count_err(k, rc);
         return;
@@ -516,6 +524,11 @@ static void lifecycle(client *k)
     ADD(k->sl, inserts, 1);
     rc = pc_client_insert(k->c, NS, strlen(NS), p.tok, p.n, ids, lease,
                           pin ? PC_CLIENT_PIN : PC_CLIENT_RELEASE, canon, &ir);
+    if (rc == PC_E_STALE) {
+        count_err(k, rc);
+        connect_client(k, true);
+        return;
+    }
     if (rc) {
         count_err(k, rc);
         if (rc != PC_E_LEASE) /* a lease that is gone needs no end */

@@ -12,8 +12,11 @@
  *      insert -> status 0
  *   B: lookup(Q, pin) -> hit: the bytes are not 0xCD (A wrote elsewhere)
  *
- * Exit 0 when A sees the right bytes (the hazard is fixed), 1 when it does
- * not (it reproduces), 2 when something else went wrong.
+ * Fixed by protocol 1.3's instance: hello names the daemon's, a client
+ * that mapped the pool names it in lookup, alloc and insert, and another
+ * daemon refuses them with PC_E_STALE.  Exit 0 when A is refused until it
+ * says hello again and then sees the right bytes, 1 when A's calls succeed
+ * against the dead pool (it reproduces), 2 when something else went wrong.
  *   stale_repro [PREFIXCACHED]
  */
 #include <errno.h>
@@ -103,13 +106,31 @@ int main(int argc, char **argv)
     memset(pc_client_block(b, id), 0xAB, bb);
     CHECK(pc_client_insert(b, "x", 1, p, 4, &id, r.lease, PC_CLIENT_RELEASE, NULL, NULL));
 
-    /* A carries on as if nothing happened: no call of it fails */
+    /* A carries on as if nothing happened: every call that names block
+     * ids must be refused (PC_E_STALE, protocol 1.3) until A says hello
+     * again; before the fix each succeeded and A read and wrote the dead
+     * pool through its old mapping. */
+    int la = pc_client_lookup(a, "x", 1, p, 4, PC_CLIENT_PIN, 0, &r);
+    unsigned char got = la == 0 && r.pages
+                            ? *(unsigned char *)pc_client_block(a, r.blocks[0]) : 0;
+    uint64_t lease = 0;
+    uint32_t stale_id;
+    int aa = pc_client_alloc(a, 1, &lease, &stale_id);
+    uint32_t zero = 0;
+    int ia = pc_client_insert(a, "x", 1, q, 4, &zero, 0, 0, NULL, NULL);
+    printf("A after the restart: lookup(P) %s (reads 0x%02x), alloc %s, insert %s\n",
+           pc_errname(la), got, pc_errname(aa), pc_errname(ia));
+    bool refused = la == PC_E_STALE && aa == PC_E_STALE && ia == PC_E_STALE;
+    if (!refused) {
+        printf("REPRODUCED: A used a dead pool with no error\n");
+        return 1;
+    }
+    /* hello again: the new pool is mapped, and everything works */
+    CHECK(pc_client_hello(a, &h));
     CHECK(pc_client_lookup(a, "x", 1, p, 4, PC_CLIENT_PIN, 0, &r));
     if (r.pages != 1)
         return fprintf(stderr, "A: P not hit\n"), 2;
-    unsigned char got = *(unsigned char *)pc_client_block(a, r.blocks[0]);
-    printf("A: lookup(P) status 0, block %u; A reads 0x%02x, B wrote 0xab\n",
-           r.blocks[0], got);
+    got = *(unsigned char *)pc_client_block(a, r.blocks[0]);
     CHECK(pc_client_release(a, r.lease));
     CHECK(pc_client_lookup(a, "x", 1, q, 4, PC_CLIENT_PIN | PC_CLIENT_ALLOC, 0, &r));
     uint32_t qa = r.alloc_blocks[0];
@@ -117,8 +138,8 @@ int main(int argc, char **argv)
     CHECK(pc_client_insert(a, "x", 1, q, 4, &qa, r.lease, PC_CLIENT_RELEASE, NULL, NULL));
     CHECK(pc_client_lookup(b, "x", 1, q, 4, PC_CLIENT_PIN, 0, &r));
     unsigned char got2 = r.pages ? *(unsigned char *)pc_client_block(b, r.blocks[0]) : 0;
-    printf("A: insert(Q) status 0 (wrote 0xcd into block %u); B: lookup(Q) hits block "
-           "%u and reads 0x%02x\n", qa, r.pages ? r.blocks[0] : 0, got2);
+    printf("A after hello: reads P as 0x%02x (B wrote 0xab); B reads A's Q as "
+           "0x%02x (A wrote 0xcd)\n", got, got2);
 
     pc_client_close(a);
     pc_client_close(b);
@@ -127,7 +148,7 @@ int main(int argc, char **argv)
     unlink(log_path);
     rmdir(dir);
     bool ok = got == 0xAB && got2 == 0xCD;
-    printf("%s\n", ok ? "fixed: A noticed the restart"
-                      : "REPRODUCED: A read and wrote a dead pool with no error");
+    printf("%s\n", ok ? "fixed: A was refused until it said hello again"
+                      : "after hello again, A or B read the wrong bytes");
     return ok ? 0 : 1;
 }

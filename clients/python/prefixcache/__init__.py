@@ -10,7 +10,7 @@ from .endpoint import default_endpoint, endpoint_from
 from .errors import (ERROR_CLASSES, BadMessage, BadOp, Busy, Corrupt, IOFailure,
                      InvalidArgument, LeaseError, LimitReached, NoEntry, NoSpace,
                      NotLocked, OutOfMemory, OutOfRange, PermissionDenied,
-                     PrefixCacheError, Timeout, TooBig, VersionMismatch,
+                     PrefixCacheError, Stale, Timeout, TooBig, VersionMismatch,
                      WrongState, error_for)
 from .ids import from_wire, to_wire
 from .pool import Pool
@@ -22,5 +22,5 @@ __all__ = [
     "error_for", "InvalidArgument", "OutOfMemory", "OutOfRange", "NotLocked",
     "Corrupt", "NoSpace", "NoEntry", "BadMessage", "BadOp", "TooBig",
     "LeaseError", "PermissionDenied", "WrongState", "VersionMismatch", "Timeout",
-    "IOFailure", "LimitReached", "Busy",
+    "IOFailure", "LimitReached", "Busy", "Stale",
 ]

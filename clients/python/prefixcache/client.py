@@ -181,6 +181,10 @@ class Client:
         self._stash: List[Tuple[int, Dict[str, Any]]] = []  # their replies
         self.hello_info: Optional[Result] = None
         self.pool: Optional[Pool] = None
+        # the daemon whose pool self.pool maps (protocol 1.3): named in
+        # lookup, alloc and insert, so that a restarted daemon refuses them
+        # (Stale) instead of handing out ids of a pool this client lacks
+        self._instance: Optional[int] = None
         self.page_tokens = 0
         self.max_msg = 0
         # A context per client, as libprefixcache does: its I/O thread ends
@@ -213,6 +217,7 @@ class Client:
         if self.pool is not None:
             self.pool.close()
             self.pool = None
+        self._instance = None
         if self._sock is not None:
             self._sock.close(linger=0)
             self._sock = None  # type: ignore[assignment]
@@ -394,10 +399,12 @@ class Client:
             if self.pool is not None:
                 self.pool.close()
                 self.pool = None
+            self._instance = None
             if h.backend == "host":
                 if not h.shm_name or not h.shm_bytes:
                     raise error_for(P.PC_E_BADMSG, "host pool without shm_name/shm_bytes")
                 self.pool = Pool(h)
+                self._instance = h.instance or None
         return h
 
     def lookup(self, ns: Ns, tokens: Any, pin: bool = False, alloc: bool = False,
@@ -418,7 +425,8 @@ class Client:
             return self._keep_lease(self.call(  # type: ignore[return-value]
                 "lookup", timeout_ms, ns=ns, tokens=tokens, pin=pin or None,
                 alloc=alloc or None, lease=lease or None, promote=promote or None,
-                no_cache=no_cache or None, no_count=no_count or None), lease)
+                no_cache=no_cache or None, no_count=no_count or None,
+                instance=self._instance), lease)
         rid = self._next_id
         self._next_id = rid + 1
         payload = self._enc_lookup(rid, ns, tokens, pin, alloc, lease, promote,
@@ -465,7 +473,8 @@ class Client:
                 self._req_tokens[:a.shape[0]] = a
         pairs = 4
         tail = b""
-        if pin or alloc or lease or promote or no_cache or no_count:
+        instance = self._instance
+        if pin or alloc or lease or promote or no_cache or no_count or instance:
             parts = []
             for key, on in ((b"\xa3pin", pin), (b"\xa5alloc", alloc)):
                 if on:
@@ -476,6 +485,8 @@ class Client:
                             (b"\xa8no_count", no_count)):
                 if on:
                     parts.append(key + b"\xc3")
+            if instance:
+                parts.append(b"\xa8instance" + self._packer.pack(instance))
             pairs += len(parts)
             tail = b"".join(parts)
         if n4 < 0x100:
@@ -527,7 +538,8 @@ class Client:
     def alloc(self, n: int, lease: Union[Lease, int, None] = None,
               timeout_ms: Optional[int] = None) -> LeasedResult:
         """n blocks under lease (None: a new one): .lease, .blocks."""
-        r = self.call("alloc", timeout_ms, n=n, lease=lease or None)
+        r = self.call("alloc", timeout_ms, n=n, lease=lease or None,
+                      instance=self._instance)
         return self._keep_lease(r, lease)  # type: ignore[return-value]
 
     @staticmethod
@@ -548,7 +560,7 @@ class Client:
         nothing (a private prompt); the reply says what was cached already."""
         r = self.call("insert", timeout_ms, ns=ns, tokens=tokens, blocks=blocks,
                       lease=lease or None, release=release or None, pin=pin or None,
-                      no_cache=no_cache or None)
+                      no_cache=no_cache or None, instance=self._instance)
         if release and isinstance(lease, Lease):
             lease.ended = True
         return r
@@ -618,13 +630,15 @@ class Client:
                     lease: Union[Lease, int, None] = None,
                     timeout_ms: Optional[int] = None) -> int:
         return self.send("lookup", timeout_ms, ns=ns, tokens=tokens, pin=pin or None,
-                         alloc=alloc or None, lease=lease or None)
+                         alloc=alloc or None, lease=lease or None,
+                         instance=self._instance)
 
     def send_insert(self, ns: Ns, tokens: Any, blocks: Any,
                     lease: Union[Lease, int, None] = None, release: bool = False,
                     pin: bool = False, timeout_ms: Optional[int] = None) -> int:
         return self.send("insert", timeout_ms, ns=ns, tokens=tokens, blocks=blocks,
-                         lease=lease or None, release=release or None, pin=pin or None)
+                         lease=lease or None, release=release or None, pin=pin or None,
+                         instance=self._instance)
 
     @property
     def in_flight(self) -> int:
@@ -724,7 +738,8 @@ _LOOKUP_FAST = (
     and [(f.key, f.type, f.required) for f in _LOOKUP.request]
     == [("ns", P.BYTES, True), ("tokens", P.IDS, True), ("pin", P.BOOL, False),
         ("alloc", P.BOOL, False), ("lease", P.UINT, False), ("promote", P.BOOL, False),
-        ("no_cache", P.BOOL, False), ("no_count", P.BOOL, False)])
+        ("no_cache", P.BOOL, False), ("no_count", P.BOOL, False),
+        ("instance", P.UINT, False)])
 _LOOKUP_ABSENT = {f.key: None for f in _LOOKUP.reply if not f.required}
 _MAP_HEADS = [bytes((0x80 | n,)) for n in range(16)]  # msgpack fixmap, n pairs
 _TOK_OFF = 1024  # where the tokens start in the request buffer: room for the head

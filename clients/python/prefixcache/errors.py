@@ -46,6 +46,7 @@ class Timeout(PrefixCacheError, TimeoutError): pass
 class IOFailure(PrefixCacheError): pass
 class LimitReached(PrefixCacheError): pass
 class Busy(PrefixCacheError): pass
+class Stale(PrefixCacheError): pass
 
 
 # Keyed by name: the protocol table gives the numbers (a test checks that
@@ -58,7 +59,7 @@ _BY_NAME: Dict[str, Type[PrefixCacheError]] = {
     "PC_E_LEASE": LeaseError, "PC_E_PERM": PermissionDenied,
     "PC_E_STATE": WrongState, "PC_E_VERSION": VersionMismatch,
     "PC_E_TIMEOUT": Timeout, "PC_E_IO": IOFailure, "PC_E_LIMIT": LimitReached,
-    "PC_E_BUSY": Busy,
+    "PC_E_BUSY": Busy, "PC_E_STALE": Stale,
 }
 ERROR_CLASSES: Dict[int, Type[PrefixCacheError]] = {
     e.value: _BY_NAME[e.name] for e in P.ERRORS if e.name in _BY_NAME}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Dict, NamedTuple, Tuple
 
 PROTO_MAJOR = 1
-PROTO_MINOR = 2
+PROTO_MINOR = 3
 
 # The heads: every request carries op and id, every reply id, status and
 # (status < 0) error.  They are not rows of the tables.
@@ -60,23 +60,24 @@ OPS: Tuple[Op, ...] = (
              ("device_ops", STR, OPT), ("device_uuid", BIN, OPT),
              ("ipc_handle", BIN, OPT), ("tier2", STR, OPT),
              ("tier2_pages", UINT, OPT), ("lease_ttl_ms", UINT, REQ),
-             ("max_tokens", UINT, REQ), ("max_msg", UINT, REQ))),
+             ("max_tokens", UINT, REQ), ("max_msg", UINT, REQ),
+             ("instance", UINT, OPT))),
     Op("lookup",
        _rows(("ns", BYTES, REQ), ("tokens", IDS, REQ), ("pin", BOOL, OPT),
              ("alloc", BOOL, OPT), ("lease", UINT, OPT),
              ("promote", BOOL, OPT), ("no_cache", BOOL, OPT),
-             ("no_count", BOOL, OPT)),
+             ("no_count", BOOL, OPT), ("instance", UINT, OPT)),
        _rows(("tokens", UINT, REQ), ("blocks", IDS, REQ), ("lease", UINT, REQ),
              ("alloc_status", INT, OPT), ("alloc_blocks", IDS, OPT),
              ("alloc_error", STR, OPT), ("tier2_tokens", UINT, OPT),
              ("promoted_tokens", UINT, OPT))),
     Op("alloc",
-       _rows(("n", UINT, REQ), ("lease", UINT, OPT)),
+       _rows(("n", UINT, REQ), ("lease", UINT, OPT), ("instance", UINT, OPT)),
        _rows(("lease", UINT, REQ), ("blocks", IDS, REQ))),
     Op("insert",
        _rows(("ns", BYTES, REQ), ("tokens", IDS, REQ), ("blocks", IDS, REQ),
              ("lease", UINT, OPT), ("release", BOOL, OPT), ("pin", BOOL, OPT),
-             ("no_cache", BOOL, OPT)),
+             ("no_cache", BOOL, OPT), ("instance", UINT, OPT)),
        _rows(("cached_tokens", UINT, REQ), ("inserted_pages", UINT, REQ),
              ("freed_blocks", UINT, REQ), ("canon", IDS, REQ))),
     Op("release",
@@ -124,6 +125,7 @@ ERRORS: Tuple[ErrorCode, ...] = tuple(ErrorCode("PC_E_" + n, v, m) for n, v, m i
     ("IO", -16, "system or I/O error"),
     ("LIMIT", -17, "a configured limit was reached"),
     ("BUSY", -18, "resource busy"),
+    ("STALE", -19, "the daemon restarted since this client's hello"),
 ))
 
 ERRORS_BY_VALUE: Dict[int, ErrorCode] = {e.value: e for e in ERRORS}

@@ -350,7 +350,8 @@ class FastPaths(Base):
                         slow = c._encode("lookup", rid, dict(
                             ns=ns, tokens=toks, pin=pin or None, alloc=alloc or None,
                             lease=lease or None, promote=promote or None,
-                            no_cache=no_cache or None, no_count=no_count or None))
+                            no_cache=no_cache or None, no_count=no_count or None,
+                            instance=c._instance))
                         self.assertEqual(bytes(fast), bytes(slow), (ns, toks, flags, lease))
         for bad in (np.array([5, -1]), np.array([2**32]), np.array([2**40], np.uint64),
                     np.array([-1], np.int8), [1.5], np.zeros((2, 2), np.int64), b"abc"):
@@ -608,6 +609,41 @@ class Dtypes(unittest.TestCase):
                         else:
                             self.assertEqual(t.element_size(), np.dtype(dt).itemsize)
 
+
+
+class Restart(unittest.TestCase):
+    def test_a_restarted_daemon_refuses_a_stale_mapping(self) -> None:
+        """Protocol 1.3: after the daemon is killed and started again on the
+        same endpoint and pool name, a client that mapped the old pool is
+        refused (Stale) until it says hello again, then reads and writes
+        the new pool."""
+        d = start_daemon()
+        try:
+            a = pc.connect(d.endpoint, timeout_ms=3000)
+            self.assertTrue(a.hello_info.instance)
+            d.kill()
+            d.start()  # the same endpoint and shm_name: the old pool reclaimed
+            b = pc.connect(d.endpoint, timeout_ms=3000)
+            self.assertNotEqual(a.hello_info.instance, b.hello_info.instance)
+            toks = np.arange(8, dtype=np.int64)
+            with b.lookup("r", toks, pin=True, alloc=True) as r:
+                for blk in r.alloc_blocks:
+                    b.pool.block(int(blk))[:] = 0xAB
+                b.insert("r", toks, r.alloc_blocks, lease=r.lease, release=True)
+            for call in (lambda: a.lookup("r", toks, pin=True),
+                         lambda: a.alloc(1),
+                         lambda: a.insert("r", toks, np.array([0, 1], np.uint32))):
+                with self.assertRaises(pc.Stale):
+                    call()
+            self.assertEqual(b.stats()["leases.live"], 0)  # nothing changed
+            a.hello()
+            with a.lookup("r", toks, pin=True) as r:
+                self.assertEqual(r.tokens, 8)
+                self.assertTrue((a.pool.block(int(r.blocks[0])) == 0xAB).all())
+            a.close()
+            b.close()
+        finally:
+            d.stop()
 
 
 class Harness(unittest.TestCase):
