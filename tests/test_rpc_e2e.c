@@ -2212,9 +2212,14 @@ Test(e2e, daemon_restart)
     snprintf(b.lock_path, sizeof(b.lock_path), "%s", a.lock_path);
     hd_wait_ready(&b);
 
-    /* the old client carries on: the new daemon knows nothing of before */
+    /* the old client carries on: the new daemon knows nothing of before,
+     * and refuses what would hand it block ids of a pool it has not
+     * mapped (protocol 1.3) until it says hello again */
     RC_EQ(c, pc_client_ping(c), 0);
-    cr_assert_eq(matched(c, NS, NSL, t, 8), 0);
+    pc_client_lookup_result r;
+    RC_EQ(c, pc_client_lookup(c, NS, NSL, t, 8, 0, 0, &r), PC_E_STALE);
+    uint64_t l2 = 0;
+    RC_EQ(c, pc_client_alloc(c, 1, &l2, &id), PC_E_STALE);
     RC_EQ(c, pc_client_release(c, l), PC_E_LEASE);
     RC_EQ(c, pc_client_hello(c, &h), 0); /* maps the new pool */
     cr_assert_str_eq(h.shm_name, b.shm_name);
@@ -2223,7 +2228,6 @@ Test(e2e, daemon_restart)
     pc_client *c2;
     pc_hello h2;
     client_open(&b, &c2, &h2);
-    pc_client_lookup_result r;
     RC_EQ(c2, pc_client_lookup(c2, NS, NSL, t, 8, 0, 0, &r), 0);
     cr_assert_eq(r.tokens, 8);
     for (size_t p = 0; p < 2; p++) {
