@@ -267,6 +267,20 @@ static figures run_child(const char *self, int argc, char **argv,
     return f;
 }
 
+/* What both modes need before their children run: the consumers' shared
+ * counters, and this program's own path (the children are runs of it). */
+static void children_setup(char *self, size_t cap)
+{
+    g_consumed = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (g_consumed == MAP_FAILED)
+        bench_die("mmap: %s", strerror(errno));
+    ssize_t sl = readlink("/proc/self/exe", self, cap - 1);
+    if (sl <= 0)
+        bench_die("/proc/self/exe: %s", strerror(errno));
+    self[sl] = 0;
+}
+
 /* Strip --observers LIST and --rounds N out of argv for the children. */
 int rpc_bench_observers_main(int argc, char **argv)
 {
@@ -300,15 +314,8 @@ int rpc_bench_observers_main(int argc, char **argv)
     kept[nk] = NULL;
     if (!nuse)
         bench_die("--observers: which? (metrics, events, all)");
-    g_consumed = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
-                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (g_consumed == MAP_FAILED)
-        bench_die("mmap: %s", strerror(errno));
     char self[4096];
-    ssize_t sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (sl <= 0)
-        bench_die("/proc/self/exe: %s", strerror(errno));
-    self[sl] = 0;
+    children_setup(self, sizeof(self));
     char json[] = "/tmp/rpc_bench_obs_XXXXXX";
     int jfd = mkstemp(json);
     if (jfd < 0)
@@ -381,15 +388,8 @@ int rpc_bench_curve_main(int argc, char **argv)
             kept[nk++] = argv[i];
     }
     kept[nk] = NULL;
-    g_consumed = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
-                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (g_consumed == MAP_FAILED)
-        bench_die("mmap: %s", strerror(errno));
     char self[4096];
-    ssize_t sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (sl <= 0)
-        bench_die("/proc/self/exe: %s", strerror(errno));
-    self[sl] = 0;
+    children_setup(self, sizeof(self));
     char dir[] = "/tmp/rpc_bench_curve_XXXXXX";
     if (!mkdtemp(dir))
         bench_die("mkdtemp: %s", strerror(errno));
