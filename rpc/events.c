@@ -2,11 +2,14 @@
  * rpc/events.c - KV events (events.h): the cache's hook -> msgpack batches
  * -> a PUB socket, and a replay ROUTER served by a thread of its own.
  *
- *   cache hook (loop thread)          pc_rpc_events_flush (loop thread)
- *   │                                 │
- *   ├─ STORED/CLEARED ─► pack into ev │  payload = [ts, [ev...], rank]
- *   └─ REMOVED ─► rm[] (merged while  ├─► PUB: topic | seq BE | payload
- *                 the medium stays)   └─► ring[seq % buffer] (mutex)
+ *   cache hook (loop thread)          pc_rpc_events_tick (loop thread, after
+ *   │                                 │  each round: once the batch is
+ *   │                                 │  interval_ms old or 1 MiB; _flush: now)
+ *   ├─ STORED/CLEARED ─► pack into ev │  ev = [head (15 B, filled here), ev...,
+ *   └─ REMOVED ─► rm[] (merged while  │        rank] ─► one refcounted blob
+ *                 the medium stays)   ├─► PUB: topic | seq BE | blob (zero-copy)
+ *                                     └─► ring[seq % buffer] (mutex; the blob,
+ *                                          oldest dropped past buffer_bytes)
  *                                              ▲
  *   replay thread: ROUTER [id,"",start] ───────┘ copies every kept batch
  *                  from start on, then the -1 end marker
@@ -17,6 +20,7 @@
  * loop's: libzmq sockets are single-threaded, the context is not.
  */
 #include "rpc/events.h"
+#include "rpc/zparts.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -419,20 +423,7 @@ static int send3(void *sock, zmq_msg_t *id, const void *seq, const void *p,
 static void replay_one(pc_rpc_events *e)
 {
     zmq_msg_t part[4];
-    int n = 0, more = 1;
-    while (more) {
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, e->rep, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&m);
-            break;
-        }
-        more = zmq_msg_more(&m);
-        if (n < 4)
-            part[n++] = m;
-        else
-            zmq_msg_close(&m);
-    }
+    int n = pc_rpc_recv_parts(e->rep, part, 4);
     if (n == 3 && zmq_msg_size(&part[1]) == 0 && zmq_msg_size(&part[2]) == 8) {
         const unsigned char *b = zmq_msg_data(&part[2]);
         uint64_t start = 0;

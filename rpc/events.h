@@ -18,8 +18,9 @@
  * costs the publisher, libzmq's I/O thread and every subscriber a wakeup
  * each, which on an insert-heavy load cost far more than packing (one
  * batch per round cost +40% cycle latency and -30% throughput in
- * rpc_bench); vLLM itself publishes once per engine step.  PUB never blocks: a subscriber that is too slow loses
- * batches (it sees the gap in the sequence numbers and replays).
+ * rpc_bench); vLLM itself publishes once per engine step.  PUB never
+ * blocks: a subscriber that is too slow loses batches (it sees the gap in
+ * the sequence numbers and replays).
  *
  * Threading: everything but the replay socket belongs to the caller's
  * thread (the loop); replay is answered by a thread of its own, from a

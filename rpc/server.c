@@ -63,6 +63,7 @@
  */
 #include "rpc/rpc.h"
 #include "rpc/events.h"
+#include "rpc/zparts.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -1152,22 +1153,9 @@ static void zap_send(pc_rpc_server *s, const zmq_msg_t *reqid, const char *code,
 static bool zap_serve(pc_rpc_server *s)
 {
     zmq_msg_t f[8];
-    int n = 0, more = 1;
-    while (more) {
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, s->zap, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&m);
-            if (n == 0)
-                return false; /* nothing there */
-            break;
-        }
-        more = zmq_msg_more(&m);
-        if (n < 8)
-            f[n++] = m;
-        else
-            zmq_msg_close(&m);
-    }
+    int n = pc_rpc_recv_parts(s->zap, f, 8);
+    if (n == 0)
+        return false; /* nothing there */
     char key[PC_CURVE_KEY_LEN + 1] = "", addr[64] = "";
     const char *code = "400", *text = "unknown client key";
     if (n >= 7 && zmq_msg_size(&f[0]) == 3 &&
