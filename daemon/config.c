@@ -289,7 +289,8 @@ static const pcd_knob KNOBS[] = {
      "before it is published (sooner at 1 MiB). Each message costs a wakeup "
      "of the publisher, libzmq and every subscriber; vLLM publishes once "
      "per engine step. 0: one batch per round of requests (freshest, "
-     "costliest: +40% insert latency in bench/README.md)."},
+     "costliest: a wakeup per round; bench/README.md, \"The cost of KV "
+     "events\")."},
     {"kv_events_format", PCD_ENUM, F(kv_events_format), "map", NULL, NULL, 0,
      0, pc_rpc_events_format_name, false,
      "How each KV event is encoded. map: a msgpack map with \"type\" (current "
