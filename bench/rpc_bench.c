@@ -2187,6 +2187,12 @@ int main(int argc, char **argv)
 
     final_stats();
     R.daemon_cpu_s = proc_cpu_s(g_daemon);
+    if (stat_of("events.batches") != UINT64_MAX)
+        bench_say("kv events: the daemon published %llu batches of %llu events; "
+                  "its loop waited %llu times for the events thread",
+                  (unsigned long long)stat_of("events.batches"),
+                  (unsigned long long)stat_of("events.events"),
+                  (unsigned long long)stat_of("events.queue_waits"));
     if (g_ev.up) {
         atomic_store(&g_ev.stop, true);
         pthread_join(g_ev.thr, NULL);

@@ -282,7 +282,8 @@ static const pcd_knob KNOBS[] = {
      NULL, NULL, 1, 64 * GiB, NULL, false,
      "At most this many bytes of KV-event batches kept for replay: the "
      "oldest go first when a new batch would pass it (counted in "
-     "events.replay_dropped_batches)."},
+     "events.replay_dropped_batches). With a replay endpoint the daemon "
+     "maps this + 8 MiB at start and touches the first GiB of it."},
     {"kv_events_interval_ms", PCD_INT, F(kv_events_interval_ms), "10", NULL,
      NULL, 0, 10000, NULL, true,
      "A KV-event batch gathers events for this long after its first one "

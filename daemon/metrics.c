@@ -271,6 +271,10 @@ static const row ROWS[] = {
      {0}, 0, "Kept batches dropped early by kv_events_buffer_bytes."},
     {"events.lost_pages", "prefixcache_kv_event_lost_pages_total", M_COUNTER,
      "", "", {0}, 0, "Pages stored or removed that no event could name."},
+    {"events.queue_waits", "prefixcache_kv_event_queue_waits_total", M_COUNTER,
+     "", "", {0}, 0,
+     "Times the request loop waited for the events thread (its 16 MiB queue "
+     "full)."},
     /* gauges: leases, the process */
     {"leases.live", "prefixcache_leases", M_GAUGE, "", "", {0}, 0, "Live leases."},
     {"leases.pins", "prefixcache_lease_pins", M_GAUGE, "", "", {0}, 0,

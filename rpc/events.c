@@ -1,62 +1,131 @@
 /*
- * rpc/events.c - KV events (events.h): the cache's hook -> msgpack batches
- * -> a PUB socket, and a replay ROUTER served by a thread of its own.
+ * rpc/events.c - KV events (events.h): the cache's hook -> a queue -> the
+ * events thread, which packs msgpack batches, publishes them on a PUB
+ * socket and answers replays from an arena of kept batches.
  *
- *   cache hook (loop thread)          pc_rpc_events_tick (loop thread, after
- *   │                                 │  each round: once the batch is
- *   │                                 │  interval_ms old or 1 MiB; _flush: now)
- *   ├─ STORED/CLEARED ─► pack into ev │  ev = [head (15 B, filled here), ev...,
- *   └─ REMOVED ─► rm[] (merged while  │        rank] ─► one refcounted blob
- *                 the medium stays)   ├─► PUB: topic | seq BE | blob (zero-copy)
- *                                     └─► ring[seq % buffer] (mutex; the blob,
- *                                          oldest dropped past buffer_bytes)
- *                                              ▲
- *   replay thread: ROUTER [id,"",start] ───────┘ copies every kept batch
- *                  from start on, then the -1 end marker
+ *   loop thread                        events thread (owns PUB, ROUTER, arena)
+ *   ───────────                        ───────────────────────────────────────
+ *   cache hook ─► on_event: the raw    wakes on the eventfd (idle -> busy, the
+ *     event (hashes, token ids) ─┐       queue a quarter full, flush, stop), a
+ *                                ▼       replay request, or the batch's due time
+ *            q: SPSC byte ring ───────► drain: pack each event into evbuf
+ *   tick: lost pages               ──►  publish (interval_ms old, 1 MiB, flush):
+ *   flush: wake it, wait for it          head in place ─► copy into the arena ─►
+ *                                        PUB topic|seq|payload (zero-copy)
+ *                                        ring[seq % buffer] ─► ROUTER replays
  *
- * Why a thread for replay: the loop's poll set belongs to rpc/server.c;
- * a replay is rare, and copying at most `buffer` payloads under the mutex
- * costs the loop nothing it would notice.  The PUB socket stays the
- * loop's: libzmq sockets are single-threaded, the context is not.
+ *   arena: one mapping, touched at start; records in publishing order
+ *   ┌─────┬────────┬────────┬────────┬──────────────────────┬─────┐
+ *   │free │ kept 7 │ kept 8 │ sent 9 │         free         │ pad │─► wraps
+ *   └─────┴────────┴────────┴────────┴──────────────────────┴─────┘
+ *          ^ tail: the oldest record kept for replay or still held by libzmq
+ *
+ * Why a thread: packing ~2,000 token ids per insert, copying the batch and
+ * page-faulting fresh memory for it cost the daemon's single-threaded loop
+ * a fifth of its time on an insert-heavy load (rpc_bench); now the loop
+ * copies the raw event into the queue (~0.5 us for 128 pages) and goes on.
+ * vLLM's publisher runs on a thread of its own too.  Why an arena: a
+ * malloc'd megabyte per batch, freed when libzmq was done, came back from
+ * the allocator as fresh pages every time.  The thread's packing is the
+ * same code and order as before: events are packed in the order the cache
+ * reported them, one batch at a time.
  */
 #include "rpc/events.h"
 #include "rpc/zparts.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
+#include <pthread.h>
 
 #include <msgpack.h>
 #include <zmq.h>
 
-/* A published payload, shared by the ring and libzmq (which frees its
- * reference from its I/O thread when the message is sent or dropped): one
- * copy of every batch instead of one each. */
-typedef struct blob {
-    atomic_uint refs;
-    size_t len;
-    char data[];
-} blob;
+#define Q_BYTES ((size_t)4 << 20)       /* the queue: ~400 128-page inserts  */
+#define Q_KICK (Q_BYTES / 4)            /* wake the thread past this         */
+#define Q_REC_MAX (Q_BYTES / 8)         /* a longer event is split           */
+#define FLUSH_BYTES ((size_t)1 << 20)   /* a batch this big goes out now     */
+#define ARENA_SLACK ((size_t)8 << 20)   /* beyond buffer_bytes: the batch in
+                                           flight and a wrap's pad           */
+#define POPULATE_MAX ((size_t)1 << 30)  /* touched at start at most          */
 
-static void blob_put(blob *b)
+/* ---- the queue: one raw event per record ------------------------------------- */
+
+enum { Q_PAD, Q_STORED, Q_REMOVED, Q_CLEARED, Q_ROUND };
+
+typedef struct qrec {
+    uint32_t len; /* the whole record, a multiple of 8 */
+    uint8_t type, has_parent;
+    char medium[10];
+    uint32_t n_pages, page_tokens;
+    uint64_t parent;
+    /* uint64_t hashes[n_pages]; uint32_t tokens[n_pages * page_tokens] */
+} qrec;
+_Static_assert(sizeof(qrec) == 32, "qrec: 32 bytes, 8-aligned");
+
+/* ---- the arena: published batches ------------------------------------------------ */
+
+/* A published payload.  refs: one for the ring while it is kept for
+ * replay, one for libzmq while it sends it (dropped from libzmq's I/O
+ * thread).  An arena record's space is reused once refs is 0; a heap
+ * record (the arena was full of records libzmq still held) is freed then. */
+typedef struct arec {
+    atomic_uint refs;
+    uint16_t heap; /* malloc'd, outside the arena */
+    uint16_t kept; /* in the ring (the events thread's flag) */
+    uint64_t pos;  /* arena position of this header (pad before it counted) */
+    size_t len;    /* payload bytes */
+    size_t span;   /* arena bytes up to the next record, pad included */
+    char data[];
+} arec;
+
+static void arec_put(arec *r)
 {
-    if (b && atomic_fetch_sub(&b->refs, 1) == 1)
-        free(b);
+    if (r && atomic_fetch_sub(&r->refs, 1) == 1 && r->heap)
+        free(r);
 }
 
-static void blob_zmq_free(void *data, void *hint)
+static void arec_zmq_free(void *data, void *hint)
 {
     (void)data;
-    blob_put(hint);
+    arec_put(hint);
+}
+
+/* Without replay a batch is sent from the buffer it was packed in; the
+ * buffer comes back when libzmq is done (state HELD -> IDLE, from libzmq's
+ * I/O thread) and packs a later batch: two or three buffers, warm, that
+ * never page-fault again. */
+#define PSLOTS 8
+enum { PS_EMPTY, PS_HELD, PS_IDLE };
+
+typedef struct pslot {
+    atomic_int state;
+    char *data;
+    size_t cap;
+} pslot;
+
+static void pslot_zmq_free(void *data, void *hint)
+{
+    (void)data;
+    atomic_store(&((pslot *)hint)->state, PS_IDLE);
+}
+
+static void buf_zmq_free(void *data, void *hint) /* every slot held */
+{
+    (void)hint;
+    free(data);
 }
 
 typedef struct batch {
     uint64_t seq;
-    blob *b; /* NULL: empty slot */
+    arec *r; /* NULL: empty slot */
 } batch;
 
 struct pc_rpc_events {
@@ -66,28 +135,51 @@ struct pc_rpc_events {
     int format;
     int64_t rank;
     pc_cache *cache;
-    /* the pending batch: events packed so far, and a REMOVED run */
+    int efd;               /* wakes the events thread */
+    pthread_t thr;
+    bool thr_up;
+    atomic_bool stop;
+
+    /* the queue: the loop writes at qhead, the thread reads at qtail */
+    unsigned char *q;
+    uint64_t qhead_w;      /* the loop's own copy of qhead */
+    bool pushed;           /* the loop queued events since its last tick */
+    _Alignas(64) atomic_uint_fast64_t qhead;
+    _Alignas(64) atomic_uint_fast64_t qtail;
+    atomic_bool idle;      /* the thread sleeps with nothing pending */
+    atomic_bool kicked;    /* the loop woke it for a full queue */
+    atomic_uint_fast64_t flush_req, flush_done;
+    atomic_int flush_rc;
+    atomic_uint interval_ms; /* how long a batch may gather (0: at once) */
+
+    /* the thread's: the batch being packed, and (without replay) the
+     * buffers of batches libzmq sends from, back in their slots when sent */
     msgpack_sbuffer evbuf;
+    pslot slots[PSLOTS];
     msgpack_packer evpk;
     uint32_t nev;
     uint64_t *rm;
     size_t nrm, rm_cap;
-    const char *rm_medium;
+    char rm_medium[10];
     int nomem;
-    uint64_t seq;           /* the next batch's */
-    uint64_t since_ms;      /* when the pending batch began; 0: none */
-    uint32_t interval_ms;   /* how long a batch may gather (0: per round) */
-    /* replay */
+    uint64_t seq;          /* the next batch's */
+    uint64_t since_ms;     /* when the pending batch began; 0: none */
+
+    /* the thread's: the arena, its records in position order (fifo), and
+     * the replay ring of kept batches */
+    unsigned char *arena;
+    size_t asize, populated, to_populate;
+    uint64_t ahead;        /* where the next record goes */
+    arec **fifo;
+    size_t fcap, ffront, fn;
     batch *ring;
     uint32_t cap;
-    pthread_mutex_t mu;
-    pthread_t thr;
-    bool thr_up;
-    uint64_t ring_next;     /* one past the newest kept seq (mutex) */
-    uint64_t ring_bytes, ring_max_bytes; /* payload bytes kept, their bound */
-    atomic_bool stop;
-    atomic_uint_fast64_t replays; /* the replay thread's one counter */
-    pc_rpc_events_stats st;
+    uint64_t ring_next;    /* one past the newest kept seq */
+    uint64_t ring_bytes, ring_max_bytes;
+
+    /* counters: the thread's, read by the loop (STATS) */
+    atomic_uint_fast64_t batches, events, send_failed, replays, replay_dropped,
+        lost_pages, queue_waits;
 };
 
 static const char *const FORMATS[] = {"map", "array"};
@@ -97,7 +189,120 @@ const char *pc_rpc_events_format_name(int i)
     return i >= 0 && i < 2 ? FORMATS[i] : NULL;
 }
 
-/* ---- packing ---------------------------------------------------------------- */
+static void wake(pc_rpc_events *e)
+{
+    uint64_t one = 1;
+    ssize_t n = write(e->efd, &one, sizeof(one)); /* EAGAIN: already awake */
+    (void)n;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- the loop's side: the hook ---------------------------------------------------- */
+
+/* Room for a record of len bytes (a multiple of 8, <= Q_REC_MAX) at the
+ * queue's head, a pad first when it would not fit before the end.  A full
+ * queue (the thread is behind by 16 MiB of events) wakes the thread and
+ * waits for it: events are never dropped, and it never happens in
+ * practice (counted: events.queue_waits). */
+static qrec *q_reserve(pc_rpc_events *e, size_t len)
+{
+    for (bool waited = false;; waited = true) {
+        uint64_t head = e->qhead_w, tail = atomic_load(&e->qtail);
+        size_t off = head & (Q_BYTES - 1), to_end = Q_BYTES - off;
+        size_t need = len <= to_end ? len : to_end + len;
+        if (Q_BYTES - (head - tail) >= need) {
+            if (len > to_end) {
+                qrec *pad = (qrec *)(e->q + off);
+                pad->len = (uint32_t)to_end;
+                pad->type = Q_PAD;
+                e->qhead_w += to_end;
+                off = 0;
+            }
+            return (qrec *)(e->q + off);
+        }
+        if (!waited)
+            atomic_fetch_add(&e->queue_waits, 1);
+        atomic_store(&e->kicked, true);
+        wake(e);
+        usleep(50);
+    }
+}
+
+static void q_commit(pc_rpc_events *e, qrec *r)
+{
+    e->qhead_w += r->len;
+    e->pushed = true;
+    atomic_store(&e->qhead, e->qhead_w);
+    if (r->type == Q_ROUND) { /* interval 0: publish it now */
+        atomic_store(&e->idle, false);
+        wake(e);
+        return;
+    }
+    /* seq_cst with the thread's store of idle and load of qhead: one of
+     * the two sees the other (it never sleeps on a non-empty queue). */
+    if (atomic_load(&e->idle) && atomic_exchange(&e->idle, false))
+        wake(e);
+    else if (e->qhead_w - atomic_load(&e->qtail) > Q_KICK &&
+             !atomic_exchange(&e->kicked, true))
+        wake(e);
+}
+
+static void q_push(pc_rpc_events *e, int type, const char *medium,
+                   const uint64_t *h, size_t n, const uint32_t *tok,
+                   uint32_t page_tokens, bool has_parent, uint64_t parent)
+{
+    size_t nt = tok ? n * page_tokens : 0;
+    size_t len = (sizeof(qrec) + n * 8 + nt * 4 + 7) & ~(size_t)7;
+    qrec *r = q_reserve(e, len);
+    r->len = (uint32_t)len;
+    r->type = (uint8_t)type;
+    r->has_parent = has_parent;
+    size_t ml = medium ? strnlen(medium, sizeof(r->medium) - 1) : 0;
+    if (ml)
+        memcpy(r->medium, medium, ml);
+    r->medium[ml] = 0;
+    r->n_pages = (uint32_t)n;
+    r->page_tokens = page_tokens;
+    r->parent = parent;
+    unsigned char *p = (unsigned char *)(r + 1);
+    if (n)
+        memcpy(p, h, n * 8);
+    if (nt)
+        memcpy(p + n * 8, tok, nt * 4);
+    q_commit(e, r);
+}
+
+static void on_event(void *ctx, const pc_cache_event *ev)
+{
+    pc_rpc_events *e = ctx;
+    if (ev->type == PC_CACHE_EV_CLEARED) {
+        q_push(e, Q_CLEARED, NULL, NULL, 0, NULL, 0, false, 0);
+        return;
+    }
+    bool stored = ev->type == PC_CACHE_EV_STORED;
+    uint32_t P = stored ? ev->page_tokens : 0;
+    /* an event longer than a record goes as several (each STORED chained
+     * on the last page of the one before) */
+    size_t per = (Q_REC_MAX - sizeof(qrec)) / (8 + 4 * (size_t)P);
+    const uint32_t *tok = stored ? ev->tokens + ev->first_page * P : NULL;
+    bool has_parent = stored && ev->has_parent;
+    uint64_t parent = ev->parent;
+    for (size_t i = 0; i < ev->n_pages; i += per) {
+        size_t n = ev->n_pages - i < per ? ev->n_pages - i : per;
+        q_push(e, stored ? Q_STORED : Q_REMOVED, ev->medium, ev->hashes + i, n,
+               tok ? tok + i * P : NULL, P, has_parent, parent);
+        has_parent = stored;
+        parent = ev->hashes[i + n - 1];
+    }
+}
+
+/* ---- the thread's side: packing ---------------------------------------------------- */
 
 static void pack_cstr(msgpack_packer *pk, const char *s)
 {
@@ -158,39 +363,78 @@ static void pack_key(pc_rpc_events *e, const char *key)
 
 /* Block hashes as msgpack uint64 (0xcf and 8 bytes big-endian), written
  * straight into the batch; a random 64-bit hash needs that form anyway. */
-static void pack_hashes(pc_rpc_events *e, const uint64_t *h, size_t n)
+static void pack_hashes(pc_rpc_events *e, const unsigned char *h, size_t n)
 {
     msgpack_pack_array(&e->evpk, n);
     unsigned char *p = room(e, n * 9 + 8);
     if (!p)
         return;
     for (size_t i = 0; i < n; i++) {
-        uint64_t be = __builtin_bswap64(h[i]);
+        uint64_t v;
+        memcpy(&v, h + i * 8, 8);
+        v = __builtin_bswap64(v);
         p[i * 9] = 0xcf;
-        memcpy(p + i * 9 + 1, &be, 8);
+        memcpy(p + i * 9 + 1, &v, 8);
     }
     e->evbuf.size += n * 9;
 }
 
 /* Token ids as msgpack uint32 (0xce and 4 bytes big-endian), every one in
  * that one form: a fixed stride packs 4-6x faster than picking each id's
- * shortest form (measured: 0.8 against 3-5 ns a token; a 2,048-token insert
- * spent more on this than on everything else the events cost), and every
- * msgpack decoder reads any integer width.  One 8-byte store per token
- * (the 3 bytes past its 5 are overwritten by the next; room keeps 8
- * spare). */
+ * shortest form (measured: 0.8 against 3-5 ns a token), and every msgpack
+ * decoder reads any integer width.  One 8-byte store per token (the 3
+ * bytes past its 5 are overwritten by the next; room keeps 8 spare). */
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
                "pack_tokens stores its encodings as little-endian words");
 
-static void pack_tokens(pc_rpc_events *e, const uint32_t *t, size_t n)
+static void pack_tokens_scalar(unsigned char *p, const unsigned char *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t v;
+        memcpy(&v, t + i * 4, 4);
+        uint64_t w = 0xceu | (uint64_t)__builtin_bswap32(v) << 8;
+        memcpy(p + i * 5, &w, 8);
+    }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+/* Four tokens (16 bytes) -> 20: one shuffle puts three of them, byte-
+ * swapped behind their 0xce, and the fourth's 0xce in 16 bytes; the
+ * fourth's 4 bytes follow.  ~4x the scalar loop. */
+__attribute__((target("ssse3"))) static void
+pack_tokens_ssse3(unsigned char *p, const unsigned char *t, size_t n)
+{
+    const __m128i shuf = _mm_setr_epi8(-1, 3, 2, 1, 0, -1, 7, 6, 5, 4, -1, 11,
+                                       10, 9, 8, -1);
+    const __m128i tag = _mm_setr_epi8((char)0xce, 0, 0, 0, 0, (char)0xce, 0,
+                                      0, 0, 0, (char)0xce, 0, 0, 0, 0,
+                                      (char)0xce);
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(t + i * 4));
+        _mm_storeu_si128((__m128i *)(p + i * 5),
+                         _mm_or_si128(_mm_shuffle_epi8(v, shuf), tag));
+        uint32_t w;
+        memcpy(&w, t + i * 4 + 12, 4);
+        w = __builtin_bswap32(w);
+        memcpy(p + i * 5 + 16, &w, 4);
+    }
+    pack_tokens_scalar(p + i * 5, t + i * 4, n - i);
+}
+#endif
+
+static void pack_tokens(pc_rpc_events *e, const unsigned char *t, size_t n)
 {
     unsigned char *p = room(e, n * 5 + 8);
     if (!p)
         return;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t w = 0xceu | (uint64_t)__builtin_bswap32(t[i]) << 8;
-        memcpy(p + i * 5, &w, 8);
-    }
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("ssse3"))
+        pack_tokens_ssse3(p, t, n);
+    else
+#endif
+        pack_tokens_scalar(p, t, n);
     e->evbuf.size += n * 5;
 }
 
@@ -202,31 +446,26 @@ static void rm_pack(pc_rpc_events *e)
     msgpack_packer *pk = &e->evpk;
     pack_head(e, "BlockRemoved", 2);
     pack_key(e, "block_hashes");
-    pack_hashes(e, e->rm, e->nrm);
+    pack_hashes(e, (const unsigned char *)e->rm, e->nrm);
     pack_key(e, "medium");
     pack_cstr(pk, e->rm_medium);
     e->nrm = 0;
 }
 
-static uint64_t now_ms(void)
+/* One queued event into the pending batch: runs of REMOVED of one medium
+ * merge into one event. */
+static void pack_event(pc_rpc_events *e, const qrec *r)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void on_event(void *ctx, const pc_cache_event *ev)
-{
-    pc_rpc_events *e = ctx;
     msgpack_packer *pk = &e->evpk;
+    const unsigned char *h = (const unsigned char *)(r + 1);
     if (!e->since_ms)
         e->since_ms = now_ms() | 1; /* never 0: 0 means "none pending" */
-    if (ev->type == PC_CACHE_EV_REMOVED) {
-        if (e->nrm && e->rm_medium != ev->medium)
+    if (r->type == Q_REMOVED) {
+        if (e->nrm && strcmp(e->rm_medium, r->medium))
             rm_pack(e);
-        if (e->nrm + ev->n_pages > e->rm_cap) {
+        if (e->nrm + r->n_pages > e->rm_cap) {
             size_t cap = e->rm_cap ? e->rm_cap : 64;
-            while (cap < e->nrm + ev->n_pages)
+            while (cap < e->nrm + r->n_pages)
                 cap *= 2;
             uint64_t *g = realloc(e->rm, cap * sizeof(*g));
             if (!g) {
@@ -236,13 +475,13 @@ static void on_event(void *ctx, const pc_cache_event *ev)
             e->rm = g;
             e->rm_cap = cap;
         }
-        memcpy(e->rm + e->nrm, ev->hashes, ev->n_pages * sizeof(*ev->hashes));
-        e->nrm += ev->n_pages;
-        e->rm_medium = ev->medium;
+        memcpy(e->rm + e->nrm, h, (size_t)r->n_pages * 8);
+        e->nrm += r->n_pages;
+        memcpy(e->rm_medium, r->medium, sizeof(e->rm_medium));
         return;
     }
     rm_pack(e);
-    if (ev->type == PC_CACHE_EV_CLEARED) {
+    if (r->type == Q_CLEARED) {
         pack_head(e, "AllBlocksCleared", 0);
         return;
     }
@@ -251,29 +490,119 @@ static void on_event(void *ctx, const pc_cache_event *ev)
     bool map = e->format == PC_KV_EVENTS_MAP;
     pack_head(e, "BlockStored", map ? 7 : 6);
     pack_key(e, "block_hashes");
-    pack_hashes(e, ev->hashes, ev->n_pages);
+    pack_hashes(e, h, r->n_pages);
     pack_key(e, "parent_block_hash");
-    if (ev->has_parent)
-        msgpack_pack_uint64(pk, ev->parent);
+    if (r->has_parent)
+        msgpack_pack_uint64(pk, r->parent);
     else
         msgpack_pack_nil(pk);
     pack_key(e, "token_ids");
-    size_t nt = ev->n_pages * ev->page_tokens;
+    size_t nt = (size_t)r->n_pages * r->page_tokens;
     msgpack_pack_array(pk, nt);
-    pack_tokens(e, ev->tokens + ev->first_page * ev->page_tokens, nt);
+    pack_tokens(e, h + (size_t)r->n_pages * 8, nt);
     pack_key(e, "block_size");
-    msgpack_pack_uint32(pk, ev->page_tokens);
+    msgpack_pack_uint32(pk, r->page_tokens);
     pack_key(e, "lora_id");
     msgpack_pack_nil(pk);
     pack_key(e, "medium");
-    pack_cstr(pk, ev->medium);
+    pack_cstr(pk, r->medium);
     if (map) {
         pack_key(e, "lora_name");
         msgpack_pack_nil(pk);
     }
 }
 
-/* ---- publishing --------------------------------------------------------------- */
+/* ---- the thread's side: the arena ------------------------------------------------- */
+
+/* Reuse the space of the oldest records libzmq and the ring are done with. */
+static void arena_reclaim(pc_rpc_events *e)
+{
+    while (e->fn && atomic_load(&e->fifo[e->ffront]->refs) == 0) {
+        e->ffront = (e->ffront + 1) % e->fcap;
+        e->fn--;
+    }
+}
+
+static uint64_t arena_tail(const pc_rpc_events *e)
+{
+    return e->fn ? e->fifo[e->ffront]->pos : e->ahead;
+}
+
+/* Drop the oldest kept batch from the ring (its space goes once libzmq is
+ * done with it): false when there is none. */
+static bool ring_drop_oldest(pc_rpc_events *e)
+{
+    uint64_t lo = e->ring_next > e->cap ? e->ring_next - e->cap : 0;
+    for (uint64_t s = lo; e->ring && s < e->ring_next; s++) {
+        batch *x = &e->ring[s % e->cap];
+        if (x->r && x->seq == s) {
+            e->ring_bytes -= x->r->len;
+            x->r->kept = 0;
+            arec_put(x->r);
+            x->r = NULL;
+            atomic_fetch_add(&e->replay_dropped, 1);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A record for len payload bytes: in the arena when it has room (the
+ * oldest kept batches give theirs up), else on the heap (libzmq still
+ * holds the oldest record: a subscriber far behind).  NULL: no memory. */
+static arec *arena_alloc(pc_rpc_events *e, size_t len)
+{
+    size_t span = (sizeof(arec) + len + 7) & ~(size_t)7;
+    while (e->arena && span <= e->asize / 2) {
+        arena_reclaim(e);
+        uint64_t head = e->ahead, tail = arena_tail(e);
+        size_t off = head % e->asize, to_end = e->asize - off;
+        size_t need = span <= to_end ? span : to_end + span;
+        if (e->asize - (head - tail) < need) {
+            arec *f = e->fifo[e->ffront]; /* fn > 0: the arena is not empty */
+            if (!f->kept || atomic_load(&f->refs) > 1)
+                break; /* libzmq holds it: the heap, this time */
+            while (f->kept && ring_drop_oldest(e))
+                ;
+            continue;
+        }
+        if (e->fn == e->fcap) { /* the fifo grows */
+            size_t nc = e->fcap ? e->fcap * 2 : 1024;
+            arec **g = malloc(nc * sizeof(*g));
+            if (!g)
+                break;
+            for (size_t i = 0; i < e->fn; i++)
+                g[i] = e->fifo[(e->ffront + i) % e->fcap];
+            free(e->fifo);
+            e->fifo = g;
+            e->fcap = nc;
+            e->ffront = 0;
+        }
+        if (span > to_end) /* the pad before it is counted in its span */
+            off = 0;
+        arec *r = (arec *)(e->arena + off);
+        atomic_init(&r->refs, 0);
+        r->heap = r->kept = 0;
+        r->pos = head;
+        r->len = len;
+        r->span = need;
+        e->ahead = head + need;
+        e->fifo[(e->ffront + e->fn) % e->fcap] = r;
+        e->fn++;
+        return r;
+    }
+    arec *r = malloc(sizeof(*r) + len);
+    if (r) {
+        atomic_init(&r->refs, 0);
+        r->heap = 1;
+        r->kept = 0;
+        r->len = len;
+        r->pos = r->span = 0;
+    }
+    return r;
+}
+
+/* ---- the thread's side: publishing ----------------------------------------------- */
 
 static void be64(uint64_t v, unsigned char b[8])
 {
@@ -281,29 +610,48 @@ static void be64(uint64_t v, unsigned char b[8])
         b[i] = (unsigned char)v;
 }
 
-int pc_rpc_events_flush(pc_rpc_events *e)
+/* A slot for the batch buffer libzmq is about to send (NULL: all are in
+ * use; the buffer is then freed when sent). */
+static pslot *slot_hold(pc_rpc_events *e, char *data, size_t cap)
 {
-    if (!e)
-        return PC_E_INVAL;
+    for (int i = 0; i < PSLOTS; i++)
+        if (atomic_load(&e->slots[i].state) == PS_EMPTY) {
+            e->slots[i].data = data;
+            e->slots[i].cap = cap;
+            atomic_store(&e->slots[i].state, PS_HELD);
+            return &e->slots[i];
+        }
+    return NULL;
+}
+
+/* The next batch packs into a buffer libzmq has given back, if any. */
+static void slot_refill(pc_rpc_events *e)
+{
+    e->evbuf.data = NULL;
+    e->evbuf.alloc = e->evbuf.size = 0;
+    for (int i = 0; i < PSLOTS; i++)
+        if (atomic_load(&e->slots[i].state) == PS_IDLE) {
+            e->evbuf.data = e->slots[i].data;
+            e->evbuf.alloc = e->slots[i].cap;
+            atomic_store(&e->slots[i].state, PS_EMPTY);
+            return;
+        }
+}
+
+/* Publish the pending batch, if any: 0, or PC_E_NOMEM (the batch is lost,
+ * the sequence number still moves on so that subscribers see a gap). */
+static int publish(pc_rpc_events *e)
+{
     rm_pack(e);
-    if (e->cache) {
-        uint64_t lost = pc_cache_events_lost(e->cache);
-        e->st.lost_pages = lost;
-    }
     if (e->nev == 0 && !e->nomem)
         return 0;
     int rc = 0;
     uint64_t seq = e->seq++;
-    if (e->nomem) {
-        rc = PC_E_NOMEM;
-        goto done;
-    }
     if (e->rank >= 0)
         msgpack_pack_int64(&e->evpk, e->rank);
     else
         msgpack_pack_nil(&e->evpk);
-    blob *b = e->nomem ? NULL : malloc(sizeof(*b) + e->evbuf.size);
-    if (!b) {
+    if (e->nomem) {
         rc = PC_E_NOMEM;
         goto done;
     }
@@ -320,9 +668,31 @@ int pc_rpc_events_flush(pc_rpc_events *e)
     h[10] = 0xdd;
     for (int i = 0; i < 4; i++)
         h[11 + i] = (unsigned char)(e->nev >> (24 - 8 * i));
-    b->len = e->evbuf.size;
-    memcpy(b->data, e->evbuf.data, b->len);
-    atomic_init(&b->refs, e->ring ? 2u : 1u); /* libzmq's, the ring's */
+    /* What libzmq sends without a copy: with replay, the batch's copy in
+     * the arena (the ring keeps it); without, the batch buffer itself,
+     * which comes back to a slot when libzmq is done with it. */
+    arec *r = NULL;
+    pslot *sl = NULL;
+    void *data = e->evbuf.data, *hint = NULL;
+    size_t len = e->evbuf.size;
+    zmq_free_fn *ffn;
+    if (e->ring) {
+        if (!(r = arena_alloc(e, len))) {
+            rc = PC_E_NOMEM;
+            goto done;
+        }
+        memcpy(r->data, e->evbuf.data, len);
+        r->kept = 1;
+        atomic_store(&r->refs, 2u); /* the ring's, libzmq's */
+        data = r->data;
+        ffn = arec_zmq_free;
+        hint = r;
+    } else {
+        sl = slot_hold(e, e->evbuf.data, e->evbuf.alloc);
+        ffn = sl ? pslot_zmq_free : buf_zmq_free;
+        hint = sl;
+        slot_refill(e); /* the next batch's buffer */
+    }
     unsigned char sb[8];
     be64(seq, sb);
     /* PUB drops rather than blocks (its high-water mark): a failed send
@@ -330,40 +700,32 @@ int pc_rpc_events_flush(pc_rpc_events *e)
      * reference with the last frame, and drops it when done. */
     zmq_msg_t m;
     if (zmq_send(e->pub, e->topic, strlen(e->topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-        zmq_send(e->pub, sb, 8, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
-        e->st.send_failed++;
-        blob_put(b);
-    } else if (zmq_msg_init_data(&m, b->data, b->len, blob_zmq_free, b) != 0) {
-        e->st.send_failed++;
-        blob_put(b);
+        zmq_send(e->pub, sb, 8, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_msg_init_data(&m, data, len, ffn, hint) != 0) {
+        atomic_fetch_add(&e->send_failed, 1);
+        ffn(data, hint); /* libzmq never took it */
     } else if (zmq_msg_send(&m, e->pub, ZMQ_DONTWAIT) < 0) {
-        e->st.send_failed++;
+        atomic_fetch_add(&e->send_failed, 1);
         zmq_msg_close(&m); /* drops libzmq's reference */
     }
-    e->st.batches++;
-    e->st.events += e->nev;
+    atomic_fetch_add(&e->batches, 1);
+    atomic_fetch_add(&e->events, e->nev);
     if (e->ring) {
-        pthread_mutex_lock(&e->mu);
         batch *o = &e->ring[seq % e->cap];
-        e->ring_bytes -= o->b ? o->b->len : 0;
-        blob_put(o->b);
+        if (o->r) { /* seq - cap: past the count bound */
+            e->ring_bytes -= o->r->len;
+            o->r->kept = 0;
+            arec_put(o->r);
+        }
         o->seq = seq;
-        o->b = b;
-        e->ring_bytes += b->len;
+        o->r = r;
+        e->ring_bytes += r->len;
         e->ring_next = seq + 1;
         /* The byte bound: drop the oldest kept batches (never this one);
          * a replay then starts later, as if they had aged out. */
-        uint64_t lo = e->ring_next > e->cap ? e->ring_next - e->cap : 0;
-        for (uint64_t s = lo; e->ring_bytes > e->ring_max_bytes && s < seq; s++) {
-            batch *x = &e->ring[s % e->cap];
-            if (x->b && x->seq == s) {
-                e->ring_bytes -= x->b->len;
-                blob_put(x->b);
-                x->b = NULL;
-                e->st.replay_dropped++;
-            }
-        }
-        pthread_mutex_unlock(&e->mu);
+        while (e->ring_bytes > e->ring_max_bytes && e->ring_bytes > r->len &&
+               ring_drop_oldest(e))
+            ;
     }
 done:
     msgpack_sbuffer_clear(&e->evbuf);
@@ -374,33 +736,28 @@ done:
     return rc;
 }
 
-/* A batch bigger than this goes out without waiting for its interval: it
- * bounds the pending buffer and the size of one message. */
-#define FLUSH_BYTES ((size_t)1 << 20)
-
-int pc_rpc_events_tick(pc_rpc_events *e, int *wait_ms)
+/* Pack everything queued; a batch that reaches 1 MiB goes out at once. */
+static void drain(pc_rpc_events *e)
 {
-    if (wait_ms)
-        *wait_ms = -1;
-    if (!e)
-        return PC_E_INVAL;
-    if (!e->since_ms) /* nothing pending (a lost page count alone waits) */
-        return 0;
-    uint64_t now = now_ms(), due = e->since_ms + e->interval_ms;
-    if (now >= due || e->evbuf.size + e->nrm * 9 >= FLUSH_BYTES)
-        return pc_rpc_events_flush(e);
-    if (wait_ms)
-        *wait_ms = (int)(due - now);
-    return 0;
+    uint64_t tail = atomic_load(&e->qtail), head = atomic_load(&e->qhead);
+    while (tail != head) {
+        const qrec *r = (const qrec *)(e->q + (tail & (Q_BYTES - 1)));
+        int type = r->type;
+        if (type != Q_PAD && type != Q_ROUND)
+            pack_event(e, r);
+        tail += r->len;
+        atomic_store(&e->qtail, tail);
+        if (type == Q_ROUND && atomic_load(&e->interval_ms) == 0)
+            publish(e); /* the round's batch */
+        if (e->evbuf.size + e->nrm * 9 >= FLUSH_BYTES)
+            publish(e);
+        if (tail == head)
+            head = atomic_load(&e->qhead);
+    }
+    atomic_store(&e->kicked, false);
 }
 
-void pc_rpc_events_set_interval(pc_rpc_events *e, uint32_t ms)
-{
-    if (e)
-        e->interval_ms = ms;
-}
-
-/* ---- replay ------------------------------------------------------------------ */
+/* ---- the thread's side: replay --------------------------------------------------- */
 
 static int send3(void *sock, zmq_msg_t *id, const void *seq, const void *p,
                  size_t n)
@@ -430,19 +787,17 @@ static void replay_one(pc_rpc_events *e)
         for (int i = 0; i < 8; i++)
             start = start << 8 | b[i];
         atomic_fetch_add(&e->replays, 1);
-        pthread_mutex_lock(&e->mu);
         /* seq s sits in ring[s % cap] while it is among the last cap */
         uint64_t lo = e->ring_next > e->cap ? e->ring_next - e->cap : 0;
         for (uint64_t s = start > lo ? start : lo; s < e->ring_next; s++) {
             batch *bt = &e->ring[s % e->cap];
-            if (!bt->b || bt->seq != s)
+            if (!bt->r || bt->seq != s)
                 continue; /* a batch that could not be kept */
             unsigned char sb[8];
             be64(s, sb);
-            if (send3(e->rep, &part[0], sb, bt->b->data, bt->b->len) < 0)
+            if (send3(e->rep, &part[0], sb, bt->r->data, bt->r->len) < 0)
                 break;
         }
-        pthread_mutex_unlock(&e->mu);
         unsigned char end[8];
         be64(UINT64_MAX, end); /* -1 as a signed 64-bit big-endian */
         send3(e->rep, &part[0], end, "", 0);
@@ -451,16 +806,115 @@ static void replay_one(pc_rpc_events *e)
         zmq_msg_close(&part[i]);
 }
 
-static void *replay_main(void *arg)
+/* ---- the events thread ------------------------------------------------------------- */
+
+/* Touch the arena once (4 MiB at a time between batches, the first GiB at
+ * most), before batches need it: publishing then never waits on the kernel
+ * for fresh pages. */
+static void populate(pc_rpc_events *e)
+{
+    size_t n = e->to_populate - e->populated;
+    n = n < ((size_t)4 << 20) ? n : (size_t)4 << 20;
+    unsigned char *p = e->arena + e->populated;
+    e->populated += n;
+#ifdef MADV_POPULATE_WRITE
+    if (madvise(p, n, MADV_POPULATE_WRITE) == 0)
+        return;
+#endif
+    for (size_t i = 0; i < n; i += 4096) /* an older kernel: touch it */
+        ((volatile unsigned char *)p)[i] = 0;
+}
+
+static void *events_main(void *arg)
 {
     pc_rpc_events *e = arg;
     while (!atomic_load(&e->stop)) {
-        zmq_pollitem_t it = {e->rep, 0, ZMQ_POLLIN, 0};
-        int rc = zmq_poll(&it, 1, 100); /* the stop flag, 10 times a second */
-        if (rc > 0)
+        /* a flush asked for covers what was queued before it: read first */
+        uint64_t fr = atomic_load(&e->flush_req);
+        drain(e);
+        uint64_t now = now_ms();
+        uint32_t iv = atomic_load(&e->interval_ms);
+        if (fr != atomic_load(&e->flush_done) ||
+            (e->since_ms && iv && now >= e->since_ms + iv)) {
+            int rc = publish(e);
+            if (fr != atomic_load(&e->flush_done)) {
+                atomic_store(&e->flush_rc, rc);
+                atomic_store(&e->flush_done, fr);
+            }
+        }
+        int timeout = -1;
+        if (e->populated < e->to_populate) {
+            populate(e); /* a slice at a time, between batches */
+            timeout = 0;
+        } else if (e->since_ms && iv) {
+            now = now_ms();
+            timeout = now >= e->since_ms + iv ? 0 : (int)(e->since_ms + iv - now);
+        } else if (!e->since_ms) {
+            atomic_store(&e->idle, true);
+            if (atomic_load(&e->qhead) != atomic_load(&e->qtail) ||
+                atomic_load(&e->flush_req) != atomic_load(&e->flush_done) ||
+                atomic_load(&e->stop)) {
+                atomic_store(&e->idle, false);
+                continue;
+            }
+        }
+        zmq_pollitem_t it[2] = {{NULL, e->efd, ZMQ_POLLIN, 0},
+                                {e->rep, 0, ZMQ_POLLIN, 0}};
+        int rc = zmq_poll(it, e->rep ? 2 : 1, timeout);
+        atomic_store(&e->idle, false);
+        if (rc > 0 && (it[0].revents & ZMQ_POLLIN)) {
+            uint64_t v;
+            ssize_t r = read(e->efd, &v, sizeof(v));
+            (void)r;
+        }
+        if (rc > 0 && e->rep && (it[1].revents & ZMQ_POLLIN))
             replay_one(e);
     }
     return NULL;
+}
+
+/* ---- the loop's side: flush, tick, stats --------------------------------------------- */
+
+int pc_rpc_events_flush(pc_rpc_events *e)
+{
+    if (!e)
+        return PC_E_INVAL;
+    if (e->cache)
+        atomic_store(&e->lost_pages, pc_cache_events_lost(e->cache));
+    uint64_t want = atomic_fetch_add(&e->flush_req, 1) + 1;
+    wake(e);
+    /* the thread packs and sends what is queued: milliseconds at most */
+    for (int i = 0; atomic_load(&e->flush_done) < want; i++) {
+        if (i == 100000) /* 10 s: it is stuck (it never is) */
+            return PC_E_TIMEOUT;
+        usleep(100);
+    }
+    return atomic_load(&e->flush_rc);
+}
+
+int pc_rpc_events_tick(pc_rpc_events *e, int *wait_ms)
+{
+    if (wait_ms)
+        *wait_ms = -1; /* the events thread keeps its own time */
+    if (!e)
+        return PC_E_INVAL;
+    if (e->cache)
+        atomic_store(&e->lost_pages, pc_cache_events_lost(e->cache));
+    /* interval 0: one batch per round, as the loop's rounds end */
+    if (e->pushed && atomic_load(&e->interval_ms) == 0)
+        q_push(e, Q_ROUND, NULL, NULL, 0, NULL, 0, false, 0);
+    e->pushed = false;
+    return 0;
+}
+
+void pc_rpc_events_set_interval(pc_rpc_events *e, uint32_t ms)
+{
+    if (e) {
+        atomic_store(&e->interval_ms, ms);
+        if (ms == 0) /* what is pending goes now */
+            q_push(e, Q_ROUND, NULL, NULL, 0, NULL, 0, false, 0);
+        wake(e); /* a pending batch's due time moves */
+    }
 }
 
 /* ---- life cycle ---------------------------------------------------------------- */
@@ -501,21 +955,47 @@ int pc_rpc_events_create(const pc_rpc_events_config *cfg, pc_rpc_events **out)
     pc_rpc_events *e = calloc(1, sizeof(*e));
     if (!e)
         return PC_E_NOMEM;
+    e->efd = -1;
     snprintf(e->topic, sizeof(e->topic), "%s", cfg->topic);
     e->format = cfg->format;
     e->rank = cfg->dp_rank;
-    e->interval_ms = cfg->interval_ms;
+    atomic_init(&e->interval_ms, cfg->interval_ms);
     e->ring_max_bytes = cfg->buffer_bytes ? cfg->buffer_bytes : UINT64_MAX;
     msgpack_sbuffer_init(&e->evbuf);
     msgpack_packer_init(&e->evpk, &e->evbuf, msgpack_sbuffer_write);
-    pthread_mutex_init(&e->mu, NULL);
-    int rc = PC_E_IO;
+    bool replay = cfg->replay_endpoint && cfg->replay_endpoint[0];
+    /* the arena: the kept bytes and room for the batches in flight (no
+     * bound on the kept bytes: heap records only) */
+    e->asize = !replay ? 0
+               : cfg->buffer_bytes && cfg->buffer_bytes <= SIZE_MAX / 2
+                   ? ((size_t)cfg->buffer_bytes + ARENA_SLACK + 4095) & ~(size_t)4095
+                   : 0;
+    int rc = PC_E_NOMEM;
+    /* touched now: the loop never page-faults on it */
+    e->q = mmap(NULL, Q_BYTES, PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (e->q == MAP_FAILED) {
+        e->q = NULL;
+        goto fail;
+    }
+    if (e->asize) {
+        e->arena = mmap(NULL, e->asize, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (e->arena == MAP_FAILED) {
+            e->arena = NULL;
+            goto fail;
+        }
+        e->to_populate = e->asize < POPULATE_MAX ? e->asize : POPULATE_MAX;
+    }
+    rc = PC_E_IO;
+    if ((e->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
+        goto fail;
     if (!(e->zctx = zmq_ctx_new()))
         goto fail;
     if ((rc = open_sock(e, cfg, ZMQ_PUB, cfg->endpoint, &e->pub, e->endpoint,
                         sizeof(e->endpoint))))
         goto fail;
-    if (cfg->replay_endpoint && cfg->replay_endpoint[0]) {
+    if (replay) {
         rc = PC_E_NOMEM;
         e->cap = cfg->buffer;
         if (!(e->ring = calloc(e->cap, sizeof(*e->ring))))
@@ -530,11 +1010,13 @@ int pc_rpc_events_create(const pc_rpc_events_config *cfg, pc_rpc_events **out)
         if ((rc = open_sock(e, cfg, ZMQ_ROUTER, cfg->replay_endpoint, &e->rep,
                             e->replay_endpoint, sizeof(e->replay_endpoint))))
             goto fail;
-        rc = PC_E_IO;
-        if (pthread_create(&e->thr, NULL, replay_main, e) != 0)
-            goto fail;
-        e->thr_up = true;
     }
+    /* the sockets are the thread's from here (thread creation is the
+     * full barrier libzmq asks of a socket that changes threads) */
+    rc = PC_E_IO;
+    if (pthread_create(&e->thr, NULL, events_main, e) != 0)
+        goto fail;
+    e->thr_up = true;
     *out = e;
     return 0;
 fail:
@@ -559,6 +1041,7 @@ void pc_rpc_events_destroy(pc_rpc_events *e)
         return;
     if (e->thr_up) {
         atomic_store(&e->stop, true);
+        wake(e);
         pthread_join(e->thr, NULL);
     }
     if (e->pub)
@@ -566,13 +1049,22 @@ void pc_rpc_events_destroy(pc_rpc_events *e)
     if (e->rep)
         zmq_close(e->rep);
     if (e->zctx)
-        zmq_ctx_term(e->zctx);
+        zmq_ctx_term(e->zctx); /* libzmq drops its references here */
     for (uint32_t i = 0; e->ring && i < e->cap; i++)
-        blob_put(e->ring[i].b);
+        arec_put(e->ring[i].r);
+    for (int i = 0; i < PSLOTS; i++) /* libzmq gave every one back */
+        if (atomic_load(&e->slots[i].state) == PS_IDLE)
+            free(e->slots[i].data);
+    if (e->efd >= 0)
+        close(e->efd);
+    if (e->q)
+        munmap(e->q, Q_BYTES);
+    if (e->arena)
+        munmap(e->arena, e->asize);
+    free(e->fifo);
     free(e->ring);
     free(e->rm);
     msgpack_sbuffer_destroy(&e->evbuf);
-    pthread_mutex_destroy(&e->mu);
     free(e);
 }
 
@@ -590,10 +1082,15 @@ void pc_rpc_events_stats_get(const pc_rpc_events *e, pc_rpc_events_stats *out)
 {
     if (!out)
         return;
-    if (!e) {
-        memset(out, 0, sizeof(*out));
+    memset(out, 0, sizeof(*out));
+    if (!e)
         return;
-    }
-    *out = e->st;
-    out->replays = atomic_load(&((pc_rpc_events *)e)->replays);
+    pc_rpc_events *m = (pc_rpc_events *)e; /* atomics: loads only */
+    out->batches = atomic_load(&m->batches);
+    out->events = atomic_load(&m->events);
+    out->send_failed = atomic_load(&m->send_failed);
+    out->replays = atomic_load(&m->replays);
+    out->replay_dropped = atomic_load(&m->replay_dropped);
+    out->lost_pages = atomic_load(&m->lost_pages);
+    out->queue_waits = atomic_load(&m->queue_waits);
 }

@@ -11,20 +11,19 @@
  *                    (id, "", seq, payload) per kept batch from start_seq on,
  *                    then (id, "", -1 as 8 signed bytes BE, "")
  *
- * Batches gather for interval_ms: the events the cache reports go into
- * the pending batch (runs of REMOVED of one medium merged into one event),
- * and pc_rpc_events_tick, called by the loop after each round of requests,
- * publishes it once its first event is that old.  Why gather: a message
- * costs the publisher, libzmq's I/O thread and every subscriber a wakeup
- * each, which on an insert-heavy load cost far more than packing (one
- * batch per round cost +40% cycle latency and -30% throughput in
- * rpc_bench); vLLM itself publishes once per engine step.  PUB never
- * blocks: a subscriber that is too slow loses batches (it sees the gap in
- * the sequence numbers and replays).
- *
- * Threading: everything but the replay socket belongs to the caller's
- * thread (the loop); replay is answered by a thread of its own, from a
- * ring of the last `buffer` batches shared under a mutex.
+ * Batches gather for interval_ms: the events the cache reports are queued
+ * raw by the hook (on the loop's thread) and packed by the events thread
+ * into the pending batch (runs of REMOVED of one medium merged into one
+ * event), which it publishes once its first event is that old, or at
+ * 1 MiB.  Why gather: a message costs the publisher, libzmq's I/O thread
+ * and every subscriber a wakeup each, which on an insert-heavy load cost
+ * far more than packing (one batch per round cost +40% cycle latency and
+ * -30% throughput in rpc_bench); vLLM itself publishes once per engine
+ * step.  PUB never blocks: a subscriber that is too slow loses batches (it
+ * sees the gap in the sequence numbers and replays).
+ * Threading: the hook, tick, flush, set_interval and stats are the loop's
+ * calls; packing, the PUB and ROUTER sockets and the arena of kept batches
+ * belong to the events thread (events.c says why).
  */
 #ifndef PC_RPC_EVENTS_H
 #define PC_RPC_EVENTS_H
@@ -58,27 +57,30 @@ typedef struct pc_rpc_events_config {
     size_t errlen;
 } pc_rpc_events_config;
 
-/* Bind the sockets (and start the replay thread).  PC_E_INVAL for a bad
+/* Bind the sockets and start the events thread.  PC_E_INVAL for a bad
  * config, PC_E_BUSY for an endpoint in use, PC_E_IO, PC_E_NOMEM. */
 int pc_rpc_events_create(const pc_rpc_events_config *cfg, pc_rpc_events **out);
 
 /* Publish what cache c reports from now on (its hook; NULL: stop). */
 void pc_rpc_events_attach(pc_rpc_events *e, pc_cache *c);
 
-/* Publish the pending batch, if any: 0, or PC_E_NOMEM (the batch is lost,
- * the sequence number still moves on so that subscribers see a gap). */
+/* Publish everything reported so far (the events thread packs what is
+ * queued and sends it; this waits for it): 0, PC_E_NOMEM (the batch is
+ * lost, the sequence number still moves on so that subscribers see a gap)
+ * or PC_E_TIMEOUT (the thread did not answer within 10 s). */
 int pc_rpc_events_flush(pc_rpc_events *e);
 
-/* Called by the loop after each round: publish the pending batch once its
- * first event is interval_ms old (or it holds 1 MiB).  *wait_ms (may be
- * NULL): how long the loop may sleep before the next call is due, -1 for
- * as long as it likes (nothing pending).  Returns what flush returns. */
+/* Called by the loop after each round: the cache's count of pages it could
+ * not name goes to the stats.  *wait_ms (may be NULL): how long the loop
+ * may sleep before the next call is due; -1 (the events thread keeps the
+ * batches' time itself).  0, or PC_E_INVAL for NULL. */
 int pc_rpc_events_tick(pc_rpc_events *e, int *wait_ms);
 
-/* The interval is reloadable: it applies from the next tick. */
+/* The interval is reloadable: it applies to the pending batch at once. */
 void pc_rpc_events_set_interval(pc_rpc_events *e, uint32_t ms);
 
-/* Stop the replay thread, close the sockets.  Detach it from the cache
+/* Stop the events thread (what it has not published is lost: flush
+ * first), close the sockets.  Detach it from the cache
  * first.  NULL is a no-op. */
 void pc_rpc_events_destroy(pc_rpc_events *e);
 
@@ -90,6 +92,7 @@ typedef struct pc_rpc_events_stats {
     uint64_t batches, events, send_failed, replays;
     uint64_t replay_dropped; /* kept batches dropped early: buffer_bytes */
     uint64_t lost_pages; /* pages the cache could not name (cache.h)   */
+    uint64_t queue_waits; /* times the loop waited for the events thread */
 } pc_rpc_events_stats;
 
 void pc_rpc_events_stats_get(const pc_rpc_events *e, pc_rpc_events_stats *out);

@@ -735,6 +735,7 @@ void pc_rpc_server_stats_visit(const pc_rpc_server *s, pc_stat_fn fn, void *ctx)
         fn(ctx, "events.replays", es.replays);
         fn(ctx, "events.replay_dropped_batches", es.replay_dropped);
         fn(ctx, "events.lost_pages", es.lost_pages);
+        fn(ctx, "events.queue_waits", es.queue_waits);
     }
     fn(ctx, "uptime_ms", mono_ms(CLOCK_MONOTONIC) - s->t0_ms);
     /* Last: the longest part, which readers that keep a bounded map (the

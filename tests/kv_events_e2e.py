@@ -88,10 +88,20 @@ class Subscriber:
                 fail("lora_id is not nil")
             if len(ev["token_ids"]) != len(hashes) * ev["block_size"]:
                 fail("token_ids is not block_size x block_hashes")
-            # the driver's tokens: 0..3, or family * 100000 + position
-            for t in ev["token_ids"]:
-                if not (t < 4 or (t % 100000 < 32 and t < 500000)):
+            # the driver's tokens: 0..3, or family * 100000 + position (its
+            # prompts are at most 8 pages)
+            bs = ev["block_size"]
+            for k, t in enumerate(ev["token_ids"]):
+                if not (t < 4 or (t % 100000 < 8 * bs and t < 500000)):
                     fail(f"token {t} is none the driver sent")
+                # a shared prefix's tokens (family x 100000 + position)
+                # stay in their place: pages start at a multiple of bs
+                if t >= 100000 and (t % 100000) % bs != k % bs:
+                    fail(f"token {t} at {k} of an event: out of its place")
+                if k and t >= 100000 and ev["token_ids"][k - 1] >= 100000 \
+                        and t // 100000 == ev["token_ids"][k - 1] // 100000 \
+                        and t != ev["token_ids"][k - 1] + 1:
+                    fail(f"token {t} follows {ev['token_ids'][k - 1]}")
             parent = ev["parent_block_hash"]
             if medium == POOL and parent is not None and parent not in s:
                 fail(f"{self.name}: pool page stored under a parent {parent} "
@@ -176,13 +186,16 @@ class Subscriber:
 def main():
     daemon, driver, fmt = sys.argv[1], sys.argv[2], sys.argv[3]
     interval = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+    # an odd page size puts token runs that are not a multiple of 4 through
+    # the publisher's packing (its vector loop takes 4 at a time)
+    page_tokens = int(sys.argv[5]) if len(sys.argv) > 5 else 4
     tmp = tempfile.mkdtemp(prefix="pc-kvev-")
     ep = f"ipc://{tmp}/pc.sock"
     ev_ep, rp_ep = f"ipc://{tmp}/ev.sock", f"ipc://{tmp}/replay.sock"
     log = open(os.path.join(tmp, "daemon.log"), "w+")
     args = [daemon, f"--endpoint={ep}", f"--shm_name=/pc-kvev-{os.getpid()}",
             "--pool_backend=host", "--pool_blocks=40", "--layers=1",
-            "--kv_heads=1", "--head_dim=8", "--page_tokens=4",
+            "--kv_heads=1", "--head_dim=8", f"--page_tokens={page_tokens}",
             "--tier2_bytes=1KiB", f"--tier2_path={tmp}",
             f"--kv_events_endpoint={ev_ep}",
             f"--kv_events_replay_endpoint={rp_ep}",
