@@ -164,14 +164,35 @@ static double median(double *v, size_t n)
 typedef struct figures {
     double p50_us, rate;
     double cpu_us; /* the daemon's CPU per request over the whole run */
+    double reqs;   /* the daemon's rpc.requests */
+    double cons_us; /* the consumers' CPU per request (they share the cores) */
     unsigned long consumed[MAX_PARTS];
 } figures;
+
+/* user + system seconds of a live process, from /proc (0 if gone) */
+static double proc_cpu(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')'); /* the name may hold spaces */
+    unsigned long ut = 0, st = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+                     &ut, &st) != 2)
+        return 0;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
 
 /* kind's ("cycle", "lookup") p50 of the first placement, and its median
  * throughput over the rounds */
 static figures parse_report(const char *json, const char *kind)
 {
-    figures f = {0, 0, 0, {0}};
+    figures f = {0, 0, 0, 0, 0, {0}};
     char key[64];
     snprintf(key, sizeof(key), "\"%s_daemon_", kind);
     const char *p = strstr(json, key);
@@ -196,6 +217,7 @@ static figures parse_report(const char *json, const char *kind)
     q = strstr(json, "\"rpc.requests\": ");
     double reqs = q ? strtod(q + 16, NULL) : 0;
     f.cpu_us = p && reqs > 0 ? strtod(p + 22, NULL) / reqs * 1e6 : 0;
+    f.reqs = reqs;
     return f;
 }
 
@@ -253,8 +275,10 @@ static figures run_child(const char *self, int argc, char **argv,
     int st;
     if (child < 0 || waitpid(child, &st, 0) != child)
         bench_die("child rpc_bench: %s", strerror(errno));
+    double cons_s = 0;
     for (int p = 0; p < nparts; p++)
         if (consumer[p] > 0) {
+            cons_s += proc_cpu(consumer[p]);
             kill(consumer[p], SIGKILL);
             waitpid(consumer[p], NULL, 0);
         }
@@ -264,6 +288,7 @@ static figures run_child(const char *self, int argc, char **argv,
     figures f = parse_report(slurp(json), kind);
     for (int p = 0; p < nparts; p++)
         f.consumed[p] = g_consumed[p];
+    f.cons_us = f.reqs > 0 ? cons_s / f.reqs * 1e6 : 0;
     return f;
 }
 
@@ -322,7 +347,7 @@ int rpc_bench_observers_main(int argc, char **argv)
         bench_die("mkstemp: %s", strerror(errno));
     close(jfd);
     double p50[MAX_OBS + 1][MAX_ROUNDS], rate[MAX_OBS + 1][MAX_ROUNDS];
-    double cpu[MAX_OBS + 1][MAX_ROUNDS];
+    double cpu[MAX_OBS + 1][MAX_ROUNDS], cons[MAX_OBS + 1][MAX_ROUNDS];
     for (size_t r = 0; r < rounds; r++)
         for (size_t j = 0; j <= nuse; j++) {
             size_t o = r % 2 ? nuse - j : j; /* off first, then last first */
@@ -332,9 +357,10 @@ int rpc_bench_observers_main(int argc, char **argv)
             p50[o][r] = f.p50_us;
             rate[o][r] = f.rate;
             cpu[o][r] = f.cpu_us;
+            cons[o][r] = f.cons_us;
             bench_say("  cycle p50 %.1f us, cycle throughput %.0f/s, daemon CPU "
-                      "%.2f us/request%s", f.p50_us, f.rate, f.cpu_us,
-                      obs ? "" : " (no observer)");
+                      "%.2f us/request, its consumers' %.2f%s", f.p50_us, f.rate,
+                      f.cpu_us, f.cons_us, obs ? "" : " (no observer)");
             for (int p = 0; obs && p < MAX_PARTS && obs->what[p]; p++)
                 bench_say("  %s: %lu %s during the run", obs->name,
                           f.consumed[p], obs->what[p]);
@@ -343,15 +369,15 @@ int rpc_bench_observers_main(int argc, char **argv)
     double base_p50 = median(p50[0], rounds), base_rate = median(rate[0], rounds);
     double base_cpu = median(cpu[0], rounds);
     printf("observer   cycle p50 (us)  vs off   cycle tput 8 cl. (/s)  vs off   "
-           "daemon CPU (us/req)  vs off\n");
+           "daemon CPU (us/req)  vs off   consumers' CPU (us/req)\n");
     printf("off        %14.1f          %21.0f          %19.2f\n", base_p50,
            base_rate, base_cpu);
     for (size_t o = 1; o <= nuse; o++) {
         double a = median(p50[o], rounds), b = median(rate[o], rounds);
-        double c = median(cpu[o], rounds);
-        printf("%-10s %14.1f  %+6.1f%%  %21.0f  %+6.1f%%  %19.2f  %+6.1f%%\n",
+        double c = median(cpu[o], rounds), d = median(cons[o], rounds);
+        printf("%-10s %14.1f  %+6.1f%%  %21.0f  %+6.1f%%  %19.2f  %+6.1f%%  %23.2f\n",
                use[o - 1]->name, a, 100 * (a / base_p50 - 1), b,
-               100 * (b / base_rate - 1), c, 100 * (c / base_cpu - 1));
+               100 * (b / base_rate - 1), c, 100 * (c / base_cpu - 1), d);
     }
     printf("(medians of %zu rounds, each a whole rpc_bench run on its own daemon; "
            "target: within 5%%)\n", rounds);

@@ -273,7 +273,7 @@ static const row ROWS[] = {
      "", "", {0}, 0, "Pages stored or removed that no event could name."},
     {"events.queue_waits", "prefixcache_kv_event_queue_waits_total", M_COUNTER,
      "", "", {0}, 0,
-     "Times the request loop waited for the events thread (its 16 MiB queue "
+     "Times the request loop waited for the events thread (its 4 MiB queue "
      "full)."},
     /* gauges: leases, the process */
     {"leases.live", "prefixcache_leases", M_GAUGE, "", "", {0}, 0, "Live leases."},

@@ -207,7 +207,7 @@ static uint64_t now_ms(void)
 
 /* Room for a record of len bytes (a multiple of 8, <= Q_REC_MAX) at the
  * queue's head, a pad first when it would not fit before the end.  A full
- * queue (the thread is behind by 16 MiB of events) wakes the thread and
+ * queue (the thread is behind by 4 MiB of events) wakes the thread and
  * waits for it: events are never dropped, and it never happens in
  * practice (counted: events.queue_waits). */
 static qrec *q_reserve(pc_rpc_events *e, size_t len)
