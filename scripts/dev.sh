@@ -20,6 +20,7 @@ cd "$(dirname "$0")/.."
 # Why each package is here: see README.md, "Dependencies".
 PKGS=(cmake make pkg-config gcc libc6-dev clang libclang-rt-14-dev
       libxxhash-dev libjemalloc-dev libcriterion-dev libzmq3-dev libmsgpack-dev
+      libsodium-dev
       libmicrohttpd-dev prometheus
       python3-zmq python3-msgpack python3-numpy python3-torch)
 
