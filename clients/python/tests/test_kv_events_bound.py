@@ -9,6 +9,7 @@ seq 0 starts later, runs without a gap to the newest batch, and what it
 sends fits the bound (plus the newest batch, which is always kept)."""
 from __future__ import annotations
 
+import time
 import unittest
 
 import msgpack
@@ -81,6 +82,118 @@ class ReplayBound(unittest.TestCase):
         self.assertEqual(seqs[-1], st["events.batches"] - 1, "not up to the newest")
         self.assertEqual(seqs[0], dropped, "dropped = the batches before the first kept")
         self.assertLessEqual(sum(sizes), BOUND)
+
+
+class ReplayArena(unittest.TestCase):
+    """The kept batches live in an arena of kv_events_buffer_bytes + 8 MiB,
+    reused in a circle; a batch libzmq still holds (a subscriber that does
+    not read) cannot be overwritten, and newer batches then go to the heap.
+    ~30 MB of batches through a 9 MiB arena, in three phases: one reading
+    subscriber (the arena wraps), a second one that never reads (libzmq
+    holds its queue: the heap), that one gone (the arena again).  After
+    each phase a replay from seq 0 must return exactly the newest kept
+    batches, byte for byte what the reading subscriber got live."""
+
+    PAGES = 128
+
+    def test_the_arena_wraps_and_replays_stay_byte_exact(self) -> None:
+        d0 = start_daemon()
+        binary = d0.binary
+        d0.stop()
+        d = Daemon(binary, start=False, kv_events_interval_ms=0,
+                   kv_events_buffer=100000, kv_events_buffer_bytes="1MiB",
+                   pool_backend="none", page_tokens=16,
+                   pool_blocks=3 * 1000 * self.PAGES + 1024)
+        d.knobs["kv_events_endpoint"] = f"ipc://{d.dir}/ev.sock"
+        d.knobs["kv_events_replay_endpoint"] = f"ipc://{d.dir}/rp.sock"
+        self.ev_ep, self.rp_ep = d.knobs["kv_events_endpoint"], d.knobs["kv_events_replay_endpoint"]
+        ctx = zmq.Context()
+        try:
+            d.start()
+            self._run(d, ctx)
+        finally:
+            ctx.destroy(0)
+            d.stop()
+
+    def _drain(self) -> None:
+        while self.a.poll(0):
+            _, seqb, payload = self.a.recv_multipart()
+            self.live[int.from_bytes(seqb, "big")] = payload
+
+    def _insert(self, c, n: int) -> None:
+        for _ in range(n):
+            toks = self.rng.integers(0, 120000, 16 * self.PAGES, dtype=np.int64)
+            with c.lookup("w", toks, pin=True, alloc=True) as r:
+                c.insert("w", toks, r.alloc_blocks, lease=r.lease, release=True)
+            self._drain()
+
+    def _check_replay(self, c, what: str) -> None:
+        st = c.stats()
+        deadline = 200
+        while len(self.live) < st["events.batches"] - self.first and deadline:
+            self.a.poll(50)
+            self._drain()
+            deadline -= 1
+        self.assertEqual(len(self.live), st["events.batches"] - self.first,
+                         f"{what}: the reading subscriber missed batches")
+        s = self.ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.connect(self.rp_ep)
+        s.send_multipart([b"", (0).to_bytes(8, "big")])
+        seqs, size = [], 0
+        while True:
+            self.assertTrue(s.poll(10000), f"{what}: replay did not answer")
+            fr = s.recv_multipart()
+            seq = int.from_bytes(fr[1], "big", signed=True)
+            if seq == -1:
+                break
+            self.assertEqual(fr[2], self.live[seq],
+                             f"{what}: replayed batch {seq} differs from the live one")
+            seqs.append(seq)
+            size += len(fr[2])
+        s.close(0)
+        self.assertTrue(seqs, f"{what}: nothing kept")
+        self.assertEqual(seqs, list(range(seqs[0], seqs[-1] + 1)), f"{what}: a gap")
+        self.assertEqual(seqs[-1], st["events.batches"] - 1, f"{what}: not the newest")
+        self.assertLessEqual(size, 1 << 20, f"{what}: past the bound")
+        self.assertGreater(size, (1 << 20) // 2, f"{what}: far under the bound")
+
+    def _run(self, d, ctx) -> None:
+        self.ctx = ctx
+        self.live = {}
+        self.rng = np.random.default_rng(7)  # fresh prompts: 128 new pages each
+        self.a = ctx.socket(zmq.SUB)
+        self.a.setsockopt(zmq.SUBSCRIBE, b"")
+        self.a.setsockopt(zmq.RCVHWM, 0)
+        self.a.connect(self.ev_ep)
+        c = pc.connect(d.endpoint, timeout_ms=10000)
+        # the subscriber's connection is up once it gets a batch
+        for _ in range(100):
+            self._insert(c, 1)
+            if self.live:
+                break
+            self.a.poll(20)
+            self._drain()
+        self.assertTrue(self.live, "the subscriber never connected")
+        self.first = c.stats()["events.batches"]
+        self._drain()
+        self.live = {}  # from here on every batch must arrive
+        self._insert(c, 1000)  # ~11 MB: the 9 MiB arena wraps
+        self._check_replay(c, "arena")
+        b = ctx.socket(zmq.SUB)  # never reads: libzmq holds its queue
+        b.setsockopt(zmq.RCVHWM, 1)  # and takes next to nothing itself
+        b.setsockopt(zmq.RCVBUF, 4096)
+        b.setsockopt(zmq.SUBSCRIBE, b"")
+        b.connect(self.ev_ep)
+        time.sleep(0.2)
+        self._insert(c, 1000)
+        self._check_replay(c, "held")
+        b.close(0)  # libzmq lets its queue go
+        time.sleep(0.2)
+        self._insert(c, 1000)
+        self._check_replay(c, "after")
+        self.assertGreaterEqual(c.stats()["events.batches"] - self.first, 3000)
+        c.close()
 
 
 if __name__ == "__main__":
