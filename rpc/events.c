@@ -693,6 +693,10 @@ static int publish(pc_rpc_events *e)
         hint = sl;
         slot_refill(e); /* the next batch's buffer */
     }
+    /* counted before it goes: a subscriber never sees a batch STATS does
+     * not count yet */
+    atomic_fetch_add(&e->batches, 1);
+    atomic_fetch_add(&e->events, e->nev);
     unsigned char sb[8];
     be64(seq, sb);
     /* PUB drops rather than blocks (its high-water mark): a failed send
@@ -708,8 +712,6 @@ static int publish(pc_rpc_events *e)
         atomic_fetch_add(&e->send_failed, 1);
         zmq_msg_close(&m); /* drops libzmq's reference */
     }
-    atomic_fetch_add(&e->batches, 1);
-    atomic_fetch_add(&e->events, e->nev);
     if (e->ring) {
         batch *o = &e->ring[seq % e->cap];
         if (o->r) { /* seq - cap: past the count bound */
