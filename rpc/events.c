@@ -564,6 +564,8 @@ static arec *arena_alloc(pc_rpc_events *e, size_t len)
                 break; /* libzmq holds it: the heap, this time */
             while (f->kept && ring_drop_oldest(e))
                 ;
+            if (f->kept) /* a kept record is in the ring: cannot be; no spin */
+                break;
             continue;
         }
         if (e->fn == e->fcap) { /* the fifo grows */
