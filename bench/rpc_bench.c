@@ -1619,37 +1619,31 @@ static double proc_cpu_s(pid_t pid)
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
+static void stat_keep(void *ctx, const char *name, uint64_t v)
+{
+    (void)ctx;
+    if (R.n_stats < MAX_STATS) {
+        snprintf(R.stat_name[R.n_stats], sizeof R.stat_name[0], "%s", name);
+        R.stat_val[R.n_stats++] = v;
+    }
+}
+
+/* The daemon's counters, and its consistency check (stats check: true),
+ * which must pass. */
 static void final_stats(void)
 {
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    pc_stats_req q = {0};
-    PC_SET(&q, stats_req, check, true);
-    pc_wire_encode_request(&pk, PC_OP_STATS, 4242, &q);
-    pc_decoder dec;
-    pc_decoder_init(&dec);
-    zmq_msg_t m;
-    pc_stats_rep o;
-    raw_daemon(&sb, &dec, &m, PC_OP_STATS, &o, C.timeout_ms * 6);
-    if (!PC_IS_SET(&o, stats_rep, check) || o.check != 0)
-        bench_die("the daemon's consistency check (stats check: true) says %lld",
-                  (long long)o.check);
-    const msgpack_object *st = o.stats.obj;
-    for (uint32_t i = 0; i < st->via.map.size && R.n_stats < MAX_STATS; i++) {
-        const msgpack_object *k = &st->via.map.ptr[i].key;
-        const msgpack_object *v = &st->via.map.ptr[i].val;
-        if (k->type != MSGPACK_OBJECT_STR ||
-            v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-            continue;
-        snprintf(R.stat_name[R.n_stats], sizeof R.stat_name[0], "%.*s",
-                 (int)k->via.str.size, k->via.str.ptr);
-        R.stat_val[R.n_stats++] = v->via.u64;
+    pc_client *c;
+    int64_t check = INT64_MIN;
+    int rc = bench_connect(g_daemon_ep, C.timeout_ms * 6, &c);
+    if (rc == 0) {
+        rc = pc_client_stats_check(c, stat_keep, NULL, &check);
+        pc_client_close(c);
     }
-    zmq_msg_close(&m);
-    pc_decoder_free(&dec);
-    msgpack_sbuffer_destroy(&sb);
+    if (rc)
+        bench_die("stats check: %s", pc_strerror(rc));
+    if (check != 0)
+        bench_die("the daemon's consistency check (stats check: true) says %lld",
+                  (long long)check);
 }
 
 static uint64_t stat_of(const char *name)

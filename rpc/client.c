@@ -907,14 +907,25 @@ int pc_client_flush(pc_client *c, const void *ns, size_t ns_len,
     return rc;
 }
 
-int pc_client_stats(pc_client *c, pc_client_stat_fn fn, void *ctx)
+/* STATS, with the daemon's check when check != NULL. */
+static int stats(pc_client *c, pc_client_stat_fn fn, void *ctx, int64_t *check)
 {
     if (!c)
         return PC_E_INVAL;
+    pc_stats_req q = {0};
+    if (check)
+        PC_SET(&q, stats_req, check, true);
     pc_stats_rep o;
-    int rc = rpc(c, PC_OP_STATS, begin(c, PC_OP_STATS, NULL), &o);
+    int rc = rpc(c, PC_OP_STATS, begin(c, PC_OP_STATS, check ? &q : NULL), &o);
     if (rc)
         return rc;
+    if (check) {
+        if (!PC_IS_SET(&o, stats_rep, check)) {
+            reply_done(c);
+            return fail(c, PC_E_BADMSG, "stats: the daemon sent no check verdict");
+        }
+        *check = o.check;
+    }
     const msgpack_object *s = o.stats.obj;
     for (uint32_t i = 0; i < s->via.map.size && fn; i++) {
         const msgpack_object *k = &s->via.map.ptr[i].key;
@@ -933,6 +944,17 @@ int pc_client_stats(pc_client *c, pc_client_stat_fn fn, void *ctx)
     }
     reply_done(c);
     return rc;
+}
+
+int pc_client_stats(pc_client *c, pc_client_stat_fn fn, void *ctx)
+{
+    return stats(c, fn, ctx, NULL);
+}
+
+int pc_client_stats_check(pc_client *c, pc_client_stat_fn fn, void *ctx,
+                          int64_t *check)
+{
+    return check ? stats(c, fn, ctx, check) : PC_E_INVAL;
 }
 
 /* ---- config ------------------------------------------------------------------ */

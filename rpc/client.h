@@ -194,6 +194,13 @@ int pc_client_flush(pc_client *c, const void *ns, size_t ns_len,
 typedef void (*pc_client_stat_fn)(void *ctx, const char *name, uint64_t v);
 int pc_client_stats(pc_client *c, pc_client_stat_fn fn, void *ctx);
 
+/* Admin: stats (fn may be NULL), and the daemon's consistency check of the
+ * whole cache (it walks every structure: for tests, soaks and operators
+ * after an incident, not for dashboards).  *check gets its verdict: 0, or
+ * the first failed invariant's negative code. */
+int pc_client_stats_check(pc_client *c, pc_client_stat_fn fn, void *ctx,
+                          int64_t *check);
+
 /* config: fn is called for every knob returned (value rendered as text).
  * get: name NULL = all knobs.  set: one knob, value as text (parsed by the
  * daemon according to the knob's type). */

@@ -380,6 +380,11 @@ Test(sec, roles)
     cr_assert(strstr(pc_client_last_error(u), "admin op"), "%s",
               pc_client_last_error(u));
     RC_EQ(u, pc_client_config_get(u, "lease_ttl_ms", ignore_kv, NULL), PC_E_PERM);
+    int64_t check = 1;
+    RC_EQ(u, pc_client_stats_check(u, NULL, NULL, &check), PC_E_PERM);
+    cr_assert_eq(check, 1, "a refused check wrote a verdict");
+    RC_EQ(a, pc_client_stats_check(a, NULL, NULL, &check), 0);
+    cr_assert_eq(check, 0, "the admin's check: %lld", (long long)check);
     cr_assert(hd_log_has(&d, 0, 2000, "refused flush from key", usr.pub, NULL));
     int nu = 0, na = 0;
     RC_EQ(u, pc_client_stats(u, count_ns, &nu), 0);

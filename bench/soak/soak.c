@@ -583,7 +583,7 @@ static pid_t spawn_client(int idx)
     return pid;
 }
 
-/* Stats into a small table (pc_client_stats; the check comes raw). */
+/* Stats into a small table (pc_client_stats). */
 #define MAX_STATS 512
 typedef struct stats {
     int n;
@@ -621,49 +621,17 @@ static int get_stats(stats *s)
     return rc;
 }
 
-/* STATS with check: true (pc_cache_check, which libprefixcache does not ask
- * for): a raw DEALER request.  The check's verdict, or INT64_MIN. */
+/* STATS with check: true (pc_cache_check): the check's verdict, or
+ * INT64_MIN when the daemon could not be asked. */
 static int64_t daemon_check(void)
 {
+    pc_client *c;
     int64_t verdict = INT64_MIN;
-    void *ctx = zmq_ctx_new(), *s = ctx ? zmq_socket(ctx, ZMQ_DEALER) : NULL;
-    if (!s) {
-        if (ctx)
-            zmq_ctx_term(ctx);
-        return verdict;
+    if (pc_client_connect(g_endpoint, (int)C.rpc_timeout_ms * 4, &c) == 0) {
+        if (pc_client_stats_check(c, NULL, NULL, &verdict) != 0)
+            verdict = INT64_MIN;
+        pc_client_close(c);
     }
-    int zero = 0, to = (int)C.rpc_timeout_ms * 4;
-    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
-    zmq_setsockopt(s, ZMQ_SNDTIMEO, &to, sizeof to);
-    zmq_setsockopt(s, ZMQ_RCVTIMEO, &to, sizeof to);
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    pc_stats_req q = {0};
-    PC_SET(&q, stats_req, check, true);
-    pc_wire_encode_request(&pk, PC_OP_STATS, 7, &q);
-    zmq_msg_t m;
-    zmq_msg_init(&m);
-    if (zmq_connect(s, g_endpoint) == 0 && zmq_send(s, "", 0, ZMQ_SNDMORE) >= 0 &&
-        zmq_send(s, sb.data, sb.size, 0) >= 0) {
-        while (zmq_msg_recv(&m, s, 0) >= 0 && zmq_msg_more(&m))
-            ;
-        pc_decoder dec;
-        pc_decoder_init(&dec);
-        pc_reply_head h;
-        pc_stats_rep o;
-        if (zmq_msg_size(&m) &&
-            pc_wire_decode_reply(&dec, zmq_msg_data(&m), zmq_msg_size(&m), PC_OP_STATS,
-                                 &h, &o) == 0 &&
-            h.status == 0 && PC_IS_SET(&o, stats_rep, check))
-            verdict = o.check;
-        pc_decoder_free(&dec);
-    }
-    zmq_msg_close(&m);
-    msgpack_sbuffer_destroy(&sb);
-    zmq_close(s);
-    zmq_ctx_term(ctx);
     return verdict;
 }
 
