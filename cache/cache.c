@@ -588,28 +588,29 @@ int pc_cache_set_limits(pc_cache *c, const pc_cache_config *cfg)
 /* ---- events (cache.h) ------------------------------------------------------ */
 
 /* Room for the chain hashes of n pages. */
+/* A scratch array p of *cap elements of size sz, with room for n: p
+ * itself, or grown to exactly n (never shrunk); NULL without memory, p
+ * then being left as it was. */
+static void *scratch(void *p, size_t *cap, size_t n, size_t sz)
+{
+    if (n <= *cap)
+        return p;
+    void *g = realloc(p, n * sz);
+    if (g)
+        *cap = n;
+    return g;
+}
+
 static int hbuf_reserve(pc_cache *c, size_t n)
 {
-    if (n <= c->hbuf_cap)
-        return 0;
-    pc_page_hash *h = realloc(c->hbuf, n * sizeof(*h));
-    if (!h)
-        return PC_E_NOMEM;
-    c->hbuf = h;
-    c->hbuf_cap = n;
-    return 0;
+    pc_page_hash *h = scratch(c->hbuf, &c->hbuf_cap, n, sizeof(*h));
+    return h ? (c->hbuf = h, 0) : PC_E_NOMEM;
 }
 
 static int ebuf_reserve(pc_cache *c, size_t n)
 {
-    if (n <= c->ebuf_cap)
-        return 0;
-    uint64_t *h = realloc(c->ebuf, n * sizeof(*h));
-    if (!h)
-        return PC_E_NOMEM;
-    c->ebuf = h;
-    c->ebuf_cap = n;
-    return 0;
+    uint64_t *h = scratch(c->ebuf, &c->ebuf_cap, n, sizeof(*h));
+    return h ? (c->ebuf = h, 0) : PC_E_NOMEM;
 }
 
 const char *pc_cache_medium(const pc_cache *c, int tier)
@@ -785,14 +786,8 @@ size_t pc_cache_evict(pc_cache *c, size_t n)
 
 static int sbuf_reserve(pc_cache *c, size_t n)
 {
-    if (n <= c->sbuf_cap)
-        return 0;
-    uint32_t *b = realloc(c->sbuf, n * sizeof(*b));
-    if (!b)
-        return PC_E_NOMEM;
-    c->sbuf = b;
-    c->sbuf_cap = n;
-    return 0;
+    uint32_t *b = scratch(c->sbuf, &c->sbuf_cap, n, sizeof(*b));
+    return b ? (c->sbuf = b, 0) : PC_E_NOMEM;
 }
 
 /* Evicted pages go to tier 2 (when there is room for their identity),
