@@ -175,6 +175,9 @@ struct pc_rpc_events {
     batch *ring;
     uint32_t cap;
     uint64_t ring_next;    /* one past the newest kept seq */
+    bool replaying;        /* a replay is going out: to rid, from rnext */
+    zmq_msg_t rid;
+    uint64_t rnext, rend;
     uint64_t ring_bytes, ring_max_bytes;
 
     /* counters: the thread's, read by the loop (STATS) */
@@ -780,6 +783,43 @@ static int send3(void *sock, zmq_msg_t *id, const void *seq, const void *p,
     return 0;
 }
 
+/* A replay goes out a megabyte at a time between the thread's other work
+ * (a replay of the whole ring would otherwise hold publishing up for as
+ * long as copying hundreds of megabytes takes, and the loop's queue
+ * behind it); the requests after it wait in the socket.  What the byte
+ * bound drops meanwhile ahead of the cursor is skipped, as if it had aged
+ * out before the request.  It ends at the newest batch kept when it came:
+ * the requester gets the later ones live. */
+#define REPLAY_STEP_BYTES ((size_t)1 << 20)
+
+static void replay_step(pc_rpc_events *e)
+{
+    uint64_t lo = e->ring_next > e->cap ? e->ring_next - e->cap : 0;
+    size_t sent = 0;
+    uint64_t s = e->rnext > lo ? e->rnext : lo;
+    /* seq s sits in ring[s % cap] while it is among the last cap */
+    for (; s < e->rend && sent < REPLAY_STEP_BYTES; s++) {
+        batch *bt = &e->ring[s % e->cap];
+        if (!bt->r || bt->seq != s)
+            continue; /* a batch that could not be kept */
+        unsigned char sb[8];
+        be64(s, sb);
+        if (send3(e->rep, &e->rid, sb, bt->r->data, bt->r->len) < 0) {
+            s = e->rend; /* the requester is gone: end it */
+            break;
+        }
+        sent += bt->r->len;
+    }
+    e->rnext = s;
+    if (s < e->rend)
+        return; /* more next time round */
+    unsigned char end[8];
+    be64(UINT64_MAX, end); /* -1 as a signed 64-bit big-endian */
+    send3(e->rep, &e->rid, end, "", 0);
+    zmq_msg_close(&e->rid);
+    e->replaying = false;
+}
+
 /* One request: [id, "", start_seq]; anything else is dropped. */
 static void replay_one(pc_rpc_events *e)
 {
@@ -791,20 +831,13 @@ static void replay_one(pc_rpc_events *e)
         for (int i = 0; i < 8; i++)
             start = start << 8 | b[i];
         atomic_fetch_add(&e->replays, 1);
-        /* seq s sits in ring[s % cap] while it is among the last cap */
-        uint64_t lo = e->ring_next > e->cap ? e->ring_next - e->cap : 0;
-        for (uint64_t s = start > lo ? start : lo; s < e->ring_next; s++) {
-            batch *bt = &e->ring[s % e->cap];
-            if (!bt->r || bt->seq != s)
-                continue; /* a batch that could not be kept */
-            unsigned char sb[8];
-            be64(s, sb);
-            if (send3(e->rep, &part[0], sb, bt->r->data, bt->r->len) < 0)
-                break;
-        }
-        unsigned char end[8];
-        be64(UINT64_MAX, end); /* -1 as a signed 64-bit big-endian */
-        send3(e->rep, &part[0], end, "", 0);
+        zmq_msg_init(&e->rid);
+        zmq_msg_move(&e->rid, &part[0]);
+        e->rnext = start;
+        e->rend = e->ring_next; /* what was kept when it asked; later
+                                   batches it gets live */
+        e->replaying = true;
+        replay_step(e);
     }
     for (int i = 0; i < n; i++)
         zmq_msg_close(&part[i]);
@@ -862,16 +895,20 @@ static void *events_main(void *arg)
                 continue;
             }
         }
+        if (e->replaying)
+            timeout = 0; /* its next megabyte, after a look at the rest */
         zmq_pollitem_t it[2] = {{NULL, e->efd, ZMQ_POLLIN, 0},
                                 {e->rep, 0, ZMQ_POLLIN, 0}};
-        int rc = zmq_poll(it, e->rep ? 2 : 1, timeout);
+        int rc = zmq_poll(it, e->rep && !e->replaying ? 2 : 1, timeout);
         atomic_store(&e->idle, false);
         if (rc > 0 && (it[0].revents & ZMQ_POLLIN)) {
             uint64_t v;
             ssize_t r = read(e->efd, &v, sizeof(v));
             (void)r;
         }
-        if (rc > 0 && e->rep && (it[1].revents & ZMQ_POLLIN))
+        if (e->replaying)
+            replay_step(e);
+        else if (rc > 0 && e->rep && (it[1].revents & ZMQ_POLLIN))
             replay_one(e);
     }
     return NULL;
@@ -1048,6 +1085,8 @@ void pc_rpc_events_destroy(pc_rpc_events *e)
         wake(e);
         pthread_join(e->thr, NULL);
     }
+    if (e->replaying)
+        zmq_msg_close(&e->rid);
     if (e->pub)
         zmq_close(e->pub);
     if (e->rep)
