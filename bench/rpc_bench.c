@@ -1594,12 +1594,11 @@ static void throughput(bool cycles)
     }
 }
 
-/* The daemon's stats, with its full consistency check (pc_cache_check:
- * "check": true, which libprefixcache does not ask for): raw. */
 /* A process's user + system CPU seconds (/proc/PID/stat, clock ticks):
  * what the daemon spent, which a loaded machine inflates far less than
- * wall-clock figures.  NAN when unreadable. */
-static double proc_cpu_s(pid_t pid)
+ * wall-clock figures.  NAN when unreadable.  (rpc_bench_observers.c uses
+ * it for its consumers.) */
+double proc_cpu_s(pid_t pid)
 {
     char path[64], line[1024];
     snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);

@@ -21,6 +21,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -170,25 +171,7 @@ typedef struct figures {
     unsigned long consumed[MAX_PARTS];
 } figures;
 
-/* user + system seconds of a live process, from /proc (0 if gone) */
-static double proc_cpu(pid_t pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    const char *p = strrchr(buf, ')'); /* the name may hold spaces */
-    unsigned long ut = 0, st = 0;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-                     &ut, &st) != 2)
-        return 0;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
+double proc_cpu_s(pid_t pid); /* rpc_bench.c: NAN when unreadable */
 /* kind's ("cycle", "lookup") p50 of the first placement, and its median
  * throughput over the rounds */
 static figures parse_report(const char *json, const char *kind)
@@ -279,7 +262,8 @@ static figures run_child(const char *self, int argc, char **argv,
     double cons_s = 0;
     for (int p = 0; p < nparts; p++)
         if (consumer[p] > 0) {
-            cons_s += proc_cpu(consumer[p]);
+            double cs = proc_cpu_s(consumer[p]);
+            cons_s += isnan(cs) ? 0 : cs;
             kill(consumer[p], SIGKILL);
             waitpid(consumer[p], NULL, 0);
         }

@@ -587,7 +587,6 @@ int pc_cache_set_limits(pc_cache *c, const pc_cache_config *cfg)
 
 /* ---- events (cache.h) ------------------------------------------------------ */
 
-/* Room for the chain hashes of n pages. */
 /* A scratch array p of *cap elements of size sz, with room for n: p
  * itself, or grown to exactly n (never shrunk); NULL without memory, p
  * then being left as it was. */
@@ -601,6 +600,7 @@ static void *scratch(void *p, size_t *cap, size_t n, size_t sz)
     return g;
 }
 
+/* Room for the chain hashes of n pages. */
 static int hbuf_reserve(pc_cache *c, size_t n)
 {
     pc_page_hash *h = scratch(c->hbuf, &c->hbuf_cap, n, sizeof(*h));
