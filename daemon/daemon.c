@@ -719,16 +719,10 @@ fail:
 }
 
 /* The shorter of two poll timeouts, -1 being forever. */
-static int wait_ms(int a, int b)
-{
-    return a < 0 ? b : b < 0 ? a : a < b ? a : b;
-}
-
 int pcd_daemon_run(pcd_daemon *d)
 {
     if (!d)
         return PC_E_INVAL;
-    int ev_wait = -1; /* until the pending KV-event batch is due */
     while (!d->stop && !g_stop_sig) {
         if (g_hup) { /* the server drained the pipe byte that woke us */
             g_hup = 0;
@@ -737,15 +731,14 @@ int pcd_daemon_run(pcd_daemon *d)
         }
         /* Sleeps until a request, a lease deadline, a signal or
          * pcd_daemon_stop (both write the self-pipe). */
-        int rc = pc_rpc_server_poll(d->srv, wait_ms(g_wake[0] >= 3 ? -1 : 100,
-                                                    ev_wait));
+        int rc = pc_rpc_server_poll(d->srv, g_wake[0] >= 3 ? -1 : 100);
         if (rc < 0) {
             pcd_log(PC_LOG_ERROR, "serving failed: %s; shutting down",
                     pc_strerror(rc));
             return rc;
         }
-        if (d->ev) /* a batch whose interval is up goes out */
-            pc_rpc_events_tick(d->ev, &ev_wait);
+        if (d->ev) /* the round's end (with interval 0, its batch goes out) */
+            pc_rpc_events_tick(d->ev);
     }
     if (g_stop_sig)
         pcd_log(PC_LOG_INFO, "%s: shutting down", g_stop_sig == SIGINT ? "SIGINT"

@@ -85,9 +85,8 @@ typedef struct arec {
     atomic_uint refs;
     uint16_t heap; /* malloc'd, outside the arena */
     uint16_t kept; /* in the ring (the events thread's flag) */
-    uint64_t pos;  /* arena position of this header (pad before it counted) */
+    uint64_t pos;  /* arena position where its space starts (a pad first) */
     size_t len;    /* payload bytes */
-    size_t span;   /* arena bytes up to the next record, pad included */
     char data[];
 } arec;
 
@@ -588,14 +587,13 @@ static arec *arena_alloc(pc_rpc_events *e, size_t len)
             e->fcap = nc;
             e->ffront = 0;
         }
-        if (span > to_end) /* the pad before it is counted in its span */
+        if (span > to_end) /* after a pad: pos, where the pad starts, counts it */
             off = 0;
         arec *r = (arec *)(e->arena + off);
         atomic_init(&r->refs, 0);
         r->heap = r->kept = 0;
         r->pos = head;
         r->len = len;
-        r->span = need;
         e->ahead = head + need;
         e->fifo[(e->ffront + e->fn) % e->fcap] = r;
         e->fn++;
@@ -607,7 +605,7 @@ static arec *arena_alloc(pc_rpc_events *e, size_t len)
         r->heap = 1;
         r->kept = 0;
         r->len = len;
-        r->pos = r->span = 0;
+        r->pos = 0;
     }
     return r;
 }
@@ -938,10 +936,8 @@ int pc_rpc_events_flush(pc_rpc_events *e)
     return atomic_load(&e->flush_rc);
 }
 
-int pc_rpc_events_tick(pc_rpc_events *e, int *wait_ms)
+int pc_rpc_events_tick(pc_rpc_events *e)
 {
-    if (wait_ms)
-        *wait_ms = -1; /* the events thread keeps its own time */
     if (!e)
         return PC_E_INVAL;
     if (e->cache)

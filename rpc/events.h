@@ -71,10 +71,10 @@ void pc_rpc_events_attach(pc_rpc_events *e, pc_cache *c);
 int pc_rpc_events_flush(pc_rpc_events *e);
 
 /* Called by the loop after each round: the cache's count of pages it could
- * not name goes to the stats.  *wait_ms (may be NULL): how long the loop
- * may sleep before the next call is due; -1 (the events thread keeps the
- * batches' time itself).  0, or PC_E_INVAL for NULL. */
-int pc_rpc_events_tick(pc_rpc_events *e, int *wait_ms);
+ * not name goes to the stats, and with interval 0 the round's events go
+ * out as one batch.  0, or PC_E_INVAL for NULL.  (The events thread keeps
+ * the batches' time itself: the loop need not wake up for them.) */
+int pc_rpc_events_tick(pc_rpc_events *e);
 
 /* The interval is reloadable: it applies to the pending batch at once. */
 void pc_rpc_events_set_interval(pc_rpc_events *e, uint32_t ms);
