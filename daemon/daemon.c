@@ -542,7 +542,7 @@ static void log_startup(const pcd_daemon *d)
 }
 
 /* KV events (kv_events_*): the publisher, fed by the cache's hook.  Its
- * replay thread starts with our signals blocked, like libzmq's. */
+ * events thread starts with our signals blocked, like libzmq's. */
 static int start_events(pcd_daemon *d, char *err, size_t errlen)
 {
     const pcd_config *c = &d->cfg;
