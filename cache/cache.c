@@ -1351,8 +1351,8 @@ static int insert_l(pc_cache *c, lease *l, const void *ns, size_t ns_len,
              * (a multi-turn chat adds a few pages to a long prefix). */
             if (cached && c->bhash && bhash_known(c, canon[cached - 1])) {
                 pc_page_hash h = c->hbuf[cached - 1] = c->bhash[canon[cached - 1]];
-                for (size_t i = cached; i < np; i++)
-                    c->hbuf[i] = h = pc_page_hash_next(h, tokens + i * c->P, c->P);
+                pc_page_hash_chain_from(h, tokens + cached * c->P, np - cached,
+                                        c->P, c->hbuf + cached);
             } else {
                 pc_page_hash_chain(ns, ns_len, tokens, np, c->P, c->hbuf);
             }

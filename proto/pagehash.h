@@ -32,6 +32,12 @@ pc_page_hash pc_page_hash_ns(const void *ns, size_t ns_len);
 pc_page_hash pc_page_hash_next(pc_page_hash prev, const uint32_t *page,
                                uint32_t page_tokens);
 
+/* The chain on from prev = h[k-1]: h[k .. k + n_pages) of the pages at
+ * tokens into out[] (an insert hashes only the pages it adds). */
+void pc_page_hash_chain_from(pc_page_hash prev, const uint32_t *tokens,
+                             size_t n_pages, uint32_t page_tokens,
+                             pc_page_hash *out);
+
 /* h[0 .. n_pages) of a prefix into out[]: one pass over the tokens. */
 void pc_page_hash_chain(const void *ns, size_t ns_len, const uint32_t *tokens,
                         size_t n_pages, uint32_t page_tokens,

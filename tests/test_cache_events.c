@@ -12,6 +12,8 @@
  * chain of proto/pagehash.h over the event's own namespace and tokens.
  */
 #include <criterion/criterion.h>
+#define XXH_INLINE_ALL /* the reference the unrolled step must match */
+#include <xxhash.h>
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -402,4 +404,42 @@ Test(cache_events, chain_hash_test_vectors)
     cr_assert_eq(h[0].hi, 0xed715cec6abaad1eull);
     cr_assert_eq(h[1].lo, 0x9111eb4abe49f28eull);
     cr_assert_eq(h[1].lo, 10453394916356256398ull);
+}
+
+/* pagehash.c unrolls the step for 16-token pages: it must stay XXH3_128 of
+ * h[i-1] || the page, bit for bit, as for any other page size. */
+static pc_page_hash xxh3_step(pc_page_hash prev, const uint32_t *page, uint32_t pt)
+{
+    uint8_t buf[16 + 4 * 64];
+    memcpy(buf, &prev.lo, 8);
+    memcpy(buf + 8, &prev.hi, 8);
+    memcpy(buf + 16, page, (size_t)pt * 4);
+    XXH128_hash_t x = XXH3_128bits(buf, 16 + (size_t)pt * 4);
+    return (pc_page_hash){x.low64, x.high64};
+}
+
+Test(cache_events, chain_hash_is_xxh3_for_every_page_size)
+{
+    uint64_t s = 42;
+    uint32_t tok[64 * 9];
+    for (size_t i = 0; i < sizeof(tok) / sizeof(tok[0]); i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        tok[i] = (uint32_t)(s >> 32); /* every bit of the ids matters */
+    }
+    pc_page_hash out[9];
+    const uint32_t sizes[] = {1, 4, 15, 16, 17, 32, 64};
+    for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+        uint32_t pt = sizes[k];
+        pc_page_hash h = pc_page_hash_ns("ns", 2), prev = h;
+        pc_page_hash_chain_from(prev, tok, 9, pt, out);
+        for (size_t i = 0; i < 9; i++) {
+            h = xxh3_step(h, tok + i * pt, pt);
+            cr_assert(pc_page_hash_eq(h, out[i]), "P %u, page %zu", pt, i);
+            pc_page_hash one = pc_page_hash_next(i ? out[i - 1] : prev, tok + i * pt, pt);
+            cr_assert(pc_page_hash_eq(h, one), "P %u, page %zu (next)", pt, i);
+        }
+        pc_page_hash whole[9];
+        pc_page_hash_chain("ns", 2, tok, 9, pt, whole);
+        cr_assert_arr_eq(whole, out, sizeof(out));
+    }
 }
