@@ -261,6 +261,9 @@ static const row ROWS[] = {
      {0}, 0, "KV-event batches published (including ones whose send failed)."},
     {"events.events", "prefixcache_kv_events_total", M_COUNTER, "", "", {0}, 0,
      "KV events published (BlockStored, BlockRemoved, AllBlocksCleared)."},
+    {"events.bytes", "prefixcache_kv_event_bytes_total", M_COUNTER, "", "", {0},
+     0, "Bytes of KV-event batch payloads published (msgpack; each batch "
+     "also carries its topic and an 8-byte sequence number)."},
     {"events.send_failed", "prefixcache_kv_event_send_failures_total",
      M_COUNTER, "", "", {0}, 0,
      "KV-event batches the PUB socket refused (subscribers see the gap)."},

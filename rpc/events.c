@@ -185,7 +185,7 @@ struct pc_rpc_events {
     uint64_t ring_bytes, ring_max_bytes;
 
     /* counters: the thread's, read by the loop (STATS) */
-    atomic_uint_fast64_t batches, events, send_failed, replays, replay_dropped,
+    atomic_uint_fast64_t batches, events, bytes, send_failed, replays, replay_dropped,
         lost_pages, queue_waits;
 };
 
@@ -705,6 +705,7 @@ static int publish(pc_rpc_events *e)
      * not count yet */
     atomic_fetch_add(&e->batches, 1);
     atomic_fetch_add(&e->events, e->nev);
+    atomic_fetch_add(&e->bytes, len);
     unsigned char sb[8];
     be64(seq, sb);
     /* PUB drops rather than blocks (its high-water mark): a failed send
@@ -1132,6 +1133,7 @@ void pc_rpc_events_stats_get(const pc_rpc_events *e, pc_rpc_events_stats *out)
     pc_rpc_events *m = (pc_rpc_events *)e; /* atomics: loads only */
     out->batches = atomic_load(&m->batches);
     out->events = atomic_load(&m->events);
+    out->bytes = atomic_load(&m->bytes);
     out->send_failed = atomic_load(&m->send_failed);
     out->replays = atomic_load(&m->replays);
     out->replay_dropped = atomic_load(&m->replay_dropped);

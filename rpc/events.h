@@ -90,6 +90,7 @@ const char *pc_rpc_events_replay_endpoint(const pc_rpc_events *e);
 
 typedef struct pc_rpc_events_stats {
     uint64_t batches, events, send_failed, replays;
+    uint64_t bytes; /* the batches' payloads (msgpack), topic and seq aside */
     uint64_t replay_dropped; /* kept batches dropped early: buffer_bytes */
     uint64_t lost_pages; /* pages the cache could not name (cache.h)   */
     uint64_t queue_waits; /* times the loop waited for the events thread */

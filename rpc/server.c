@@ -731,6 +731,7 @@ void pc_rpc_server_stats_visit(const pc_rpc_server *s, pc_stat_fn fn, void *ctx)
         pc_rpc_events_stats_get(s->events, &es);
         fn(ctx, "events.batches", es.batches);
         fn(ctx, "events.events", es.events);
+        fn(ctx, "events.bytes", es.bytes);
         fn(ctx, "events.send_failed", es.send_failed);
         fn(ctx, "events.replays", es.replays);
         fn(ctx, "events.replay_dropped_batches", es.replay_dropped);

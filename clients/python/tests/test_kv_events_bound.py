@@ -197,7 +197,8 @@ class ReplayArena(unittest.TestCase):
             self.a.poll(20)
             self._drain()
         self.assertTrue(self.live, "the subscriber never connected")
-        self.first = self._settle(c)["events.batches"]  # from here on, all
+        st0 = self._settle(c)
+        self.first = st0["events.batches"]  # from here on, all
         self.live = {}
         self._insert(c, 1000)  # ~11 MB: the 12 MiB arena wraps
         self._check_replay(c, "arena")
@@ -217,6 +218,9 @@ class ReplayArena(unittest.TestCase):
         st = self._settle(c)
         self.assertEqual(self.inserted, st["events.events"])
         self.assertGreater(st["events.batches"] - self.first, 2500)
+        # events.bytes counts exactly the payloads the subscriber got
+        got = sum(len(self.live[q]) for q in range(self.first, st["events.batches"]))
+        self.assertEqual(st["events.bytes"] - st0["events.bytes"], got)
         c.close()
 
 
