@@ -118,6 +118,7 @@ struct pc_cache {
      * demotion is storing (emitted before any drop, to keep the order) */
     pc_cache_event_fn ev_fn;
     void *ev_ctx;
+    bool ev_by_block;    /* pc_cache_set_event_fn_by_block's hook */
     uint64_t *ebuf;
     size_t ebuf_cap;
     uint64_t ev_lost;
@@ -125,6 +126,9 @@ struct pc_cache {
                           * {0,0} unknown: an insert chains on from its
                           * cached prefix's last page; evictions and quota
                           * evictions name pages without rehashing */
+    uint64_t *seen;      /* by-block hook: per pool block, a bit set while
+                          * the hook has its page's STORED (and so its
+                          * hash) and not yet its REMOVED; bhash unused */
     struct {
         const pc_radix_evicted *e;
         size_t first, n;
@@ -554,6 +558,7 @@ void pc_cache_destroy(pc_cache *c)
     free(c->sbuf);
     free(c->ebuf);
     free(c->bhash);
+    free(c->seen);
     pc_radix_destroy(c->tree);
     pc_pool_destroy(c->pool);
     pc_cache_metrics_destroy(c->metrics);
@@ -679,18 +684,70 @@ static void tier_dropped(void *ctx, pc_page_hash key)
     emit_removed(c, 2, NULL, 0, &key.lo, 1);
 }
 
-void pc_cache_set_event_fn(pc_cache *c, pc_cache_event_fn fn, void *ctx)
+static void set_event_fn(pc_cache *c, pc_cache_event_fn fn, void *ctx,
+                         bool by_block)
 {
     if (!c)
         return;
-    if (fn && !c->bhash) /* NULL: quota evictions go unnamed (ev_lost) */
-        c->bhash = calloc(c->capacity, sizeof(*c->bhash));
-    else if (fn && !c->ev_fn && c->bhash) /* pages cached meanwhile: unknown */
-        memset(c->bhash, 0, c->capacity * sizeof(*c->bhash));
+    if (fn && by_block) { /* the hook keeps the hashes: a bit a block here */
+        free(c->bhash);
+        c->bhash = NULL;
+        if (!c->seen)
+            c->seen = calloc(c->capacity / 64 + 1, sizeof(*c->seen));
+        else if (!c->ev_fn || !c->ev_by_block) /* pages cached meanwhile */
+            memset(c->seen, 0, (c->capacity / 64 + 1) * sizeof(*c->seen));
+    } else if (fn) {
+        free(c->seen);
+        c->seen = NULL;
+        if (!c->bhash) /* NULL: quota evictions go unnamed (ev_lost) */
+            c->bhash = calloc(c->capacity, sizeof(*c->bhash));
+        else if (!c->ev_fn) /* pages cached meanwhile: unknown */
+            memset(c->bhash, 0, c->capacity * sizeof(*c->bhash));
+    }
     c->ev_fn = fn;
     c->ev_ctx = ctx;
+    c->ev_by_block = fn && by_block;
     if (c->tier)
         pc_tier_set_drop_fn(c->tier, fn ? tier_dropped : NULL, c);
+}
+
+void pc_cache_set_event_fn(pc_cache *c, pc_cache_event_fn fn, void *ctx)
+{
+    set_event_fn(c, fn, ctx, false);
+}
+
+void pc_cache_set_event_fn_by_block(pc_cache *c, pc_cache_event_fn fn,
+                                    void *ctx)
+{
+    set_event_fn(c, fn, ctx, true);
+}
+
+/* By-block mode: has the hook block's STORED (and no REMOVED since)? */
+static bool seen_get(const pc_cache *c, uint32_t b)
+{
+    return c->seen && (c->seen[b / 64] >> (b % 64) & 1);
+}
+
+static void seen_set(pc_cache *c, uint32_t b, bool on)
+{
+    if (!c->seen)
+        return;
+    if (on)
+        c->seen[b / 64] |= (uint64_t)1 << (b % 64);
+    else
+        c->seen[b / 64] &= ~((uint64_t)1 << (b % 64));
+}
+
+/* REMOVED of tier-1 pages named by their blocks (by-block mode). */
+static void emit_removed_blocks(pc_cache *c, const void *ns, size_t ns_len,
+                                const uint32_t *blocks, size_t n)
+{
+    pc_cache_event ev = {
+        .type = PC_CACHE_EV_REMOVED, .tier = 1,
+        .medium = pc_cache_medium(c, 1), .ns = ns, .ns_len = ns_len,
+        .page_tokens = c->P, .n_pages = n, .blocks = blocks,
+    };
+    c->ev_fn(c->ev_ctx, &ev);
 }
 
 static bool bhash_known(const pc_cache *c, uint32_t block)
@@ -728,6 +785,7 @@ static void emit_evicted(pc_cache *c, const pc_radix_evicted *e)
 
 static void evicted_to_pool(void *ctx, uint32_t block)
 {
+    seen_set(ctx, block, false); /* REMOVED named it, or it goes unnamed */
     int rc = pc_pool_free(((pc_cache *)ctx)->pool, block);
     assert(rc == 0); /* a tree page's block is CACHED */
     (void)rc;
@@ -737,6 +795,18 @@ static void evicted_to_pool(void *ctx, uint32_t block)
 static void evicted_named(void *ctx, const pc_radix_evicted *e)
 {
     pc_cache *c = ctx;
+    if (c->ev_by_block) { /* the hook knows every page it saw stored */
+        size_t seen = 0;
+        while (seen < e->n_pages && seen_get(c, e->blocks[seen]))
+            seen++;
+        if (seen == e->n_pages && seen)
+            emit_removed_blocks(c, e->ns, e->ns_len, e->blocks, e->n_pages);
+        else if (hash_evicted(c, e))
+            emit_evicted(c, e);
+        for (size_t i = 0; i < e->n_pages; i++)
+            evicted_to_pool(c, e->blocks[i]);
+        return;
+    }
     /* The pages' own hashes, kept when they were stored, name them: no
      * need to rehash the whole prefix (REMOVED carries no parent). */
     size_t known = 0;
@@ -758,7 +828,12 @@ static void evicted_named(void *ctx, const pc_radix_evicted *e)
 static void evicted_quota(void *ctx, uint32_t block)
 {
     pc_cache *c = ctx;
-    if (c->ev_fn) {
+    if (c->ev_fn && c->ev_by_block) {
+        if (seen_get(c, block))
+            emit_removed_blocks(c, NULL, 0, &block, 1);
+        else
+            c->ev_lost++;
+    } else if (c->ev_fn) {
         if (c->bhash && bhash_known(c, block))
             emit_removed(c, 1, NULL, 0, &c->bhash[block].lo, 1);
         else
@@ -1344,7 +1419,34 @@ static int insert_l(pc_cache *c, lease *l, const void *ns, size_t ns_len,
     }
     out->cached_tokens = ir.cached_tokens;
     out->inserted_pages = ir.inserted_pages;
-    if (c->ev_fn && np > cached) { /* the new pages, named by their chain */
+    if (c->ev_fn && c->ev_by_block && np > cached) {
+        /* The hook hashes the new pages itself, chaining on from the
+         * parent page's block when it saw that stored; else from the
+         * chain's value there (the namespace's start for a new prefix). */
+        pc_cache_event ev = {
+            .type = PC_CACHE_EV_STORED, .tier = 1,
+            .medium = pc_cache_medium(c, 1), .ns = ns, .ns_len = ns_len,
+            .tokens = tokens, .page_tokens = c->P, .first_page = cached,
+            .n_pages = np - cached, .blocks = blocks + cached,
+            .has_parent = cached > 0, .parent_block = PC_CACHE_EV_NO_BLOCK,
+        };
+        bool ok = true;
+        if (cached && seen_get(c, canon[cached - 1]))
+            ev.parent_block = canon[cached - 1];
+        else if (!cached)
+            ev.start = pc_page_hash_ns(ns, ns_len);
+        else if ((ok = hbuf_reserve(c, cached) == 0)) { /* rare: set late */
+            pc_page_hash_chain(ns, ns_len, tokens, cached, c->P, c->hbuf);
+            ev.start = c->hbuf[cached - 1];
+        }
+        if (ok) {
+            c->ev_fn(c->ev_ctx, &ev);
+            for (size_t i = cached; i < np; i++)
+                seen_set(c, blocks[i], true);
+        } else {
+            c->ev_lost += np - cached;
+        }
+    } else if (c->ev_fn && np > cached) { /* the new pages, named by their chain */
         if (hbuf_reserve(c, np) == 0) {
             /* Chain on from the cached prefix's last page when its hash is
              * known: an insert costs its new pages, not its whole prompt
@@ -2114,6 +2216,16 @@ int pc_cache_check(const pc_cache *c)
           (unsigned long long)w.pages, (unsigned long long)ps.cached);
     CHECK(w.pinned_nodes == distinct, "leases pin %llu nodes, tree has %llu",
           (unsigned long long)distinct, (unsigned long long)w.pinned_nodes);
+    /* a by-block hook holds a hash only for what the tree holds */
+    for (size_t k = 0; c->seen && k <= c->capacity / 64; k++)
+        for (uint64_t m = c->seen[k]; m; m &= m - 1) {
+            uint32_t b = (uint32_t)(k * 64 + (size_t)__builtin_ctzll(m));
+            pc_block_state s;
+            CHECK(b < c->capacity && pc_pool_state(c->pool, b, &s) == 0 &&
+                      s == PC_BLOCK_CACHED,
+                  "block %u is marked as named to the event hook but not "
+                  "cached", b);
+        }
 out:
     free(w.seen);
     free(w.pins.key);

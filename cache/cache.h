@@ -33,6 +33,7 @@
 
 #include "blockpool/blockpool.h"
 #include "proto/errors.h"
+#include "proto/pagehash.h"
 #include "proto/stats.h"
 #include "radix/radix.h"
 
@@ -343,16 +344,41 @@ typedef struct pc_cache_event {
     uint32_t page_tokens;
     size_t first_page;       /* STORED: page index of the first one      */
     size_t n_pages;          /* STORED, REMOVED                          */
-    const uint64_t *hashes;  /* STORED, REMOVED: n_pages block hashes    */
+    const uint64_t *hashes;  /* STORED, REMOVED: n_pages block hashes;
+                                NULL where blocks names them instead      */
     bool has_parent;         /* STORED: first_page > 0                   */
     uint64_t parent;         /*   the block hash of page first_page - 1  */
+    /* By-block hooks only (pc_cache_set_event_fn_by_block), tier 1: */
+    const uint32_t *blocks;  /* STORED, REMOVED: the pages' pool blocks  */
+    uint32_t parent_block;   /* STORED: page first_page - 1's block, whose
+                                STORED the hook had; PC_CACHE_EV_NO_BLOCK:
+                                chain on from start                     */
+    pc_page_hash start;      /*   h[first_page - 1] (the namespace's h[-1]
+                                when first_page is 0)                   */
 } pc_cache_event;
+
+#define PC_CACHE_EV_NO_BLOCK UINT32_MAX
 
 typedef void (*pc_cache_event_fn)(void *ctx, const pc_cache_event *ev);
 
 /* Set (or with NULL remove) the hook.  Set it on an empty cache, or the
  * consumer will not know what was held before (it is not replayed). */
 void pc_cache_set_event_fn(pc_cache *c, pc_cache_event_fn fn, void *ctx);
+
+/*
+ * The same, for a hook that hashes pool pages itself, on a thread of its
+ * own (rpc/events.c): the caller's thread then pays neither the chain
+ * hash of an insert's new pages nor a 16-byte copy of it per block.  A
+ * tier-1 STORED comes with hashes NULL and blocks[] (the new pages' pool
+ * blocks) instead, and parent_block (the block of the page before, whose
+ * STORED the hook had: its hash is the chain's value there) or start (the
+ * chain's value there); the hook keeps each block's 128-bit chain value
+ * until the block's REMOVED.  A tier-1 REMOVED comes with blocks[] whose
+ * STORED the hook had (or, for pages it never had, with hashes computed
+ * here).  Tier-2 events are as above.  The cache keeps one bit a block.
+ */
+void pc_cache_set_event_fn_by_block(pc_cache *c, pc_cache_event_fn fn,
+                                    void *ctx);
 
 /* The medium names of events: tier 1 (the pool) "GPU" for a cuda pool,
  * "CPU" for a host pool; tier 2 "CPU" (page-locked host memory under a

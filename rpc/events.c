@@ -44,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <assert.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -63,15 +64,23 @@
 
 /* ---- the queue: one raw event per record ------------------------------------- */
 
-enum { Q_PAD, Q_STORED, Q_REMOVED, Q_CLEARED, Q_ROUND };
+enum { Q_PAD, Q_STORED, Q_REMOVED, Q_CLEARED, Q_ROUND, Q_STORED_B, Q_REMOVED_B };
 
+/* Q_STORED, Q_REMOVED: pages named by their hashes (tier 2, or pages the
+ * cache named itself); Q_STORED_B, Q_REMOVED_B: pool pages named by their
+ * blocks, which the thread hashes (the cache's by-block hook, cache.h). */
 typedef struct qrec {
     uint32_t len; /* the whole record, a multiple of 8 */
     uint8_t type, has_parent;
     char medium[10];
     uint32_t n_pages, page_tokens;
-    uint64_t parent;
-    /* uint64_t hashes[n_pages]; uint32_t tokens[n_pages * page_tokens] */
+    uint64_t parent; /* _B: the parent page's block, or PC_CACHE_EV_NO_BLOCK */
+    /* Q_STORED, Q_REMOVED: uint64_t hashes[n_pages];
+     *                      uint32_t tokens[n_pages * page_tokens]
+     * Q_STORED_B: pc_page_hash start (the chain before the first page when
+     *             parent is NO_BLOCK); uint32_t blocks[n_pages] (to 8
+     *             bytes); uint32_t tokens[n_pages * page_tokens]
+     * Q_REMOVED_B: uint32_t blocks[n_pages] */
 } qrec;
 _Static_assert(sizeof(qrec) == 32, "qrec: 32 bytes, 8-aligned");
 
@@ -164,6 +173,12 @@ struct pc_rpc_events {
     uint32_t nev;
     uint64_t *rm;
     size_t nrm, rm_cap;
+    pc_page_hash *bh;      /* per pool block: its page's chain value (the
+                            * by-block hook's; written and read here only) */
+    uint32_t bh_cap;
+    pc_page_hash *hs;      /* one STORED_B's chain values */
+    uint64_t *hlo;         /*   and their block hashes */
+    size_t hs_cap;
     char rm_medium[10];
     int nomem;
     uint64_t seq;          /* the next batch's */
@@ -260,12 +275,12 @@ static void q_commit(pc_rpc_events *e, qrec *r)
         wake(e);
 }
 
-static void q_push(pc_rpc_events *e, int type, const char *medium,
-                   const uint64_t *h, size_t n, const uint32_t *tok,
-                   uint32_t page_tokens, bool has_parent, uint64_t parent)
+/* A record of len bytes with its head filled in (q_commit makes it the
+ * thread's). */
+static qrec *q_head(pc_rpc_events *e, size_t len, int type, const char *medium,
+                    size_t n, uint32_t page_tokens, bool has_parent,
+                    uint64_t parent)
 {
-    size_t nt = tok ? n * page_tokens : 0;
-    size_t len = (sizeof(qrec) + n * 8 + nt * 4 + 7) & ~(size_t)7;
     qrec *r = q_reserve(e, len);
     r->len = (uint32_t)len;
     r->type = (uint8_t)type;
@@ -277,6 +292,16 @@ static void q_push(pc_rpc_events *e, int type, const char *medium,
     r->n_pages = (uint32_t)n;
     r->page_tokens = page_tokens;
     r->parent = parent;
+    return r;
+}
+
+static void q_push(pc_rpc_events *e, int type, const char *medium,
+                   const uint64_t *h, size_t n, const uint32_t *tok,
+                   uint32_t page_tokens, bool has_parent, uint64_t parent)
+{
+    size_t nt = tok ? n * page_tokens : 0;
+    size_t len = (sizeof(qrec) + n * 8 + nt * 4 + 7) & ~(size_t)7;
+    qrec *r = q_head(e, len, type, medium, n, page_tokens, has_parent, parent);
     unsigned char *p = (unsigned char *)(r + 1);
     if (n)
         memcpy(p, h, n * 8);
@@ -285,11 +310,53 @@ static void q_push(pc_rpc_events *e, int type, const char *medium,
     q_commit(e, r);
 }
 
+#define PAD8(x) (((x) + 7) & ~(size_t)7)
+
+static void q_push_blocks(pc_rpc_events *e, bool stored, const char *medium,
+                          const uint32_t *blocks, size_t n, const uint32_t *tok,
+                          uint32_t page_tokens, bool has_parent,
+                          uint64_t parent, pc_page_hash start)
+{
+    size_t head = stored ? sizeof(start) : 0, nt = stored ? n * page_tokens : 0;
+    size_t len = sizeof(qrec) + head + PAD8(n * 4) + PAD8(nt * 4);
+    qrec *r = q_head(e, len, stored ? Q_STORED_B : Q_REMOVED_B, medium, n,
+                     page_tokens, has_parent, parent);
+    unsigned char *p = (unsigned char *)(r + 1);
+    memcpy(p, &start, head);
+    memcpy(p + head, blocks, n * 4);
+    if (nt)
+        memcpy(p + head + PAD8(n * 4), tok, nt * 4);
+    q_commit(e, r);
+}
+
+/* Pool pages named by their blocks: the thread hashes them. */
+static void on_event_blocks(pc_rpc_events *e, const pc_cache_event *ev)
+{
+    bool stored = ev->type == PC_CACHE_EV_STORED;
+    uint32_t P = stored ? ev->page_tokens : 0;
+    size_t per = (Q_REC_MAX - sizeof(qrec) - sizeof(pc_page_hash) - 16) /
+                 (4 + 4 * (size_t)P);
+    const uint32_t *tok = stored ? ev->tokens + ev->first_page * P : NULL;
+    bool has_parent = stored && ev->has_parent;
+    uint64_t parent = ev->parent_block;
+    for (size_t i = 0; i < ev->n_pages; i += per) {
+        size_t n = ev->n_pages - i < per ? ev->n_pages - i : per;
+        q_push_blocks(e, stored, ev->medium, ev->blocks + i, n,
+                      tok ? tok + i * P : NULL, P, has_parent, parent, ev->start);
+        has_parent = stored; /* the next part chains on from this one's last */
+        parent = ev->blocks[i + n - 1];
+    }
+}
+
 static void on_event(void *ctx, const pc_cache_event *ev)
 {
     pc_rpc_events *e = ctx;
     if (ev->type == PC_CACHE_EV_CLEARED) {
         q_push(e, Q_CLEARED, NULL, NULL, 0, NULL, 0, false, 0);
+        return;
+    }
+    if (ev->blocks) {
+        on_event_blocks(e, ev);
         return;
     }
     bool stored = ev->type == PC_CACHE_EV_STORED;
@@ -459,64 +526,131 @@ static void rm_pack(pc_rpc_events *e)
     e->nrm = 0;
 }
 
-/* One queued event into the pending batch: runs of REMOVED of one medium
- * merge into one event. */
-static void pack_event(pc_rpc_events *e, const qrec *r)
+/* Room for n more hashes in the pending REMOVED run of medium (NULL, and
+ * the batch marked lost, without memory); a run of another medium goes
+ * out first.  The caller fills them and counts them in nrm. */
+static uint64_t *rm_room(pc_rpc_events *e, const char *medium, size_t n)
+{
+    if (e->nrm && strcmp(e->rm_medium, medium))
+        rm_pack(e);
+    if (e->nrm + n > e->rm_cap) {
+        size_t cap = e->rm_cap ? e->rm_cap : 64;
+        while (cap < e->nrm + n)
+            cap *= 2;
+        uint64_t *g = realloc(e->rm, cap * sizeof(*g));
+        if (!g) {
+            e->nomem = 1;
+            return NULL;
+        }
+        e->rm = g;
+        e->rm_cap = cap;
+    }
+    memcpy(e->rm_medium, medium, sizeof(e->rm_medium));
+    return e->rm + e->nrm;
+}
+
+/* BlockStored: the fields of vLLM's, in its order (the array form is
+ * positional: older consumers know seven fields, so no lora_name).  h: n
+ * hashes as little-endian uint64; tok: n * P token ids. */
+static void pack_stored(pc_rpc_events *e, const char *medium,
+                        const unsigned char *h, size_t n, bool has_parent,
+                        uint64_t parent, const unsigned char *tok, uint32_t P)
 {
     msgpack_packer *pk = &e->evpk;
-    const unsigned char *h = (const unsigned char *)(r + 1);
-    if (!e->since_ms)
-        e->since_ms = now_ms() | 1; /* never 0: 0 means "none pending" */
-    if (r->type == Q_REMOVED) {
-        if (e->nrm && strcmp(e->rm_medium, r->medium))
-            rm_pack(e);
-        if (e->nrm + r->n_pages > e->rm_cap) {
-            size_t cap = e->rm_cap ? e->rm_cap : 64;
-            while (cap < e->nrm + r->n_pages)
-                cap *= 2;
-            uint64_t *g = realloc(e->rm, cap * sizeof(*g));
-            if (!g) {
-                e->nomem = 1;
-                return;
-            }
-            e->rm = g;
-            e->rm_cap = cap;
-        }
-        memcpy(e->rm + e->nrm, h, (size_t)r->n_pages * 8);
-        e->nrm += r->n_pages;
-        memcpy(e->rm_medium, r->medium, sizeof(e->rm_medium));
-        return;
-    }
-    rm_pack(e);
-    if (r->type == Q_CLEARED) {
-        pack_head(e, "AllBlocksCleared", 0);
-        return;
-    }
-    /* BlockStored: the fields of vLLM's, in its order (the array form is
-     * positional: older consumers know seven fields, so no lora_name) */
     bool map = e->format == PC_KV_EVENTS_MAP;
     pack_head(e, "BlockStored", map ? 7 : 6);
     pack_key(e, "block_hashes");
-    pack_hashes(e, h, r->n_pages);
+    pack_hashes(e, h, n);
     pack_key(e, "parent_block_hash");
-    if (r->has_parent)
-        msgpack_pack_uint64(pk, r->parent);
+    if (has_parent)
+        msgpack_pack_uint64(pk, parent);
     else
         msgpack_pack_nil(pk);
     pack_key(e, "token_ids");
-    size_t nt = (size_t)r->n_pages * r->page_tokens;
+    size_t nt = n * P;
     msgpack_pack_array(pk, nt);
-    pack_tokens(e, h + (size_t)r->n_pages * 8, nt);
+    pack_tokens(e, tok, nt);
     pack_key(e, "block_size");
-    msgpack_pack_uint32(pk, r->page_tokens);
+    msgpack_pack_uint32(pk, P);
     pack_key(e, "lora_id");
     msgpack_pack_nil(pk);
     pack_key(e, "medium");
-    pack_cstr(pk, r->medium);
+    pack_cstr(pk, medium);
     if (map) {
         pack_key(e, "lora_name");
         msgpack_pack_nil(pk);
     }
+}
+
+/* Q_STORED_B: the pages' chain values, from their parent's (kept here
+ * when its STORED went by) or the record's start; each kept for the
+ * block's later events, then packed as a STORED. */
+static void pack_stored_blocks(pc_rpc_events *e, const qrec *r)
+{
+    size_t n = r->n_pages;
+    const unsigned char *p = (const unsigned char *)(r + 1);
+    const uint32_t *blk = (const uint32_t *)(const void *)(p + sizeof(pc_page_hash));
+    const uint32_t *tok = (const uint32_t *)(const void *)(p + sizeof(pc_page_hash) +
+                                                           PAD8(n * 4));
+    pc_page_hash start;
+    memcpy(&start, p, sizeof(start));
+    if (r->has_parent && r->parent != PC_CACHE_EV_NO_BLOCK) {
+        assert(r->parent < e->bh_cap); /* the cache's blocks */
+        start = e->bh[r->parent];
+    }
+    if (n > e->hs_cap) {
+        pc_page_hash *hs = realloc(e->hs, n * sizeof(*hs));
+        if (hs)
+            e->hs = hs;
+        uint64_t *lo = hs ? realloc(e->hlo, n * sizeof(*lo)) : NULL;
+        if (!lo) {
+            e->nomem = 1;
+            return;
+        }
+        e->hlo = lo;
+        e->hs_cap = n;
+    }
+    pc_page_hash_chain_from(start, tok, n, r->page_tokens, e->hs);
+    for (size_t i = 0; i < n; i++) {
+        assert(blk[i] < e->bh_cap);
+        e->bh[blk[i]] = e->hs[i];
+        e->hlo[i] = e->hs[i].lo;
+    }
+    pack_stored(e, r->medium, (const unsigned char *)e->hlo, n, r->has_parent,
+                start.lo, (const unsigned char *)tok, r->page_tokens);
+}
+
+/* One queued event into the pending batch: runs of REMOVED of one medium
+ * merge into one event. */
+static void pack_event(pc_rpc_events *e, const qrec *r)
+{
+    const unsigned char *h = (const unsigned char *)(r + 1);
+    if (!e->since_ms)
+        e->since_ms = now_ms() | 1; /* never 0: 0 means "none pending" */
+    if (r->type == Q_REMOVED || r->type == Q_REMOVED_B) {
+        uint64_t *out = rm_room(e, r->medium, r->n_pages);
+        if (!out)
+            return;
+        if (r->type == Q_REMOVED) {
+            memcpy(out, h, (size_t)r->n_pages * 8);
+        } else { /* the hashes their STORED left here */
+            const uint32_t *blk = (const uint32_t *)(const void *)h;
+            for (size_t i = 0; i < r->n_pages; i++) {
+                assert(blk[i] < e->bh_cap);
+                out[i] = e->bh[blk[i]].lo;
+            }
+        }
+        e->nrm += r->n_pages;
+        return;
+    }
+    rm_pack(e);
+    if (r->type == Q_CLEARED)
+        pack_head(e, "AllBlocksCleared", 0);
+    else if (r->type == Q_STORED_B)
+        pack_stored_blocks(e, r);
+    else
+        pack_stored(e, r->medium, h, r->n_pages, r->has_parent, r->parent,
+                    h + (size_t)r->n_pages * 8, r->page_tokens);
 }
 
 /* ---- the thread's side: the arena ------------------------------------------------- */
@@ -1074,7 +1208,23 @@ void pc_rpc_events_attach(pc_rpc_events *e, pc_cache *c)
     if (e->cache && e->cache != c)
         pc_cache_set_event_fn(e->cache, NULL, NULL);
     e->cache = c;
-    if (c)
+    if (!c)
+        return;
+    /* The thread hashes pool pages and keeps each block's chain value
+     * (16 bytes a block, touched as blocks are used): the loop does not.
+     * A table is only replaced once the thread is done with the old one. */
+    pc_cache_desc d;
+    pc_cache_describe(c, &d);
+    if (e->bh && e->bh_cap < d.capacity) {
+        (void)pc_rpc_events_flush(e);
+        free(e->bh);
+        e->bh = NULL;
+    }
+    if (!e->bh && (e->bh = calloc(d.capacity ? d.capacity : 1, sizeof(*e->bh))))
+        e->bh_cap = d.capacity;
+    if (e->bh)
+        pc_cache_set_event_fn_by_block(c, on_event, e);
+    else /* no memory for the table: the cache names the pages itself */
         pc_cache_set_event_fn(c, on_event, e);
 }
 
@@ -1109,6 +1259,9 @@ void pc_rpc_events_destroy(pc_rpc_events *e)
     free(e->fifo);
     free(e->ring);
     free(e->rm);
+    free(e->bh);
+    free(e->hs);
+    free(e->hlo);
     msgpack_sbuffer_destroy(&e->evbuf);
     free(e);
 }

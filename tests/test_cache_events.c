@@ -41,15 +41,66 @@ static long hfind(const hset *s, uint64_t h)
     return -1;
 }
 
+#define MAXB 64
+
 typedef struct model {
     hset tier[3]; /* [1] pool, [2] tier 2 */
     uint64_t stored[3], removed[3], cleared;
     const char *medium[3];
+    bool by_block;        /* the hook keeps the pool's hashes itself */
+    pc_page_hash bt[MAXB]; /*   per block, as rpc/events.c does */
+    uint64_t by_parent;   /*   STOREDs chained on from a parent's block */
 } model;
+
+static void on_event_hashes(model *m, const pc_cache_event *ev);
+
+/* A by-block event: what rpc/events.c's thread does, then the checks of
+ * an event with hashes.  STORED: the chain goes on from the parent
+ * block's kept value, or from start; each new block keeps its value. */
+static void on_event_blocks(model *m, const pc_cache_event *ev)
+{
+    cr_assert(m->by_block);
+    cr_assert_eq(ev->tier, 1, "tier 2 names its pages by hash");
+    cr_assert_null(ev->hashes);
+    uint64_t lo[8 * MAXB];
+    cr_assert_leq(ev->n_pages, 8 * MAXB);
+    pc_cache_event h = *ev;
+    h.hashes = lo;
+    if (ev->type == PC_CACHE_EV_STORED) {
+        pc_page_hash start = ev->start, out[8 * MAXB];
+        if (ev->has_parent && ev->parent_block != PC_CACHE_EV_NO_BLOCK) {
+            cr_assert_lt(ev->parent_block, MAXB);
+            start = m->bt[ev->parent_block];
+            m->by_parent++;
+        }
+        pc_page_hash_chain_from(start, ev->tokens + ev->first_page * P,
+                                ev->n_pages, P, out);
+        for (size_t i = 0; i < ev->n_pages; i++) {
+            cr_assert_lt(ev->blocks[i], MAXB);
+            m->bt[ev->blocks[i]] = out[i];
+            lo[i] = out[i].lo;
+        }
+        h.parent = start.lo;
+    } else {
+        for (size_t i = 0; i < ev->n_pages; i++) {
+            cr_assert_lt(ev->blocks[i], MAXB);
+            lo[i] = m->bt[ev->blocks[i]].lo;
+        }
+    }
+    on_event_hashes(m, &h);
+}
 
 static void on_event(void *ctx, const pc_cache_event *ev)
 {
     model *m = ctx;
+    if (ev->type != PC_CACHE_EV_CLEARED && ev->blocks)
+        on_event_blocks(m, ev);
+    else
+        on_event_hashes(m, ev);
+}
+
+static void on_event_hashes(model *m, const pc_cache_event *ev)
+{
     if (ev->type == PC_CACHE_EV_CLEARED) {
         m->tier[1].n = m->tier[2].n = 0;
         m->cleared++;
@@ -175,7 +226,7 @@ static void quota_evicted_of(void *ctx, const char *name, uint64_t v)
 
 /* tier2: a host pool (file tier), or a cuda pool on the fake device
  * (page-locked host tier) with cuda; else a pool without a second tier. */
-static void run(uint64_t seed, bool tier2, int steps, bool cuda)
+static void run(uint64_t seed, bool tier2, int steps, bool cuda, bool by_block)
 {
     uint64_t rng = seed;
     pc_cache *c = mk(24, tier2 ? 16 : 0, cuda ? PC_POOL_CUDA
@@ -189,7 +240,11 @@ static void run(uint64_t seed, bool tier2, int steps, bool cuda)
         cr_assert_str_eq(m->medium[2], cuda ? "CPU" : "DISK");
     else
         cr_assert_null(m->medium[2]);
-    pc_cache_set_event_fn(c, on_event, m);
+    m->by_block = by_block;
+    if (by_block)
+        pc_cache_set_event_fn_by_block(c, on_event, m);
+    else
+        pc_cache_set_event_fn(c, on_event, m);
     /* namespace b under a quota: its inserts evict its own pages (radix's
      * quota hook, which names blocks only) */
     pc_cache_quota q = {"b", 6, 0};
@@ -256,6 +311,8 @@ static void run(uint64_t seed, bool tier2, int steps, bool cuda)
     uint64_t quota_evicted = 0;
     pc_cache_stats_visit(c, quota_evicted_of, &quota_evicted);
     cr_assert_gt(quota_evicted, 0, "no quota eviction");
+    if (by_block)
+        cr_assert_gt(m->by_parent, 0, "no insert chained on from a block");
     if (tier2) {
         uint64_t promoted = 0;
         pc_cache_stats_visit(c, promoted_of, &promoted);
@@ -270,19 +327,31 @@ static void run(uint64_t seed, bool tier2, int steps, bool cuda)
 Test(cache_events, random_workload_with_tier2)
 {
     for (uint64_t seed = 1; seed <= 6; seed++)
-        run(seed, true, 1500, false);
+        run(seed, true, 1500, false, false);
 }
 
 Test(cache_events, random_workload_pool_only)
 {
     for (uint64_t seed = 11; seed <= 14; seed++)
-        run(seed, false, 1500, false);
+        run(seed, false, 1500, false, false);
 }
 
 Test(cache_events, random_workload_cuda_pool_and_host_tier)
 {
     for (uint64_t seed = 21; seed <= 23; seed++)
-        run(seed, true, 1500, true);
+        run(seed, true, 1500, true, false);
+}
+
+/* rpc/events.c's mode: the pool's pages named by their blocks, hashed by
+ * the hook; tier 2's by hash as before.  The same workloads, the same
+ * agreement with the cache's content after every step. */
+Test(cache_events, random_workload_by_block)
+{
+    for (uint64_t seed = 31; seed <= 34; seed++)
+        run(seed, true, 1500, false, true);
+    for (uint64_t seed = 41; seed <= 43; seed++)
+        run(seed, false, 1500, false, true);
+    run(51, true, 1500, true, true);
 }
 
 /* Inserts name only the new pages, with their parent; a duplicate insert
