@@ -10,7 +10,10 @@
  *     events   --kv_events_endpoint=tcp://127.0.0.1:PORT and a forked SUB
  *     all      both at once, with both consumers
  *   then: cycle p50 (1 client) and cycle throughput (8 clients) of each
- *   observer against "off", medians over the rounds.
+ *   observer against "off", medians over the rounds; the throughput the
+ *   CPU the observer adds implies (the cores are saturated: steadier than
+ *   throughput itself); and with events, the floor: libzmq moving the
+ *   runs' event bytes PUB -> SUB with nothing else (events_floor).
  *
  * Each measurement is a whole child rpc_bench (its own daemon, workers and
  * warm-up), so this file needs nothing of rpc_bench.c's state: it reads the
@@ -444,6 +447,7 @@ int rpc_bench_observers_main(int argc, char **argv)
     close(jfd);
     double p50[MAX_OBS + 1][MAX_ROUNDS], rate[MAX_OBS + 1][MAX_ROUNDS];
     double cpu[MAX_OBS + 1][MAX_ROUNDS], cons[MAX_OBS + 1][MAX_ROUNDS];
+    double rpi[MAX_OBS + 1][MAX_ROUNDS]; /* requests per insert (per cycle) */
     double ev_ins[MAX_ROUNDS * MAX_OBS], ev_batch[MAX_ROUNDS * MAX_OBS];
     size_t nev = 0; /* the events runs' bytes per insert and per batch */
     for (size_t r = 0; r < rounds; r++)
@@ -456,6 +460,7 @@ int rpc_bench_observers_main(int argc, char **argv)
             rate[o][r] = f.rate;
             cpu[o][r] = f.cpu_us;
             cons[o][r] = f.cons_us;
+            rpi[o][r] = f.inserts > 0 ? f.reqs / f.inserts : 0;
             if (obs && publishes_events(obs) && f.inserts > 0 && f.ev_batches > 0) {
                 ev_ins[nev] = f.ev_bytes / f.inserts;
                 ev_batch[nev++] = f.ev_bytes / f.ev_batches;
@@ -470,28 +475,35 @@ int rpc_bench_observers_main(int argc, char **argv)
     unlink(json);
     double base_p50 = median(p50[0], rounds), base_rate = median(rate[0], rounds);
     double base_cpu = median(cpu[0], rounds);
+    /* With 8 clients both cores are saturated: a cycle without the
+     * observer costs ncpu / throughput of CPU, and whatever the observer
+     * adds (the daemon's CPU, the consumers') comes out of throughput.
+     * That estimate moves far less from run to run than throughput. */
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    double all_us = (double)ncpu / base_rate * 1e6;
     printf("observer   cycle p50 (us)  vs off   cycle tput 8 cl. (/s)  vs off   "
-           "daemon CPU (us/req)  vs off   consumers' CPU (us/req)\n");
+           "daemon CPU (us/req)  vs off   consumers' CPU (us/req)   "
+           "CPU-implied tput\n");
     printf("off        %14.1f          %21.0f          %19.2f\n", base_p50,
            base_rate, base_cpu);
     for (size_t o = 1; o <= nuse; o++) {
         double a = median(p50[o], rounds), b = median(rate[o], rounds);
         double c = median(cpu[o], rounds), d = median(cons[o], rounds);
-        printf("%-10s %14.1f  %+6.1f%%  %21.0f  %+6.1f%%  %19.2f  %+6.1f%%  %23.2f\n",
+        double extra = (c - base_cpu + d) * median(rpi[o], rounds); /* per cycle */
+        printf("%-10s %14.1f  %+6.1f%%  %21.0f  %+6.1f%%  %19.2f  %+6.1f%%  %23.2f   "
+               "%+15.1f%%\n",
                use[o - 1]->name, a, 100 * (a / base_p50 - 1), b,
-               100 * (b / base_rate - 1), c, 100 * (c / base_cpu - 1), d);
+               100 * (b / base_rate - 1), c, 100 * (c / base_cpu - 1), d,
+               100 * (all_us / (all_us + extra) - 1));
     }
     printf("(medians of %zu rounds, each a whole rpc_bench run on its own daemon; "
-           "target: within 5%%)\n", rounds);
-    if (nev) {
-        /* With 8 clients both cores are saturated: a cycle without events
-         * costs ncpu / throughput of CPU, and anything publishing adds
-         * comes out of that throughput. */
+           "target: within 5%%; CPU-implied: %ld CPUs / %.0f cycles/s = %.1f us "
+           "of CPU per cycle without observers, against the CPU the observer adds "
+           "per cycle)\n", rounds, ncpu, base_rate, all_us);
+    if (nev) { /* the same arithmetic for the transport alone */
         double per_ins = median(ev_ins, nev), batch = median(ev_batch, nev);
         double pub_ns, sub_ns;
         events_floor((size_t)batch, per_ins * base_rate, &pub_ns, &sub_ns);
-        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-        double all_us = (double)ncpu / base_rate * 1e6;
         double pub_us = pub_ns * per_ins / 1e3, sub_us = sub_ns * per_ins / 1e3;
         printf("the floor on this machine: libzmq alone, moving the runs' %.0f bytes "
                "of events per insert (batches of %.0f KB at %.1f MB/s) from a PUB to "

@@ -312,8 +312,9 @@ int pc_cache_flush_ns(pc_cache *c, const void *ns, size_t ns_len,
  *            by a promotion (pool), or demoted into tier 2
  *   REMOVED  the pages with hashes[0..n_pages) are no longer held by
  *            `medium`: evicted (allocation, watermark, flush, a namespace
- *            quota: those are named from a per-block copy of the hash kept
- *            while a hook is set, 8 bytes a block), or dropped
+ *            quota: those are named from a per-block copy of the chain
+ *            value kept while a hook is set, 16 bytes a block; a by-block
+ *            hook keeps it itself, below), or dropped
  *            by tier 2 (its LRU, a flush, a failed promotion)
  *   CLEARED  nothing is held anywhere any more (a flush of everything that
  *            left nothing pinned or busy)

@@ -6,9 +6,12 @@
  *   loop thread                        events thread (owns PUB, ROUTER, arena)
  *   ───────────                        ───────────────────────────────────────
  *   cache hook ─► on_event: the raw    wakes on the eventfd (idle -> busy, the
- *     event (hashes, token ids) ─┐       queue a quarter full, flush, stop), a
- *                                ▼       replay request, or the batch's due time
- *            q: SPSC byte ring ───────► drain: pack each event into evbuf
+ *     event (pool blocks or, for   ┐     queue a quarter full, flush, stop), a
+ *     tier 2, hashes; token ids)   ▼     replay request, or the batch's due time
+ *            q: SPSC byte ring ───────► drain: hash a STORED's pool pages on
+ *                                          from bh[parent block] (bh: each
+ *                                          block's chain value), name a
+ *                                          REMOVED's from bh; pack into evbuf
  *   tick: lost pages; interval 0:  ──►  publish (interval_ms old, 1 MiB, flush,
  *     a round mark                       a round mark): head in place ─►
  *   flush: wake it, wait for it          with replay: a copy in the arena, kept
@@ -27,8 +30,11 @@
  * Why a thread: packing ~2,000 token ids per insert, copying the batch and
  * page-faulting fresh memory for it cost the daemon's single-threaded loop
  * a fifth of its time on an insert-heavy load (rpc_bench); now the loop
- * copies the raw event into the queue (9 KB for 128 pages: ~2 us on a slow
- * VM) and goes on.
+ * copies the raw event into the queue (8.5 KB for 128 pages: ~1-2 us on a
+ * slow VM) and goes on.  The chain hash of the new pages, and the 16-byte
+ * value kept per block to go on from it and to name the page when it
+ * goes, are the thread's too (the cache's by-block hook, cache.h): the
+ * loop keeps one bit a block.
  * vLLM's publisher runs on a thread of its own too.  Why an arena: a
  * malloc'd megabyte per batch, freed when libzmq was done, came back from
  * the allocator as fresh pages every time.  The thread's packing is the
