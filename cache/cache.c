@@ -689,13 +689,16 @@ static void set_event_fn(pc_cache *c, pc_cache_event_fn fn, void *ctx,
 {
     if (!c)
         return;
+    size_t words = c->capacity / 64 + 1;
+    if (fn && by_block && !c->seen) /* without it, the cache names pages */
+        by_block = (c->seen = calloc(words, sizeof(*c->seen))) != NULL;
     if (fn && by_block) { /* the hook keeps the hashes: a bit a block here */
         free(c->bhash);
         c->bhash = NULL;
-        if (!c->seen)
-            c->seen = calloc(c->capacity / 64 + 1, sizeof(*c->seen));
-        else if (!c->ev_fn || !c->ev_by_block) /* pages cached meanwhile */
-            memset(c->seen, 0, (c->capacity / 64 + 1) * sizeof(*c->seen));
+        /* A bit says "this hook has the block's value": a new hook (or the
+         * same one with a new context) has none of them. */
+        if (fn != c->ev_fn || ctx != c->ev_ctx || !c->ev_by_block)
+            memset(c->seen, 0, words * sizeof(*c->seen));
     } else if (fn) {
         free(c->seen);
         c->seen = NULL;
@@ -937,7 +940,8 @@ void pc_cache_flush_all(pc_cache *c, size_t *evicted, size_t *tier2)
         if (fn) { /* will nothing be left?  Pinned pages and busy slots stay */
             pc_radix_stats rs;
             pc_radix_stats_get(c->tree, &rs);
-            clear = rs.protected_pages == 0;
+            /* pages a namespace's reserve holds back stay too */
+            clear = rs.protected_pages == 0 && rs.reserved_pages == 0;
             if (c->tier) {
                 pc_tier_stats ts;
                 pc_tier_stats_get(c->tier, &ts);

@@ -372,11 +372,17 @@ void pc_cache_set_event_fn(pc_cache *c, pc_cache_event_fn fn, void *ctx);
  * hash of an insert's new pages nor a 16-byte copy of it per block.  A
  * tier-1 STORED comes with hashes NULL and blocks[] (the new pages' pool
  * blocks) instead, and parent_block (the block of the page before, whose
- * STORED the hook had: its hash is the chain's value there) or start (the
- * chain's value there); the hook keeps each block's 128-bit chain value
- * until the block's REMOVED.  A tier-1 REMOVED comes with blocks[] whose
- * STORED the hook had (or, for pages it never had, with hashes computed
- * here).  Tier-2 events are as above.  The cache keeps one bit a block.
+ * STORED the hook had: the chain's value there is the one it kept) or,
+ * when that is PC_CACHE_EV_NO_BLOCK, start (the chain's value there; the
+ * namespace's h[-1] for a prefix's first page); the hook keeps each
+ * block's 128-bit chain value until the block's REMOVED.  A tier-1
+ * REMOVED of an eviction comes with blocks[] when the hook had every one
+ * of its pages stored; else, and for pages demoted into tier 2, with
+ * hashes computed here (the cache then rehashes the prefix on the
+ * caller's thread, as it does for a prefix cached before the hook was
+ * set).  Tier-2 events are as above.  The cache keeps one bit a block;
+ * setting a different hook (or context) forgets them all.  Without memory
+ * for the bits the hook is set as by pc_cache_set_event_fn.
  */
 void pc_cache_set_event_fn_by_block(pc_cache *c, pc_cache_event_fn fn,
                                     void *ctx);
@@ -392,8 +398,9 @@ const char *pc_cache_medium(const pc_cache *c, int tier);
 uint64_t pc_cache_events_lost(const pc_cache *c);
 
 /* Flush everything: evict every unpinned page of the pool (not into tier
- * 2) and drop every idle page of tier 2.  With a hook: one CLEARED when
- * nothing is left in either, else REMOVED for what went.  *evicted and
+ * 2) that no namespace reserve holds back, and drop every idle page of
+ * tier 2.  With a hook: one CLEARED when nothing is left in either, else
+ * REMOVED for what went.  *evicted and
  * *tier2 (may be NULL) get the counts. */
 void pc_cache_flush_all(pc_cache *c, size_t *evicted, size_t *tier2);
 

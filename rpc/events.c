@@ -50,7 +50,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <assert.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -182,8 +181,7 @@ struct pc_rpc_events {
     pc_page_hash *bh;      /* per pool block: its page's chain value (the
                             * by-block hook's; written and read here only) */
     uint32_t bh_cap;
-    pc_page_hash *hs;      /* one STORED_B's chain values */
-    uint64_t *hlo;         /*   and their block hashes */
+    uint64_t *hlo;         /* one STORED_B's block hashes */
     size_t hs_cap;
     char rm_medium[10];
     int nomem;
@@ -208,6 +206,7 @@ struct pc_rpc_events {
     /* counters: the thread's, read by the loop (STATS) */
     atomic_uint_fast64_t batches, events, bytes, send_failed, replays, replay_dropped,
         lost_pages, queue_waits;
+    atomic_uint_fast64_t lost_here; /* pages the thread could not name */
 };
 
 static const char *const FORMATS[] = {"map", "array"};
@@ -588,27 +587,47 @@ static void pack_stored(pc_rpc_events *e, const char *medium,
     }
 }
 
+/* Are blocks b[0..n) (and parent, unless NO_BLOCK) in the table?  The
+ * cache's blocks always are; a record that is not cannot be named (its
+ * pages counted lost) rather than read or write past the table. */
+static bool in_table(pc_rpc_events *e, const uint32_t *b, size_t n, uint64_t parent)
+{
+    bool ok = parent == PC_CACHE_EV_NO_BLOCK || parent < e->bh_cap;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = b[i] < e->bh_cap;
+    if (!ok)
+        atomic_fetch_add(&e->lost_here, n);
+    return ok;
+}
+
 /* Q_STORED_B: the pages' chain values, from their parent's (kept here
- * when its STORED went by) or the record's start; each kept for the
- * block's later events, then packed as a STORED. */
+ * when its STORED went by) or the record's start, each kept for the
+ * block's later events (before anything can fail: a later record chains
+ * on from them), then packed as a STORED. */
 static void pack_stored_blocks(pc_rpc_events *e, const qrec *r)
 {
     size_t n = r->n_pages;
+    uint32_t P = r->page_tokens;
     const unsigned char *p = (const unsigned char *)(r + 1);
     const uint32_t *blk = (const uint32_t *)(const void *)(p + sizeof(pc_page_hash));
     const uint32_t *tok = (const uint32_t *)(const void *)(p + sizeof(pc_page_hash) +
                                                            PAD8(n * 4));
-    pc_page_hash start;
+    if (!in_table(e, blk, n, r->has_parent ? r->parent : PC_CACHE_EV_NO_BLOCK))
+        return;
+    pc_page_hash start, h, part[64];
     memcpy(&start, p, sizeof(start));
-    if (r->has_parent && r->parent != PC_CACHE_EV_NO_BLOCK) {
-        assert(r->parent < e->bh_cap); /* the cache's blocks */
+    if (r->has_parent && r->parent != PC_CACHE_EV_NO_BLOCK)
         start = e->bh[r->parent];
+    h = start;
+    for (size_t i = 0; i < n; i += 64) {
+        size_t m = n - i < 64 ? n - i : 64;
+        pc_page_hash_chain_from(h, tok + i * P, m, P, part);
+        for (size_t j = 0; j < m; j++)
+            e->bh[blk[i + j]] = part[j];
+        h = part[m - 1];
     }
     if (n > e->hs_cap) {
-        pc_page_hash *hs = realloc(e->hs, n * sizeof(*hs));
-        if (hs)
-            e->hs = hs;
-        uint64_t *lo = hs ? realloc(e->hlo, n * sizeof(*lo)) : NULL;
+        uint64_t *lo = realloc(e->hlo, n * sizeof(*lo));
         if (!lo) {
             e->nomem = 1;
             return;
@@ -616,14 +635,10 @@ static void pack_stored_blocks(pc_rpc_events *e, const qrec *r)
         e->hlo = lo;
         e->hs_cap = n;
     }
-    pc_page_hash_chain_from(start, tok, n, r->page_tokens, e->hs);
-    for (size_t i = 0; i < n; i++) {
-        assert(blk[i] < e->bh_cap);
-        e->bh[blk[i]] = e->hs[i];
-        e->hlo[i] = e->hs[i].lo;
-    }
+    for (size_t i = 0; i < n; i++)
+        e->hlo[i] = e->bh[blk[i]].lo;
     pack_stored(e, r->medium, (const unsigned char *)e->hlo, n, r->has_parent,
-                start.lo, (const unsigned char *)tok, r->page_tokens);
+                start.lo, (const unsigned char *)tok, P);
 }
 
 /* One queued event into the pending batch: runs of REMOVED of one medium
@@ -641,10 +656,10 @@ static void pack_event(pc_rpc_events *e, const qrec *r)
             memcpy(out, h, (size_t)r->n_pages * 8);
         } else { /* the hashes their STORED left here */
             const uint32_t *blk = (const uint32_t *)(const void *)h;
-            for (size_t i = 0; i < r->n_pages; i++) {
-                assert(blk[i] < e->bh_cap);
+            if (!in_table(e, blk, r->n_pages, PC_CACHE_EV_NO_BLOCK))
+                return;
+            for (size_t i = 0; i < r->n_pages; i++)
                 out[i] = e->bh[blk[i]].lo;
-            }
         }
         e->nrm += r->n_pages;
         return;
@@ -1218,19 +1233,20 @@ void pc_rpc_events_attach(pc_rpc_events *e, pc_cache *c)
         return;
     /* The thread hashes pool pages and keeps each block's chain value
      * (16 bytes a block, touched as blocks are used): the loop does not.
-     * A table is only replaced once the thread is done with the old one. */
+     * A table is replaced only once the thread is done with the old one;
+     * without a table the cache names the pages itself. */
     pc_cache_desc d;
     pc_cache_describe(c, &d);
-    if (e->bh && e->bh_cap < d.capacity) {
-        (void)pc_rpc_events_flush(e);
+    if (e->bh && e->bh_cap < d.capacity && pc_rpc_events_flush(e) == 0) {
         free(e->bh);
         e->bh = NULL;
+        e->bh_cap = 0;
     }
     if (!e->bh && (e->bh = calloc(d.capacity ? d.capacity : 1, sizeof(*e->bh))))
         e->bh_cap = d.capacity;
-    if (e->bh)
+    if (e->bh && e->bh_cap >= d.capacity)
         pc_cache_set_event_fn_by_block(c, on_event, e);
-    else /* no memory for the table: the cache names the pages itself */
+    else
         pc_cache_set_event_fn(c, on_event, e);
 }
 
@@ -1266,7 +1282,6 @@ void pc_rpc_events_destroy(pc_rpc_events *e)
     free(e->ring);
     free(e->rm);
     free(e->bh);
-    free(e->hs);
     free(e->hlo);
     msgpack_sbuffer_destroy(&e->evbuf);
     free(e);
@@ -1296,6 +1311,6 @@ void pc_rpc_events_stats_get(const pc_rpc_events *e, pc_rpc_events_stats *out)
     out->send_failed = atomic_load(&m->send_failed);
     out->replays = atomic_load(&m->replays);
     out->replay_dropped = atomic_load(&m->replay_dropped);
-    out->lost_pages = atomic_load(&m->lost_pages);
+    out->lost_pages = atomic_load(&m->lost_pages) + atomic_load(&m->lost_here);
     out->queue_waits = atomic_load(&m->queue_waits);
 }
