@@ -196,7 +196,8 @@ def main():
     args = [daemon, f"--endpoint={ep}", f"--shm_name=/pc-kvev-{os.getpid()}",
             "--pool_backend=host", "--pool_blocks=40", "--layers=1",
             "--kv_heads=1", "--head_dim=8", f"--page_tokens={page_tokens}",
-            "--tier2_bytes=1KiB", f"--tier2_path={tmp}",
+            # 8 blocks of 32 bytes a token (1 layer, 1 head of 8, fp16)
+            f"--tier2_bytes={8 * page_tokens * 32}", f"--tier2_path={tmp}",
             f"--kv_events_endpoint={ev_ep}",
             f"--kv_events_replay_endpoint={rp_ep}",
             "--kv_events_buffer=1000000", f"--kv_events_format={fmt}",
