@@ -182,7 +182,7 @@ struct pc_rpc_events {
                             * by-block hook's; written and read here only) */
     uint32_t bh_cap;
     uint64_t *hlo;         /* one STORED_B's block hashes */
-    size_t hs_cap;
+    size_t hlo_cap;
     char rm_medium[10];
     int nomem;
     uint64_t seq;          /* the next batch's */
@@ -626,14 +626,14 @@ static void pack_stored_blocks(pc_rpc_events *e, const qrec *r)
             e->bh[blk[i + j]] = part[j];
         h = part[m - 1];
     }
-    if (n > e->hs_cap) {
+    if (n > e->hlo_cap) {
         uint64_t *lo = realloc(e->hlo, n * sizeof(*lo));
         if (!lo) {
             e->nomem = 1;
             return;
         }
         e->hlo = lo;
-        e->hs_cap = n;
+        e->hlo_cap = n;
     }
     for (size_t i = 0; i < n; i++)
         e->hlo[i] = e->bh[blk[i]].lo;
