@@ -104,7 +104,8 @@ static struct {
     const char *json, *daemon;
     bool keep; /* keep the run directory */
     unsigned inject; /* 1 in N new pages written wrong (the detector's test) */
-} C = {4, 10, 300, 0, 500, 160, 5000, 1, NULL, PC_DAEMON_PATH, false, 0};
+    bool events;     /* KV events on, with a subscriber (--events) */
+} C = {4, 10, 300, 0, 500, 160, 5000, 1, NULL, PC_DAEMON_PATH, false, 0, false};
 
 static void usage(FILE *f)
 {
@@ -112,7 +113,7 @@ static void usage(FILE *f)
             "usage: soak [--clients N] [--seconds S] [--kill-every-ms MS]\n"
             "            [--restart-every-ms MS] [--ttl-ms MS] [--pool-blocks N]\n"
             "            [--rpc-timeout-ms MS] [--seed N] [--json PATH]\n"
-            "            [--daemon PATH] [--keep] [--inject-corruption N]\n"
+            "            [--daemon PATH] [--keep] [--inject-corruption N] [--events]\n"
             "Phase \"kill\" (always): N clients for S seconds, one SIGKILLed every\n"
             "~kill-every-ms (0: never).  Phase \"restart\" (restart-every-ms > 0):\n"
             "the same for another S seconds, the daemon SIGKILLed and restarted\n"
@@ -120,6 +121,9 @@ static void usage(FILE *f)
             "2 on a usage error.  --keep keeps the run directory (daemon log).\n"
             "--inject-corruption N: 1 in N new pages is written with wrong bytes\n"
             "(a test of the checker: the run must then fail).\n"
+            "--events: KV events on (a PUB and a replay socket in the run\n"
+            "directory) and a subscriber reading them throughout; each phase\n"
+            "then also wants batches published and none of its pages unnamed.\n"
             "SOAK_DEBUG=1 in the environment: a line per client connect, hello,\n"
             "error and daemon restart, with times.\n");
 }
@@ -136,6 +140,7 @@ typedef struct slot {
 
 typedef struct shared {
     uint64_t stop;
+    uint64_t ev_batches; /* KV-event batches the subscriber got (--events) */
     slot s[MAX_CLIENTS];
 } shared;
 
@@ -148,6 +153,7 @@ static shared *g_sh;
 static char g_dir[64], g_endpoint[160], g_log[128], g_pool[256], g_shm_path[300];
 static pid_t g_daemon_pid;
 static pid_t g_client_pid[MAX_CLIENTS];
+static pid_t g_sub_pid; /* the KV-events subscriber (--events) */
 static uint64_t g_block_bytes, g_capacity;
 
 static void sleep_ms(unsigned ms)
@@ -171,14 +177,43 @@ static void on_die(void)
     for (int i = 0; i < MAX_CLIENTS; i++)
         if (g_client_pid[i] > 0)
             kill(g_client_pid[i], SIGKILL), waitpid(g_client_pid[i], NULL, 0);
+    if (g_sub_pid > 0)
+        kill(g_sub_pid, SIGKILL), waitpid(g_sub_pid, NULL, 0);
     if (g_pool[0])
         shm_unlink(g_pool);
     fprintf(stderr, "soak: run directory kept: %s\n", g_dir);
 }
 
+/* --events: a SUB on the daemon's events socket, counting batches (three
+ * frames each) in the shared page, across restarts (libzmq reconnects to
+ * the new daemon's socket), until killed. */
+static pid_t spawn_subscriber(void)
+{
+    pid_t parent = getpid(), pid = fork();
+    if (pid < 0)
+        bench_die("fork: %s", strerror(errno));
+    if (pid > 0)
+        return pid;
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(0);
+    char ep[300];
+    snprintf(ep, sizeof ep, "ipc://%s/events.sock", g_dir);
+    void *ctx = zmq_ctx_new(), *sub = ctx ? zmq_socket(ctx, ZMQ_SUB) : NULL;
+    if (!sub || zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0) || zmq_connect(sub, ep))
+        _exit(1);
+    for (;;) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, sub, 0) >= 0 && !zmq_msg_more(&m))
+            ADD(g_sh, ev_batches, 1);
+        zmq_msg_close(&m);
+    }
+}
+
 static pid_t spawn_daemon(void)
 {
-    char a[12][200];
+    char a[14][200];
     int k = 0;
     snprintf(a[k++], sizeof a[0], "--endpoint=%s", g_endpoint);
     snprintf(a[k++], sizeof a[0], "--pool_backend=host");
@@ -190,7 +225,12 @@ static pid_t spawn_daemon(void)
     snprintf(a[k++], sizeof a[0], "--page_tokens=%u", PAGE_TOKENS);
     snprintf(a[k++], sizeof a[0], "--lease_ttl_ms=%u", C.ttl_ms);
     snprintf(a[k++], sizeof a[0], "--log_level=info");
-    char *argv[14];
+    if (C.events) {
+        snprintf(a[k++], sizeof a[0], "--kv_events_endpoint=ipc://%s/events.sock", g_dir);
+        snprintf(a[k++], sizeof a[0], "--kv_events_replay_endpoint=ipc://%s/replay.sock",
+                 g_dir);
+    }
+    char *argv[16];
     argv[0] = (char *)C.daemon;
     for (int i = 0; i < k; i++)
         argv[i + 1] = a[i];
@@ -899,6 +939,15 @@ static void run_phase(phase *ph, uint64_t *rng)
          ph->check == INT64_MIN ? (int64_t)-999 : ph->check);
     crit(ph, ph->sum.verified > 0 && ph->sum.hit_pages > 0,
          "pages verified: %" PRIu64 " (want > 0)", ph->sum.verified);
+    if (C.events) { /* every page named; a subscriber that keeps up */
+        uint64_t evb = stat_of(&ph->st, "events.batches"),
+                 lost = stat_of(&ph->st, "events.lost_pages");
+        crit(ph, evb != UINT64_MAX && evb > 0 && lost == 0,
+             "kv events: %" PRIu64 " batches, %" PRIu64 " pages unnamed (want > 0, 0)",
+             evb, lost);
+        crit(ph, GET(g_sh->ev_batches) > 0, "batches the subscriber got: %" PRIu64
+             " (want > 0)", GET(g_sh->ev_batches));
+    }
     if (!ph->restarts) {
         uint64_t ev = stat_of(&ph->st, "tree.evicted_pages");
         crit(ph, ev != UINT64_MAX && ev > 0, "pages evicted: %" PRIu64 " (want > 0: the pool "
@@ -1072,6 +1121,8 @@ static void parse(int argc, char **argv)
             C.json = v;
         else if (OPT("--daemon"))
             C.daemon = v;
+        else if (!strcmp(a, "--events"))
+            C.events = true;
         else
             bench_usage_die("unknown argument %s", a);
 #undef OPT
@@ -1117,6 +1168,8 @@ int main(int argc, char **argv)
     bench_say("daemon %s on %s, pool %s: %" PRIu64 " blocks of %" PRIu64 " bytes, TTL %u ms",
               C.daemon, g_endpoint, g_pool, g_capacity, g_block_bytes, C.ttl_ms);
 
+    if (C.events)
+        g_sub_pid = spawn_subscriber();
     uint64_t rng = bench_mix64(C.seed ^ 0x5eed);
     phase ph[2] = {{.name = "kill", .restarts = false, .seconds = C.seconds},
                    {.name = "restart", .restarts = true, .seconds = C.seconds}};
@@ -1127,6 +1180,11 @@ int main(int argc, char **argv)
             break;
     }
 
+    if (g_sub_pid > 0) {
+        kill(g_sub_pid, SIGKILL);
+        waitpid(g_sub_pid, NULL, 0);
+        g_sub_pid = 0;
+    }
     /* the end: SIGTERM, exit 0, the pool and the socket removed */
     bool clean = false;
     unsigned san = 0;
