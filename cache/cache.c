@@ -798,27 +798,21 @@ static void evicted_to_pool(void *ctx, uint32_t block)
 static void evicted_named(void *ctx, const pc_radix_evicted *e)
 {
     pc_cache *c = ctx;
-    if (c->ev_by_block) { /* the hook knows every page it saw stored */
-        size_t seen = 0;
-        while (seen < e->n_pages && seen_get(c, e->blocks[seen]))
-            seen++;
-        if (seen == e->n_pages && seen)
-            emit_removed_blocks(c, e->ns, e->ns_len, e->blocks, e->n_pages);
-        else if (hash_evicted(c, e))
-            emit_evicted(c, e);
-        for (size_t i = 0; i < e->n_pages; i++)
-            evicted_to_pool(c, e->blocks[i]);
-        return;
-    }
-    /* The pages' own hashes, kept when they were stored, name them: no
-     * need to rehash the whole prefix (REMOVED carries no parent). */
+    /* Pages the hook already knows are named without rehashing the whole
+     * prefix (REMOVED carries no parent): a by-block hook's by their
+     * blocks, another's by the hashes kept when they were stored. */
     size_t known = 0;
-    if (c->bhash && ebuf_reserve(c, e->n_pages) == 0)
+    if (c->ev_by_block)
+        while (known < e->n_pages && seen_get(c, e->blocks[known]))
+            known++;
+    else if (c->bhash && ebuf_reserve(c, e->n_pages) == 0)
         while (known < e->n_pages && bhash_known(c, e->blocks[known])) {
             c->ebuf[known] = c->bhash[e->blocks[known]].lo;
             known++;
         }
-    if (known == e->n_pages && known)
+    if (known == e->n_pages && known && c->ev_by_block)
+        emit_removed_blocks(c, e->ns, e->ns_len, e->blocks, e->n_pages);
+    else if (known == e->n_pages && known)
         emit_removed(c, 1, e->ns, e->ns_len, c->ebuf, e->n_pages);
     else if (hash_evicted(c, e))
         emit_evicted(c, e);
@@ -827,21 +821,17 @@ static void evicted_named(void *ctx, const pc_radix_evicted *e)
 }
 
 /* A quota eviction (radix's hook) reports block ids only: with a hook, the
- * block's hash was kept when the page was stored (bhash). */
+ * block names the page (by-block), or its hash was kept when the page was
+ * stored (bhash). */
 static void evicted_quota(void *ctx, uint32_t block)
 {
     pc_cache *c = ctx;
-    if (c->ev_fn && c->ev_by_block) {
-        if (seen_get(c, block))
-            emit_removed_blocks(c, NULL, 0, &block, 1);
-        else
-            c->ev_lost++;
-    } else if (c->ev_fn) {
-        if (c->bhash && bhash_known(c, block))
-            emit_removed(c, 1, NULL, 0, &c->bhash[block].lo, 1);
-        else
-            c->ev_lost++;
-    }
+    if (c->ev_fn && c->ev_by_block && seen_get(c, block))
+        emit_removed_blocks(c, NULL, 0, &block, 1);
+    else if (c->ev_fn && !c->ev_by_block && c->bhash && bhash_known(c, block))
+        emit_removed(c, 1, NULL, 0, &c->bhash[block].lo, 1);
+    else if (c->ev_fn)
+        c->ev_lost++;
     evicted_to_pool(c, block);
 }
 
