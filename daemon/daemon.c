@@ -718,7 +718,6 @@ fail:
     return rc;
 }
 
-/* The shorter of two poll timeouts, -1 being forever. */
 int pcd_daemon_run(pcd_daemon *d)
 {
     if (!d)

@@ -61,7 +61,9 @@ typedef struct pc_rpc_events_config {
  * config, PC_E_BUSY for an endpoint in use, PC_E_IO, PC_E_NOMEM. */
 int pc_rpc_events_create(const pc_rpc_events_config *cfg, pc_rpc_events **out);
 
-/* Publish what cache c reports from now on (its hook; NULL: stop). */
+/* Publish what cache c reports from now on (its hook; NULL: stop).  The
+ * hook is the cache's by-block one: the events thread hashes the pool's
+ * pages and keeps each block's chain value, 16 bytes a pool block. */
 void pc_rpc_events_attach(pc_rpc_events *e, pc_cache *c);
 
 /* Publish everything reported so far (the events thread packs what is
