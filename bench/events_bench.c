@@ -31,6 +31,7 @@
 
 #include "bench/common/cli.h"
 #include "bench/common/report.h"
+#include "bench/common/rng.h"
 #include "cache/cache.h"
 #include "rpc/events.h"
 
@@ -45,12 +46,6 @@ static double cpu_s(clockid_t c)
     struct timespec t;
     clock_gettime(c, &t);
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static uint64_t rng(uint64_t *s)
-{
-    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
-    return *s >> 33;
 }
 
 typedef struct one {
@@ -84,7 +79,7 @@ static one run(size_t n, bool events, const char *ep, uint64_t seed)
     uint32_t blocks[PAGES], fresh[PAGES];
     uint64_t s = seed;
     for (size_t i = 0; i < PAGES * P; i++)
-        tok[i] = (uint32_t)(rng(&s) % VOCAB);
+        tok[i] = (uint32_t)(bench_rng_next(&s) % VOCAB);
     double t0 = 0, p0 = 0;
     for (size_t it = 0; it <= n; it++) { /* 0: the shared head goes in */
         if (it == 1) {
@@ -92,7 +87,7 @@ static one run(size_t n, bool events, const char *ep, uint64_t seed)
             p0 = cpu_s(CLOCK_PROCESS_CPUTIME_ID);
         }
         for (size_t i = (PAGES - NEW) * P; i < PAGES * P; i++) /* a new tail */
-            tok[i] = (uint32_t)(rng(&s) % VOCAB);
+            tok[i] = (uint32_t)(bench_rng_next(&s) % VOCAB);
         pc_lookup_result r;
         pc_insert_result ir;
         if (pc_cache_lookup_alloc(c, "x", 1, tok, PAGES * P, 0, 0, blocks, fresh, &r) ||

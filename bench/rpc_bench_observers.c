@@ -43,6 +43,7 @@
 #include <zmq.h>
 
 #include "bench/common/cli.h"
+#include "bench/common/report.h"
 #include "rpc/client.h"
 
 #define MAX_ROUNDS 9
@@ -291,12 +292,7 @@ static figures run_child(const char *self, int argc, char **argv,
 
 /* ---- the floor of KV events: libzmq moving the bytes, nothing else -------------- */
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
+static double now_s(void) { return (double)bench_now_ns() / 1e9; }
 
 static void keep_buffer(void *data, void *hint) { (void)data, (void)hint; }
 
