@@ -26,7 +26,8 @@
 
 typedef struct got {
     uint64_t *stored, *parent, *removed; /* in order */
-    size_t nstored, nremoved, nparent, cap;
+    size_t nstored, nremoved, nparent;
+    size_t cstored, cremoved, cparent;    /* their capacities */
     size_t tokens, cleared;
     bool first_parent_nil;
 } got;
@@ -55,7 +56,7 @@ static void push(uint64_t **v, size_t *n, size_t *cap, uint64_t x)
 }
 
 /* One batch's events into g. */
-static void take(got *g, const void *payload, size_t len, size_t *caps)
+static void take(got *g, const void *payload, size_t len)
 {
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
@@ -75,16 +76,16 @@ static void take(got *g, const void *payload, size_t len, size_t *caps)
         bool stored = t->via.str.size == 11 && !memcmp(t->via.str.ptr, "BlockStored", 11);
         for (uint32_t k = 0; k < h->via.array.size; k++) {
             if (stored)
-                push(&g->stored, &g->nstored, &caps[0], h->via.array.ptr[k].via.u64);
+                push(&g->stored, &g->nstored, &g->cstored, h->via.array.ptr[k].via.u64);
             else
-                push(&g->removed, &g->nremoved, &caps[1], h->via.array.ptr[k].via.u64);
+                push(&g->removed, &g->nremoved, &g->cremoved, h->via.array.ptr[k].via.u64);
         }
         if (stored) {
             const msgpack_object *p = field(ev, "parent_block_hash");
             if (g->nstored == h->via.array.size) /* the first STORED */
                 g->first_parent_nil = p->type == MSGPACK_OBJECT_NIL;
             else
-                push(&g->parent, &g->nparent, &caps[2], p->via.u64);
+                push(&g->parent, &g->nparent, &g->cparent, p->via.u64);
             g->tokens += field(ev, "token_ids")->via.array.size;
         }
     }
@@ -175,14 +176,13 @@ static void run(uint32_t P, size_t pages, int splits_at_least)
     cr_assert_eq(pc_cache_check(c), 0);
 
     got g = {0};
-    size_t caps[3] = {0};
     while (zmq_poll(&it, 1, 200) > 0) {
         zmq_msg_t m[3];
         for (int k = 0; k < 3; k++) {
             zmq_msg_init(&m[k]);
             cr_assert_geq(zmq_msg_recv(&m[k], sub, 0), 0);
         }
-        take(&g, zmq_msg_data(&m[2]), zmq_msg_size(&m[2]), caps);
+        take(&g, zmq_msg_data(&m[2]), zmq_msg_size(&m[2]));
         for (int k = 0; k < 3; k++)
             zmq_msg_close(&m[k]);
     }

@@ -12,7 +12,7 @@ import unittest
 
 import zmq
 
-from common import find_daemon  # noqa: F401  (sets sys.path)
+from common import daemon_binary
 from prefixcache.client import Client, connect
 from prefixcache.errors import InvalidArgument, PermissionDenied, Timeout
 
@@ -25,9 +25,7 @@ def _keys():
 class CurveTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls) -> None:
-        binary = find_daemon()
-        if not binary:
-            raise unittest.SkipTest("no prefixcached (set PREFIXCACHED)")
+        binary = daemon_binary()
         cls.dir = tempfile.mkdtemp(prefix="pc-py-curve-")
         cls.srv, cls.user, cls.stranger = _keys(), _keys(), _keys()
         key_file = os.path.join(cls.dir, "server.key")

@@ -16,7 +16,7 @@ import msgpack
 import numpy as np
 import zmq
 
-from common import start_daemon
+from common import daemon_binary
 from prefixcache.daemon import Daemon
 
 import prefixcache as pc
@@ -26,10 +26,7 @@ BOUND = 8192
 
 class ReplayBound(unittest.TestCase):
     def test_oldest_batches_go_first_and_the_replay_has_no_gap(self) -> None:
-        d0 = start_daemon()  # the binary (or SkipTest), then one of our own
-        binary = d0.binary
-        d0.stop()
-        d = Daemon(binary, start=False, kv_events_interval_ms=0,
+        d = Daemon(daemon_binary(), start=False, kv_events_interval_ms=0,
                    kv_events_buffer=100000, kv_events_buffer_bytes=BOUND,
                    pool_blocks=1024)  # no eviction: STORED only
         d.knobs["kv_events_endpoint"] = f"ipc://{d.dir}/ev.sock"
@@ -102,10 +99,7 @@ class ReplayArena(unittest.TestCase):
     PAGES = 128
 
     def test_the_arena_wraps_and_replays_stay_byte_exact(self) -> None:
-        d0 = start_daemon()
-        binary = d0.binary
-        d0.stop()
-        d = Daemon(binary, start=False, kv_events_interval_ms=0,
+        d = Daemon(daemon_binary(), start=False, kv_events_interval_ms=0,
                    kv_events_buffer=100000, kv_events_buffer_bytes="4MiB",
                    pool_backend="none", page_tokens=16,
                    pool_blocks=4000 * self.PAGES + 1024)  # no eviction
